@@ -1,0 +1,8 @@
+//! Pure MCP and JSON-RPC logic for Switchboard: no I/O, builds for native and `wasm32`.
+//!
+//! The wasm filter and the control plane only call into this crate, so everything that decides
+//! what happens to a message is unit-tested natively.
+
+pub mod filter_config;
+pub mod jsonrpc;
+pub mod request;

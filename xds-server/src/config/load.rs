@@ -1,0 +1,360 @@
+//! From a file to a validated [`Gateway`], with errors an operator can act on: file, line,
+//! column, the field's path, and what was expected.
+
+use super::env::{self, Environment};
+use super::model::{Gateway, GatewayFile};
+use super::position;
+use std::fmt;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based.
+    pub line: Option<usize>,
+    /// 1-based.
+    pub column: Option<usize>,
+    /// `upstreams[0].url`; empty for the document itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: name.clone(),
+        line: None,
+        column: None,
+        path: String::new(),
+        message: format!("cannot read the file: {e}"),
+    })?;
+    load_str(&text, &name, env)
+}
+
+/// Parses and validates gateway YAML (or `mcpServers` JSON, which is YAML too).
+pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, ConfigError> {
+    let error =
+        |line: Option<usize>, column: Option<usize>, path: String, message: String| ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            path,
+            message,
+        };
+
+    let parsed: GatewayFile = if text.trim().is_empty() {
+        serde_yaml_ng::from_str("{}")
+            .map_err(|e| error(None, None, String::new(), e.to_string()))?
+    } else {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        env::with_environment(env, || serde_path_to_error::deserialize(de)).map_err(|e| {
+            let path = if e.path().iter().next().is_none() {
+                String::new()
+            } else {
+                e.path().to_string()
+            };
+            let exact = position::locate(text, &position::steps(e.path()));
+            let inner = e.into_inner();
+            let (line, column) = match (exact, inner.location()) {
+                (Some((l, c)), _) => (Some(l), Some(c)),
+                (None, Some(l)) => (Some(l.line()), Some(l.column())),
+                (None, None) => (None, None),
+            };
+            error(
+                line,
+                column,
+                path.clone(),
+                clean_message(&inner.to_string(), &path),
+            )
+        })?
+    };
+
+    let mut upstreams = parsed.upstreams;
+    if let Some(servers) = parsed.mcp_servers {
+        upstreams.extend(servers.into_upstreams());
+    }
+    env::apply_upstream_vars(&mut upstreams, env)
+        .map_err(|m| error(None, None, String::new(), format!("environment: {m}")))?;
+
+    let server = parsed.server;
+    for (field, value) in [
+        ("server.mcp_path", &server.mcp_path),
+        ("server.upstream_path", &server.upstream_path),
+    ] {
+        if !value.starts_with('/')
+            || value.contains(['?', '#', ' '])
+            || (value.len() > 1 && value.ends_with('/'))
+        {
+            let (line, col) = find_key(text, field.rsplit('.').next().unwrap_or(field));
+            return Err(error(
+                line,
+                col,
+                field.into(),
+                format!("expected an absolute path like /mcp, found {value:?}"),
+            ));
+        }
+    }
+    if server.upstream_path == server.mcp_path || server.upstream_path == "/" {
+        let (line, col) = find_key(text, "upstream_path");
+        return Err(error(
+            line,
+            col,
+            "server.upstream_path".into(),
+            format!(
+                "must differ from mcp_path and from /, found {:?}",
+                server.upstream_path
+            ),
+        ));
+    }
+    if server.max_request_bytes < 1024 {
+        let (line, col) = find_key(text, "max_request_bytes");
+        return Err(error(
+            line,
+            col,
+            "server.max_request_bytes".into(),
+            "expected at least 1024 bytes".into(),
+        ));
+    }
+    if server.listen.0 == server.admin.0 && server.listen.0.port() != 0 {
+        let (line, col) = find_key(text, "admin");
+        return Err(error(
+            line,
+            col,
+            "server.admin".into(),
+            "must differ from server.listen".into(),
+        ));
+    }
+
+    let mut seen = std::collections::HashSet::new();
+    for (i, u) in upstreams.iter().enumerate() {
+        if !seen.insert(u.name.to_ascii_lowercase()) {
+            let (line, col) = find_value(text, &u.name);
+            return Err(error(
+                line,
+                col,
+                format!("upstreams[{i}].name"),
+                format!(
+                    "upstream name {:?} is used twice (names are compared without case)",
+                    u.name.0
+                ),
+            ));
+        }
+    }
+
+    Ok(Gateway { server, upstreams })
+}
+
+/// serde_yaml_ng puts its own path in front of a message and the position behind it; both
+/// are printed by [`ConfigError`] already.
+fn clean_message(message: &str, path: &str) -> String {
+    let mut m = message;
+    if let Some(i) = m.rfind(" at line ") {
+        m = &m[..i];
+    }
+    if let Some((prefix, rest)) = m.split_once(": ")
+        && !prefix.is_empty()
+        && path.starts_with(prefix)
+    {
+        m = rest;
+    }
+    m.to_string()
+}
+
+/// Position of the first `key:` in the text, for checks that span several fields and so run
+/// after deserialization.
+fn find_key(text: &str, key: &str) -> (Option<usize>, Option<usize>) {
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        if trimmed
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+            || trimmed
+                .strip_prefix(&format!("\"{key}\""))
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        {
+            return (Some(n + 1), Some(line.len() - line.trim_start().len() + 1));
+        }
+    }
+    (None, None)
+}
+
+/// Position of the last line naming `value` (a duplicate is the later one).
+fn find_value(text: &str, value: &str) -> (Option<usize>, Option<usize>) {
+    text.lines()
+        .enumerate()
+        .filter_map(|(n, line)| line.find(value).map(|c| (Some(n + 1), Some(c + 1))))
+        .last()
+        .unwrap_or((None, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Environment {
+        Environment::Fixed(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        )
+    }
+
+    fn err(text: &str) -> ConfigError {
+        load_str(text, "gw.yaml", &env(&[])).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults() {
+        let g = load_str(
+            "upstreams:\n  - name: a\n    url: http://127.0.0.1:3000/mcp\n",
+            "gw.yaml",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(g.server.mcp_path, "/mcp");
+        assert_eq!(g.server.listen.0.port(), 8080);
+        assert_eq!(g.upstreams[0].timeout.as_secs(), 30);
+        let g = load_str("", "gw.yaml", &env(&[])).unwrap();
+        assert!(g.upstreams.is_empty());
+    }
+
+    #[test]
+    fn unknown_field_names_line_column_and_path() {
+        let e = err(
+            "server:\n  listen: 127.0.0.1:1\nupstreams:\n  - name: a\n    url: http://h/mcp\n    tiemout: 5s\n",
+        );
+        assert_eq!(e.line, Some(6), "{e}");
+        assert_eq!(e.path, "upstreams[0].tiemout", "{e}");
+        assert!(e.message.contains("unknown field `tiemout`"), "{e}");
+        assert!(e.message.contains("expected one of"), "{e}");
+        assert!(e.to_string().starts_with("gw.yaml:6:"), "{e}");
+    }
+
+    #[test]
+    fn bad_url_names_line_and_path() {
+        let e = err("upstreams:\n  - name: a\n    url: ftp://h/x\n");
+        assert_eq!(
+            (e.line, e.path.as_str()),
+            (Some(3), "upstreams[0].url"),
+            "{e}"
+        );
+        assert!(e.message.contains("http:// or https://"), "{e}");
+        let e = err("upstreams:\n  - name: a\n    url: not a url\n");
+        assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn unset_variable_names_line_and_path() {
+        let e = err(
+            "upstreams:\n  - name: a\n    url: http://h/mcp\n    headers:\n      Authorization: Bearer ${GITHUB_TOKEN}\n",
+        );
+        assert_eq!(e.line, Some(5), "{e}");
+        assert_eq!(e.path, "upstreams[0].headers.Authorization", "{e}");
+        assert!(e.message.contains("GITHUB_TOKEN is not set"), "{e}");
+    }
+
+    #[test]
+    fn variables_expand_in_values() {
+        let g = load_str(
+            "server:\n  listen: ${ADDR:-127.0.0.1:7000}\nupstreams:\n  - name: a\n    url: http://${HOST}/mcp\n    headers: {X-Key: \"${KEY}\"}\n",
+            "gw.yaml",
+            &env(&[("HOST", "10.0.0.1:81"), ("KEY", "s3cret")]),
+        )
+        .unwrap();
+        assert_eq!(g.server.listen.0.port(), 7000);
+        assert_eq!(g.upstreams[0].url.authority(), "10.0.0.1:81");
+        assert_eq!(g.upstreams[0].headers["X-Key"].0, "s3cret");
+    }
+
+    #[test]
+    fn wrong_types_and_names() {
+        let e = err("upstreams:\n  - name: \"a b\"\n    url: http://h/mcp\n");
+        assert_eq!(
+            (e.line, e.path.as_str()),
+            (Some(2), "upstreams[0].name"),
+            "{e}"
+        );
+        let e = err("upstreams:\n  - name: a\n    url: http://h/mcp\n    timeout: soon\n");
+        assert!(e.message.contains("expected a duration"), "{e}");
+        assert_eq!(e.line, Some(4));
+        let e = err("upstreams:\n  - name: a\n    url: http://h/mcp\n    type: grpc\n");
+        assert_eq!(e.path, "upstreams[0].type", "{e}");
+        let e = err("upstreams:\n  - name: a\n");
+        assert!(e.message.contains("missing field `url`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let e = err(
+            "upstreams:\n  - name: a\n    url: http://h/mcp\n  - name: A\n    url: http://h/mcp\n",
+        );
+        assert_eq!(e.path, "upstreams[1].name", "{e}");
+        assert_eq!(e.line, Some(4), "{e}");
+    }
+
+    #[test]
+    fn mcp_servers_json_is_accepted() {
+        let json = r#"{
+  "mcpServers": {
+    "github": {"url": "https://api.example/mcp", "headers": {"Authorization": "Bearer ${T:-x}"}, "timeout": 5000},
+    "local": {"type": "http", "url": "http://127.0.0.1:3001/mcp"},
+    "off": {"command": "x", "disabled": true}
+  }
+}"#;
+        let g = load_str(json, "mcp.json", &env(&[])).unwrap();
+        let names: Vec<&str> = g.upstreams.iter().map(|u| &*u.name).collect();
+        assert_eq!(names, ["github", "local"]);
+        assert_eq!(g.upstreams[0].timeout.as_millis(), 5000);
+        assert!(g.upstreams[0].url.is_tls());
+    }
+
+    #[test]
+    fn mcp_servers_errors_have_positions() {
+        let e = load_str(
+            "{\"mcpServers\": {\n  \"x\": {\"url\": \"http://h\", \"colour\": 1}\n}}",
+            "mcp.json",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.path.starts_with("mcpServers.x"), "{e}");
+        let e = load_str(
+            "{\"mcpServers\": {\n  \"x\": {\"command\": \"npx\"}\n}}",
+            "mcp.json",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("stdio"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn server_paths_are_checked() {
+        let e = err("server:\n  mcp_path: mcp\n");
+        assert_eq!(
+            (e.line, e.path.as_str()),
+            (Some(2), "server.mcp_path"),
+            "{e}"
+        );
+    }
+}

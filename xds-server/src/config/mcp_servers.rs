@@ -1,0 +1,109 @@
+//! The `mcpServers` JSON of desktop MCP clients (Claude Desktop, Cursor, VS Code…), accepted
+//! as a source of upstreams so a user can point the gateway at the file they already have.
+//! Times are in milliseconds there, as those clients write them.
+
+use super::env::Expanded;
+use super::model::{Upstream, UpstreamKind, UpstreamName, UpstreamUrl, default_timeout};
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `{"name": {...}, ...}` in file order.
+#[derive(Debug, Default, Deserialize)]
+pub struct McpServers(pub IndexMap<UpstreamName, McpServer>);
+
+/// One entry, already converted: `None` when the entry is `disabled`.
+#[derive(Debug)]
+pub struct McpServer(pub Option<Entry>);
+
+#[derive(Debug)]
+pub struct Entry {
+    pub kind: UpstreamKind,
+    pub url: UpstreamUrl,
+    pub headers: BTreeMap<String, Expanded>,
+    pub timeout: Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawEntry {
+    url: Option<UpstreamUrl>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    transport: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, Expanded>,
+    /// Milliseconds.
+    timeout: Option<u64>,
+    /// Milliseconds; applies to SSE upstreams.
+    sse_read_timeout: Option<u64>,
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+impl<'de> Deserialize<'de> for McpServer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawEntry::deserialize(d)?;
+        convert(raw)
+            .map(McpServer)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
+    if raw.disabled {
+        return Ok(None);
+    }
+    let kind = raw.kind.or(raw.transport);
+    let stdio = raw.command.is_some() || !raw.args.is_empty() || !raw.env.is_empty();
+    match kind.as_deref() {
+        None | Some("http" | "streamable-http" | "streamableHttp" | "streamable_http")
+            if !stdio => {}
+        Some("stdio") | None => {
+            return Err("stdio servers (\"command\") are not supported yet: they need the bridge; give an http \"url\" instead".into());
+        }
+        Some("sse") => {
+            return Err("legacy SSE servers (\"type\": \"sse\") are not supported yet: they need the bridge".into());
+        }
+        Some(other) => {
+            return Err(format!(
+                "unknown server type {other:?}; expected \"http\" or \"streamable-http\""
+            ));
+        }
+    }
+    if raw.sse_read_timeout.is_some() {
+        return Err("\"sseReadTimeout\" applies to SSE servers only".into());
+    }
+    let url = raw.url.ok_or("an http server needs a \"url\"")?;
+    Ok(Some(Entry {
+        kind: UpstreamKind::Http,
+        url,
+        headers: raw.headers,
+        timeout: raw
+            .timeout
+            .map_or_else(default_timeout, Duration::from_millis),
+    }))
+}
+
+impl McpServers {
+    pub fn into_upstreams(self) -> Vec<Upstream> {
+        self.0
+            .into_iter()
+            .filter_map(|(name, McpServer(entry))| {
+                entry.map(|e| Upstream {
+                    name,
+                    kind: e.kind,
+                    url: e.url,
+                    headers: e.headers,
+                    timeout: e.timeout,
+                })
+            })
+            .collect()
+    }
+}

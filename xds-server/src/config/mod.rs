@@ -1,0 +1,12 @@
+//! The gateway YAML: its schema ([`model`]), how a file becomes a validated [`Gateway`]
+//! ([`load`]), `${VAR}` expansion ([`env`]) and the `mcpServers` format of desktop clients
+//! ([`mcp_servers`]).
+
+pub mod env;
+pub mod load;
+pub mod mcp_servers;
+pub mod model;
+pub mod position;
+
+pub use load::{ConfigError, load_file, load_str};
+pub use model::{Gateway, Upstream};

@@ -1,0 +1,223 @@
+//! The gateway YAML schema. Every struct rejects unknown fields, so a typo is an error with a
+//! line number instead of a silently ignored setting.
+
+use super::env::Expanded;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The file as written (before `mcpServers` and environment upstreams are merged in).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub upstreams: Vec<Upstream>,
+    /// The `mcpServers` object of desktop MCP clients, accepted as more upstreams.
+    #[serde(default, rename = "mcpServers")]
+    pub mcp_servers: Option<super::mcp_servers::McpServers>,
+}
+
+/// The validated gateway: what the translation to Envoy resources takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    pub server: Server,
+    pub upstreams: Vec<Upstream>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Address Envoy's MCP listener binds. Port 0 picks a free port (printed by `run`).
+    pub listen: Address,
+    /// Envoy's admin interface. Keep it on loopback: it can stop Envoy.
+    pub admin: Address,
+    /// The aggregated MCP endpoint.
+    pub mcp_path: String,
+    /// Base path of the per-upstream endpoints: `<upstream_path>/<name>/mcp`.
+    pub upstream_path: String,
+    /// Largest request body accepted on the MCP endpoint, in bytes.
+    pub max_request_bytes: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: Address(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            admin: Address(SocketAddr::from(([127, 0, 0, 1], 9901))),
+            mcp_path: "/mcp".into(),
+            upstream_path: "/upstreams".into(),
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Tools appear as `<name>__<tool>`; letters, digits, `-` and `_`.
+    pub name: UpstreamName,
+    #[serde(rename = "type", default)]
+    pub kind: UpstreamKind,
+    pub url: UpstreamUrl,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Expanded>,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+pub fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamKind {
+    /// Streamable HTTP (MCP 2025-03-26 and later).
+    #[default]
+    Http,
+}
+
+/// A `host:port` socket address, `${VAR}` expanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Address(pub SocketAddr);
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Expanded::deserialize(d)?;
+        s.0.parse().map(Address).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected an IP address and port like 127.0.0.1:8080, found {:?}",
+                s.0
+            ))
+        })
+    }
+}
+
+/// An upstream's MCP endpoint: `http://` or `https://`, a host, no credentials in the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    pub url: url::Url,
+}
+
+impl UpstreamUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = url::Url::parse(s)
+            .map_err(|e| format!("expected an http(s) URL, found {s:?} ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "expected an http:// or https:// URL, found scheme {:?}",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("expected a URL with a host, found {s:?}"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(
+                "credentials in the URL are not allowed; put them in `headers` with ${VAR}".into(),
+            );
+        }
+        if url.fragment().is_some() {
+            return Err(format!("expected a URL without a #fragment, found {s:?}"));
+        }
+        Ok(UpstreamUrl { url })
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.url.scheme() == "https"
+    }
+
+    /// The host without IPv6 brackets.
+    pub fn host(&self) -> String {
+        match self.url.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(h) => h.to_string(),
+            None => String::new(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.port_or_known_default().unwrap_or(80)
+    }
+
+    /// `host[:port]` as it goes into `Host`/`:authority`.
+    pub fn authority(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        match self.url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        }
+    }
+
+    /// Path and query, as the upstream expects them.
+    pub fn path_and_query(&self) -> String {
+        match self.url.query() {
+            Some(q) => format!("{}?{q}", self.url.path()),
+            None => self.url.path().to_string(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Expanded::deserialize(d)?;
+        UpstreamUrl::parse(&s.0).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `30s`, `1m30s`, `250ms`.
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = Expanded::deserialize(d)?;
+    parse_duration(&s.0).map_err(serde::de::Error::custom)
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|_| format!("expected a duration like 30s, 1m or 250ms, found {s:?}"))
+}
+
+/// A checked upstream name (see [`check_upstream_name`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamName(pub String);
+
+impl std::ops::Deref for UpstreamName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UpstreamName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        check_upstream_name(&s).map_err(serde::de::Error::custom)?;
+        Ok(UpstreamName(s))
+    }
+}
+
+/// Upstream names become Envoy cluster names, URL path segments and tool-name prefixes.
+pub fn check_upstream_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && !name.contains("__");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "upstream name {name:?} must be 1-48 letters, digits, '-' or '_', start with a letter or digit, and not contain \"__\" (the tool-name separator)"
+        ))
+    }
+}
