@@ -25,28 +25,31 @@ as_root() {
     log "need root for: $*"; return 1; fi
 }
 
-# Writes .tools/wasm.env, which the Makefile includes: how to build for wasm32 on this machine.
+# Makes a wasm32 std available: the rustup target where rustup can fetch it, else Debian's
+# Rust with its std sources and lld (scripts/build-wasm.sh then uses -Z build-std).
 setup_wasm() {
-  local envfile="$tools/wasm.env"
   if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-    printf 'WASM_CARGO := cargo\nWASM_FLAGS :=\nWASM_ENV :=\n' >"$envfile"
     log "wasm: rustup target wasm32-unknown-unknown is installed"
     return
   fi
-  # rustup cannot download targets on machines without its dist server; Debian ships a Rust
-  # with the std sources, so build std for wasm32 from source instead (-Z build-std).
-  if [ ! -x /usr/bin/cargo ] || [ ! -d /usr/lib/rustlib/src/rust/library ] || ! command -v rust-lld >/dev/null && [ ! -e /usr/bin/rust-lld ] && [ ! -e /usr/lib/llvm-22/bin/lld ]; then
-    if [ -r /etc/debian_version ]; then
-      log "wasm: installing Debian's rustc-web, cargo-web, rust-web-src, lld-22"
-      as_root apt-get update -qq || true
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src lld-22 >/dev/null
-    else
-      log "wasm: run 'rustup target add wasm32-unknown-unknown' (or install a Rust with std sources)"
-      return 1
-    fi
+  if [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust/library ] && [ -e /usr/bin/rust-lld ]; then
+    log "wasm: Debian's $(/usr/bin/rustc --version | cut -d' ' -f1-2) with -Z build-std"
+    return
   fi
-  printf 'WASM_CARGO := RUSTC_BOOTSTRAP=1 /usr/bin/cargo\nWASM_FLAGS := -Z build-std=std,panic_abort\nWASM_ENV := RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc\n' >"$envfile"
-  log "wasm: using Debian's $(/usr/bin/rustc --version) with -Z build-std"
+  # rustup's own download is tried first where it has a network to reach (a bounded wait: on
+  # machines without its dist server it hangs instead of failing).
+  if command -v rustup >/dev/null && timeout 20 rustup target add wasm32-unknown-unknown >/dev/null 2>&1; then
+    log "wasm: installed the rustup target wasm32-unknown-unknown"
+    return
+  fi
+  if [ -r /etc/debian_version ]; then
+    log "wasm: installing Debian's rustc-web, cargo-web, rust-web-src, lld-22"
+    as_root apt-get update -qq || true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src lld-22 >/dev/null
+  else
+    log "wasm: run 'rustup target add wasm32-unknown-unknown'"
+    return 1
+  fi
 }
 
 setup_envoy() {

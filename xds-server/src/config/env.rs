@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 pub enum Environment {
     #[default]
     Process,
+    #[cfg_attr(not(test), expect(dead_code))]
     Fixed(HashMap<String, String>),
 }
 

@@ -8,5 +8,7 @@ pub mod mcp_servers;
 pub mod model;
 pub mod position;
 
-pub use load::{ConfigError, load_file, load_str};
-pub use model::{Gateway, Upstream};
+pub use load::load_file;
+#[cfg(test)]
+pub use load::load_str;
+pub use model::Gateway;

@@ -1,0 +1,138 @@
+use crate::ads::Ads;
+use crate::bootstrap::{BootstrapParams, bootstrap_yaml};
+use crate::commands::serve::{serve_ads, shutdown_signal};
+use crate::commands::wasm_path;
+use crate::envoy::{self, Endpoints};
+use crate::gateway::{Source, filter_module};
+use anyhow::Context;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(short, long, env = "SWITCHBOARD_CONFIG")]
+    config: PathBuf,
+    /// The Envoy binary (else ENVOY_BIN, the project's .tools/envoy, or PATH).
+    #[arg(long)]
+    envoy: Option<PathBuf>,
+    /// The filter's .wasm (else SWITCHBOARD_WASM or the one built in this checkout).
+    #[arg(long, env = "SWITCHBOARD_WASM")]
+    wasm: Option<PathBuf>,
+    /// Envoy worker threads (default: one per core).
+    #[arg(long)]
+    concurrency: Option<u16>,
+    /// Envoy's log level.
+    #[arg(long, default_value = "warning")]
+    envoy_log_level: String,
+    /// How long requests in flight may take to finish on shutdown.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+    /// More arguments for Envoy, after `--`.
+    #[arg(last = true)]
+    envoy_args: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
+    let wasm = wasm_path(args.wasm.as_deref());
+    anyhow::ensure!(
+        wasm.is_file(),
+        "the filter module {} does not exist: build it with `make wasm`",
+        wasm.display()
+    );
+    let bin = envoy::find_binary(args.envoy.as_deref())?;
+    let source = Source {
+        config: args.config.clone(),
+        module: filter_module(&wasm),
+    };
+    let (gateway, snapshot) = source.load()?;
+
+    let (tx, rx) = watch::channel(Arc::new(snapshot));
+    let _watch = crate::watch::spawn(source, tx)?;
+    let xds = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the xDS port")?;
+    let xds_addr = xds.local_addr()?;
+    info!("serving ADS on {xds_addr}");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ads_stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let ads = tokio::spawn(serve_ads(xds, Ads::new(rx), ads_stop));
+
+    let workdir = std::env::temp_dir().join(format!("switchboard-{}", std::process::id()));
+    std::fs::create_dir_all(&workdir)
+        .with_context(|| format!("cannot create {}", workdir.display()))?;
+    let bootstrap_file = workdir.join("bootstrap.yaml");
+    let params = BootstrapParams {
+        node_id: format!("switchboard-run-{}", std::process::id()),
+        xds_host: xds_addr.ip().to_string(),
+        xds_port: xds_addr.port(),
+        admin: gateway.server.admin.0,
+    };
+    std::fs::write(&bootstrap_file, bootstrap_yaml(&params)?)
+        .with_context(|| format!("cannot write {}", bootstrap_file.display()))?;
+
+    let (ready_tx, mut ready_rx) = watch::channel(None::<Endpoints>);
+    let opts = envoy::Options {
+        bin,
+        bootstrap: bootstrap_file,
+        workdir: workdir.clone(),
+        concurrency: args.concurrency,
+        log_level: args.envoy_log_level,
+        drain_timeout: args.drain_timeout,
+        extra_args: args.envoy_args,
+    };
+    let supervisor = tokio::spawn(envoy::supervise(opts, stop_rx, ready_tx));
+    let mcp_path = gateway.server.mcp_path.clone();
+    let announce = tokio::spawn(async move {
+        while ready_rx.changed().await.is_ok() {
+            let Some(e) = ready_rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let host = if e.listener.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                e.listener.ip().to_string()
+            };
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            // stdout, one line, so scripts can read it.
+            println!(
+                "MCP endpoint: http://{host}:{}{mcp_path}",
+                e.listener.port()
+            );
+            info!("envoy admin on http://{}", e.admin);
+        }
+    });
+
+    let mut supervisor = supervisor;
+    let result = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut supervisor => Some(r),
+    };
+    let _ = stop_tx.send(true);
+    let outcome = match result {
+        Some(r) => r.context("envoy supervisor failed")?,
+        None => supervisor.await.context("envoy supervisor failed")?,
+    };
+    announce.abort();
+    let _ = ads.await;
+    let _ = std::fs::remove_dir_all(&workdir);
+    outcome.map(|()| ExitCode::SUCCESS)
+}

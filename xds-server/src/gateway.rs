@@ -1,0 +1,65 @@
+//! One configuration in force: load the file, translate, check, and publish the snapshot that
+//! every ADS stream follows. A bad edit is refused here and the last good snapshot stays.
+
+use crate::config::{self, env::Environment};
+use crate::resources::Snapshot;
+use crate::translate::{self, FilterModule};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub config: PathBuf,
+    pub module: FilterModule,
+}
+
+impl Source {
+    pub fn load(&self) -> anyhow::Result<(config::Gateway, Snapshot)> {
+        let gateway = config::load_file(&self.config, &Environment::Process)?;
+        let snapshot = Snapshot::new(&translate::translate(&gateway, &self.module));
+        snapshot
+            .check_consistent()
+            .map_err(|e| anyhow::anyhow!("internal error: inconsistent snapshot: {e}"))?;
+        Ok((gateway, snapshot))
+    }
+}
+
+/// Reads the filter module to name its VM by content. When the file is not on this host (a
+/// fleet that has it at another path), the path names it instead.
+pub fn filter_module(path: &Path) -> FilterModule {
+    use sha2::{Digest, Sha256};
+    let digest = match std::fs::read(path) {
+        Ok(bytes) => Sha256::digest(&bytes),
+        Err(_) => Sha256::digest(path.to_string_lossy().as_bytes()),
+    };
+    FilterModule {
+        path: path.display().to_string(),
+        sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// Reloads `source` and publishes the result if it changed; on error keeps what is in force.
+pub fn reload(source: &Source, tx: &watch::Sender<Arc<Snapshot>>) {
+    match source.load() {
+        Ok((gateway, snapshot)) => {
+            let changed = tx.send_if_modified(|current| {
+                if **current == snapshot {
+                    false
+                } else {
+                    *current = Arc::new(snapshot);
+                    true
+                }
+            });
+            if changed {
+                let names: Vec<&str> = gateway.upstreams.iter().map(|u| &*u.name).collect();
+                info!(upstreams = ?names, "configuration reloaded; pushing to Envoy");
+            } else {
+                info!("configuration unchanged");
+            }
+        }
+        Err(e) => error!("configuration refused, the last good one stays in force: {e:#}"),
+    }
+}

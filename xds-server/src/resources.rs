@@ -1,0 +1,175 @@
+//! Snapshots: the resources of one configuration, encoded once, versioned by content per type.
+
+use crate::translate::Resources;
+use envoy_types::pb::envoy::config::listener::v3 as listener;
+use envoy_types::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+
+pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+
+/// The resources of one type with the version that names them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TypedResources {
+    /// Hex prefix of a SHA-256 over the encoded resources: unchanged content, unchanged version.
+    pub version: String,
+    pub items: Vec<(String, Any)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Snapshot {
+    pub listeners: TypedResources,
+    pub routes: TypedResources,
+    pub clusters: TypedResources,
+}
+
+/// Push order for ADS: clusters before the listeners and routes that name them.
+pub const TYPE_ORDER: [&str; 3] = [CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+
+impl Snapshot {
+    pub fn new(r: &Resources) -> Self {
+        Snapshot {
+            listeners: typed(
+                r.listeners
+                    .iter()
+                    .map(|l| (l.name.clone(), pack_any(l.clone()))),
+            ),
+            routes: typed(
+                r.routes
+                    .iter()
+                    .map(|x| (x.name.clone(), pack_any(x.clone()))),
+            ),
+            clusters: typed(
+                r.clusters
+                    .iter()
+                    .map(|c| (c.name.clone(), pack_any(c.clone()))),
+            ),
+        }
+    }
+
+    pub fn of_type(&self, type_url: &str) -> Option<&TypedResources> {
+        match type_url {
+            LISTENER_TYPE => Some(&self.listeners),
+            ROUTE_TYPE => Some(&self.routes),
+            CLUSTER_TYPE => Some(&self.clusters),
+            _ => None,
+        }
+    }
+
+    /// Every route configuration a listener names, and every cluster a route names, exists:
+    /// publishing anything less would make Envoy wait or reject.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        let route_names: BTreeSet<&str> =
+            self.routes.items.iter().map(|(n, _)| n.as_str()).collect();
+        let cluster_names: BTreeSet<&str> = self
+            .clusters
+            .items
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        for (name, any) in &self.listeners.items {
+            let l = listener::Listener::decode(any.value.as_slice()).map_err(|e| e.to_string())?;
+            for chain in &l.filter_chains {
+                for f in &chain.filters {
+                    let Some(listener::filter::ConfigType::TypedConfig(cfg)) = &f.config_type
+                    else {
+                        continue;
+                    };
+                    let Ok(m) = hcm::HttpConnectionManager::decode(cfg.value.as_slice()) else {
+                        continue;
+                    };
+                    if let Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) =
+                        &m.route_specifier
+                        && !route_names.contains(rds.route_config_name.as_str())
+                    {
+                        return Err(format!(
+                            "listener {name} names missing route configuration {}",
+                            rds.route_config_name
+                        ));
+                    }
+                }
+            }
+        }
+        for (name, any) in &self.routes.items {
+            let rc = route::RouteConfiguration::decode(any.value.as_slice())
+                .map_err(|e| e.to_string())?;
+            for r in rc.virtual_hosts.iter().flat_map(|v| &v.routes) {
+                if let Some(route::route::Action::Route(a)) = &r.action
+                    && let Some(route::route_action::ClusterSpecifier::Cluster(c)) =
+                        &a.cluster_specifier
+                    && !cluster_names.contains(c.as_str())
+                {
+                    return Err(format!(
+                        "route configuration {name} names missing cluster {c}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn typed(items: impl Iterator<Item = (String, Any)>) -> TypedResources {
+    let items: Vec<(String, Any)> = items.collect();
+    let mut hash = Sha256::new();
+    for (name, any) in &items {
+        hash.update(name.as_bytes());
+        hash.update([0]);
+        hash.update(any.type_url.as_bytes());
+        hash.update(any.encode_to_vec());
+    }
+    let digest = hash.finalize();
+    let version = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    TypedResources { version, items }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{env::Environment, load_str};
+    use crate::translate::{FilterModule, translate};
+
+    fn snapshot(yaml: &str) -> Snapshot {
+        let g = load_str(yaml, "t.yaml", &Environment::Fixed(Default::default())).unwrap();
+        let m = FilterModule {
+            path: "/f.wasm".into(),
+            sha256: "00".repeat(32),
+        };
+        Snapshot::new(&translate(&g, &m))
+    }
+
+    #[test]
+    fn versions_follow_content_per_type() {
+        let a = snapshot("upstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n");
+        let b = snapshot("upstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n");
+        assert_eq!(a, b);
+        let c = snapshot("upstreams:\n  - name: a\n    url: http://127.0.0.1:2/mcp\n");
+        assert_ne!(a.clusters.version, c.clusters.version);
+        // A timeout lives in routes and the filter config, not in the cluster.
+        let d =
+            snapshot("upstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n    timeout: 9s\n");
+        assert_eq!(a.clusters.version, d.clusters.version);
+        assert_ne!(a.routes.version, d.routes.version);
+        a.check_consistent().unwrap();
+    }
+
+    #[test]
+    fn inconsistent_snapshot_is_detected() {
+        let mut a = snapshot("upstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n");
+        a.clusters = typed(std::iter::empty());
+        assert!(
+            a.check_consistent()
+                .unwrap_err()
+                .contains("missing cluster upstream-a")
+        );
+        let mut b = snapshot("");
+        b.routes = typed(std::iter::empty());
+        assert!(b.check_consistent().is_err());
+    }
+}

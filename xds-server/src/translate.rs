@@ -1,0 +1,545 @@
+//! Gateway YAML → Envoy resources. One pure function, [`translate`], tested without Envoy.
+//!
+//! Resource names are deterministic (`upstream-<name>`, `switchboard`), so an unchanged
+//! upstream produces byte-identical resources and is never re-pushed.
+
+use crate::config::model::{Gateway, Upstream, UpstreamUrl};
+use envoy_types::pb::envoy::config::cluster::v3 as cluster;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
+use envoy_types::pb::envoy::config::listener::v3 as listener;
+use envoy_types::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::http::wasm::v3::Wasm;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+use envoy_types::pb::envoy::extensions::wasm::v3 as wasm;
+use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue};
+use envoy_types::util::pack_any;
+use std::net::IpAddr;
+use std::time::Duration;
+use switchboard_protocol::filter_config::{self, FilterConfig, ROUTE_HEADER};
+
+pub const LISTENER_NAME: &str = "switchboard-mcp";
+pub const ROUTE_CONFIG_NAME: &str = "switchboard";
+pub const WASM_FILTER_NAME: &str = "switchboard.mcp";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The compiled filter as Envoy will load it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterModule {
+    /// Path of the `.wasm` file on the Envoy host.
+    pub path: String,
+    /// Hex SHA-256 of the file: part of the VM id, so a new build replaces the VM.
+    pub sha256: String,
+}
+
+/// Everything the control plane pushes, as typed Envoy messages.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Resources {
+    pub listeners: Vec<listener::Listener>,
+    pub routes: Vec<route::RouteConfiguration>,
+    pub clusters: Vec<cluster::Cluster>,
+}
+
+pub fn cluster_name(upstream: &str) -> String {
+    format!("upstream-{upstream}")
+}
+
+pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
+    Resources {
+        listeners: vec![mcp_listener(gateway, module)],
+        routes: vec![route_configuration(gateway)],
+        clusters: gateway.upstreams.iter().map(upstream_cluster).collect(),
+    }
+}
+
+/// The contract the filter receives in its `PluginConfig.configuration`.
+pub fn filter_config(gateway: &Gateway) -> FilterConfig {
+    FilterConfig {
+        mcp_path: gateway.server.mcp_path.clone(),
+        max_request_bytes: gateway.server.max_request_bytes,
+        upstreams: gateway
+            .upstreams
+            .iter()
+            .map(|u| filter_config::Upstream {
+                name: u.name.to_string(),
+                cluster: cluster_name(&u.name),
+                authority: u.url.authority(),
+                path: u.url.path_and_query(),
+                timeout_ms: u64::try_from(u.timeout.as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect(),
+    }
+}
+
+fn ads() -> core::ConfigSource {
+    core::ConfigSource {
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+            core::AggregatedConfigSource {},
+        )),
+        resource_api_version: core::ApiVersion::V3 as i32,
+        ..Default::default()
+    }
+}
+
+pub fn socket_address(host: &str, port: u16) -> core::Address {
+    core::Address {
+        address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+            address: host.to_string(),
+            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(
+                port,
+            ))),
+            ..Default::default()
+        })),
+    }
+}
+
+pub fn duration(d: Duration) -> PbDuration {
+    PbDuration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener {
+    let wasm = Wasm {
+        config: Some(wasm::PluginConfig {
+            name: "switchboard".into(),
+            root_id: "switchboard".into(),
+            vm: Some(wasm::plugin_config::Vm::VmConfig(wasm::VmConfig {
+                vm_id: format!(
+                    "switchboard-{}",
+                    module.sha256.get(..16).unwrap_or(&module.sha256)
+                ),
+                runtime: "envoy.wasm.runtime.v8".into(),
+                code: Some(core::AsyncDataSource {
+                    specifier: Some(core::async_data_source::Specifier::Local(
+                        core::DataSource {
+                            specifier: Some(core::data_source::Specifier::Filename(
+                                module.path.clone(),
+                            )),
+                            ..Default::default()
+                        },
+                    )),
+                }),
+                ..Default::default()
+            })),
+            configuration: Some(pack_any(StringValue {
+                value: filter_config(gateway).to_json(),
+            })),
+            // Lets the filter hold the headers until the body has chosen the route.
+            allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
+            failure_policy: wasm::FailurePolicy::FailClosed as i32,
+            ..Default::default()
+        }),
+    };
+    let manager = hcm::HttpConnectionManager {
+        stat_prefix: "switchboard".into(),
+        codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(
+            hcm::Rds {
+                config_source: Some(ads()),
+                route_config_name: ROUTE_CONFIG_NAME.into(),
+            },
+        )),
+        http_filters: vec![
+            http_filter(WASM_FILTER_NAME, pack_any(wasm)),
+            http_filter("envoy.filters.http.router", pack_any(Router::default())),
+        ],
+        normalize_path: Some(BoolValue { value: true }),
+        merge_slashes: true,
+        ..Default::default()
+    };
+    let address = gateway.server.listen.0;
+    listener::Listener {
+        name: LISTENER_NAME.into(),
+        address: Some(socket_address(&address.ip().to_string(), address.port())),
+        filter_chains: vec![listener::FilterChain {
+            filters: vec![listener::Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(listener::filter::ConfigType::TypedConfig(pack_any(manager))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn http_filter(name: &str, config: Any) -> hcm::HttpFilter {
+    hcm::HttpFilter {
+        name: name.into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    }
+}
+
+fn route_configuration(gateway: &Gateway) -> route::RouteConfiguration {
+    let server = &gateway.server;
+    let mut routes = Vec::new();
+    for u in &gateway.upstreams {
+        let selected = vec![exact_header(ROUTE_HEADER, &u.name)];
+        // The aggregated endpoint: the filter has put the upstream's name in ROUTE_HEADER.
+        routes.extend(upstream_routes(
+            u,
+            &format!("{}-mcp", u.name),
+            &server.mcp_path,
+            &selected,
+        ));
+        // The upstream's own endpoint, unprefixed.
+        let own = format!("{}/{}/mcp", server.upstream_path, u.name);
+        routes.extend(upstream_routes(u, &format!("{}-direct", u.name), &own, &[]));
+    }
+    routes.push(direct_response(
+        "mcp-unrouted",
+        route::route_match::PathSpecifier::Path(server.mcp_path.clone()),
+        503,
+        "The gateway could not select an upstream for this request",
+    ));
+    routes.push(direct_response(
+        "not-found",
+        route::route_match::PathSpecifier::Prefix("/".into()),
+        404,
+        &format!("Not found: the MCP endpoint is {}", server.mcp_path),
+    ));
+    route::RouteConfiguration {
+        name: ROUTE_CONFIG_NAME.into(),
+        virtual_hosts: vec![route::VirtualHost {
+            name: "switchboard".into(),
+            domains: vec!["*".into()],
+            routes,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Two routes to one upstream at `path`: GET opens a long-lived SSE stream and so gets no
+/// overall timeout; everything else gets the upstream's `timeout`.
+fn upstream_routes(
+    u: &Upstream,
+    name: &str,
+    path: &str,
+    headers: &[route::HeaderMatcher],
+) -> [route::Route; 2] {
+    let make = |suffix: &str, method: Option<&str>, timeout: Duration| {
+        let mut matchers = headers.to_vec();
+        if let Some(m) = method {
+            matchers.push(exact_header(":method", m));
+        }
+        route::Route {
+            name: format!("{name}{suffix}"),
+            r#match: Some(route::RouteMatch {
+                path_specifier: Some(route::route_match::PathSpecifier::Path(path.into())),
+                headers: matchers,
+                ..Default::default()
+            }),
+            action: Some(route::route::Action::Route(route::RouteAction {
+                cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
+                    cluster_name(&u.name),
+                )),
+                prefix_rewrite: u.url.path_and_query(),
+                host_rewrite_specifier: Some(
+                    route::route_action::HostRewriteSpecifier::HostRewriteLiteral(
+                        u.url.authority(),
+                    ),
+                ),
+                timeout: Some(duration(timeout)),
+                ..Default::default()
+            })),
+            request_headers_to_add: u
+                .headers
+                .iter()
+                .map(|(k, v)| header_value(k, &v.0))
+                .collect(),
+            request_headers_to_remove: vec![ROUTE_HEADER.into()],
+            ..Default::default()
+        }
+    };
+    [
+        make("-stream", Some("GET"), Duration::ZERO),
+        make("", None, u.timeout),
+    ]
+}
+
+fn exact_header(name: &str, value: &str) -> route::HeaderMatcher {
+    route::HeaderMatcher {
+        name: name.into(),
+        header_match_specifier: Some(route::header_matcher::HeaderMatchSpecifier::StringMatch(
+            matcher::StringMatcher {
+                match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(value.into())),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+fn header_value(key: &str, value: &str) -> core::HeaderValueOption {
+    core::HeaderValueOption {
+        header: Some(core::HeaderValue {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }),
+        append_action: core::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+/// A local JSON-RPC error answer, so a client never gets an empty or text/plain error.
+fn direct_response(
+    name: &str,
+    path: route::route_match::PathSpecifier,
+    status: u32,
+    message: &str,
+) -> route::Route {
+    route::Route {
+        name: name.into(),
+        r#match: Some(route::RouteMatch {
+            path_specifier: Some(path),
+            ..Default::default()
+        }),
+        action: Some(route::route::Action::DirectResponse(
+            route::DirectResponseAction {
+                status,
+                body: Some(core::DataSource {
+                    specifier: Some(core::data_source::Specifier::InlineString(
+                        switchboard_protocol::jsonrpc::error_body(
+                            None,
+                            switchboard_protocol::jsonrpc::code::INVALID_REQUEST,
+                            message,
+                        ),
+                    )),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )),
+        response_headers_to_add: vec![header_value("content-type", "application/json")],
+        ..Default::default()
+    }
+}
+
+fn upstream_cluster(u: &Upstream) -> cluster::Cluster {
+    let name = cluster_name(&u.name);
+    let host = u.url.host();
+    let is_ip = host.parse::<IpAddr>().is_ok();
+    let discovery = if is_ip {
+        cluster::cluster::DiscoveryType::Static
+    } else {
+        // One hostname, possibly many addresses behind it: connect to whichever DNS returns.
+        cluster::cluster::DiscoveryType::LogicalDns
+    };
+    cluster::Cluster {
+        name: name.clone(),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+            discovery as i32,
+        )),
+        connect_timeout: Some(duration(CONNECT_TIMEOUT)),
+        dns_lookup_family: cluster::cluster::DnsLookupFamily::V4Preferred as i32,
+        load_assignment: Some(endpoint::ClusterLoadAssignment {
+            cluster_name: name,
+            endpoints: vec![endpoint::LocalityLbEndpoints {
+                lb_endpoints: vec![endpoint::LbEndpoint {
+                    host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
+                        endpoint::Endpoint {
+                            address: Some(socket_address(&host, u.url.port())),
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        transport_socket: u.url.is_tls().then(|| upstream_tls(&u.url, is_ip)),
+        ..Default::default()
+    }
+}
+
+/// HTTPS upstreams: SNI and certificate verification against the system's roots, with the
+/// certificate's subject alternative name checked against the URL's host.
+fn upstream_tls(url: &UpstreamUrl, is_ip: bool) -> core::TransportSocket {
+    use tls::subject_alt_name_matcher::SanType;
+    let host = url.host();
+    let context = tls::UpstreamTlsContext {
+        sni: if is_ip { String::new() } else { host.clone() },
+        common_tls_context: Some(tls::CommonTlsContext {
+            validation_context_type: Some(
+                tls::common_tls_context::ValidationContextType::ValidationContext(
+                    tls::CertificateValidationContext {
+                        system_root_certs: Some(
+                            tls::certificate_validation_context::SystemRootCerts {},
+                        ),
+                        match_typed_subject_alt_names: vec![tls::SubjectAltNameMatcher {
+                            san_type: if is_ip {
+                                SanType::IpAddress
+                            } else {
+                                SanType::Dns
+                            } as i32,
+                            matcher: Some(matcher::StringMatcher {
+                                match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(
+                                    host,
+                                )),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                ),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    core::TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
+            context,
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{env::Environment, load_str};
+    use prost::Message;
+
+    fn gateway(yaml: &str) -> Gateway {
+        load_str(yaml, "t.yaml", &Environment::Fixed(Default::default())).unwrap()
+    }
+
+    fn module() -> FilterModule {
+        FilterModule {
+            path: "/opt/switchboard.wasm".into(),
+            sha256: "ab".repeat(32),
+        }
+    }
+
+    const TWO: &str = "server:\n  listen: 127.0.0.1:8080\nupstreams:\n  - name: local\n    url: http://127.0.0.1:3001/mcp\n    headers: {X-Key: k}\n    timeout: 5s\n  - name: gh\n    url: https://api.example.com/mcp/\n";
+
+    #[test]
+    fn one_cluster_per_upstream_with_deterministic_names() {
+        let r = translate(&gateway(TWO), &module());
+        let names: Vec<&str> = r.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["upstream-local", "upstream-gh"]);
+        let local = &r.clusters[0];
+        assert_eq!(
+            local.cluster_discovery_type,
+            Some(cluster::cluster::ClusterDiscoveryType::Type(
+                cluster::cluster::DiscoveryType::Static as i32
+            ))
+        );
+        assert!(local.transport_socket.is_none());
+        let gh = &r.clusters[1];
+        let ts = gh.transport_socket.as_ref().unwrap();
+        let Some(core::transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+            panic!()
+        };
+        let tls = tls::UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+        assert_eq!(tls.sni, "api.example.com");
+    }
+
+    #[test]
+    fn routes_select_by_header_and_per_upstream_path() {
+        let r = translate(&gateway(TWO), &module());
+        let routes = &r.routes[0].virtual_hosts[0].routes;
+        let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "local-mcp-stream",
+                "local-mcp",
+                "local-direct-stream",
+                "local-direct",
+                "gh-mcp-stream",
+                "gh-mcp",
+                "gh-direct-stream",
+                "gh-direct",
+                "mcp-unrouted",
+                "not-found"
+            ]
+        );
+        let local = &routes[1];
+        let m = local.r#match.as_ref().unwrap();
+        assert_eq!(
+            m.path_specifier,
+            Some(route::route_match::PathSpecifier::Path("/mcp".into()))
+        );
+        assert_eq!(m.headers[0].name, ROUTE_HEADER);
+        let Some(route::route::Action::Route(action)) = &local.action else {
+            panic!()
+        };
+        assert_eq!(action.timeout, Some(duration(Duration::from_secs(5))));
+        assert_eq!(action.prefix_rewrite, "/mcp");
+        assert_eq!(
+            local.request_headers_to_add[0].header.as_ref().unwrap().key,
+            "X-Key"
+        );
+        let direct = &routes[7];
+        let m = direct.r#match.as_ref().unwrap();
+        assert_eq!(
+            m.path_specifier,
+            Some(route::route_match::PathSpecifier::Path(
+                "/upstreams/gh/mcp".into()
+            ))
+        );
+        let Some(route::route::Action::Route(action)) = &direct.action else {
+            panic!()
+        };
+        assert_eq!(action.prefix_rewrite, "/mcp/");
+        assert_eq!(
+            action.host_rewrite_specifier,
+            Some(
+                route::route_action::HostRewriteSpecifier::HostRewriteLiteral(
+                    "api.example.com".into()
+                )
+            )
+        );
+        let Some(route::route::Action::Route(stream)) = &routes[0].action else {
+            panic!()
+        };
+        assert_eq!(stream.timeout, Some(duration(Duration::ZERO)));
+    }
+
+    #[test]
+    fn listener_carries_wasm_filter_with_contract() {
+        let g = gateway(TWO);
+        let r = translate(&g, &module());
+        let l = &r.listeners[0];
+        let Some(listener::filter::ConfigType::TypedConfig(any)) =
+            &l.filter_chains[0].filters[0].config_type
+        else {
+            panic!()
+        };
+        let m = hcm::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+        assert_eq!(m.http_filters[0].name, WASM_FILTER_NAME);
+        assert_eq!(m.http_filters[1].name, "envoy.filters.http.router");
+        let Some(hcm::http_filter::ConfigType::TypedConfig(any)) = &m.http_filters[0].config_type
+        else {
+            panic!()
+        };
+        let w = Wasm::decode(any.value.as_slice()).unwrap();
+        let pc = w.config.unwrap();
+        assert_eq!(
+            pc.allow_on_headers_stop_iteration,
+            Some(BoolValue { value: true })
+        );
+        let cfg = StringValue::decode(pc.configuration.unwrap().value.as_slice()).unwrap();
+        assert_eq!(
+            FilterConfig::from_json(cfg.value.as_bytes()).unwrap(),
+            filter_config(&g)
+        );
+    }
+
+    #[test]
+    fn translation_is_deterministic() {
+        let g = gateway(TWO);
+        assert_eq!(translate(&g, &module()), translate(&g, &module()));
+    }
+}
