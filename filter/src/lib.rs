@@ -4,9 +4,10 @@
 use log::{error, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
 use std::rc::Rc;
 use switchboard_protocol::filter_config::{FilterConfig, ROUTE_HEADER};
+use switchboard_protocol::jsonrpc;
 use switchboard_protocol::request::{self, Verdict};
 
 proxy_wasm::main! {{
@@ -44,7 +45,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let config = self.config.clone()?;
-        Some(Box::new(Request { config }))
+        Some(Box::new(Request {
+            config,
+            awaiting_body: false,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -54,6 +58,8 @@ impl RootContext for Root {
 
 struct Request {
     config: Rc<FilterConfig>,
+    /// Set when the headers phase decided the body decides; other bodies pass untouched.
+    awaiting_body: bool,
 }
 
 impl Context for Request {}
@@ -69,19 +75,40 @@ impl HttpContext for Request {
                 self.carry_out(request::on_body(&self.config, &[]))
             }
             // Hold the headers so the route can still be chosen from the body.
-            Verdict::AwaitBody => Action::Pause,
+            Verdict::AwaitBody => {
+                self.awaiting_body = true;
+                Action::Pause
+            }
             verdict => self.carry_out(verdict),
         }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.awaiting_body {
+            return Action::Continue;
+        }
         if let Some(verdict) = request::on_body_progress(&self.config, body_size as u64) {
             return self.carry_out(verdict);
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = self.get_http_request_body(0, body_size).unwrap_or_default();
+        self.awaiting_body = false;
+        // The raw host call: the SDK helper panics when the host refuses.
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(e) => {
+                error!("switchboard: cannot read the request body: {e:?}");
+                return self.respond(
+                    500,
+                    &jsonrpc::error_body(
+                        None,
+                        jsonrpc::code::INTERNAL_ERROR,
+                        "The gateway could not read the request body",
+                    ),
+                );
+            }
+        };
         self.carry_out(request::on_body(&self.config, &body))
     }
 }
@@ -92,7 +119,14 @@ impl Request {
             Verdict::PassThrough | Verdict::AwaitBody => Action::Continue,
             Verdict::Route(index) => {
                 let Some(upstream) = self.config.upstreams.get(index) else {
-                    return self.respond(500, "{}");
+                    return self.respond(
+                        500,
+                        &jsonrpc::error_body(
+                            None,
+                            jsonrpc::code::INTERNAL_ERROR,
+                            "The gateway selected an unknown upstream",
+                        ),
+                    );
                 };
                 // The raw host call, not the SDK helper: the helper panics if the host refuses.
                 if let Err(e) = hostcalls::set_map_value(

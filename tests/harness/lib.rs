@@ -1,1 +1,316 @@
+//! End-to-end harness: real Envoy (through the real `switchboard run`), real MCP servers
+//! (rmcp in-process, `server-everything` from npm) and a real MCP client (rmcp).
+//!
+//! Every server binds 127.0.0.1 on an ephemeral port; readiness is awaited, never slept
+//! for; every process is stopped on drop; failures carry the logs of Envoy and switchboard.
 
+pub mod peers;
+
+use anyhow::{Context, bail};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, ClientConfig};
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `switchboard` binary under test: `SWITCHBOARD_BIN` (set by `make test`), else the
+/// release build of this checkout.
+pub fn switchboard_bin() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/switchboard"))
+}
+
+pub fn wasm_path() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repo_root().join("target/wasm/wasm32-unknown-unknown/release/switchboard_filter.wasm")
+        })
+}
+
+pub fn envoy_bin() -> PathBuf {
+    std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/envoy"))
+}
+
+/// A log shared between a reader thread and the test.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<String>>);
+
+impl Log {
+    pub fn text(&self) -> String {
+        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+    fn push(&self, line: &str) {
+        if let Ok(mut s) = self.0.lock() {
+            s.push_str(line);
+            s.push('\n');
+        }
+    }
+    pub fn contains(&self, needle: &str) -> bool {
+        self.text().contains(needle)
+    }
+}
+
+/// Copies a child's output into `log` line by line, in a thread.
+pub fn capture(stream: impl std::io::Read + Send + 'static, log: Log) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            log.push(&line);
+        }
+    });
+}
+
+/// Polls `f` until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `switchboard run` with its Envoy.
+pub struct Gateway {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub endpoint: String,
+    pub admin: String,
+    pub stdout: Log,
+    pub stderr: Log,
+}
+
+impl Gateway {
+    /// Starts the gateway on `yaml`; `server.listen` and `server.admin` default to
+    /// ephemeral loopback ports unless the YAML sets them.
+    pub async fn start(yaml: &str) -> anyhow::Result<Gateway> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, yaml)?;
+        let mut child = Command::new(switchboard_bin())
+            .arg("run")
+            .arg("-c")
+            .arg(&config)
+            .arg("--envoy")
+            .arg(envoy_bin())
+            .arg("--wasm")
+            .arg(wasm_path())
+            .args([
+                "--concurrency",
+                "2",
+                "--envoy-log-level",
+                "info",
+                "--drain-timeout",
+                "1s",
+            ])
+            .env("SWITCHBOARD_LOG", "info,switchboard=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", switchboard_bin().display()))?;
+        let stdout = Log::default();
+        let stderr = Log::default();
+        if let Some(out) = child.stdout.take() {
+            capture(out, stdout.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(err, stderr.clone());
+        }
+        let mut gw = Gateway {
+            child,
+            dir,
+            config,
+            endpoint: String::new(),
+            admin: String::new(),
+            stdout,
+            stderr,
+        };
+        let out = gw.stdout.clone();
+        let ready = eventually(
+            Duration::from_secs(90),
+            "the gateway to print its endpoints",
+            || {
+                let text = out.text();
+                let find = |prefix: &str| {
+                    text.lines()
+                        .rev()
+                        .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
+                };
+                let r = find("MCP endpoint: ").zip(find("Envoy admin: "));
+                async move { r }
+            },
+        )
+        .await;
+        match ready {
+            Ok((endpoint, admin)) => {
+                gw.endpoint = endpoint;
+                gw.admin = admin;
+                Ok(gw)
+            }
+            Err(e) => {
+                let status = gw.child.try_wait().ok().flatten();
+                bail!("{e} (switchboard exit status: {status:?})\n{}", gw.logs())
+            }
+        }
+    }
+
+    /// Base URL of the listener (`http://127.0.0.1:PORT`).
+    pub fn base(&self) -> String {
+        self.endpoint.trim_end_matches("/mcp").to_string()
+    }
+
+    /// Everything switchboard and Envoy printed, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "--- switchboard stdout ---\n{}--- switchboard + envoy stderr ---\n{}",
+            self.stdout.text(),
+            self.stderr.text()
+        )
+    }
+
+    /// One counter or gauge from Envoy's admin `/stats`.
+    pub async fn stat(&self, name: &str) -> Option<u64> {
+        let text = reqwest::get(format!(
+            "{}/stats?filter=^{}$",
+            self.admin,
+            regex_escape(name)
+        ))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Envoy's uptime in seconds, read live from `/server_info` (the `server.uptime` gauge
+    /// only moves at each stats flush); it starts from zero again if Envoy restarts.
+    pub async fn uptime(&self) -> Option<u64> {
+        let v: serde_json::Value = reqwest::get(format!("{}/server_info", self.admin))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["uptime_current_epoch"]
+            .as_str()?
+            .trim_end_matches('s')
+            .parse::<f64>()
+            .ok()
+            .map(|s| s as u64)
+    }
+
+    pub fn write_config(&self, yaml: &str) -> anyhow::Result<()> {
+        // Write then rename, as editors and config-management tools do.
+        let tmp = self.dir.path().join(".gateway.yaml.tmp");
+        std::fs::write(&tmp, yaml)?;
+        std::fs::rename(&tmp, &self.config)?;
+        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "switchboard did not exit within {timeout:?} of SIGTERM\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.terminate(Duration::from_secs(15));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect()
+}
+
+pub type Client = RunningService<RoleClient, ClientConfig>;
+
+/// A real MCP client (rmcp, streamable HTTP) connected and initialized.
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+    Ok(ClientConfig::default().serve(transport).await?)
+}
+
+/// Calls a tool and returns the text of its first content block.
+pub async fn call_text(
+    client: &Client,
+    tool: &str,
+    args: serde_json::Value,
+) -> anyhow::Result<String> {
+    let args = match args {
+        serde_json::Value::Object(m) => m,
+        other => bail!("tool arguments must be an object, got {other}"),
+    };
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+        .await?;
+    anyhow::ensure!(
+        result.is_error != Some(true),
+        "tool {tool} failed: {result:?}"
+    );
+    let v = serde_json::to_value(&result.content)?;
+    v[0]["text"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("no text content in {v}"))
+}

@@ -117,7 +117,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 "MCP endpoint: http://{host}:{}{mcp_path}",
                 e.listener.port()
             );
-            info!("envoy admin on http://{}", e.admin);
+            println!("Envoy admin: http://{}", e.admin);
         }
     });
 

@@ -71,7 +71,13 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
             } else {
                 e.path().to_string()
             };
-            let exact = position::locate(text, &position::steps(e.path()));
+            let inner_message = e.inner().to_string();
+            let target = if inner_message.contains("unknown field") {
+                position::Target::Key
+            } else {
+                position::Target::Value
+            };
+            let exact = position::locate(text, &position::steps(e.path()), target);
             let inner = e.into_inner();
             let (line, column) = match (exact, inner.location()) {
                 (Some((l, c)), _) => (Some(l), Some(c)),
@@ -243,7 +249,7 @@ mod tests {
         let e = err(
             "server:\n  listen: 127.0.0.1:1\nupstreams:\n  - name: a\n    url: http://h/mcp\n    tiemout: 5s\n",
         );
-        assert_eq!(e.line, Some(6), "{e}");
+        assert_eq!((e.line, e.column), (Some(6), Some(5)), "{e}");
         assert_eq!(e.path, "upstreams[0].tiemout", "{e}");
         assert!(e.message.contains("unknown field `tiemout`"), "{e}");
         assert!(e.message.contains("expected one of"), "{e}");

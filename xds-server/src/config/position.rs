@@ -13,9 +13,17 @@ pub enum Step {
     Index(usize),
 }
 
-/// 1-based line and column of the node at `path` (the key itself for the last mapping step,
-/// so an unknown field points at its name), or `None` when the text does not contain it.
-pub fn locate(text: &str, path: &[Step]) -> Option<(usize, usize)> {
+/// What of a mapping entry to point at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The key: right for an unknown field.
+    Key,
+    /// The value: right for a value of the wrong form.
+    Value,
+}
+
+/// 1-based line and column of the node at `path`, or `None` when the text does not hold it.
+pub fn locate(text: &str, path: &[Step], target: Target) -> Option<(usize, usize)> {
     struct Collect(Vec<(Event, Marker)>);
     impl MarkedEventReceiver for Collect {
         fn on_event(&mut self, ev: Event, mark: Marker) {
@@ -65,8 +73,9 @@ pub fn locate(text: &str, path: &[Step]) -> Option<(usize, usize)> {
             _ => return None,
         }
     }
-    // Scalars are marked where they start; report where the value is when it is a scalar.
-    if let (Some((Event::Scalar(..), m)), Some(Step::Key(_))) = (events.get(i), path.last()) {
+    if let (Target::Value, Some((Event::Scalar(..), m)), Some(Step::Key(_))) =
+        (target, events.get(i), path.last())
+    {
         at = *m;
     }
     Some((at.line(), at.col() + 1))
@@ -104,6 +113,7 @@ pub fn steps(path: &serde_path_to_error::Path) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Target::Value;
 
     fn key(k: &str) -> Step {
         Step::Key(k.into())
@@ -112,9 +122,16 @@ mod tests {
     #[test]
     fn finds_nested_values() {
         let text = "server:\n  listen: x\nupstreams:\n  - name: a\n    url: u\n  - name: b\n    headers: {A: \"1\"}\n";
-        assert_eq!(locate(text, &[key("server"), key("listen")]), Some((2, 11)));
         assert_eq!(
-            locate(text, &[key("upstreams"), Step::Index(1), key("name")]),
+            locate(text, &[key("server"), key("listen")], Value),
+            Some((2, 11))
+        );
+        assert_eq!(
+            locate(
+                text,
+                &[key("upstreams"), Step::Index(1), key("name")],
+                Value
+            ),
             Some((6, 11))
         );
         assert_eq!(
@@ -124,15 +141,26 @@ mod tests {
             ),
             Some((7, 18))
         );
-        assert_eq!(locate(text, &[key("upstreams"), Step::Index(2)]), None);
-        assert_eq!(locate(text, &[key("nope")]), None);
+        assert_eq!(
+            locate(text, &[key("upstreams"), Step::Index(2)], Value),
+            None
+        );
+        assert_eq!(locate(text, &[key("nope")], Value), None);
+        assert_eq!(
+            locate(
+                text,
+                &[key("upstreams"), Step::Index(0), key("url")],
+                Target::Key
+            ),
+            Some((5, 5))
+        );
     }
 
     #[test]
     fn json_is_yaml() {
         let text = "{\"mcpServers\": {\n  \"x\": {\"url\": 1}\n}}";
         assert_eq!(
-            locate(text, &[key("mcpServers"), key("x"), key("url")]),
+            locate(text, &[key("mcpServers"), key("x"), key("url")], Value),
             Some((2, 16))
         );
     }

@@ -1,0 +1,182 @@
+//! Real upstream MCP servers for the tests.
+
+use super::{Log, capture, eventually, repo_root};
+use anyhow::Context;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct AddRequest {
+    pub a: i64,
+    pub b: i64,
+}
+
+/// A small rmcp server whose `whoami` tool names the instance, so a test can tell which
+/// upstream answered.
+#[derive(Debug, Clone)]
+pub struct TestServer {
+    label: String,
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl TestServer {
+    #[tool(description = "Add two integers")]
+    fn add(&self, Parameters(AddRequest { a, b }): Parameters<AddRequest>) -> String {
+        (a + b).to_string()
+    }
+
+    #[tool(description = "Name of the server instance that answers")]
+    fn whoami(&self) -> String {
+        self.label.clone()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for TestServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+/// An rmcp server on 127.0.0.1:<ephemeral>/mcp, in this process.
+pub struct RmcpServer {
+    pub addr: SocketAddr,
+    /// HTTP requests that reached it.
+    pub requests: Arc<AtomicUsize>,
+    stop: CancellationToken,
+}
+
+impl RmcpServer {
+    pub async fn start(label: &str) -> anyhow::Result<RmcpServer> {
+        let stop = CancellationToken::new();
+        let label = label.to_string();
+        let service: StreamableHttpService<TestServer, LocalSessionManager> =
+            StreamableHttpService::new(
+                move || {
+                    Ok(TestServer {
+                        label: label.clone(),
+                        tool_router: TestServer::tool_router(),
+                    })
+                },
+                Default::default(),
+                StreamableHttpServerConfig::default()
+                    .with_sse_keep_alive(None)
+                    .with_cancellation_token(stop.child_token()),
+            );
+        let requests = Arc::new(AtomicUsize::new(0));
+        let app = axum::Router::new().nest_service("/mcp", service).layer(
+            axum::middleware::from_fn_with_state(requests.clone(), count),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
+        });
+        Ok(RmcpServer {
+            addr,
+            requests,
+            stop,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RmcpServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn count(State(counter): State<Arc<AtomicUsize>>, req: Request, next: Next) -> Response {
+    counter.fetch_add(1, Ordering::SeqCst);
+    next.run(req).await
+}
+
+/// `@modelcontextprotocol/server-everything` over streamable HTTP, bound to loopback by the
+/// preload in `scripts/loopback.cjs`.
+pub struct Everything {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: Log,
+}
+
+impl Everything {
+    pub async fn start() -> anyhow::Result<Everything> {
+        let root = repo_root();
+        let script = root
+            .join(".tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        anyhow::ensure!(
+            script.is_file(),
+            "{} is missing: run scripts/setup.sh npm",
+            script.display()
+        );
+        let mut child = Command::new("node")
+            .arg("--require")
+            .arg(root.join("scripts/loopback.cjs"))
+            .arg(script)
+            .arg("streamableHttp")
+            .env("PORT", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start node")?;
+        let log = Log::default();
+        if let Some(out) = child.stdout.take() {
+            capture(out, log.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(err, log.clone());
+        }
+        let l = log.clone();
+        let addr = eventually(
+            Duration::from_secs(30),
+            "server-everything to listen",
+            || {
+                let addr = l.text().lines().find_map(|line| {
+                    line.strip_prefix("switchboard-test-peer listening on ")
+                        .and_then(|a| a.trim().parse().ok())
+                });
+                async move { addr }
+            },
+        )
+        .await
+        .with_context(|| format!("server-everything output:\n{}", log.text()))?;
+        Ok(Everything { child, addr, log })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,287 @@
+//! The foundation end to end: `switchboard run` drives a real Envoy that loads the wasm
+//! filter, and real MCP clients reach real MCP servers through it.
+
+use std::time::Duration;
+use switchboard_e2e::peers::{Everything, RmcpServer};
+use switchboard_e2e::{Gateway, call_text, connect, eventually};
+
+fn config(upstreams: &[(&str, String)]) -> String {
+    let mut y = String::from("server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n");
+    for (name, url) in upstreams {
+        y.push_str(&format!(
+            "  - name: {name}\n    url: {url}\n    timeout: 10s\n"
+        ));
+    }
+    y
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_client_calls_an_rmcp_upstream_through_envoy() -> anyhow::Result<()> {
+    let upstream = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&config(&[("alpha", upstream.url())])).await?;
+    let client = connect(&gw.endpoint)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", gw.logs()))?;
+    let tools = client.list_all_tools().await?;
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["add", "whoami"]);
+    assert_eq!(
+        call_text(&client, "add", serde_json::json!({"a": 40, "b": 2})).await?,
+        "42"
+    );
+    assert_eq!(
+        call_text(&client, "whoami", serde_json::json!({})).await?,
+        "alpha"
+    );
+    client.cancel().await?;
+    // The call really went through Envoy's cluster for that upstream.
+    let sent = gw
+        .stat("cluster.upstream-alpha.upstream_rq_completed")
+        .await
+        .unwrap_or(0);
+    assert!(
+        sent >= 4,
+        "expected initialize, initialized, list and calls on the cluster, saw {sent}\n{}",
+        gw.logs()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rmcp_client_calls_server_everything_through_envoy() -> anyhow::Result<()> {
+    let everything = Everything::start().await?;
+    let gw = Gateway::start(&config(&[("everything", everything.url())])).await?;
+    let client = connect(&gw.endpoint)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}\n{}", gw.logs(), everything.log.text()))?;
+    let info = client
+        .peer_info()
+        .and_then(|i| i.server_info.clone())
+        .map(|s| s.name)
+        .unwrap_or_default();
+    assert_eq!(info, "mcp-servers/everything");
+    let tools = client.list_all_tools().await?;
+    assert!(
+        tools.iter().any(|t| t.name == "echo"),
+        "tools: {:?}",
+        tools.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+    let text = call_text(
+        &client,
+        "echo",
+        serde_json::json!({"message": "through envoy"}),
+    )
+    .await?;
+    assert!(text.contains("through envoy"), "{text}");
+    client.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_answered_by_the_filter_without_contacting_the_upstream()
+-> anyhow::Result<()> {
+    let upstream = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&config(&[("alpha", upstream.url())])).await?;
+    let http = reqwest::Client::new();
+    let before = upstream.request_count();
+    for (body, code) in [
+        ("{\"jsonrpc\":\"2.0\",", -32700),
+        ("not json at all", -32700),
+        ("[]", -32600),
+        (
+            "{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"ping\"}",
+            -32600,
+        ),
+    ] {
+        let resp = http
+            .post(&gw.endpoint)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await?;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let v: serde_json::Value = resp.json().await?;
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        assert!(v["id"].is_null());
+    }
+    assert_eq!(
+        upstream.request_count(),
+        before,
+        "a malformed body reached the upstream"
+    );
+    assert_eq!(
+        gw.stat("cluster.upstream-alpha.upstream_rq_total")
+            .await
+            .unwrap_or(0),
+        0,
+        "{}",
+        gw.logs()
+    );
+
+    // A body over server.max_request_bytes (default 4 MiB) is refused before it is buffered whole.
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(5 << 20)
+    );
+    let resp = http
+        .post(&gw.endpoint)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 413);
+    assert_eq!(upstream.request_count(), before);
+    // Paths other than the endpoint get a JSON answer that names the endpoint.
+    let resp = http.get(format!("{}/nope", gw.base())).send().await?;
+    assert_eq!(resp.status(), 404);
+    let v: serde_json::Value = resp.json().await?;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/mcp"),
+        "{v}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_choose_the_route_by_sending_the_selector_header() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let beta = RmcpServer::start("beta").await?;
+    let gw = Gateway::start(&config(&[("alpha", alpha.url()), ("beta", beta.url())])).await?;
+    let resp = reqwest::Client::new()
+        .post(&gw.endpoint)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("x-switchboard-upstream", "beta")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        beta.request_count(),
+        0,
+        "the client's selector header was obeyed"
+    );
+    assert_eq!(alpha.request_count(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_adds_an_upstream_without_restarting_envoy_and_refuses_a_broken_edit()
+-> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let beta = RmcpServer::start("beta").await?;
+    let gw = Gateway::start(&config(&[("alpha", alpha.url())])).await?;
+    let base = gw.base();
+    let alpha_client = connect(&format!("{base}/upstreams/alpha/mcp")).await?;
+    assert_eq!(
+        call_text(&alpha_client, "whoami", serde_json::json!({})).await?,
+        "alpha"
+    );
+    let uptime_before = eventually(Duration::from_secs(10), "envoy uptime of 2s", || {
+        let gw = &gw;
+        async move { gw.uptime().await.filter(|u| *u >= 2) }
+    })
+    .await?;
+
+    // beta is not there yet.
+    let status = reqwest::Client::new()
+        .post(format!("{base}/upstreams/beta/mcp"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await?
+        .status();
+    assert_eq!(status, 404);
+
+    gw.write_config(&config(&[("alpha", alpha.url()), ("beta", beta.url())]))?;
+    let beta_url = format!("{base}/upstreams/beta/mcp");
+    let beta_client = eventually(Duration::from_secs(30), "beta to become reachable", || {
+        let url = beta_url.clone();
+        async move { connect(&url).await.ok() }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    assert_eq!(
+        call_text(&beta_client, "whoami", serde_json::json!({})).await?,
+        "beta"
+    );
+    // The session opened before the reload still works: Envoy was not restarted.
+    assert_eq!(
+        call_text(&alpha_client, "add", serde_json::json!({"a": 1, "b": 2})).await?,
+        "3"
+    );
+    let uptime_after = gw.uptime().await.unwrap_or(0);
+    assert!(
+        uptime_after >= uptime_before,
+        "uptime went from {uptime_before}s to {uptime_after}s: Envoy restarted\n{}",
+        gw.logs()
+    );
+    assert_eq!(
+        gw.stderr.text().matches("envoy started").count(),
+        1,
+        "{}",
+        gw.logs()
+    );
+
+    // A broken edit is refused with its position, and traffic continues on the last good config.
+    gw.write_config("server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: alpha\n    url: http://127.0.0.1:1/mcp\n    colour: blue\n")?;
+    let err = gw.stderr.clone();
+    eventually(
+        Duration::from_secs(20),
+        "the broken edit to be refused",
+        || {
+            let refused = err.contains("configuration refused")
+                && err.contains("gateway.yaml:7:5: upstreams[0].colour");
+            async move { refused.then_some(()) }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    assert_eq!(
+        call_text(&alpha_client, "whoami", serde_json::json!({})).await?,
+        "alpha"
+    );
+    assert_eq!(
+        call_text(&beta_client, "whoami", serde_json::json!({})).await?,
+        "beta"
+    );
+    let mut mcp = connect(&gw.endpoint).await?;
+    assert_eq!(
+        call_text(&mcp, "whoami", serde_json::json!({})).await?,
+        "alpha"
+    );
+    mcp.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_stops_envoy() -> anyhow::Result<()> {
+    let upstream = RmcpServer::start("alpha").await?;
+    let mut gw = Gateway::start(&config(&[("alpha", upstream.url())])).await?;
+    let admin = gw.admin.clone();
+    assert!(
+        reqwest::get(format!("{admin}/ready"))
+            .await?
+            .status()
+            .is_success()
+    );
+    let status = gw.terminate(Duration::from_secs(20))?;
+    assert!(
+        status.success(),
+        "switchboard exited with {status}\n{}",
+        gw.logs()
+    );
+    assert!(gw.stderr.contains("draining envoy"), "{}", gw.logs());
+    assert!(
+        reqwest::get(format!("{admin}/ready")).await.is_err(),
+        "Envoy still answers after switchboard exited"
+    );
+    Ok(())
+}
