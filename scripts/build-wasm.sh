@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-args=(build --release --target wasm32-unknown-unknown -p switchboard-filter --target-dir target/wasm)
+args=(build --profile wasm --target wasm32-unknown-unknown -p switchboard-filter --target-dir target/wasm)
 if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   exec cargo "${args[@]}"
 fi

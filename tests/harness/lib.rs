@@ -22,18 +22,24 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The `switchboard` binary under test: `SWITCHBOARD_BIN` (set by `make test`), else the
-/// release build of this checkout.
+/// debug build of this checkout (`cargo build -p switchboard`).
 pub fn switchboard_bin() -> PathBuf {
-    std::env::var_os("SWITCHBOARD_BIN")
+    let bin = std::env::var_os("SWITCHBOARD_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/release/switchboard"))
+        .unwrap_or_else(|| repo_root().join("target/debug/switchboard"));
+    assert!(
+        bin.is_file(),
+        "{} does not exist: run `make test` (or `cargo build -p switchboard`) first",
+        bin.display()
+    );
+    bin
 }
 
 pub fn wasm_path() -> PathBuf {
     std::env::var_os("SWITCHBOARD_WASM")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            repo_root().join("target/wasm/wasm32-unknown-unknown/release/switchboard_filter.wasm")
+            repo_root().join("target/wasm/wasm32-unknown-unknown/wasm/switchboard_filter.wasm")
         })
 }
 
@@ -259,6 +265,121 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.terminate(Duration::from_secs(15));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An Envoy started by hand from a bootstrap, as in a fleet that runs `switchboard serve`.
+pub struct Envoy {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub admin: String,
+    pub log: Log,
+}
+
+impl Envoy {
+    pub async fn start(bootstrap_yaml: &str) -> anyhow::Result<Envoy> {
+        let dir = tempfile::tempdir()?;
+        let bootstrap = dir.path().join("bootstrap.yaml");
+        let admin_path = dir.path().join("admin");
+        std::fs::write(&bootstrap, bootstrap_yaml)?;
+        let mut child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&bootstrap)
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(["--disable-hot-restart", "--concurrency", "1", "--log-level", "info"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let log = Log::default();
+        if let Some(out) = child.stdout.take() {
+            capture(out, log.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(err, log.clone());
+        }
+        let admin = eventually(Duration::from_secs(60), "envoy to be ready", || {
+            let path = admin_path.clone();
+            async move {
+                let addr = std::fs::read_to_string(&path).ok()?;
+                let url = format!("http://{}", addr.trim());
+                let ready = reqwest::get(format!("{url}/ready")).await.ok()?.status().is_success();
+                ready.then_some(url)
+            }
+        })
+        .await
+        .with_context(|| format!("envoy log:\n{}", log.text()))?;
+        Ok(Envoy { child, _dir: dir, admin, log })
+    }
+
+    /// The bound address of a listener, from `/listeners`.
+    pub async fn listener(&self, name: &str) -> Option<String> {
+        let v: serde_json::Value = reqwest::get(format!("{}/listeners?format=json", self.admin)).await.ok()?.json().await.ok()?;
+        let l = v["listener_statuses"].as_array()?.iter().find(|l| l["name"] == name)?;
+        let sa = &l["local_address"]["socket_address"];
+        Some(format!("{}:{}", sa["address"].as_str()?, sa["port_value"].as_u64()?))
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `switchboard` subcommand running in the background (`serve`), its output captured.
+pub struct Background {
+    child: Child,
+    pub stdout: Log,
+    pub stderr: Log,
+}
+
+impl Background {
+    pub fn spawn(args: &[&str]) -> anyhow::Result<Background> {
+        let mut child = Command::new(switchboard_bin())
+            .args(args)
+            .env("SWITCHBOARD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let (stdout, stderr) = (Log::default(), Log::default());
+        if let Some(out) = child.stdout.take() {
+            capture(out, stdout.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(err, stderr.clone());
+        }
+        Ok(Background { child, stdout, stderr })
+    }
+
+    /// Waits for a stdout line starting with `prefix` and returns the rest of it.
+    pub async fn line(&self, prefix: &str) -> anyhow::Result<String> {
+        let out = self.stdout.clone();
+        let prefix = prefix.to_string();
+        eventually(Duration::from_secs(30), &format!("a line {prefix:?}"), || {
+            let found = out.text().lines().find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string));
+            async move { found }
+        })
+        .await
+        .with_context(|| format!("stderr:\n{}", self.stderr.text()))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        signal(self.child.id(), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

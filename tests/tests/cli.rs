@@ -140,3 +140,14 @@ fn bootstrap_prints_an_ads_bootstrap() {
 fn serde_yaml_doc(text: &str) -> serde_json::Value {
     serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
 }
+
+#[test]
+fn validate_accepts_the_mcp_servers_json_of_desktop_clients() {
+    let json = r#"{"mcpServers": {"remote": {"type": "http", "url": "https://mcp.example.com/mcp", "timeout": 5000}}}"#;
+    let (ok, stdout, stderr) = validate(json, &[]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("1 upstream"), "{stdout}");
+    let (ok, _, stderr) = validate("{\"mcpServers\": {\n  \"local\": {\"command\": \"npx\", \"args\": [\"x\"]}\n}}", &[]);
+    assert!(!ok);
+    assert!(stderr.contains("gw.yaml:2:") && stderr.contains("mcpServers.local") && stderr.contains("stdio"), "{stderr}");
+}

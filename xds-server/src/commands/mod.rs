@@ -42,7 +42,7 @@ pub fn wasm_path(flag: Option<&Path>) -> PathBuf {
     if let Some(p) = flag {
         return std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     }
-    const BUILT: &str = "target/wasm/wasm32-unknown-unknown/release/switchboard_filter.wasm";
+    const BUILT: &str = "target/wasm/wasm32-unknown-unknown/wasm/switchboard_filter.wasm";
     let roots = crate::envoy::project_roots();
     roots
         .iter()

@@ -33,7 +33,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let listener = TcpListener::bind(&args.xds)
             .await
             .with_context(|| format!("cannot listen on {}", args.xds))?;
-        info!("serving ADS on {}", listener.local_addr()?);
+        // stdout, one line, so scripts (and `switchboard bootstrap --xds`) can use a port 0 bind.
+        println!("xDS: {}", listener.local_addr()?);
         serve_ads(listener, Ads::new(rx), shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })

@@ -37,7 +37,7 @@ impl Environment {
 thread_local! {
     // serde's Deserialize has no context argument; the loader sets this for the duration of
     // one parse on its own thread.
-    static CURRENT: RefCell<Environment> = RefCell::new(Environment::Process);
+    static CURRENT: RefCell<Environment> = const { RefCell::new(Environment::Process) };
 }
 
 /// Runs `f` with `env` as the source for `${VAR}`.

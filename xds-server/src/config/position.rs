@@ -137,7 +137,8 @@ mod tests {
         assert_eq!(
             locate(
                 text,
-                &[key("upstreams"), Step::Index(1), key("headers"), key("A")]
+                &[key("upstreams"), Step::Index(1), key("headers"), key("A")],
+                Value
             ),
             Some((7, 18))
         );
