@@ -290,7 +290,13 @@ impl Envoy {
             .arg(&bootstrap)
             .arg("--admin-address-path")
             .arg(&admin_path)
-            .args(["--disable-hot-restart", "--concurrency", "1", "--log-level", "info"])
+            .args([
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "--log-level",
+                "info",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -307,21 +313,42 @@ impl Envoy {
             async move {
                 let addr = std::fs::read_to_string(&path).ok()?;
                 let url = format!("http://{}", addr.trim());
-                let ready = reqwest::get(format!("{url}/ready")).await.ok()?.status().is_success();
+                let ready = reqwest::get(format!("{url}/ready"))
+                    .await
+                    .ok()?
+                    .status()
+                    .is_success();
                 ready.then_some(url)
             }
         })
         .await
         .with_context(|| format!("envoy log:\n{}", log.text()))?;
-        Ok(Envoy { child, _dir: dir, admin, log })
+        Ok(Envoy {
+            child,
+            _dir: dir,
+            admin,
+            log,
+        })
     }
 
     /// The bound address of a listener, from `/listeners`.
     pub async fn listener(&self, name: &str) -> Option<String> {
-        let v: serde_json::Value = reqwest::get(format!("{}/listeners?format=json", self.admin)).await.ok()?.json().await.ok()?;
-        let l = v["listener_statuses"].as_array()?.iter().find(|l| l["name"] == name)?;
+        let v: serde_json::Value = reqwest::get(format!("{}/listeners?format=json", self.admin))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let l = v["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == name)?;
         let sa = &l["local_address"]["socket_address"];
-        Some(format!("{}:{}", sa["address"].as_str()?, sa["port_value"].as_u64()?))
+        Some(format!(
+            "{}:{}",
+            sa["address"].as_str()?,
+            sa["port_value"].as_u64()?
+        ))
     }
 }
 
@@ -355,17 +382,28 @@ impl Background {
         if let Some(err) = child.stderr.take() {
             capture(err, stderr.clone());
         }
-        Ok(Background { child, stdout, stderr })
+        Ok(Background {
+            child,
+            stdout,
+            stderr,
+        })
     }
 
     /// Waits for a stdout line starting with `prefix` and returns the rest of it.
     pub async fn line(&self, prefix: &str) -> anyhow::Result<String> {
         let out = self.stdout.clone();
         let prefix = prefix.to_string();
-        eventually(Duration::from_secs(30), &format!("a line {prefix:?}"), || {
-            let found = out.text().lines().find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string));
-            async move { found }
-        })
+        eventually(
+            Duration::from_secs(30),
+            &format!("a line {prefix:?}"),
+            || {
+                let found = out
+                    .text()
+                    .lines()
+                    .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string));
+                async move { found }
+            },
+        )
         .await
         .with_context(|| format!("stderr:\n{}", self.stderr.text()))
     }

@@ -147,7 +147,15 @@ fn validate_accepts_the_mcp_servers_json_of_desktop_clients() {
     let (ok, stdout, stderr) = validate(json, &[]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("1 upstream"), "{stdout}");
-    let (ok, _, stderr) = validate("{\"mcpServers\": {\n  \"local\": {\"command\": \"npx\", \"args\": [\"x\"]}\n}}", &[]);
+    let (ok, _, stderr) = validate(
+        "{\"mcpServers\": {\n  \"local\": {\"command\": \"npx\", \"args\": [\"x\"]}\n}}",
+        &[],
+    );
     assert!(!ok);
-    assert!(stderr.contains("gw.yaml:2:") && stderr.contains("mcpServers.local") && stderr.contains("stdio"), "{stderr}");
+    assert!(
+        stderr.contains("gw.yaml:2:")
+            && stderr.contains("mcpServers.local")
+            && stderr.contains("stdio"),
+        "{stderr}"
+    );
 }

@@ -4,36 +4,80 @@
 use std::process::Command;
 use std::time::Duration;
 use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{Background, Envoy, Gateway, call_text, connect, eventually, switchboard_bin, wasm_path};
+use switchboard_e2e::{
+    Background, Envoy, Gateway, call_text, connect, eventually, switchboard_bin, wasm_path,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envoy_started_from_the_printed_bootstrap_serves_mcp() -> anyhow::Result<()> {
     let upstream = RmcpServer::start("fleet").await?;
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("gateway.yaml");
-    std::fs::write(&config, format!("server:\n  listen: 127.0.0.1:0\nupstreams:\n  - name: fleet\n    url: {}\n", upstream.url()))?;
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\nupstreams:\n  - name: fleet\n    url: {}\n",
+            upstream.url()
+        ),
+    )?;
     let wasm = wasm_path();
-    let serve = Background::spawn(&["serve", "-c", &config.to_string_lossy(), "--xds", "127.0.0.1:0", "--wasm", &wasm.to_string_lossy()])?;
+    let serve = Background::spawn(&[
+        "serve",
+        "-c",
+        &config.to_string_lossy(),
+        "--xds",
+        "127.0.0.1:0",
+        "--wasm",
+        &wasm.to_string_lossy(),
+    ])?;
     let xds = serve.line("xDS: ").await?;
 
     let out = Command::new(switchboard_bin())
-        .args(["bootstrap", "--xds", &xds, "--node", "edge-1", "--admin", "127.0.0.1:0"])
+        .args([
+            "bootstrap",
+            "--xds",
+            &xds,
+            "--node",
+            "edge-1",
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .output()?;
-    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await?;
-    let listener = envoy.listener("switchboard-mcp").await.ok_or_else(|| anyhow::anyhow!("no listener\n{}", envoy.log.text()))?;
+    let listener = envoy
+        .listener("switchboard-mcp")
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no listener\n{}", envoy.log.text()))?;
 
     let client = connect(&format!("http://{listener}/mcp")).await?;
-    assert_eq!(call_text(&client, "whoami", serde_json::json!({})).await?, "fleet");
+    assert_eq!(
+        call_text(&client, "whoami", serde_json::json!({})).await?,
+        "fleet"
+    );
     client.cancel().await?;
-    assert!(serve.stderr.contains("node=edge-1") || serve.stderr.contains("node=\"edge-1\""), "{}", serve.stderr.text());
+    assert!(
+        serve.stderr.contains("node=edge-1") || serve.stderr.contains("node=\"edge-1\""),
+        "{}",
+        serve.stderr.text()
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_configuration_envoy_refuses_is_logged_with_its_error_and_traffic_continues() -> anyhow::Result<()> {
+async fn a_configuration_envoy_refuses_is_logged_with_its_error_and_traffic_continues()
+-> anyhow::Result<()> {
     let upstream = RmcpServer::start("alpha").await?;
-    let base = |listen: &str| format!("server:\n  listen: {listen}\n  admin: 127.0.0.1:0\nupstreams:\n  - name: alpha\n    url: {}\n", upstream.url());
+    let base = |listen: &str| {
+        format!(
+            "server:\n  listen: {listen}\n  admin: 127.0.0.1:0\nupstreams:\n  - name: alpha\n    url: {}\n",
+            upstream.url()
+        )
+    };
     let gw = Gateway::start(&base("127.0.0.1:0")).await?;
     let client = connect(&gw.endpoint).await?;
 
@@ -43,11 +87,16 @@ async fn a_configuration_envoy_refuses_is_logged_with_its_error_and_traffic_cont
     gw.write_config(&base(&format!("127.0.0.1:{port}")))?;
     let err = gw.stderr.clone();
     eventually(Duration::from_secs(20), "the NACK to be logged", || {
-        let nacked = err.text().lines().any(|l| l.contains("envoy REJECTED") && l.contains("Listener") && l.contains("error="));
+        let nacked = err.text().lines().any(|l| {
+            l.contains("envoy REJECTED") && l.contains("Listener") && l.contains("error=")
+        });
         async move { nacked.then_some(()) }
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
-    assert_eq!(call_text(&client, "whoami", serde_json::json!({})).await?, "alpha");
+    assert_eq!(
+        call_text(&client, "whoami", serde_json::json!({})).await?,
+        "alpha"
+    );
     Ok(())
 }

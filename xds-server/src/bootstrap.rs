@@ -1,14 +1,12 @@
 //! The Envoy bootstrap: node identity, admin, and ADS pointing at switchboard. Everything else
 //! arrives over ADS.
 
-use crate::translate::{duration, socket_address};
+use crate::translate::{ads, duration, single_host_cluster, socket_address};
 use envoy_types::pb::envoy::config::bootstrap::v3 as bootstrap;
 use envoy_types::pb::envoy::config::cluster::v3 as cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
-use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as http_options;
 use envoy_types::util::pack_any;
-use std::net::IpAddr;
 use std::time::Duration;
 
 pub const XDS_CLUSTER: &str = "switchboard-xds";
@@ -23,13 +21,6 @@ pub struct BootstrapParams {
 }
 
 pub fn bootstrap(p: &BootstrapParams) -> bootstrap::Bootstrap {
-    let ads = || core::ConfigSource {
-        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
-            core::AggregatedConfigSource {},
-        )),
-        resource_api_version: core::ApiVersion::V3 as i32,
-        ..Default::default()
-    };
     // ADS is gRPC: the xDS cluster must speak HTTP/2.
     let h2 = http_options::HttpProtocolOptions {
         upstream_protocol_options: Some(http_options::http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
@@ -50,39 +41,14 @@ pub fn bootstrap(p: &BootstrapParams) -> bootstrap::Bootstrap {
         )),
         ..Default::default()
     };
-    let discovery = if p.xds_host.parse::<IpAddr>().is_ok() {
-        cluster::cluster::DiscoveryType::Static
-    } else {
-        cluster::cluster::DiscoveryType::LogicalDns
-    };
     let xds = cluster::Cluster {
-        name: XDS_CLUSTER.into(),
-        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
-            discovery as i32,
-        )),
         connect_timeout: Some(duration(Duration::from_secs(1))),
         typed_extension_protocol_options: [(
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
             pack_any(h2),
         )]
         .into(),
-        load_assignment: Some(endpoint::ClusterLoadAssignment {
-            cluster_name: XDS_CLUSTER.into(),
-            endpoints: vec![endpoint::LocalityLbEndpoints {
-                lb_endpoints: vec![endpoint::LbEndpoint {
-                    host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
-                        endpoint::Endpoint {
-                            address: Some(socket_address(&p.xds_host, p.xds_port)),
-                            ..Default::default()
-                        },
-                    )),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
+        ..single_host_cluster(XDS_CLUSTER, &p.xds_host, p.xds_port)
     };
     bootstrap::Bootstrap {
         node: Some(core::Node {

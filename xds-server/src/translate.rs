@@ -74,7 +74,8 @@ pub fn filter_config(gateway: &Gateway) -> FilterConfig {
     }
 }
 
-fn ads() -> core::ConfigSource {
+/// "From the ADS stream", for LDS/CDS in the bootstrap and RDS in the listener.
+pub fn ads() -> core::ConfigSource {
     core::ConfigSource {
         config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
             core::AggregatedConfigSource {},
@@ -323,29 +324,36 @@ fn direct_response(
 }
 
 fn upstream_cluster(u: &Upstream) -> cluster::Cluster {
-    let name = cluster_name(&u.name);
     let host = u.url.host();
     let is_ip = host.parse::<IpAddr>().is_ok();
-    let discovery = if is_ip {
+    cluster::Cluster {
+        connect_timeout: Some(duration(CONNECT_TIMEOUT)),
+        dns_lookup_family: cluster::cluster::DnsLookupFamily::V4Preferred as i32,
+        transport_socket: u.url.is_tls().then(|| upstream_tls(&u.url, is_ip)),
+        ..single_host_cluster(&cluster_name(&u.name), &host, u.url.port())
+    }
+}
+
+/// A cluster of one `host:port`: static for an IP address; for a hostname, logical DNS (one
+/// name, possibly many addresses behind it: connect to whichever DNS returns).
+pub fn single_host_cluster(name: &str, host: &str, port: u16) -> cluster::Cluster {
+    let discovery = if host.parse::<IpAddr>().is_ok() {
         cluster::cluster::DiscoveryType::Static
     } else {
-        // One hostname, possibly many addresses behind it: connect to whichever DNS returns.
         cluster::cluster::DiscoveryType::LogicalDns
     };
     cluster::Cluster {
-        name: name.clone(),
+        name: name.into(),
         cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
             discovery as i32,
         )),
-        connect_timeout: Some(duration(CONNECT_TIMEOUT)),
-        dns_lookup_family: cluster::cluster::DnsLookupFamily::V4Preferred as i32,
         load_assignment: Some(endpoint::ClusterLoadAssignment {
-            cluster_name: name,
+            cluster_name: name.into(),
             endpoints: vec![endpoint::LocalityLbEndpoints {
                 lb_endpoints: vec![endpoint::LbEndpoint {
                     host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
                         endpoint::Endpoint {
-                            address: Some(socket_address(&host, u.url.port())),
+                            address: Some(socket_address(host, port)),
                             ..Default::default()
                         },
                     )),
@@ -355,7 +363,6 @@ fn upstream_cluster(u: &Upstream) -> cluster::Cluster {
             }],
             ..Default::default()
         }),
-        transport_socket: u.url.is_tls().then(|| upstream_tls(&u.url, is_ip)),
         ..Default::default()
     }
 }

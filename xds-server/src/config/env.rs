@@ -19,6 +19,17 @@ pub enum Environment {
 }
 
 impl Environment {
+    /// A fixed environment, for tests.
+    #[cfg(test)]
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Environment::Fixed(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
     pub fn get(&self, name: &str) -> Option<String> {
         match self {
             Environment::Process => std::env::var(name).ok(),
@@ -220,12 +231,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Environment {
-        Environment::Fixed(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Environment::from_pairs(pairs)
     }
 
     #[test]

@@ -214,15 +214,9 @@ fn find_value(text: &str, value: &str) -> (Option<usize>, Option<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> Environment {
-        Environment::Fixed(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<HashMap<_, _>>(),
-        )
+        Environment::from_pairs(pairs)
     }
 
     fn err(text: &str) -> ConfigError {
