@@ -1,53 +1,70 @@
-//! The proxy-wasm adapter. Every decision is made by `switchboard_protocol`; this crate reads
-//! Envoy's buffers, carries the verdict out with host calls and handles their errors.
+//! The proxy-wasm adapter. Every decision is made by `switchboard_protocol::exchange`; this
+//! crate reads Envoy's buffers, carries the steps out with host calls and handles their
+//! errors. Raw host calls are used throughout: the SDK's helpers panic when the host refuses.
 
 use log::{error, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+use switchboard_protocol::exchange::{
+    CalloutAnswer, Clock, Exchange, Gateway, Reply, RequestHead, ResponseStep, Route,
+    SESSION_HEADER, Step, forwarded_request_header,
+};
 use switchboard_protocol::filter_config::{FilterConfig, ROUTE_HEADER};
 use switchboard_protocol::jsonrpc;
-use switchboard_protocol::request::{self, Verdict};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     std::panic::set_hook(Box::new(|info| {
         let _ = hostcalls::log(LogLevel::Critical, &format!("switchboard filter panicked: {info}"));
     }));
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { gateway: None, sealed: Rc::new(Cell::new(0)) }) });
 }}
 
 struct Root {
-    config: Option<Rc<FilterConfig>>,
+    gateway: Option<Rc<Gateway>>,
+    /// Tokens sealed by this VM: part of each nonce seed.
+    sealed: Rc<Cell<u64>>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(bytes) = self.get_plugin_configuration() else {
-            error!("switchboard: the filter has no configuration");
-            return false;
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(b)) => b,
+            _ => {
+                error!("switchboard: the filter has no configuration");
+                return false;
+            }
         };
         match FilterConfig::from_json(&bytes) {
             Ok(config) => {
-                self.config = Some(Rc::new(config));
+                self.gateway = Some(Rc::new(Gateway::new(config)));
                 true
             }
             Err(e) => {
-                // Returning false makes Envoy reject this config and keep the previous one.
+                // Returning false makes Envoy reject this configuration and keep the last one.
                 error!("switchboard: invalid filter configuration: {e}");
                 false
             }
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = self.config.clone()?;
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let gateway = self.gateway.clone()?;
         Some(Box::new(Request {
-            config,
+            gateway,
+            exchange: Exchange::new(),
+            context_id,
+            sealed: self.sealed.clone(),
             awaiting_body: false,
+            calls: HashMap::new(),
+            response: ResponseMode::Stream,
         }))
     }
 
@@ -56,30 +73,97 @@ impl RootContext for Root {
     }
 }
 
-struct Request {
-    config: Rc<FilterConfig>,
-    /// Set when the headers phase decided the body decides; other bodies pass untouched.
-    awaiting_body: bool,
+/// What the response phase does with the body.
+enum ResponseMode {
+    Stream,
+    /// Buffer the whole body, then let the exchange rewrite it.
+    Rewrite {
+        content_type: Option<String>,
+    },
+    /// Drop the upstream's body and send this one.
+    Replace(Vec<u8>),
 }
 
-impl Context for Request {}
+struct Request {
+    gateway: Rc<Gateway>,
+    exchange: Exchange,
+    context_id: u32,
+    sealed: Rc<Cell<u64>>,
+    /// Set when the headers phase decided the body decides; other bodies pass untouched.
+    awaiting_body: bool,
+    /// Host token of each callout → the exchange's call index.
+    calls: HashMap<u32, usize>,
+    response: ResponseMode,
+}
+
+impl Context for Request {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        num_headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(call) = self.calls.remove(&token) else {
+            return;
+        };
+        let answer = if num_headers == 0 {
+            // Envoy reports a failed callout (no connection, timeout) with no headers.
+            Err("unreachable or timed out (no answer)".to_string())
+        } else {
+            let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+            let find = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            Ok(CalloutAnswer {
+                status: find(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+                content_type: find("content-type").unwrap_or_default(),
+                session_id: find(SESSION_HEADER),
+                body,
+            })
+        };
+        let clock = self.clock();
+        let step = self
+            .exchange
+            .on_callout_response(&self.gateway, call, answer, &clock);
+        self.flush_log();
+        if let Some(step) = step {
+            self.carry_out(step);
+        }
+    }
+}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // A client must never pick a route by sending the selector itself.
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
-        let method = header(":method").unwrap_or_default();
-        let path = header(":path").unwrap_or_default();
-        match request::on_headers(&self.config, &method, &path) {
-            Verdict::AwaitBody if end_of_stream => {
-                self.carry_out(request::on_body(&self.config, &[]))
+        let head = RequestHead {
+            method: request_header(":method").unwrap_or_default(),
+            path: request_header(":path").unwrap_or_default(),
+            session_id: request_header(SESSION_HEADER),
+        };
+        let step = self
+            .exchange
+            .on_request_headers(&self.gateway, &head, now().as_secs());
+        match step {
+            Step::AwaitBody if end_of_stream => {
+                let clock = self.clock();
+                let step = self.exchange.on_request_body(&self.gateway, &[], &clock);
+                self.carry_out(step)
             }
-            // Hold the headers so the route can still be chosen from the body.
-            Verdict::AwaitBody => {
+            Step::AwaitBody => {
+                // Hold the headers so the body can still choose the route.
                 self.awaiting_body = true;
                 Action::Pause
             }
-            verdict => self.carry_out(verdict),
+            step => self.carry_out(step),
         }
     }
 
@@ -87,78 +171,248 @@ impl HttpContext for Request {
         if !self.awaiting_body {
             return Action::Continue;
         }
-        if let Some(verdict) = request::on_body_progress(&self.config, body_size as u64) {
-            return self.carry_out(verdict);
+        if let Some(step) = self
+            .exchange
+            .on_body_progress(&self.gateway, body_size as u64)
+        {
+            self.awaiting_body = false;
+            return self.carry_out(step);
         }
         if !end_of_stream {
             return Action::Pause;
         }
         self.awaiting_body = false;
-        // The raw host call: the SDK helper panics when the host refuses.
         let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
             Ok(body) => body.unwrap_or_default(),
             Err(e) => {
                 error!("switchboard: cannot read the request body: {e:?}");
-                return self.respond(
-                    500,
-                    &jsonrpc::error_body(
-                        None,
-                        jsonrpc::code::INTERNAL_ERROR,
-                        "The gateway could not read the request body",
-                    ),
-                );
+                return self.respond_error(500, "The gateway could not read the request body");
             }
         };
-        self.carry_out(request::on_body(&self.config, &body))
+        let clock = self.clock();
+        let step = self.exchange.on_request_body(&self.gateway, &body, &clock);
+        self.carry_out(step)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let status = response_header(":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let content_type = response_header("content-type");
+        let details = hostcalls::get_property(vec!["response", "code_details"])
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        let step =
+            self.exchange
+                .on_response_headers(status, content_type.as_deref(), details.as_deref());
+        self.flush_log();
+        match step {
+            ResponseStep::Stream { remove } => {
+                for h in remove {
+                    let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, h);
+                }
+                Action::Continue
+            }
+            ResponseStep::Buffer => {
+                let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, SESSION_HEADER);
+                let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
+                self.response = ResponseMode::Rewrite { content_type };
+                if end_of_stream {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+            ResponseStep::Replace(reply) => {
+                if end_of_stream {
+                    // No body will come to replace: answer anew instead.
+                    self.send(&reply);
+                    return Action::Pause;
+                }
+                let _ = hostcalls::set_map(
+                    MapType::HttpResponseHeaders,
+                    std::iter::once((":status", reply.status.to_string()))
+                        .chain(reply.headers.iter().map(|(k, v)| (k.as_str(), v.clone())))
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(|(k, v)| (*k, v.as_str()))
+                        .collect(),
+                );
+                self.response = ResponseMode::Replace(reply.body);
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if matches!(self.response, ResponseMode::Stream) {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let new_body = match std::mem::replace(&mut self.response, ResponseMode::Stream) {
+            ResponseMode::Replace(body) => body,
+            ResponseMode::Rewrite { content_type } => {
+                let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                self.exchange
+                    .on_response_body(&body, content_type.as_deref())
+            }
+            ResponseMode::Stream => return Action::Continue,
+        };
+        if let Err(e) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &new_body)
+        {
+            error!("switchboard: cannot replace the response body: {e:?}");
+        }
+        Action::Continue
     }
 }
 
 impl Request {
-    fn carry_out(&self, verdict: Verdict) -> Action {
-        match verdict {
-            Verdict::PassThrough | Verdict::AwaitBody => Action::Continue,
-            Verdict::Route(index) => {
-                let Some(upstream) = self.config.upstreams.get(index) else {
-                    return self.respond(
-                        500,
-                        &jsonrpc::error_body(
-                            None,
-                            jsonrpc::code::INTERNAL_ERROR,
-                            "The gateway selected an unknown upstream",
-                        ),
-                    );
-                };
-                // The raw host call, not the SDK helper: the helper panics if the host refuses.
-                if let Err(e) = hostcalls::set_map_value(
-                    MapType::HttpRequestHeaders,
-                    ROUTE_HEADER,
-                    Some(&upstream.name),
-                ) {
-                    warn!("switchboard: cannot set the route header: {e:?}");
-                }
-                // Envoy clears the route cache when a wasm filter changes request headers; the
-                // explicit call keeps that true on hosts that do not.
-                let _ = hostcalls::call_foreign_function("clear_route_cache", None);
-                Action::Continue
+    fn carry_out(&mut self, step: Step) -> Action {
+        self.flush_log();
+        match step {
+            Step::PassThrough | Step::AwaitBody => Action::Continue,
+            Step::Respond(reply) => {
+                self.send(&reply);
+                Action::Pause
             }
-            Verdict::Respond { status, body } => self.respond(status, &body),
+            Step::Route(route) => self.route(route),
+            Step::AwaitCallouts(callouts) => {
+                for c in callouts {
+                    let headers: Vec<(&str, &str)> = c
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    let body = (!c.body.is_empty()).then_some(c.body.as_slice());
+                    match hostcalls::dispatch_http_call(
+                        &c.cluster,
+                        headers,
+                        body,
+                        vec![],
+                        Duration::from_millis(c.timeout_ms),
+                    ) {
+                        Ok(token) => {
+                            self.calls.insert(token, c.call);
+                        }
+                        Err(e) => {
+                            let clock = self.clock();
+                            let answer = Err(format!("could not be called ({e:?})"));
+                            if let Some(step) = self.exchange.on_callout_response(
+                                &self.gateway,
+                                c.call,
+                                answer,
+                                &clock,
+                            ) {
+                                return self.carry_out(step);
+                            }
+                        }
+                    }
+                }
+                Action::Pause
+            }
         }
     }
 
-    fn respond(&self, status: u16, body: &str) -> Action {
-        if let Err(e) = hostcalls::send_http_response(
-            u32::from(status),
-            vec![("content-type", "application/json")],
-            Some(body.as_bytes()),
+    /// Sends the request on to the upstream's route, with only the headers that belong there.
+    fn route(&mut self, route: Route) -> Action {
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        for (name, _) in &headers {
+            if !forwarded_request_header(name) {
+                let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+            }
+        }
+        for (name, value) in &route.headers {
+            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value.as_deref());
+        }
+        if let Some(body) = &route.body {
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                "content-length",
+                Some(&body.len().to_string()),
+            );
+            if let Err(e) = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, usize::MAX, body)
+            {
+                error!("switchboard: cannot rewrite the request body: {e:?}");
+                return self.respond_error(500, "The gateway could not rewrite the request");
+            }
+        }
+        if let Err(e) = hostcalls::set_map_value(
+            MapType::HttpRequestHeaders,
+            ROUTE_HEADER,
+            Some(&route.upstream),
         ) {
+            warn!("switchboard: cannot set the route header: {e:?}");
+        }
+        // Envoy clears the route cache when a wasm filter changes request headers; the
+        // explicit call keeps that true on hosts that do not.
+        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        Action::Continue
+    }
+
+    fn send(&self, reply: &Reply) {
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = (!reply.body.is_empty()).then_some(reply.body.as_slice());
+        if let Err(e) = hostcalls::send_http_response(u32::from(reply.status), headers, body) {
             error!("switchboard: cannot send a local response: {e:?}");
         }
+    }
+
+    fn respond_error(&self, status: u16, message: &str) -> Action {
+        let body = jsonrpc::error_body(None, jsonrpc::code::INTERNAL_ERROR, message);
+        self.send(&Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.into_bytes(),
+        });
         Action::Pause
+    }
+
+    fn clock(&self) -> Clock {
+        let t = now();
+        let n = self.sealed.get().wrapping_add(1);
+        self.sealed.set(n);
+        let mut seed = Vec::with_capacity(28);
+        seed.extend_from_slice(&t.as_nanos().to_be_bytes());
+        seed.extend_from_slice(&self.context_id.to_be_bytes());
+        seed.extend_from_slice(&n.to_be_bytes());
+        Clock {
+            now_s: t.as_secs(),
+            seed,
+        }
+    }
+
+    fn flush_log(&mut self) {
+        for line in self.exchange.take_log() {
+            warn!("switchboard: {line}");
+        }
     }
 }
 
-fn header(name: &str) -> Option<String> {
+fn now() -> Duration {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .unwrap_or_default()
+}
+
+fn request_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
         .ok()
         .flatten()
 }

@@ -15,8 +15,29 @@ pub struct FilterConfig {
     pub mcp_path: String,
     /// Largest request body the filter buffers; larger ones get HTTP 413.
     pub max_request_bytes: u64,
+    /// `serverInfo` of the gateway.
+    pub server_name: String,
+    pub server_version: String,
+    /// The secret that seals session tokens; every replica must have the same.
+    pub session_key: String,
+    /// Seconds a session token stays valid after `initialize` (0: forever).
+    pub session_max_age_s: u64,
+    /// Between prefix and name: `github__create_issue`.
+    pub separator: String,
+    pub fan_out: FanOut,
     /// Upstreams in configuration order.
     pub upstreams: Vec<Upstream>,
+}
+
+/// What a fan-out does when an upstream fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanOut {
+    /// Leave the failed upstream out and log it.
+    #[default]
+    FailOpen,
+    /// Fail the whole request, naming the upstream.
+    FailClosed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +45,10 @@ pub struct FilterConfig {
 pub struct Upstream {
     /// The upstream's name from the gateway YAML; also the value of [`ROUTE_HEADER`].
     pub name: String,
+    /// Prefix of its tool and prompt names.
+    pub prefix: String,
+    /// Prefix of its resource URIs (the URI-scheme form of `prefix`).
+    pub uri_prefix: String,
     /// The Envoy cluster that reaches it.
     pub cluster: String,
     /// `:authority` for calls the filter makes itself (`dispatch_http_call`).
@@ -31,6 +56,9 @@ pub struct Upstream {
     /// The upstream's MCP path (`/mcp`).
     pub path: String,
     pub timeout_ms: u64,
+    /// Configured headers, sent on the filter's own calls (routed calls get them from the
+    /// route).
+    pub headers: Vec<(String, String)>,
 }
 
 impl FilterConfig {
@@ -45,22 +73,38 @@ impl FilterConfig {
 }
 
 #[cfg(test)]
+pub(crate) fn example(upstreams: usize) -> FilterConfig {
+    FilterConfig {
+        mcp_path: "/mcp".into(),
+        max_request_bytes: 1 << 20,
+        server_name: "switchboard".into(),
+        server_version: "0.1.0".into(),
+        session_key: "test-key".into(),
+        session_max_age_s: 3600,
+        separator: "__".into(),
+        fan_out: FanOut::FailOpen,
+        upstreams: (0..upstreams)
+            .map(|i| Upstream {
+                name: format!("u{i}"),
+                prefix: format!("u{i}"),
+                uri_prefix: format!("u{i}"),
+                cluster: format!("upstream-u{i}"),
+                authority: format!("127.0.0.1:{}", 3000 + i),
+                path: "/mcp".into(),
+                timeout_ms: 1000,
+                headers: vec![("x-key".into(), format!("k{i}"))],
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn round_trips_and_rejects_unknown_fields() {
-        let c = FilterConfig {
-            mcp_path: "/mcp".into(),
-            max_request_bytes: 1 << 20,
-            upstreams: vec![Upstream {
-                name: "everything".into(),
-                cluster: "upstream-everything".into(),
-                authority: "127.0.0.1:3001".into(),
-                path: "/mcp".into(),
-                timeout_ms: 30_000,
-            }],
-        };
+        let c = example(2);
         assert_eq!(FilterConfig::from_json(c.to_json().as_bytes()).unwrap(), c);
         let mut v: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
         v["surprise"] = true.into();

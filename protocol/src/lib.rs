@@ -3,6 +3,11 @@
 //! The wasm filter and the control plane only call into this crate, so everything that decides
 //! what happens to a message is unit-tested natively.
 
+pub mod aggregate;
+pub mod exchange;
 pub mod filter_config;
 pub mod jsonrpc;
-pub mod request;
+pub mod mcp;
+pub mod naming;
+pub mod session;
+pub mod sse;

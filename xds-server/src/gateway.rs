@@ -19,6 +19,11 @@ pub struct Source {
 impl Source {
     pub fn load(&self) -> anyhow::Result<(config::Gateway, Snapshot)> {
         let gateway = config::load_file(&self.config, &Environment::Process)?;
+        if gateway.session.key.is_none() {
+            tracing::warn!(
+                "session.key is not set: using a random key, so sessions end when switchboard restarts and cannot move between control planes"
+            );
+        }
         let snapshot = Snapshot::new(&translate::translate(&gateway, &self.module));
         snapshot
             .check_consistent()
@@ -38,7 +43,22 @@ pub fn filter_module(path: &Path) -> FilterModule {
     FilterModule {
         path: path.display().to_string(),
         sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        fallback_session_key: process_session_key().to_string(),
     }
+}
+
+/// A random session key for this process, used when the gateway file sets none: sessions
+/// then end when switchboard restarts and cannot be shared with another control plane.
+pub fn process_session_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut bytes = [0u8; 32];
+        if let Err(e) = getrandom::fill(&mut bytes) {
+            // Without an OS random source nothing can be kept secret: refuse to run.
+            panic!("no random source for the session key: {e}");
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
 }
 
 /// Reloads `source` and publishes the result if it changed; on error keeps what is in force.

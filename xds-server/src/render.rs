@@ -67,14 +67,55 @@ fn message_json(msg: &DynamicMessage, name: &str) -> Result<Value, RenderError> 
         .map_err(|e| RenderError::Transcode(name.to_string(), e.to_string()))
 }
 
-/// The whole snapshot, in push order, as one YAML document.
+pub const REDACTED: &str = "<redacted>";
+
+/// Replaces secrets in rendered resources: configured header values on routes and in the
+/// filter's configuration, and the session key. What Envoy receives is unchanged.
+pub fn redact(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.get("@type").and_then(Value::as_str)
+                == Some("type.googleapis.com/google.protobuf.StringValue")
+                && let Some(Value::String(inner)) = map.get_mut("value")
+                && let Ok(mut config) =
+                    switchboard_protocol::filter_config::FilterConfig::from_json(inner.as_bytes())
+            {
+                config.session_key = REDACTED.into();
+                for u in &mut config.upstreams {
+                    for (_, v) in &mut u.headers {
+                        *v = REDACTED.into();
+                    }
+                }
+                *inner = config.to_json();
+            }
+            for (key, v) in map.iter_mut() {
+                if key == "request_headers_to_add"
+                    && let Value::Array(options) = v
+                {
+                    for o in options {
+                        if let Some(h) = o.get_mut("header").and_then(Value::as_object_mut) {
+                            h.insert("value".into(), Value::String(REDACTED.into()));
+                        }
+                    }
+                } else {
+                    redact(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// The whole snapshot, in push order, as one YAML document, secrets redacted.
 pub fn snapshot_yaml(snapshot: &Snapshot) -> Result<String, RenderError> {
     let section = |t: &TypedResources| -> Result<Value, RenderError> {
-        let items = t
+        let mut items = t
             .items
             .iter()
             .map(|(_, any)| any_to_json(any))
             .collect::<Result<Vec<_>, _>>()?;
+        items.iter_mut().for_each(redact);
         Ok(serde_json::json!({ "version_info": t.version, "resources": items }))
     };
     let doc = serde_json::json!({
@@ -99,7 +140,7 @@ mod tests {
     #[test]
     fn renders_snapshot_as_envoy_yaml() {
         let g = load_str(
-            "upstreams:\n  - name: a\n    url: https://api.example.com/mcp\n",
+            "upstreams:\n  - name: a\n    url: https://api.example.com/mcp\n    headers: {Authorization: Bearer s3cret-value}\n",
             "t.yaml",
             &Environment::Fixed(Default::default()),
         )
@@ -107,6 +148,7 @@ mod tests {
         let m = FilterModule {
             path: "/f.wasm".into(),
             sha256: "00".repeat(32),
+            fallback_session_key: "k".repeat(32),
         };
         let yaml = snapshot_yaml(&Snapshot::new(&translate(&g, &m))).unwrap();
         for needle in [
@@ -120,5 +162,14 @@ mod tests {
         ] {
             assert!(yaml.contains(needle), "missing {needle:?} in\n{yaml}");
         }
+        assert!(
+            !yaml.contains("s3cret-value"),
+            "secrets are redacted:\n{yaml}"
+        );
+        assert!(
+            !yaml.contains(&"k".repeat(32)),
+            "the session key is redacted"
+        );
+        assert!(yaml.contains(REDACTED));
     }
 }

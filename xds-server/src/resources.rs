@@ -140,6 +140,7 @@ mod tests {
         let m = FilterModule {
             path: "/f.wasm".into(),
             sha256: "00".repeat(32),
+            fallback_session_key: "k".repeat(32),
         };
         Snapshot::new(&translate(&g, &m))
     }

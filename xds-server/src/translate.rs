@@ -3,7 +3,7 @@
 //! Resource names are deterministic (`upstream-<name>`, `switchboard`), so an unchanged
 //! upstream produces byte-identical resources and is never re-pushed.
 
-use crate::config::model::{Gateway, Upstream, UpstreamUrl};
+use crate::config::model::{FanOutPolicy, Gateway, Upstream, UpstreamUrl};
 use envoy_types::pb::envoy::config::cluster::v3 as cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
@@ -19,7 +19,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, 
 use envoy_types::util::pack_any;
 use std::net::IpAddr;
 use std::time::Duration;
-use switchboard_protocol::filter_config::{self, FilterConfig, ROUTE_HEADER};
+use switchboard_protocol::filter_config::{self, FanOut, FilterConfig, ROUTE_HEADER};
 
 pub const LISTENER_NAME: &str = "switchboard-mcp";
 pub const ROUTE_CONFIG_NAME: &str = "switchboard";
@@ -33,6 +33,8 @@ pub struct FilterModule {
     pub path: String,
     /// Hex SHA-256 of the file: part of the VM id, so a new build replaces the VM.
     pub sha256: String,
+    /// The session key used when the gateway file sets none (one per control-plane process).
+    pub fallback_session_key: String,
 }
 
 /// Everything the control plane pushes, as typed Envoy messages.
@@ -56,19 +58,40 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
 }
 
 /// The contract the filter receives in its `PluginConfig.configuration`.
-pub fn filter_config(gateway: &Gateway) -> FilterConfig {
+pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
     FilterConfig {
         mcp_path: gateway.server.mcp_path.clone(),
         max_request_bytes: gateway.server.max_request_bytes,
+        server_name: "switchboard".into(),
+        server_version: env!("CARGO_PKG_VERSION").into(),
+        session_key: gateway
+            .session
+            .key
+            .as_ref()
+            .map_or(session_key, |k| k.0.as_str())
+            .to_string(),
+        session_max_age_s: gateway.session.max_age.as_secs(),
+        separator: gateway.aggregation.separator.clone(),
+        fan_out: match gateway.aggregation.fan_out {
+            FanOutPolicy::FailOpen => FanOut::FailOpen,
+            FanOutPolicy::FailClosed => FanOut::FailClosed,
+        },
         upstreams: gateway
             .upstreams
             .iter()
             .map(|u| filter_config::Upstream {
                 name: u.name.to_string(),
+                prefix: gateway.prefix(u).to_string(),
+                uri_prefix: switchboard_protocol::naming::uri_prefix(gateway.prefix(u)),
                 cluster: cluster_name(&u.name),
                 authority: u.url.authority(),
                 path: u.url.path_and_query(),
                 timeout_ms: u64::try_from(u.timeout.as_millis()).unwrap_or(u64::MAX),
+                headers: u
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.0.clone()))
+                    .collect(),
             })
             .collect(),
     }
@@ -128,7 +151,7 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
                 ..Default::default()
             })),
             configuration: Some(pack_any(StringValue {
-                value: filter_config(gateway).to_json(),
+                value: filter_config(gateway, &module.fallback_session_key).to_json(),
             })),
             // Lets the filter hold the headers until the body has chosen the route.
             allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
@@ -254,7 +277,13 @@ fn upstream_routes(
                 .iter()
                 .map(|(k, v)| header_value(k, &v.0))
                 .collect(),
-            request_headers_to_remove: vec![ROUTE_HEADER.into()],
+            // Client credentials stay at the gateway; configured headers are added after this.
+            request_headers_to_remove: vec![
+                ROUTE_HEADER.into(),
+                "authorization".into(),
+                "cookie".into(),
+                "proxy-authorization".into(),
+            ],
             ..Default::default()
         }
     };
@@ -425,6 +454,7 @@ mod tests {
         FilterModule {
             path: "/opt/switchboard.wasm".into(),
             sha256: "ab".repeat(32),
+            fallback_session_key: "k".repeat(32),
         }
     }
 
@@ -540,7 +570,7 @@ mod tests {
         let cfg = StringValue::decode(pc.configuration.unwrap().value.as_slice()).unwrap();
         assert_eq!(
             FilterConfig::from_json(cfg.value.as_bytes()).unwrap(),
-            filter_config(&g)
+            filter_config(&g, &"k".repeat(32))
         );
     }
 

@@ -161,6 +161,7 @@ mod tests {
             &FilterModule {
                 path: "/f.wasm".into(),
                 sha256: "00".repeat(32),
+                fallback_session_key: "k".repeat(32),
             },
         ))
     }

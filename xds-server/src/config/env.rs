@@ -220,6 +220,7 @@ pub fn apply_upstream_vars(upstreams: &mut Vec<Upstream>, env: &Environment) -> 
                 url,
                 headers: headers.collect(),
                 timeout: timeout.unwrap_or_else(default_timeout),
+                tool_prefix: None,
             });
         }
     }
@@ -281,6 +282,7 @@ mod tests {
             url: UpstreamUrl::parse("http://a/mcp").unwrap(),
             headers: BTreeMap::new(),
             timeout: default_timeout(),
+            tool_prefix: None,
         }];
         apply_upstream_vars(
             &mut ups,

@@ -149,8 +149,66 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         ));
     }
 
+    let separator = &parsed.aggregation.separator;
+    if separator.is_empty()
+        || separator.len() > 8
+        || !separator.bytes().all(|b| b"_-.:/~".contains(&b))
+    {
+        let (line, col) = find_key(text, "separator");
+        return Err(error(
+            line,
+            col,
+            "aggregation.separator".into(),
+            format!("expected 1-8 of the characters _ - . : / ~, found {separator:?}"),
+        ));
+    }
+    if let Some(key) = &parsed.session.key
+        && key.0.len() < 16
+    {
+        let (line, col) = find_key(text, "key");
+        return Err(error(
+            line,
+            col,
+            "session.key".into(),
+            "expected at least 16 characters (32 random bytes, base64, are a good key)".into(),
+        ));
+    }
+
     let mut seen = std::collections::HashSet::new();
+    let mut prefixes = std::collections::HashMap::new();
+    let mut uri_prefixes = std::collections::HashMap::new();
     for (i, u) in upstreams.iter().enumerate() {
+        let prefix = u.tool_prefix.as_deref().unwrap_or(&u.name);
+        let field = if u.tool_prefix.is_some() {
+            "tool_prefix"
+        } else {
+            "name"
+        };
+        if let Err(m) = switchboard_protocol::naming::check_prefix(prefix, separator) {
+            let (line, col) = find_value(text, prefix);
+            return Err(error(line, col, format!("upstreams[{i}].{field}"), m));
+        }
+        if let Some(other) = prefixes.insert(prefix.to_string(), i) {
+            let (line, col) = find_value(text, prefix);
+            return Err(error(
+                line,
+                col,
+                format!("upstreams[{i}].{field}"),
+                format!("prefix {prefix:?} is already used by upstreams[{other}]"),
+            ));
+        }
+        let uri = switchboard_protocol::naming::uri_prefix(prefix);
+        if let Some(other) = uri_prefixes.insert(uri.clone(), i) {
+            let (line, col) = find_value(text, prefix);
+            return Err(error(
+                line,
+                col,
+                format!("upstreams[{i}].{field}"),
+                format!(
+                    "prefix {prefix:?} gives the resource-URI prefix {uri:?}, already used by upstreams[{other}] ('_' and '-' and case are the same in URIs)"
+                ),
+            ));
+        }
         if !seen.insert(u.name.to_ascii_lowercase()) {
             let (line, col) = find_value(text, &u.name);
             return Err(error(
@@ -165,7 +223,12 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         }
     }
 
-    Ok(Gateway { server, upstreams })
+    Ok(Gateway {
+        server,
+        session: parsed.session,
+        aggregation: parsed.aggregation,
+        upstreams,
+    })
 }
 
 /// serde_yaml_ng puts its own path in front of a message and the position behind it; both
@@ -346,6 +409,28 @@ mod tests {
         .unwrap_err();
         assert!(e.message.contains("stdio"), "{e}");
         assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn prefixes_are_checked_and_unique() {
+        let e = err(
+            "upstreams:\n  - name: a\n    url: http://h/mcp\n  - name: b\n    url: http://h/mcp\n    tool_prefix: a\n",
+        );
+        assert_eq!(e.path, "upstreams[1].tool_prefix", "{e}");
+        assert!(e.message.contains("already used by upstreams[0]"), "{e}");
+        let e = err("upstreams:\n  - name: a_\n    url: http://h/mcp\n");
+        assert_eq!(e.path, "upstreams[0].name", "{e}");
+        let e = err(
+            "upstreams:\n  - name: my_x\n    url: http://h/mcp\n  - name: my-x\n    url: http://h/mcp\n",
+        );
+        assert!(e.message.contains("resource-URI prefix"), "{e}");
+        let e = err("aggregation:\n  separator: \"\"\n");
+        assert_eq!(e.path, "aggregation.separator", "{e}");
+        let e = err("session:\n  key: short\n");
+        assert_eq!((e.path.as_str(), e.line), ("session.key", Some(2)), "{e}");
+        let g = load_str("aggregation: {separator: \".\", fan_out: fail_closed}\nsession: {key: 0123456789abcdef0123, max_age: 1h}\nupstreams:\n  - name: a\n    url: http://h/mcp\n    tool_prefix: gh\n", "gw.yaml", &env(&[])).unwrap();
+        assert_eq!(g.prefix(&g.upstreams[0]), "gh");
+        assert_eq!(g.session.max_age.as_secs(), 3600);
     }
 
     #[test]

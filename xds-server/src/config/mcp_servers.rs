@@ -102,6 +102,7 @@ impl McpServers {
                     url: e.url,
                     headers: e.headers,
                     timeout: e.timeout,
+                    tool_prefix: None,
                 })
             })
             .collect()

@@ -14,6 +14,10 @@ pub struct GatewayFile {
     #[serde(default)]
     pub server: Server,
     #[serde(default)]
+    pub session: SessionConfig,
+    #[serde(default)]
+    pub aggregation: Aggregation,
+    #[serde(default)]
     pub upstreams: Vec<Upstream>,
     /// The `mcpServers` object of desktop MCP clients, accepted as more upstreams.
     #[serde(default, rename = "mcpServers")]
@@ -24,7 +28,63 @@ pub struct GatewayFile {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gateway {
     pub server: Server,
+    pub session: SessionConfig,
+    pub aggregation: Aggregation,
     pub upstreams: Vec<Upstream>,
+}
+
+impl Gateway {
+    /// The prefix of an upstream's tool and prompt names.
+    pub fn prefix<'a>(&self, u: &'a Upstream) -> &'a str {
+        u.tool_prefix.as_deref().unwrap_or(&u.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Seals session tokens. Every control plane (and so every Envoy) serving the same
+    /// clients needs the same key; without one, `switchboard` makes a random key per process.
+    pub key: Option<Expanded>,
+    /// How long a session stays valid after `initialize`.
+    #[serde(deserialize_with = "duration")]
+    pub max_age: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            key: None,
+            max_age: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Aggregation {
+    /// Between prefix and name: `github__create_issue`.
+    pub separator: String,
+    /// What a fan-out (initialize, lists) does when an upstream fails.
+    pub fan_out: FanOutPolicy,
+}
+
+impl Default for Aggregation {
+    fn default() -> Self {
+        Aggregation {
+            separator: "__".into(),
+            fan_out: FanOutPolicy::FailOpen,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanOutPolicy {
+    /// Leave a failed upstream out and log it.
+    FailOpen,
+    /// Fail the whole request, naming the upstream.
+    FailClosed,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -66,6 +126,9 @@ pub struct Upstream {
     pub headers: BTreeMap<String, Expanded>,
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// Prefix of this upstream's tool and prompt names (default: the name).
+    #[serde(default)]
+    pub tool_prefix: Option<String>,
 }
 
 pub fn default_timeout() -> Duration {

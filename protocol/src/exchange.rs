@@ -1,0 +1,1845 @@
+//! One HTTP exchange on the MCP endpoint, as a state machine without I/O.
+//!
+//! The wasm adapter feeds it what Envoy delivers (request headers, the body, the answers to
+//! its own calls, the response headers and body) and carries out the [`Step`] it returns:
+//! answer locally, fan out with `dispatch_http_call`, or route the request to one upstream
+//! through Envoy's router. Every MCP decision is here, so it is tested natively.
+
+use crate::aggregate::{self, ListKind, Prefixes};
+use crate::filter_config::{FanOut, FilterConfig, Upstream};
+use crate::jsonrpc::{self, Message, code};
+use crate::mcp;
+use crate::naming;
+use crate::session::{self, Session, SessionKey, UpstreamSession, caps};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+/// JSON-RPC code for an unknown or expired session (answered with HTTP 404).
+pub const SESSION_NOT_FOUND: i64 = -32001;
+/// JSON-RPC code for an upstream that could not be reached or answered badly.
+pub const UPSTREAM_ERROR: i64 = -32002;
+/// JSON-RPC code for an upstream that did not answer in time.
+pub const UPSTREAM_TIMEOUT: i64 = -32003;
+
+/// The configuration compiled for the data path: built once per configuration.
+#[derive(Debug)]
+pub struct Gateway {
+    pub config: FilterConfig,
+    key: SessionKey,
+}
+
+impl Gateway {
+    pub fn new(config: FilterConfig) -> Gateway {
+        let key = SessionKey::derive(config.session_key.as_bytes());
+        Gateway { config, key }
+    }
+
+    fn by_name(&self, name: &str) -> Option<(usize, &Upstream)> {
+        self.config
+            .upstreams
+            .iter()
+            .enumerate()
+            .find(|(_, u)| u.name == name)
+    }
+
+    fn by_prefix(&self, prefix: &str) -> Option<&Upstream> {
+        self.config.upstreams.iter().find(|u| u.prefix == prefix)
+    }
+
+    fn by_uri_prefix(&self, prefix: &str) -> Option<&Upstream> {
+        self.config
+            .upstreams
+            .iter()
+            .find(|u| u.uri_prefix.eq_ignore_ascii_case(prefix))
+    }
+}
+
+/// What the request line and headers say.
+#[derive(Debug, Clone, Default)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub session_id: Option<String>,
+}
+
+/// Time and a never-repeating seed for sealing tokens, from the host.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    pub now_s: u64,
+    pub seed: Vec<u8>,
+}
+
+/// An HTTP answer made by the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A call the filter makes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callout {
+    /// Index to give back to [`Exchange::on_callout_response`].
+    pub call: usize,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub timeout_ms: u64,
+}
+
+/// The request goes on through Envoy's router to one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Value of the route selector header.
+    pub upstream: String,
+    /// Replacement body, when the message was rewritten.
+    pub body: Option<Vec<u8>>,
+    /// Headers to set (replacing the client's); `None` removes.
+    pub headers: Vec<(&'static str, Option<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Not the MCP endpoint: let Envoy handle it unchanged.
+    PassThrough,
+    /// Hold the request until the body has arrived.
+    AwaitBody,
+    /// Hold the request until every callout has answered.
+    AwaitCallouts(Vec<Callout>),
+    Respond(Reply),
+    Route(Route),
+}
+
+/// An upstream's answer to a callout, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CalloutAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub session_id: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// What to do with a routed request's response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseStep {
+    /// Stream it on; remove these headers first.
+    Stream { remove: Vec<&'static str> },
+    /// Replace status and body (the body callback gets the whole upstream body first).
+    Buffer,
+    /// Replace with this answer, dropping the upstream's body.
+    Replace(Reply),
+}
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Start,
+    Body {
+        session_id: Option<String>,
+    },
+    FanOut(FanOutState),
+    Routed(Routed),
+    Done,
+}
+
+#[derive(Debug)]
+struct FanOutState {
+    op: Op,
+    id: Option<Value>,
+    /// Upstream index per call.
+    targets: Vec<usize>,
+    answers: Vec<Option<Result<CalloutAnswer, String>>>,
+}
+
+#[derive(Debug)]
+enum Op {
+    Initialize {
+        version: &'static str,
+    },
+    List(ListKind),
+    /// Notifications and `logging/setLevel`: answer once every upstream has it.
+    Broadcast {
+        reply_result: bool,
+    },
+    Delete,
+}
+
+#[derive(Debug)]
+struct Routed {
+    upstream: String,
+    id: Option<Box<RawValue>>,
+    timeout_ms: u64,
+    /// `resources/read` answers name the upstream's URIs: prefix them back.
+    uri_prefix: Option<String>,
+    buffering: bool,
+}
+
+/// One exchange on the MCP endpoint.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    state: State,
+    log: Vec<String>,
+    /// Seconds since the epoch when the request arrived, for session expiry.
+    now_s: u64,
+}
+
+fn json_reply(status: u16, body: String) -> Reply {
+    Reply {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.into_bytes(),
+    }
+}
+
+fn error_reply(status: u16, id: Option<&RawValue>, code: i64, message: &str) -> Step {
+    Step::Respond(json_reply(status, jsonrpc::error_body(id, code, message)))
+}
+
+fn result_body(id: &Value, result: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
+}
+
+fn error_body_value(id: Option<&Value>, code: i64, message: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+impl Exchange {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lines for the operator's log, gathered since the last call.
+    pub fn take_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.log)
+    }
+
+    pub fn on_request_headers(&mut self, gw: &Gateway, head: &RequestHead, now_s: u64) -> Step {
+        self.now_s = now_s;
+        let path = head
+            .path
+            .split_once('?')
+            .map_or(head.path.as_str(), |(p, _)| p);
+        if path != gw.config.mcp_path {
+            self.state = State::Done;
+            return Step::PassThrough;
+        }
+        match head.method.as_str() {
+            "POST" => {
+                self.state = State::Body {
+                    session_id: head.session_id.clone(),
+                };
+                Step::AwaitBody
+            }
+            // The merged server-to-client stream needs the bridge; the specification allows
+            // 405 for a server that offers none.
+            "GET" => {
+                self.state = State::Done;
+                let mut r = json_reply(
+                    405,
+                    jsonrpc::error_body(
+                        None,
+                        code::INVALID_REQUEST,
+                        "This gateway offers no server-to-client event stream; use POST",
+                    ),
+                );
+                r.headers.push(("allow".into(), "POST, DELETE".into()));
+                Step::Respond(r)
+            }
+            "DELETE" => self.delete(gw, head.session_id.as_deref()),
+            _ => {
+                self.state = State::Done;
+                let mut r = json_reply(
+                    405,
+                    jsonrpc::error_body(
+                        None,
+                        code::INVALID_REQUEST,
+                        "Method not allowed on the MCP endpoint",
+                    ),
+                );
+                r.headers.push(("allow".into(), "POST, DELETE".into()));
+                Step::Respond(r)
+            }
+        }
+    }
+
+    /// Called while the body arrives; `Some` when it is already too large.
+    pub fn on_body_progress(&mut self, gw: &Gateway, buffered: u64) -> Option<Step> {
+        (buffered > gw.config.max_request_bytes).then(|| {
+            self.state = State::Done;
+            error_reply(
+                413,
+                None,
+                code::INVALID_REQUEST,
+                &format!(
+                    "Request body exceeds the gateway's limit of {} bytes",
+                    gw.config.max_request_bytes
+                ),
+            )
+        })
+    }
+
+    pub fn on_request_body(&mut self, gw: &Gateway, body: &[u8], clock: &Clock) -> Step {
+        let session_id = match std::mem::take(&mut self.state) {
+            State::Body { session_id } => session_id,
+            _ => None,
+        };
+        if let Some(step) = self.on_body_progress(gw, body.len() as u64) {
+            return step;
+        }
+        let message = match jsonrpc::parse(body) {
+            Ok(m) => m,
+            Err(rejection) => {
+                self.state = State::Done;
+                return Step::Respond(json_reply(400, rejection.to_body()));
+            }
+        };
+        match message {
+            Message::Request {
+                id,
+                ref method,
+                params,
+            } => {
+                let method = method.to_string();
+                self.request(gw, id, &method, params, session_id.as_deref(), clock)
+            }
+            Message::Notification { method, .. } => {
+                match self.open_session(gw, session_id.as_deref(), None) {
+                    Ok(session) => self.broadcast(gw, session, None, body, &method, false),
+                    Err(step) => step,
+                }
+            }
+            Message::Response { id } => match self.open_session(gw, session_id.as_deref(), None) {
+                // With one upstream in the session, the answer can only be for it.
+                Ok(session) if session.upstreams.len() == 1 => {
+                    let name = session.upstreams[0].name.clone();
+                    self.route(gw, &session, &name, None, None, None)
+                }
+                Ok(_) => {
+                    self.state = State::Done;
+                    error_reply(
+                        400,
+                        Some(id),
+                        code::INVALID_REQUEST,
+                        "The gateway cannot yet tell which upstream this response is for (more than one upstream in the session)",
+                    )
+                }
+                Err(step) => step,
+            },
+        }
+    }
+
+    fn request(
+        &mut self,
+        gw: &Gateway,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        session_id: Option<&str>,
+        clock: &Clock,
+    ) -> Step {
+        match method {
+            "initialize" => return self.initialize(gw, id, params, clock),
+            "ping" => {
+                self.state = State::Done;
+                return Step::Respond(json_reply(
+                    200,
+                    format!(r#"{{"jsonrpc":"2.0","id":{},"result":{{}}}}"#, id.get()),
+                ));
+            }
+            _ => {}
+        }
+        let session = match self.open_session(gw, session_id, Some(id)) {
+            Ok(s) => s,
+            Err(step) => return step,
+        };
+        let params_value: Value = params
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or(Value::Null);
+        if let Some(kind) = ListKind::from_method(method) {
+            return self.list(gw, session, id, kind, &params_value);
+        }
+        match method {
+            "tools/call" | "prompts/get" => {
+                let what = if method == "tools/call" {
+                    "tool"
+                } else {
+                    "prompt"
+                };
+                let Some(name) = params_value["name"].as_str() else {
+                    self.state = State::Done;
+                    return error_reply(
+                        200,
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        &format!("Invalid params: {method} needs a \"name\""),
+                    );
+                };
+                self.route_by_name(
+                    gw,
+                    session,
+                    id,
+                    method,
+                    params_value.clone(),
+                    &["name"],
+                    name,
+                    what,
+                )
+            }
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                let Some(uri) = params_value["uri"].as_str() else {
+                    self.state = State::Done;
+                    return error_reply(
+                        200,
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        &format!("Invalid params: {method} needs a \"uri\""),
+                    );
+                };
+                let rewrite = method == "resources/read";
+                self.route_by_uri(
+                    gw,
+                    session,
+                    id,
+                    method,
+                    params_value.clone(),
+                    &["uri"],
+                    uri,
+                    rewrite,
+                )
+            }
+            "completion/complete" => {
+                let r = &params_value["ref"];
+                match (r["type"].as_str(), r["name"].as_str(), r["uri"].as_str()) {
+                    (Some("ref/prompt"), Some(name), _) => {
+                        let name = name.to_string();
+                        self.route_by_name(
+                            gw,
+                            session,
+                            id,
+                            method,
+                            params_value.clone(),
+                            &["ref", "name"],
+                            &name,
+                            "prompt",
+                        )
+                    }
+                    (Some("ref/resource"), _, Some(uri)) => {
+                        let uri = uri.to_string();
+                        self.route_by_uri(
+                            gw,
+                            session,
+                            id,
+                            method,
+                            params_value.clone(),
+                            &["ref", "uri"],
+                            &uri,
+                            false,
+                        )
+                    }
+                    _ => {
+                        self.state = State::Done;
+                        error_reply(
+                            200,
+                            Some(id),
+                            code::INVALID_PARAMS,
+                            "Invalid params: completion/complete needs a ref/prompt name or a ref/resource uri",
+                        )
+                    }
+                }
+            }
+            "logging/setLevel" => {
+                let body = format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"method":"logging/setLevel","params":{}}}"#,
+                    id.get(),
+                    params.map_or("{}", RawValue::get)
+                );
+                let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
+                self.broadcast(gw, session, Some(id_value), body.as_bytes(), method, true)
+            }
+            _ => {
+                self.state = State::Done;
+                error_reply(
+                    200,
+                    Some(id),
+                    code::METHOD_NOT_FOUND,
+                    &format!("Method not found: {method}"),
+                )
+            }
+        }
+    }
+
+    /// Opens the client's session token. `Err` carries the answer for the client: 400 when
+    /// it sent none, 404 when it is unknown, tampered with or expired (the client then
+    /// initializes again, as the specification says).
+    fn open_session(
+        &mut self,
+        gw: &Gateway,
+        session_id: Option<&str>,
+        id: Option<&RawValue>,
+    ) -> Result<Session, Step> {
+        let Some(token) = session_id else {
+            self.state = State::Done;
+            return Err(error_reply(
+                400,
+                id,
+                code::INVALID_REQUEST,
+                "Bad Request: the Mcp-Session-Id header is required; send initialize first",
+            ));
+        };
+        match session::open(&gw.key, token, self.now_s, gw.config.session_max_age_s) {
+            Ok(s) => Ok(s),
+            Err(e) => {
+                self.state = State::Done;
+                self.log.push(format!("refused a session id: {e}"));
+                Err(error_reply(
+                    404,
+                    id,
+                    SESSION_NOT_FOUND,
+                    &format!("Session not found: {e}; send initialize again"),
+                ))
+            }
+        }
+    }
+
+    fn initialize(
+        &mut self,
+        gw: &Gateway,
+        id: &RawValue,
+        params: Option<&RawValue>,
+        _clock: &Clock,
+    ) -> Step {
+        let mut params: Value = params
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or_else(|| json!({}));
+        let client_version = params["protocolVersion"].as_str().unwrap_or_default();
+        let version = mcp::negotiate(client_version);
+        params["protocolVersion"] = json!(version);
+        let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
+        let body =
+            json!({"jsonrpc": "2.0", "id": id_value, "method": "initialize", "params": params})
+                .to_string();
+        let targets: Vec<usize> = (0..gw.config.upstreams.len()).collect();
+        if targets.is_empty() {
+            self.state = State::Done;
+            return error_reply(
+                200,
+                Some(id),
+                code::INTERNAL_ERROR,
+                "No upstream MCP server is configured",
+            );
+        }
+        let callouts = targets
+            .iter()
+            .enumerate()
+            .map(|(call, &u)| {
+                callout(
+                    call,
+                    &gw.config.upstreams[u],
+                    "POST",
+                    None,
+                    version,
+                    body.as_bytes(),
+                )
+            })
+            .collect();
+        self.state = State::FanOut(FanOutState {
+            op: Op::Initialize { version },
+            id: Some(id_value),
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+
+    fn list(
+        &mut self,
+        gw: &Gateway,
+        session: Session,
+        id: &RawValue,
+        kind: ListKind,
+        params: &Value,
+    ) -> Step {
+        let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
+        let mut params = params.clone();
+        // The gateway's pagination cursor is not the upstreams': page within each upstream is
+        // not offered yet, so every list starts at the beginning.
+        if let Some(obj) = params.as_object_mut() {
+            obj.remove("cursor");
+        }
+        let mut msg = json!({"jsonrpc": "2.0", "id": id_value, "method": kind.method()});
+        if !params.is_null() {
+            msg["params"] = params;
+        }
+        let body = msg.to_string();
+        let mut targets = Vec::new();
+        let mut callouts = Vec::new();
+        for us in &session.upstreams {
+            if us.capabilities & kind.capability() == 0 {
+                continue;
+            }
+            let Some((index, upstream)) = gw.by_name(&us.name) else {
+                continue;
+            };
+            callouts.push(callout(
+                targets.len(),
+                upstream,
+                "POST",
+                us.session_id.as_deref(),
+                &us.protocol_version,
+                body.as_bytes(),
+            ));
+            targets.push(index);
+        }
+        if targets.is_empty() {
+            self.state = State::Done;
+            return Step::Respond(json_reply(
+                200,
+                result_body(&id_value, json!({ kind.key(): [] })),
+            ));
+        }
+        self.state = State::FanOut(FanOutState {
+            op: Op::List(kind),
+            id: Some(id_value),
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+
+    fn broadcast(
+        &mut self,
+        gw: &Gateway,
+        session: Session,
+        id: Option<Value>,
+        body: &[u8],
+        method: &str,
+        reply_result: bool,
+    ) -> Step {
+        let mut targets = Vec::new();
+        let mut callouts = Vec::new();
+        for us in &session.upstreams {
+            if method == "logging/setLevel" && us.capabilities & caps::LOGGING == 0 {
+                continue;
+            }
+            let Some((index, upstream)) = gw.by_name(&us.name) else {
+                continue;
+            };
+            callouts.push(callout(
+                targets.len(),
+                upstream,
+                "POST",
+                us.session_id.as_deref(),
+                &us.protocol_version,
+                body,
+            ));
+            targets.push(index);
+        }
+        if targets.is_empty() {
+            self.state = State::Done;
+            return Step::Respond(self.broadcast_reply(id.as_ref(), reply_result));
+        }
+        self.state = State::FanOut(FanOutState {
+            op: Op::Broadcast { reply_result },
+            id,
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+
+    fn broadcast_reply(&self, id: Option<&Value>, reply_result: bool) -> Reply {
+        match (reply_result, id) {
+            (true, Some(id)) => json_reply(200, result_body(id, json!({}))),
+            _ => Reply {
+                status: 202,
+                headers: vec![],
+                body: vec![],
+            },
+        }
+    }
+
+    fn delete(&mut self, gw: &Gateway, session_id: Option<&str>) -> Step {
+        let session = match self.open_session(gw, session_id, None) {
+            Ok(s) => s,
+            Err(step) => return step,
+        };
+        let mut targets = Vec::new();
+        let mut callouts = Vec::new();
+        for us in &session.upstreams {
+            let (Some(sid), Some((index, upstream))) =
+                (us.session_id.as_deref(), gw.by_name(&us.name))
+            else {
+                continue;
+            };
+            callouts.push(callout(
+                targets.len(),
+                upstream,
+                "DELETE",
+                Some(sid),
+                &us.protocol_version,
+                b"",
+            ));
+            targets.push(index);
+        }
+        if targets.is_empty() {
+            self.state = State::Done;
+            return Step::Respond(Reply {
+                status: 200,
+                headers: vec![],
+                body: vec![],
+            });
+        }
+        self.state = State::FanOut(FanOutState {
+            op: Op::Delete,
+            id: None,
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route_by_name(
+        &mut self,
+        gw: &Gateway,
+        session: Session,
+        id: &RawValue,
+        method: &str,
+        mut params: Value,
+        field: &[&str],
+        prefixed: &str,
+        what: &str,
+    ) -> Step {
+        let found = naming::split_name(prefixed, &gw.config.separator)
+            .and_then(|(prefix, name)| gw.by_prefix(prefix).map(|u| (u, name)))
+            .filter(|(u, _)| session.upstream(&u.name).is_some());
+        let Some((upstream, name)) = found else {
+            self.state = State::Done;
+            return error_reply(
+                200,
+                Some(id),
+                code::INVALID_PARAMS,
+                &format!(
+                    "Unknown {what}: {prefixed:?} (no upstream of this session has that prefix)"
+                ),
+            );
+        };
+        set_path(&mut params, field, Value::String(name.to_string()));
+        let upstream = upstream.name.clone();
+        self.route(
+            gw,
+            &session,
+            &upstream,
+            Some(id),
+            Some((method, params)),
+            None,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn route_by_uri(
+        &mut self,
+        gw: &Gateway,
+        session: Session,
+        id: &RawValue,
+        method: &str,
+        mut params: Value,
+        field: &[&str],
+        prefixed: &str,
+        rewrite_answer: bool,
+    ) -> Step {
+        let found = naming::split_uri(prefixed)
+            .and_then(|(prefix, uri)| gw.by_uri_prefix(prefix).map(|u| (u, uri)))
+            .filter(|(u, _)| session.upstream(&u.name).is_some());
+        let Some((upstream, uri)) = found else {
+            self.state = State::Done;
+            return error_reply(
+                200,
+                Some(id),
+                code::INVALID_PARAMS,
+                &format!(
+                    "Unknown resource: {prefixed:?} (no upstream of this session has that URI prefix)"
+                ),
+            );
+        };
+        set_path(&mut params, field, Value::String(uri.to_string()));
+        let name = upstream.name.clone();
+        let uri_prefix = rewrite_answer.then(|| upstream.uri_prefix.clone());
+        self.route(
+            gw,
+            &session,
+            &name,
+            Some(id),
+            Some((method, params)),
+            uri_prefix,
+        )
+    }
+
+    /// Sends the request on to `upstream` with its own session and version, and with
+    /// `params` in place of the client's when given.
+    fn route(
+        &mut self,
+        gw: &Gateway,
+        session: &Session,
+        upstream: &str,
+        id: Option<&RawValue>,
+        rewritten: Option<(&str, Value)>,
+        uri_prefix: Option<String>,
+    ) -> Step {
+        let Some(us) = session.upstream(upstream) else {
+            self.state = State::Done;
+            return error_reply(
+                200,
+                id,
+                code::INTERNAL_ERROR,
+                "The upstream is not part of this session",
+            );
+        };
+        let timeout_ms = gw.by_name(upstream).map_or(0, |(_, u)| u.timeout_ms);
+        // Only `params` changes; the method and the id stay the client's, byte for byte.
+        let body = match (rewritten, id) {
+            (Some((method, params)), Some(id)) => Some(
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"method":{},"params":{}}}"#,
+                    id.get(),
+                    Value::from(method),
+                    params
+                )
+                .into_bytes(),
+            ),
+            _ => None,
+        };
+        self.state = State::Routed(Routed {
+            upstream: upstream.to_string(),
+            id: id.map(ToOwned::to_owned),
+            timeout_ms,
+            uri_prefix,
+            buffering: false,
+        });
+        Step::Route(Route {
+            upstream: upstream.to_string(),
+            body,
+            headers: vec![
+                (SESSION_HEADER, us.session_id.clone()),
+                (VERSION_HEADER, Some(us.protocol_version.clone())),
+            ],
+        })
+    }
+
+    /// The answer to callout `call`, or why there is none. Returns the final step once every
+    /// callout has answered.
+    pub fn on_callout_response(
+        &mut self,
+        gw: &Gateway,
+        call: usize,
+        answer: Result<CalloutAnswer, String>,
+        clock: &Clock,
+    ) -> Option<Step> {
+        let State::FanOut(state) = &mut self.state else {
+            return None;
+        };
+        let slot = state.answers.get_mut(call)?;
+        *slot = Some(answer);
+        if state.answers.iter().any(Option::is_none) {
+            return None;
+        }
+        let State::FanOut(state) = std::mem::replace(&mut self.state, State::Done) else {
+            return None;
+        };
+        Some(self.finish_fan_out(gw, state, clock))
+    }
+
+    fn finish_fan_out(&mut self, gw: &Gateway, state: FanOutState, clock: &Clock) -> Step {
+        let FanOutState {
+            op,
+            id,
+            targets,
+            answers,
+            ..
+        } = state;
+        let id_ref = id.as_ref();
+        let mut ok: Vec<(usize, CalloutAnswer, Value)> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        for (call, answer) in answers.into_iter().enumerate() {
+            let upstream = &gw.config.upstreams[targets[call]];
+            let timeout = upstream.timeout_ms;
+            let outcome = answer
+                .unwrap_or_else(|| Err("no answer".into()))
+                .and_then(|a| {
+                    let expect_response = !matches!(op, Op::Delete)
+                        && !(matches!(
+                            op,
+                            Op::Broadcast {
+                                reply_result: false
+                            }
+                        ));
+                    if !(200..300).contains(&a.status) {
+                        return Err(http_failure(a.status, &a.body, timeout));
+                    }
+                    if !expect_response {
+                        return Ok((a, Value::Null));
+                    }
+                    let want = id.clone().unwrap_or(Value::Null);
+                    let response = mcp::find_response(&a.content_type, &a.body, &want)?;
+                    if let Some(err) = response.get("error") {
+                        return Err(format!(
+                            "answered with error {}: {}",
+                            err["code"],
+                            err["message"].as_str().unwrap_or_default()
+                        ));
+                    }
+                    Ok((a, response["result"].clone()))
+                });
+            match outcome {
+                Ok((a, result)) => ok.push((targets[call], a, result)),
+                Err(why) => {
+                    let line = format!(
+                        "upstream {:?} failed during {}: {why}",
+                        upstream.name,
+                        op.name()
+                    );
+                    self.log.push(line.clone());
+                    failures.push(line);
+                }
+            }
+        }
+        if gw.config.fan_out == FanOut::FailClosed
+            && !failures.is_empty()
+            && !matches!(op, Op::Delete)
+        {
+            return Step::Respond(json_reply(
+                200,
+                error_body_value(id_ref, UPSTREAM_ERROR, &capitalize(&failures.join("; "))),
+            ));
+        }
+        match op {
+            Op::Initialize { version } => {
+                if ok.is_empty() {
+                    return Step::Respond(json_reply(
+                        200,
+                        error_body_value(
+                            id_ref,
+                            UPSTREAM_ERROR,
+                            &format!("No upstream could be initialized: {}", failures.join("; ")),
+                        ),
+                    ));
+                }
+                let joined: Vec<mcp::Joined<'_>> = ok
+                    .iter()
+                    .map(|(u, _, r)| mcp::Joined {
+                        name: &gw.config.upstreams[*u].name,
+                        result: r,
+                    })
+                    .collect();
+                let result = mcp::merged_initialize(
+                    version,
+                    &gw.config.server_name,
+                    &gw.config.server_version,
+                    &joined,
+                );
+                let session = Session {
+                    protocol_version: version.to_string(),
+                    issued_at: clock.now_s,
+                    upstreams: ok
+                        .iter()
+                        .map(|(u, a, r)| UpstreamSession {
+                            name: gw.config.upstreams[*u].name.clone(),
+                            session_id: a.session_id.clone(),
+                            protocol_version: r["protocolVersion"]
+                                .as_str()
+                                .unwrap_or(version)
+                                .to_string(),
+                            capabilities: mcp::capability_bits(r),
+                        })
+                        .collect(),
+                };
+                let token = session::seal(&gw.key, &session, &clock.seed);
+                let mut reply =
+                    json_reply(200, result_body(id_ref.unwrap_or(&Value::Null), result));
+                reply.headers.push((SESSION_HEADER.into(), token));
+                Step::Respond(reply)
+            }
+            Op::List(kind) => {
+                let mut items = Vec::new();
+                for (u, _, mut result) in ok {
+                    let up = &gw.config.upstreams[u];
+                    aggregate::append_prefixed(
+                        kind,
+                        &mut result,
+                        Prefixes {
+                            name: &up.prefix,
+                            uri: &up.uri_prefix,
+                        },
+                        &gw.config.separator,
+                        &mut items,
+                    );
+                }
+                Step::Respond(json_reply(
+                    200,
+                    result_body(id_ref.unwrap_or(&Value::Null), json!({ kind.key(): items })),
+                ))
+            }
+            Op::Broadcast { reply_result } => {
+                Step::Respond(self.broadcast_reply(id_ref, reply_result))
+            }
+            Op::Delete => Step::Respond(Reply {
+                status: 200,
+                headers: vec![],
+                body: vec![],
+            }),
+        }
+    }
+
+    /// Response headers of a routed request. `code_details` is Envoy's
+    /// `response.code_details`: `via_upstream` when the upstream answered, else why Envoy
+    /// answered itself (connection failure, timeout…).
+    pub fn on_response_headers(
+        &mut self,
+        status: u16,
+        content_type: Option<&str>,
+        code_details: Option<&str>,
+    ) -> ResponseStep {
+        let State::Routed(routed) = &mut self.state else {
+            return ResponseStep::Stream { remove: vec![] };
+        };
+        let json_or_sse = content_type.is_some_and(|t| {
+            let t = t.split(';').next().unwrap_or_default().trim();
+            t.eq_ignore_ascii_case("application/json")
+                || t.eq_ignore_ascii_case("text/event-stream")
+        });
+        let from_upstream = code_details.is_none_or(|d| d == "via_upstream");
+        if !from_upstream || (status >= 400 && !json_or_sse) {
+            let (code, message) = describe_failure(
+                &routed.upstream,
+                status,
+                code_details.filter(|_| !from_upstream),
+                routed.timeout_ms,
+            );
+            let body = jsonrpc::error_body(routed.id.as_deref(), code, &message);
+            self.log.push(message);
+            // A session the upstream no longer knows is one the client must renew.
+            let status = if status == 404 && from_upstream {
+                404
+            } else {
+                200
+            };
+            self.state = State::Done;
+            return ResponseStep::Replace(json_reply(status, body));
+        }
+        if routed.uri_prefix.is_some() && (200..300).contains(&status) {
+            routed.buffering = true;
+            return ResponseStep::Buffer;
+        }
+        ResponseStep::Stream {
+            remove: vec![SESSION_HEADER],
+        }
+    }
+
+    /// The whole body of a response that [`ResponseStep::Buffer`] asked for: the body to send.
+    pub fn on_response_body(&mut self, body: &[u8], content_type: Option<&str>) -> Vec<u8> {
+        let State::Routed(Routed {
+            uri_prefix: Some(prefix),
+            buffering: true,
+            ..
+        }) = &self.state
+        else {
+            return body.to_vec();
+        };
+        let is_sse = content_type.is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+        if is_sse {
+            let mut out = String::new();
+            for event in crate::sse::parse(body) {
+                let data = rewrite_read_uris(&event.data, prefix);
+                out.push_str(&crate::sse::encode(
+                    event.event.as_deref(),
+                    event.id.as_deref(),
+                    &data,
+                ));
+            }
+            out.into_bytes()
+        } else {
+            let text = String::from_utf8_lossy(body);
+            rewrite_read_uris(&text, prefix).into_bytes()
+        }
+    }
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Initialize { .. } => "initialize",
+            Op::List(kind) => kind.method(),
+            Op::Broadcast { .. } => "a notification",
+            Op::Delete => "session termination",
+        }
+    }
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// Whether a client's request header goes on to the upstream of a routed call. Only what MCP
+/// and tracing need: credentials and everything else stay at the gateway unless configured
+/// (`Authorization` above all). `accept-encoding` stays too, so answers the gateway rewrites
+/// arrive uncompressed.
+pub fn forwarded_request_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.starts_with(':')
+        || name.starts_with("x-b3-")
+        || matches!(
+            name.as_str(),
+            "content-type"
+                | "content-length"
+                | "accept"
+                | "user-agent"
+                | "mcp-session-id"
+                | "mcp-protocol-version"
+                | "last-event-id"
+                | "x-request-id"
+                | "traceparent"
+                | "tracestate"
+                | "b3"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-envoy-expected-rq-timeout-ms"
+        )
+}
+
+/// A callout to one upstream, with its configured headers.
+fn callout(
+    call: usize,
+    upstream: &Upstream,
+    method: &str,
+    session_id: Option<&str>,
+    version: &str,
+    body: &[u8],
+) -> Callout {
+    let mut headers: Vec<(String, String)> = vec![
+        (":method".into(), method.into()),
+        (":path".into(), upstream.path.clone()),
+        (":authority".into(), upstream.authority.clone()),
+        (
+            "accept".into(),
+            "application/json, text/event-stream".into(),
+        ),
+        (VERSION_HEADER.into(), version.into()),
+    ];
+    if !body.is_empty() {
+        headers.push(("content-type".into(), "application/json".into()));
+    }
+    if let Some(sid) = session_id {
+        headers.push((SESSION_HEADER.into(), sid.into()));
+    }
+    headers.extend(upstream.headers.iter().cloned());
+    Callout {
+        call,
+        cluster: upstream.cluster.clone(),
+        headers,
+        body: body.to_vec(),
+        timeout_ms: upstream.timeout_ms,
+    }
+}
+
+/// Why a callout's HTTP answer is a failure, in words that name no address.
+fn http_failure(status: u16, body: &[u8], timeout_ms: u64) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).to_ascii_lowercase();
+    match status {
+        503 if text.contains("connect") || text.contains("no healthy") => {
+            "unreachable (connection failed)".into()
+        }
+        504 => format!("timed out after {timeout_ms} ms"),
+        _ => format!("answered HTTP {status}"),
+    }
+}
+
+/// JSON-RPC code and message for a routed request that failed at the HTTP level.
+fn describe_failure(
+    upstream: &str,
+    status: u16,
+    envoy_details: Option<&str>,
+    timeout_ms: u64,
+) -> (i64, String) {
+    let Some(details) = envoy_details else {
+        return (
+            UPSTREAM_ERROR,
+            format!("Upstream {upstream:?} answered HTTP {status} without a JSON-RPC response"),
+        );
+    };
+    let why = if details.contains("timeout") {
+        return (
+            UPSTREAM_TIMEOUT,
+            format!("Upstream {upstream:?} did not answer within {timeout_ms} ms"),
+        );
+    } else if details.contains("connection_failure") || details.contains("connect") {
+        "is unreachable (connection failed)"
+    } else if details.contains("no_healthy_upstream") {
+        "has no healthy host"
+    } else if details.contains("overflow") {
+        "is overloaded (connection or request limit reached)"
+    } else if details.contains("reset") {
+        "closed the connection before answering"
+    } else {
+        "could not be reached"
+    };
+    (UPSTREAM_ERROR, format!("Upstream {upstream:?} {why}"))
+}
+
+/// Sets `value` at `path` inside `params` (objects along the way must exist).
+fn set_path(params: &mut Value, path: &[&str], value: Value) {
+    let mut at = params;
+    for key in &path[..path.len().saturating_sub(1)] {
+        at = &mut at[*key];
+    }
+    if let Some(last) = path.last() {
+        at[*last] = value;
+    }
+}
+
+/// Prefixes `result.contents[].uri` in a `resources/read` answer.
+fn rewrite_read_uris(json_text: &str, prefix: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<Value>(json_text) else {
+        return json_text.to_string();
+    };
+    let Some(contents) = v
+        .get_mut("result")
+        .and_then(|r| r.get_mut("contents"))
+        .and_then(Value::as_array_mut)
+    else {
+        return json_text.to_string();
+    };
+    for c in contents {
+        if let Some(uri) = c.get("uri").and_then(Value::as_str) {
+            c["uri"] = Value::String(naming::prefix_uri(prefix, uri));
+        }
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter_config::example;
+
+    const CLOCK_S: u64 = 1_700_000_000;
+
+    fn clock() -> Clock {
+        Clock {
+            now_s: CLOCK_S,
+            seed: b"test-seed".to_vec(),
+        }
+    }
+
+    fn post(session: Option<&str>) -> RequestHead {
+        RequestHead {
+            method: "POST".into(),
+            path: "/mcp".into(),
+            session_id: session.map(str::to_string),
+        }
+    }
+
+    fn answer(session_id: Option<&str>, body: Value) -> Result<CalloutAnswer, String> {
+        Ok(CalloutAnswer {
+            status: 200,
+            content_type: "application/json".into(),
+            session_id: session_id.map(str::to_string),
+            body: body.to_string().into_bytes(),
+        })
+    }
+
+    fn sse_answer(body: Value) -> Result<CalloutAnswer, String> {
+        Ok(CalloutAnswer {
+            status: 200,
+            content_type: "text/event-stream".into(),
+            session_id: Some("sse-sid".into()),
+            body: format!("event: message\ndata: {body}\n\n").into_bytes(),
+        })
+    }
+
+    fn reply(step: Step) -> (u16, Value, Vec<(String, String)>) {
+        match step {
+            Step::Respond(r) => (
+                r.status,
+                serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+                r.headers,
+            ),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    fn callouts(step: Step) -> Vec<Callout> {
+        match step {
+            Step::AwaitCallouts(c) => c,
+            other => panic!("expected callouts, got {other:?}"),
+        }
+    }
+
+    /// Runs `body` through a fresh exchange, answering callouts with `answers` in order.
+    fn run(
+        gw: &Gateway,
+        session: Option<&str>,
+        body: &str,
+        answers: Vec<Result<CalloutAnswer, String>>,
+    ) -> (Step, Vec<Callout>) {
+        let mut ex = Exchange::new();
+        assert_eq!(
+            ex.on_request_headers(gw, &post(session), CLOCK_S),
+            Step::AwaitBody
+        );
+        let step = ex.on_request_body(gw, body.as_bytes(), &clock());
+        let Step::AwaitCallouts(calls) = step else {
+            return (step, vec![]);
+        };
+        let mut last = None;
+        for (i, a) in answers.into_iter().enumerate() {
+            last = ex.on_callout_response(gw, i, a, &clock());
+        }
+        (last.expect("every callout answered"), calls)
+    }
+
+    fn init_result(caps: Value) -> Value {
+        json!({"protocolVersion": "2025-06-18", "capabilities": caps, "serverInfo": {"name": "up", "version": "1"}})
+    }
+
+    /// A session with both upstreams of `example(2)`.
+    fn session_token(gw: &Gateway) -> String {
+        let (step, _) = run(
+            gw,
+            None,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#,
+            vec![
+                answer(
+                    Some("sid-0"),
+                    json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}, "resources": {}}))}),
+                ),
+                sse_answer(
+                    json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}, "prompts": {}}))}),
+                ),
+            ],
+        );
+        let (_, _, headers) = reply(step);
+        headers
+            .into_iter()
+            .find(|(k, _)| k == SESSION_HEADER)
+            .map(|(_, v)| v)
+            .expect("a session header")
+    }
+
+    #[test]
+    fn initialize_fans_out_and_seals_the_upstream_sessions() {
+        let gw = Gateway::new(example(2));
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(None), CLOCK_S);
+        let calls = callouts(ex.on_request_body(&gw, br#"{"jsonrpc":"2.0","id":"i","method":"initialize","params":{"protocolVersion":"1999-01-01","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#, &clock()));
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[1].cluster, "upstream-u1");
+        assert!(
+            calls[1].headers.contains(&("x-key".into(), "k1".into())),
+            "configured headers go on callouts"
+        );
+        let sent: Value = serde_json::from_slice(&calls[0].body).unwrap();
+        assert_eq!(
+            sent["params"]["protocolVersion"],
+            mcp::SUPPORTED_VERSIONS[0],
+            "upstreams get the negotiated version"
+        );
+        assert_eq!(
+            ex.on_callout_response(
+                &gw,
+                1,
+                sse_answer(
+                    json!({"jsonrpc":"2.0","id":"i","result": init_result(json!({"prompts":{}}))})
+                ),
+                &clock()
+            ),
+            None
+        );
+        let step = ex
+            .on_callout_response(
+                &gw,
+                0,
+                answer(
+                    Some("sid-0"),
+                    json!({"jsonrpc":"2.0","id":"i","result": init_result(json!({"tools":{}}))}),
+                ),
+                &clock(),
+            )
+            .unwrap();
+        let (status, body, headers) = reply(step);
+        assert_eq!(status, 200);
+        assert_eq!(body["id"], "i");
+        assert_eq!(body["result"]["serverInfo"]["name"], "switchboard");
+        assert_eq!(
+            body["result"]["protocolVersion"],
+            mcp::SUPPORTED_VERSIONS[0]
+        );
+        assert_eq!(
+            body["result"]["capabilities"],
+            json!({"tools": {}, "prompts": {}})
+        );
+        let token = &headers.iter().find(|(k, _)| k == SESSION_HEADER).unwrap().1;
+        let s = session::open(&gw.key, token, CLOCK_S, 0).unwrap();
+        assert_eq!(s.upstreams[0].session_id.as_deref(), Some("sid-0"));
+        assert_eq!(s.upstreams[1].session_id.as_deref(), Some("sse-sid"));
+        assert!(!token.contains("sid-0"));
+    }
+
+    #[test]
+    fn tools_list_merges_with_prefixes_in_config_order() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let (step, calls) = run(
+            &gw,
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            vec![
+                answer(
+                    None,
+                    json!({"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"a","inputSchema":{"type":"object"}},{"name":"b","inputSchema":{"type":"object"}}]}}),
+                ),
+                answer(
+                    None,
+                    json!({"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"a","title":"A","inputSchema":{"type":"object"}}]}}),
+                ),
+            ],
+        );
+        assert!(
+            calls[0]
+                .headers
+                .contains(&(SESSION_HEADER.into(), "sid-0".into())),
+            "each upstream gets its own session"
+        );
+        let (_, body, _) = reply(step);
+        let names: Vec<&str> = body["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["u0__a", "u0__b", "u1__a"]);
+        assert_eq!(body["result"]["tools"][2]["title"], "A");
+    }
+
+    #[test]
+    fn lists_skip_upstreams_without_the_capability() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let (step, calls) = run(
+            &gw,
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":3,"method":"prompts/list"}"#,
+            vec![answer(
+                None,
+                json!({"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"p"}]}}),
+            )],
+        );
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].cluster, "upstream-u1");
+        let (_, body, _) = reply(step);
+        assert_eq!(body["result"]["prompts"][0]["name"], "u1__p");
+    }
+
+    #[test]
+    fn fail_open_leaves_a_failed_upstream_out_and_fail_closed_names_it() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let answers = || {
+            vec![
+                answer(
+                    None,
+                    json!({"jsonrpc":"2.0","id":4,"result":{"tools":[{"name":"a"}]}}),
+                ),
+                Ok(CalloutAnswer {
+                    status: 503,
+                    content_type: "text/plain".into(),
+                    session_id: None,
+                    body: b"upstream connect error or disconnect/reset before headers".to_vec(),
+                }),
+            ]
+        };
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#,
+            &clock(),
+        );
+        let mut last = None;
+        for (i, a) in answers().into_iter().enumerate() {
+            last = ex.on_callout_response(&gw, i, a, &clock());
+        }
+        let (_, body, _) = reply(last.unwrap());
+        assert_eq!(body["result"]["tools"].as_array().unwrap().len(), 1);
+        assert!(ex.take_log()[0].contains("\"u1\" failed during tools/list: unreachable"));
+
+        let mut closed = example(2);
+        closed.fan_out = FanOut::FailClosed;
+        let gw = Gateway::new(closed);
+        let token = session_token(&gw);
+        let (step, _) = run(
+            &gw,
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/list"}"#,
+            answers(),
+        );
+        let (_, body, _) = reply(step);
+        assert_eq!(body["error"]["code"], UPSTREAM_ERROR);
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("\"u1\"") && message.contains("unreachable"),
+            "{message}"
+        );
+        assert!(!message.contains("127.0.0.1"), "no addresses in messages");
+    }
+
+    #[test]
+    fn tools_call_is_routed_with_the_prefix_stripped() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let step = ex.on_request_body(&gw, br#"{"jsonrpc":"2.0","id":"c-9","method":"tools/call","params":{"name":"u1__echo__x","arguments":{"m":1},"_meta":{"progressToken":7}}}"#, &clock());
+        let Step::Route(route) = step else {
+            panic!("{step:?}")
+        };
+        assert_eq!(route.upstream, "u1");
+        assert!(
+            route
+                .headers
+                .contains(&(SESSION_HEADER, Some("sse-sid".into())))
+        );
+        assert!(
+            route
+                .headers
+                .contains(&(VERSION_HEADER, Some("2025-06-18".into())))
+        );
+        let body: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"jsonrpc":"2.0","id":"c-9","method":"tools/call","params":{"name":"echo__x","arguments":{"m":1},"_meta":{"progressToken":7}}})
+        );
+        // The answer streams back without the upstream's session id.
+        assert_eq!(
+            ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
+            ResponseStep::Stream {
+                remove: vec![SESSION_HEADER]
+            }
+        );
+    }
+
+    #[test]
+    fn resources_read_is_routed_by_uri_and_its_answer_prefixed_back() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let Step::Route(route) = ex.on_request_body(&gw, br#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"U0+file:///a b"}}"#, &clock()) else { panic!() };
+        assert_eq!(route.upstream, "u0");
+        let body: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
+        assert_eq!(body["params"]["uri"], "file:///a b");
+        assert_eq!(
+            ex.on_response_headers(200, Some("application/json"), Some("via_upstream")),
+            ResponseStep::Buffer
+        );
+        let out = ex.on_response_body(
+            br#"{"jsonrpc":"2.0","id":5,"result":{"contents":[{"uri":"file:///a b","text":"x"}]}}"#,
+            Some("application/json"),
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["result"]["contents"][0]["uri"], "u0+file:///a b");
+    }
+
+    #[test]
+    fn completion_refs_are_stripped() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let Step::Route(route) = ex.on_request_body(&gw, br#"{"jsonrpc":"2.0","id":6,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"u1__greet"},"argument":{"name":"n","value":"a"}}}"#, &clock()) else { panic!() };
+        let body: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
+        assert_eq!(body["params"]["ref"]["name"], "greet");
+        assert_eq!(body["params"]["argument"]["value"], "a");
+    }
+
+    #[test]
+    fn unknown_prefixes_methods_and_sessions_are_refused() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let (step, _) = run(
+            &gw,
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"nope__x"}}"#,
+            vec![],
+        );
+        let (status, body, _) = reply(step);
+        assert_eq!(
+            (status, body["error"]["code"].as_i64()),
+            (200, Some(code::INVALID_PARAMS))
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nope__x")
+        );
+        let (step, _) = run(
+            &gw,
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":8,"method":"tools/destroy"}"#,
+            vec![],
+        );
+        assert_eq!(reply(step).1["error"]["code"], code::METHOD_NOT_FOUND);
+        let (step, _) = run(
+            &gw,
+            None,
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#,
+            vec![],
+        );
+        assert_eq!(reply(step).0, 400);
+        let (step, _) = run(
+            &gw,
+            Some("sb1.AAAA"),
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#,
+            vec![],
+        );
+        let (status, body, _) = reply(step);
+        assert_eq!(
+            (status, body["error"]["code"].as_i64(), body["id"].as_i64()),
+            (404, Some(SESSION_NOT_FOUND), Some(9))
+        );
+        let other = Gateway::new(FilterConfig {
+            session_key: "another".into(),
+            ..example(2)
+        });
+        let (step, _) = run(
+            &other,
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#,
+            vec![],
+        );
+        assert_eq!(reply(step).0, 404, "a token of another key is refused");
+    }
+
+    #[test]
+    fn expired_sessions_get_404() {
+        let gw = Gateway::new(FilterConfig {
+            session_max_age_s: 60,
+            ..example(1)
+        });
+        let (step, _) = run(
+            &gw,
+            None,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+            vec![answer(
+                Some("s"),
+                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}}))}),
+            )],
+        );
+        let token = reply(step)
+            .2
+            .into_iter()
+            .find(|(k, _)| k == SESSION_HEADER)
+            .unwrap()
+            .1;
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S + 61);
+        let (status, _, _) = reply(ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            &clock(),
+        ));
+        assert_eq!(status, 404);
+    }
+
+    #[test]
+    fn ping_and_notifications() {
+        let gw = Gateway::new(example(2));
+        let (step, _) = run(
+            &gw,
+            None,
+            r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#,
+            vec![],
+        );
+        assert_eq!(reply(step).1, json!({"jsonrpc":"2.0","id":"p","result":{}}));
+        let token = session_token(&gw);
+        let (step, calls) = run(
+            &gw,
+            Some(&token),
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            vec![
+                Ok(CalloutAnswer {
+                    status: 202,
+                    content_type: String::new(),
+                    session_id: None,
+                    body: vec![],
+                }),
+                Ok(CalloutAnswer {
+                    status: 202,
+                    content_type: String::new(),
+                    session_id: None,
+                    body: vec![],
+                }),
+            ],
+        );
+        assert_eq!(calls.len(), 2);
+        assert!(
+            calls[1]
+                .headers
+                .contains(&(SESSION_HEADER.into(), "sse-sid".into()))
+        );
+        assert!(matches!(step, Step::Respond(Reply { status: 202, .. })));
+    }
+
+    #[test]
+    fn delete_ends_every_upstream_session() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let mut ex = Exchange::new();
+        let calls = callouts(ex.on_request_headers(
+            &gw,
+            &RequestHead {
+                method: "DELETE".into(),
+                path: "/mcp".into(),
+                session_id: Some(token),
+            },
+            CLOCK_S,
+        ));
+        assert_eq!(calls.len(), 2);
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.headers.contains(&(":method".into(), "DELETE".into())))
+        );
+        ex.on_callout_response(
+            &gw,
+            0,
+            Ok(CalloutAnswer {
+                status: 200,
+                content_type: String::new(),
+                session_id: None,
+                body: vec![],
+            }),
+            &clock(),
+        );
+        let step = ex
+            .on_callout_response(&gw, 1, Err("timeout".into()), &clock())
+            .unwrap();
+        assert!(matches!(step, Step::Respond(Reply { status: 200, .. })));
+    }
+
+    #[test]
+    fn routed_failures_become_json_rpc_errors_naming_the_upstream() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        for (status, details, code, needle) in [
+            (
+                503,
+                "upstream_reset_before_response_started{connection_failure}",
+                UPSTREAM_ERROR,
+                "unreachable",
+            ),
+            (504, "response_timeout", UPSTREAM_TIMEOUT, "within 1000 ms"),
+        ] {
+            let mut ex = Exchange::new();
+            ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+            ex.on_request_body(
+                &gw,
+                br#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"u0__x"}}"#,
+                &clock(),
+            );
+            let ResponseStep::Replace(r) =
+                ex.on_response_headers(status, Some("text/plain"), Some(details))
+            else {
+                panic!()
+            };
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(v["id"], 11);
+            assert_eq!(v["error"]["code"], code);
+            let m = v["error"]["message"].as_str().unwrap();
+            assert!(m.contains("\"u0\"") && m.contains(needle), "{m}");
+        }
+    }
+
+    #[test]
+    fn only_mcp_and_tracing_headers_are_forwarded() {
+        for h in [
+            "Authorization",
+            "cookie",
+            "x-api-key",
+            "proxy-authorization",
+            "accept-encoding",
+            "x-switchboard-upstream",
+        ] {
+            assert!(!forwarded_request_header(h), "{h}");
+        }
+        for h in [
+            ":path",
+            "Content-Type",
+            "mcp-session-id",
+            "MCP-Protocol-Version",
+            "traceparent",
+            "x-request-id",
+        ] {
+            assert!(forwarded_request_header(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn get_is_405_and_other_paths_pass() {
+        let gw = Gateway::new(example(1));
+        let mut ex = Exchange::new();
+        let (status, _, headers) = reply(ex.on_request_headers(
+            &gw,
+            &RequestHead {
+                method: "GET".into(),
+                path: "/mcp".into(),
+                session_id: None,
+            },
+            0,
+        ));
+        assert_eq!(status, 405);
+        assert!(headers.iter().any(|(k, _)| k == "allow"));
+        let mut ex = Exchange::new();
+        assert_eq!(
+            ex.on_request_headers(
+                &gw,
+                &RequestHead {
+                    method: "POST".into(),
+                    path: "/other".into(),
+                    session_id: None
+                },
+                0
+            ),
+            Step::PassThrough
+        );
+    }
+
+    #[test]
+    fn malformed_and_oversized_bodies() {
+        let gw = Gateway::new(FilterConfig {
+            max_request_bytes: 64,
+            ..example(1)
+        });
+        let (step, _) = run(&gw, None, "{oops", vec![]);
+        let (status, body, _) = reply(step);
+        assert_eq!(
+            (status, body["error"]["code"].as_i64()),
+            (400, Some(code::PARSE_ERROR))
+        );
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(None), 0);
+        assert_eq!(reply(ex.on_body_progress(&gw, 65).unwrap()).0, 413);
+    }
+}

@@ -1,0 +1,156 @@
+//! Prefixed names and URIs: how one upstream's tools, prompts and resources are told apart in
+//! the merged lists, and how a call finds its way back.
+//!
+//! - Tool and prompt names: `<prefix><separator><name>`, separator `__` by default. A prefix
+//!   never contains the separator and never starts or ends with `_` (checked at load), so the
+//!   *first* separator always ends the prefix, whatever the upstream's own name contains.
+//! - Resource URIs and URI templates: `<prefix>+<original>`, which keeps a valid URI (the
+//!   prefix becomes part of the scheme: `files+file:///etc/hosts`). A prefix never contains
+//!   `+`, so the first `+` ends it. Schemes are case-insensitive, so is the lookup.
+
+pub const DEFAULT_SEPARATOR: &str = "__";
+const URI_SEPARATOR: char = '+';
+
+/// `github` + `create_issue` → `github__create_issue`.
+pub fn prefix_name(prefix: &str, separator: &str, name: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + separator.len() + name.len());
+    out.push_str(prefix);
+    out.push_str(separator);
+    out.push_str(name);
+    out
+}
+
+/// `github__create_issue` → (`github`, `create_issue`).
+pub fn split_name<'a>(prefixed: &'a str, separator: &str) -> Option<(&'a str, &'a str)> {
+    if separator.is_empty() {
+        return None;
+    }
+    prefixed
+        .split_once(separator)
+        .filter(|(prefix, _)| !prefix.is_empty())
+}
+
+/// `files` + `file:///etc/hosts` → `files+file:///etc/hosts`.
+pub fn prefix_uri(prefix: &str, uri: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1 + uri.len());
+    out.push_str(prefix);
+    out.push(URI_SEPARATOR);
+    out.push_str(uri);
+    out
+}
+
+/// `files+file:///etc/hosts` → (`files`, `file:///etc/hosts`).
+pub fn split_uri(prefixed: &str) -> Option<(&str, &str)> {
+    prefixed
+        .split_once(URI_SEPARATOR)
+        .filter(|(prefix, _)| !prefix.is_empty())
+}
+
+/// The URI form of a prefix: letters, digits and `-` (a URI scheme cannot hold `_`).
+pub fn uri_prefix(prefix: &str) -> String {
+    prefix
+        .chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+/// Why a prefix cannot be used.
+pub fn check_prefix(prefix: &str, separator: &str) -> Result<(), String> {
+    if prefix.is_empty() {
+        return Err("a prefix cannot be empty".into());
+    }
+    if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "prefix {prefix:?} may hold only letters, digits, '-' and '_'"
+        ));
+    }
+    if prefix.contains(separator) {
+        return Err(format!(
+            "prefix {prefix:?} contains the separator {separator:?}"
+        ));
+    }
+    if prefix.starts_with('_') || prefix.ends_with('_') {
+        return Err(format!(
+            "prefix {prefix:?} may not start or end with '_' (it would blur into the separator)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_round_trip() {
+        let p = prefix_name("github", "__", "create_issue");
+        assert_eq!(p, "github__create_issue");
+        assert_eq!(split_name(&p, "__"), Some(("github", "create_issue")));
+        assert_eq!(
+            split_name("my_srv____x__y", "__"),
+            Some(("my_srv", "__x__y"))
+        );
+        assert_eq!(split_name("noprefix", "__"), None);
+        assert_eq!(split_name("__x", "__"), None);
+    }
+
+    #[test]
+    fn uris_round_trip_and_stay_uris() {
+        let p = prefix_uri("files", "git+https://example.com/x?y=1#z");
+        assert_eq!(p, "files+git+https://example.com/x?y=1#z");
+        assert_eq!(
+            split_uri(&p),
+            Some(("files", "git+https://example.com/x?y=1#z"))
+        );
+        assert_eq!(uri_prefix("My_Server"), "my-server");
+        assert_eq!(split_uri("nouri"), None);
+    }
+
+    #[test]
+    fn prefixes_are_checked() {
+        assert!(check_prefix("gh", "__").is_ok());
+        assert!(check_prefix("my_srv", "__").is_ok());
+        assert!(check_prefix("a__b", "__").is_err());
+        assert!(check_prefix("a_", "__").is_err());
+        assert!(check_prefix("_a", "__").is_err());
+        assert!(check_prefix("a.b", "__").is_err());
+        assert!(check_prefix("", "__").is_err());
+    }
+
+    fn prefix_strategy() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9]([A-Za-z0-9-]|_[A-Za-z0-9-]){0,20}"
+    }
+
+    proptest! {
+        #[test]
+        fn prefix_then_split_returns_the_original(prefix in prefix_strategy(), name in ".{0,40}") {
+            prop_assume!(check_prefix(&prefix, "__").is_ok());
+            let joined = prefix_name(&prefix, "__", &name);
+            prop_assert_eq!(split_name(&joined, "__"), Some((prefix.as_str(), name.as_str())));
+        }
+
+        #[test]
+        fn other_separators_round_trip(prefix in "[a-z0-9]{1,10}", name in ".{0,40}", sep in "[.:~/]{1,3}") {
+            prop_assume!(check_prefix(&prefix, &sep).is_ok());
+            let joined = prefix_name(&prefix, &sep, &name);
+            prop_assert_eq!(split_name(&joined, &sep), Some((prefix.as_str(), name.as_str())));
+        }
+
+        #[test]
+        fn uri_prefix_then_split_returns_the_original(prefix in prefix_strategy(), uri in ".{0,60}") {
+            let scheme = uri_prefix(&prefix);
+            let joined = prefix_uri(&scheme, &uri);
+            prop_assert_eq!(split_uri(&joined), Some((scheme.as_str(), uri.as_str())));
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! The gateway's session: every upstream's `Mcp-Session-Id` and negotiated protocol version,
+//! sealed into the one `Mcp-Session-Id` the client holds.
+//!
+//! The token is encrypted and authenticated (XChaCha20-Poly1305) with a key derived from
+//! `session.key`, so the gateway keeps no session state: any Envoy worker or replica with the
+//! same key opens it, and no upstream session id ever reaches the client.
+//!
+//! `wasm32-unknown-unknown` has no randomness, so the nonce is synthetic (as in SIV modes):
+//! an HMAC over a caller-given seed (time, worker, counter) and the plaintext. Distinct seeds
+//! never repeat a nonce; even a repeated seed only repeats a nonce for the same plaintext,
+//! which reveals nothing but equality.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+const PREFIX: &str = "sb1.";
+const AAD: &[u8] = b"switchboard-session-v1";
+const NONCE_LEN: usize = 24;
+
+/// Keys derived from the configured secret (HKDF-SHA256).
+#[derive(Clone)]
+pub struct SessionKey {
+    cipher: XChaCha20Poly1305,
+    /// Keyed with a full SHA-256 block, so construction is infallible; cloned per token.
+    nonce_mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
+
+impl SessionKey {
+    pub fn derive(secret: &[u8]) -> SessionKey {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"switchboard session key"), secret);
+        let mut okm = [0u8; 96];
+        // 96 bytes is far below HKDF-SHA256's limit of 8160: expand cannot fail.
+        let _ = hk.expand(b"xchacha20poly1305 + nonce", &mut okm);
+        let mut enc = [0u8; 32];
+        let mut nonce_key = [0u8; 64];
+        enc.copy_from_slice(&okm[..32]);
+        nonce_key.copy_from_slice(&okm[32..]);
+        SessionKey {
+            cipher: XChaCha20Poly1305::new(&enc.into()),
+            nonce_mac: <Hmac<Sha256> as Mac>::new(&nonce_key.into()),
+        }
+    }
+}
+
+/// MCP capabilities of one upstream that decide where the gateway fans out.
+pub mod caps {
+    pub const TOOLS: u8 = 1;
+    pub const PROMPTS: u8 = 2;
+    pub const RESOURCES: u8 = 4;
+    pub const LOGGING: u8 = 8;
+    pub const COMPLETIONS: u8 = 16;
+    pub const RESOURCE_SUBSCRIBE: u8 = 32;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// The protocol version negotiated with the client.
+    #[serde(rename = "v")]
+    pub protocol_version: String,
+    /// Seconds since the epoch.
+    #[serde(rename = "t")]
+    pub issued_at: u64,
+    /// The upstreams that joined this session at `initialize`, in configuration order.
+    #[serde(rename = "u")]
+    pub upstreams: Vec<UpstreamSession>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamSession {
+    #[serde(rename = "n")]
+    pub name: String,
+    /// The upstream's own `Mcp-Session-Id`; `None` for a stateless upstream.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(rename = "v")]
+    pub protocol_version: String,
+    /// [`caps`] bits.
+    #[serde(rename = "c")]
+    pub capabilities: u8,
+}
+
+impl Session {
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamSession> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session id is not one this gateway issued")]
+    Malformed,
+    #[error("the session id failed authentication")]
+    Tampered,
+    #[error("the session has expired")]
+    Expired,
+}
+
+/// Seals a session. `seed` must differ between calls (time, worker id, counter).
+pub fn seal(key: &SessionKey, session: &Session, seed: &[u8]) -> String {
+    // Plain strings and integers: serialization cannot fail.
+    let plaintext = serde_json::to_vec(session).unwrap_or_default();
+    let nonce = synthetic_nonce(key, seed, &plaintext);
+    // Encryption only fails for plaintexts beyond 256 GiB.
+    let ciphertext = key
+        .cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plaintext,
+                aad: AAD,
+            },
+        )
+        .unwrap_or_default();
+    let mut raw = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+    raw.extend_from_slice(&nonce);
+    raw.extend_from_slice(&ciphertext);
+    let mut token = String::with_capacity(PREFIX.len() + raw.len() * 4 / 3 + 4);
+    token.push_str(PREFIX);
+    URL_SAFE_NO_PAD.encode_string(&raw, &mut token);
+    token
+}
+
+/// Opens a token; `now` and `max_age` in seconds (`max_age` 0: no expiry).
+pub fn open(
+    key: &SessionKey,
+    token: &str,
+    now: u64,
+    max_age: u64,
+) -> Result<Session, SessionError> {
+    let body = token.strip_prefix(PREFIX).ok_or(SessionError::Malformed)?;
+    if body.len() > 16 * 1024 {
+        return Err(SessionError::Malformed);
+    }
+    let raw = URL_SAFE_NO_PAD
+        .decode(body)
+        .map_err(|_| SessionError::Malformed)?;
+    if raw.len() < NONCE_LEN + 16 {
+        return Err(SessionError::Malformed);
+    }
+    let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
+    let plaintext = key
+        .cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: AAD,
+            },
+        )
+        .map_err(|_| SessionError::Tampered)?;
+    let session: Session =
+        serde_json::from_slice(&plaintext).map_err(|_| SessionError::Malformed)?;
+    if max_age > 0 && now.saturating_sub(session.issued_at) > max_age {
+        return Err(SessionError::Expired);
+    }
+    Ok(session)
+}
+
+fn synthetic_nonce(key: &SessionKey, seed: &[u8], plaintext: &[u8]) -> [u8; NONCE_LEN] {
+    let mut mac = key.nonce_mac.clone();
+    mac.update(&(seed.len() as u64).to_be_bytes());
+    mac.update(seed);
+    mac.update(plaintext);
+    let tag = mac.finalize().into_bytes();
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&tag[..NONCE_LEN]);
+    nonce
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn session() -> Session {
+        Session {
+            protocol_version: "2025-06-18".into(),
+            issued_at: 1_000,
+            upstreams: vec![
+                UpstreamSession {
+                    name: "a".into(),
+                    session_id: Some("up-123".into()),
+                    protocol_version: "2025-06-18".into(),
+                    capabilities: caps::TOOLS,
+                },
+                UpstreamSession {
+                    name: "b".into(),
+                    session_id: None,
+                    protocol_version: "2025-03-26".into(),
+                    capabilities: caps::TOOLS | caps::PROMPTS,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn seal_then_open() {
+        let key = SessionKey::derive(b"secret");
+        let token = seal(&key, &session(), b"seed-1");
+        assert!(token.starts_with("sb1."));
+        assert!(
+            !token.contains("up-123"),
+            "upstream ids must not be readable"
+        );
+        assert!(
+            token.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+            "visible ASCII only"
+        );
+        assert_eq!(open(&key, &token, 1_000, 3600), Ok(session()));
+    }
+
+    #[test]
+    fn another_key_or_a_flipped_bit_is_refused() {
+        let key = SessionKey::derive(b"secret");
+        let token = seal(&key, &session(), b"seed");
+        assert_eq!(
+            open(&SessionKey::derive(b"other"), &token, 1_000, 0),
+            Err(SessionError::Tampered)
+        );
+        let mut raw = URL_SAFE_NO_PAD.decode(&token[4..]).unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        let tampered = format!("sb1.{}", URL_SAFE_NO_PAD.encode(raw));
+        assert_eq!(open(&key, &tampered, 1_000, 0), Err(SessionError::Tampered));
+        assert_eq!(open(&key, "sb1.!!", 1_000, 0), Err(SessionError::Malformed));
+        assert_eq!(
+            open(&key, "uuid-from-elsewhere", 1_000, 0),
+            Err(SessionError::Malformed)
+        );
+        assert_eq!(open(&key, "sb1.", 1_000, 0), Err(SessionError::Malformed));
+    }
+
+    #[test]
+    fn expiry() {
+        let key = SessionKey::derive(b"secret");
+        let token = seal(&key, &session(), b"seed");
+        assert!(open(&key, &token, 1_000 + 60, 60).is_ok());
+        assert_eq!(
+            open(&key, &token, 1_000 + 61, 60),
+            Err(SessionError::Expired)
+        );
+        assert!(open(&key, &token, 1_000 + 10_000_000, 0).is_ok());
+    }
+
+    #[test]
+    fn different_seeds_give_different_tokens() {
+        let key = SessionKey::derive(b"secret");
+        assert_ne!(seal(&key, &session(), b"1"), seal(&key, &session(), b"2"));
+        assert_eq!(seal(&key, &session(), b"1"), seal(&key, &session(), b"1"));
+    }
+
+    proptest! {
+        #[test]
+        fn opening_arbitrary_input_never_panics(s in ".{0,300}") {
+            let key = SessionKey::derive(b"k");
+            let _ = open(&key, &s, 0, 0);
+            let _ = open(&key, &format!("sb1.{s}"), 0, 0);
+        }
+    }
+}
