@@ -16,6 +16,7 @@ ENVOY_VERSION="1.40.0"
 # Pinned npm test peers (the official TypeScript MCP server and CLI client).
 NPM_PEERS=(
   "@modelcontextprotocol/server-everything@2026.8.31"
+  "@modelcontextprotocol/inspector-cli@1.0.3"
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }

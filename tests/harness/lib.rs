@@ -5,6 +5,7 @@
 //! for; every process is stopped on drop; failures carry the logs of Envoy and switchboard.
 
 pub mod peers;
+pub mod raw;
 
 use anyhow::{Context, bail};
 use rmcp::ServiceExt;
@@ -448,6 +449,34 @@ pub type Client = RunningService<RoleClient, ClientConfig>;
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
     let transport = StreamableHttpClientTransport::from_uri(url.to_string());
     Ok(ClientConfig::default().serve(transport).await?)
+}
+
+/// Runs the official TypeScript SDK's CLI client (`@modelcontextprotocol/inspector-cli`)
+/// against `url` and returns its JSON output. It validates every answer with the SDK's
+/// schemas, so an altered result fails here.
+pub fn inspector(url: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let cli = repo_root()
+        .join(".tools/npm/node_modules/@modelcontextprotocol/inspector-cli/build/index.js");
+    anyhow::ensure!(
+        cli.is_file(),
+        "{} is missing: run scripts/setup.sh npm",
+        cli.display()
+    );
+    let out = Command::new("node")
+        .arg(cli)
+        .arg(url)
+        .args(["--transport", "http"])
+        .args(args)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "inspector-cli {args:?} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout)
+        .with_context(|| format!("inspector-cli printed no JSON:\n{stdout}"))
 }
 
 /// Calls a tool and returns the text of its first content block.

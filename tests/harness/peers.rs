@@ -3,6 +3,7 @@
 use super::{Log, capture, eventually, repo_root};
 use anyhow::Context;
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
@@ -13,8 +14,8 @@ use rmcp::transport::streamable_http_server::{
 use rmcp::{ServerHandler, schemars, tool, tool_handler, tool_router};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,12 @@ use tokio_util::sync::CancellationToken;
 pub struct AddRequest {
     pub a: i64,
     pub b: i64,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct SlowRequest {
+    /// How long to take, in milliseconds.
+    pub ms: u64,
 }
 
 /// A small rmcp server whose `whoami` tool names the instance, so a test can tell which
@@ -43,6 +50,12 @@ impl TestServer {
     fn whoami(&self) -> String {
         self.label.clone()
     }
+
+    #[tool(description = "Answer after a while")]
+    async fn slow(&self, Parameters(SlowRequest { ms }): Parameters<SlowRequest>) -> String {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        "done".into()
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -57,6 +70,8 @@ pub struct RmcpServer {
     pub addr: SocketAddr,
     /// HTTP requests that reached it.
     pub requests: Arc<AtomicUsize>,
+    /// The headers of every request that reached it.
+    pub headers: Arc<Mutex<Vec<HeaderMap>>>,
     stop: CancellationToken,
 }
 
@@ -78,8 +93,9 @@ impl RmcpServer {
                     .with_cancellation_token(stop.child_token()),
             );
         let requests = Arc::new(AtomicUsize::new(0));
+        let headers = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new().nest_service("/mcp", service).layer(
-            axum::middleware::from_fn_with_state(requests.clone(), count),
+            axum::middleware::from_fn_with_state((requests.clone(), headers.clone()), record),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -92,6 +108,7 @@ impl RmcpServer {
         Ok(RmcpServer {
             addr,
             requests,
+            headers,
             stop,
         })
     }
@@ -103,6 +120,16 @@ impl RmcpServer {
     pub fn request_count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    /// Headers of every request so far.
+    pub fn seen_headers(&self) -> Vec<HeaderMap> {
+        self.headers.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Stops serving: later connections are refused.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
 }
 
 impl Drop for RmcpServer {
@@ -111,8 +138,13 @@ impl Drop for RmcpServer {
     }
 }
 
-async fn count(State(counter): State<Arc<AtomicUsize>>, req: Request, next: Next) -> Response {
+type Recorder = (Arc<AtomicUsize>, Arc<Mutex<Vec<HeaderMap>>>);
+
+async fn record(State((counter, headers)): State<Recorder>, req: Request, next: Next) -> Response {
     counter.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut h) = headers.lock() {
+        h.push(req.headers().clone());
+    }
     next.run(req).await
 }
 

@@ -56,7 +56,7 @@ async fn an_envoy_started_from_the_printed_bootstrap_serves_mcp() -> anyhow::Res
 
     let client = connect(&format!("http://{listener}/mcp")).await?;
     assert_eq!(
-        call_text(&client, "whoami", serde_json::json!({})).await?,
+        call_text(&client, "fleet__whoami", serde_json::json!({})).await?,
         "fleet"
     );
     client.cancel().await?;
@@ -95,7 +95,7 @@ async fn a_configuration_envoy_refuses_is_logged_with_its_error_and_traffic_cont
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
     assert_eq!(
-        call_text(&client, "whoami", serde_json::json!({})).await?,
+        call_text(&client, "alpha__whoami", serde_json::json!({})).await?,
         "alpha"
     );
     Ok(())

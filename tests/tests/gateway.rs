@@ -1,9 +1,10 @@
 //! The foundation end to end: `switchboard run` drives a real Envoy that loads the wasm
 //! filter, and real MCP clients reach real MCP servers through it.
 
+use serde_json::json;
 use std::time::Duration;
 use switchboard_e2e::peers::{Everything, RmcpServer};
-use switchboard_e2e::{Gateway, call_text, connect, eventually};
+use switchboard_e2e::{Gateway, call_text, connect, eventually, raw};
 
 fn config(upstreams: &[(&str, String)]) -> String {
     let mut y = String::from("server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n");
@@ -22,27 +23,31 @@ async fn rmcp_client_calls_an_rmcp_upstream_through_envoy() -> anyhow::Result<()
     let client = connect(&gw.endpoint)
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}\n{}", gw.logs()))?;
-    let tools = client.list_all_tools().await?;
-    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await?
+        .iter()
+        .map(|t| t.name.to_string())
+        .collect();
     names.sort();
-    assert_eq!(names, ["add", "whoami"]);
+    assert_eq!(names, ["alpha__add", "alpha__slow", "alpha__whoami"]);
     assert_eq!(
-        call_text(&client, "add", serde_json::json!({"a": 40, "b": 2})).await?,
+        call_text(&client, "alpha__add", json!({"a": 40, "b": 2})).await?,
         "42"
     );
     assert_eq!(
-        call_text(&client, "whoami", serde_json::json!({})).await?,
+        call_text(&client, "alpha__whoami", json!({})).await?,
         "alpha"
     );
     client.cancel().await?;
-    // The call really went through Envoy's cluster for that upstream.
+    // The calls really went through Envoy's cluster for that upstream.
     let sent = gw
         .stat("cluster.upstream-alpha.upstream_rq_completed")
         .await
         .unwrap_or(0);
     assert!(
-        sent >= 4,
-        "expected initialize, initialized, list and calls on the cluster, saw {sent}\n{}",
+        sent >= 2,
+        "expected the routed calls on the cluster, saw {sent}\n{}",
         gw.logs()
     );
     Ok(())
@@ -60,17 +65,17 @@ async fn rmcp_client_calls_server_everything_through_envoy() -> anyhow::Result<(
         .and_then(|i| i.server_info.clone())
         .map(|s| s.name)
         .unwrap_or_default();
-    assert_eq!(info, "mcp-servers/everything");
+    assert_eq!(info, "switchboard");
     let tools = client.list_all_tools().await?;
     assert!(
-        tools.iter().any(|t| t.name == "echo"),
+        tools.iter().any(|t| t.name == "everything__echo"),
         "tools: {:?}",
         tools.iter().map(|t| &t.name).collect::<Vec<_>>()
     );
     let text = call_text(
         &client,
-        "echo",
-        serde_json::json!({"message": "through envoy"}),
+        "everything__echo",
+        json!({"message": "through envoy"}),
     )
     .await?;
     assert!(text.contains("through envoy"), "{text}");
@@ -97,7 +102,7 @@ async fn malformed_json_is_answered_by_the_filter_without_contacting_the_upstrea
         let resp = http
             .post(&gw.endpoint)
             .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
+            .header("accept", raw::ACCEPT)
             .body(body)
             .send()
             .await?;
@@ -134,6 +139,8 @@ async fn malformed_json_is_answered_by_the_filter_without_contacting_the_upstrea
         .send()
         .await?;
     assert_eq!(resp.status(), 413);
+    let v: serde_json::Value = resp.json().await?;
+    assert_eq!(v["error"]["code"], -32600);
     assert_eq!(upstream.request_count(), before);
     // Paths other than the endpoint get a JSON answer that names the endpoint.
     let resp = http.get(format!("{}/nope", gw.base())).send().await?;
@@ -154,21 +161,25 @@ async fn a_client_cannot_choose_the_route_by_sending_the_selector_header() -> an
     let alpha = RmcpServer::start("alpha").await?;
     let beta = RmcpServer::start("beta").await?;
     let gw = Gateway::start(&config(&[("alpha", alpha.url()), ("beta", beta.url())])).await?;
-    let resp = reqwest::Client::new()
-        .post(&gw.endpoint)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("x-switchboard-upstream", "beta")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
-        .send()
-        .await?;
-    assert_eq!(resp.status(), 200);
+    let session = raw::initialize(&gw.endpoint).await?;
+    let beta_before = beta.request_count();
+    let a = raw::post_with(
+        &gw.endpoint,
+        Some(&session),
+        &raw::call(json!(1), "alpha__whoami", json!({})),
+        &[("x-switchboard-upstream", "beta")],
+    )
+    .await?;
+    assert_eq!(
+        a.response()["result"]["content"][0]["text"],
+        "alpha",
+        "{a:?}"
+    );
     assert_eq!(
         beta.request_count(),
-        0,
+        beta_before,
         "the client's selector header was obeyed"
     );
-    assert_eq!(alpha.request_count(), 1);
     Ok(())
 }
 
@@ -179,9 +190,16 @@ async fn hot_reload_adds_an_upstream_without_restarting_envoy_and_refuses_a_brok
     let beta = RmcpServer::start("beta").await?;
     let gw = Gateway::start(&config(&[("alpha", alpha.url())])).await?;
     let base = gw.base();
-    let alpha_client = connect(&format!("{base}/upstreams/alpha/mcp")).await?;
+    let alpha_client = connect(&gw.endpoint).await?;
+    let names: Vec<String> = alpha_client
+        .list_all_tools()
+        .await?
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    assert!(names.iter().all(|n| n.starts_with("alpha__")), "{names:?}");
     assert_eq!(
-        call_text(&alpha_client, "whoami", serde_json::json!({})).await?,
+        call_text(&alpha_client, "alpha__whoami", json!({})).await?,
         "alpha"
     );
     let uptime_before = eventually(Duration::from_secs(10), "envoy uptime of 2s", || {
@@ -190,31 +208,37 @@ async fn hot_reload_adds_an_upstream_without_restarting_envoy_and_refuses_a_brok
     })
     .await?;
 
-    // beta is not there yet.
-    let status = reqwest::Client::new()
-        .post(format!("{base}/upstreams/beta/mcp"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await?
-        .status();
-    assert_eq!(status, 404);
-
     gw.write_config(&config(&[("alpha", alpha.url()), ("beta", beta.url())]))?;
-    let beta_url = format!("{base}/upstreams/beta/mcp");
-    let beta_client = eventually(Duration::from_secs(30), "beta to become reachable", || {
-        let url = beta_url.clone();
-        async move { connect(&url).await.ok() }
-    })
+    // A new session sees beta's tools once the reload is in force.
+    let endpoint = gw.endpoint.clone();
+    let beta_client = eventually(
+        Duration::from_secs(30),
+        "beta's tools in a new session",
+        || {
+            let url = endpoint.clone();
+            async move {
+                let c = connect(&url).await.ok()?;
+                let tools = c.list_all_tools().await.ok()?;
+                tools.iter().any(|t| t.name == "beta__whoami").then_some(c)
+            }
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
     assert_eq!(
-        call_text(&beta_client, "whoami", serde_json::json!({})).await?,
+        call_text(&beta_client, "beta__whoami", json!({})).await?,
         "beta"
     );
+    assert_eq!(
+        call_text(&beta_client, "alpha__whoami", json!({})).await?,
+        "alpha"
+    );
+    // Its own endpoint serves it unprefixed.
+    let direct = connect(&format!("{base}/upstreams/beta/mcp")).await?;
+    assert_eq!(call_text(&direct, "whoami", json!({})).await?, "beta");
     // The session opened before the reload still works: Envoy was not restarted.
     assert_eq!(
-        call_text(&alpha_client, "add", serde_json::json!({"a": 1, "b": 2})).await?,
+        call_text(&alpha_client, "alpha__add", json!({"a": 1, "b": 2})).await?,
         "3"
     );
     let uptime_after = gw.uptime().await.unwrap_or(0);
@@ -245,18 +269,15 @@ async fn hot_reload_adds_an_upstream_without_restarting_envoy_and_refuses_a_brok
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
     assert_eq!(
-        call_text(&alpha_client, "whoami", serde_json::json!({})).await?,
+        call_text(&alpha_client, "alpha__whoami", json!({})).await?,
         "alpha"
     );
     assert_eq!(
-        call_text(&beta_client, "whoami", serde_json::json!({})).await?,
+        call_text(&beta_client, "beta__whoami", json!({})).await?,
         "beta"
     );
     let mut mcp = connect(&gw.endpoint).await?;
-    assert_eq!(
-        call_text(&mcp, "whoami", serde_json::json!({})).await?,
-        "alpha"
-    );
+    assert_eq!(call_text(&mcp, "beta__whoami", json!({})).await?, "beta");
     mcp.close().await?;
     Ok(())
 }

@@ -174,17 +174,74 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
         ],
         normalize_path: Some(BoolValue { value: true }),
         merge_slashes: true,
+        local_reply_config: Some(local_replies(gateway)),
         ..Default::default()
     };
     let address = gateway.server.listen.0;
     listener::Listener {
         name: LISTENER_NAME.into(),
         address: Some(socket_address(&address.ip().to_string(), address.port())),
+        // Envoy buffers a body the filter holds up to this limit and answers 413 in plain
+        // text beyond it; leave headroom so the filter's own JSON-RPC 413 comes first.
+        per_connection_buffer_limit_bytes: Some(envoy_types::pb::google::protobuf::UInt32Value {
+            value: u32::try_from(gateway.server.max_request_bytes.saturating_add(64 * 1024))
+                .unwrap_or(u32::MAX),
+        }),
         filter_chains: vec![listener::FilterChain {
             filters: vec![listener::Filter {
                 name: "envoy.filters.network.http_connection_manager".into(),
                 config_type: Some(listener::filter::ConfigType::TypedConfig(pack_any(manager))),
             }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Envoy's own answers in JSON-RPC form. A body over the buffer limit can be refused by
+/// Envoy before the filter sees it (one socket read may cross both limits at once).
+fn local_replies(gateway: &Gateway) -> hcm::LocalReplyConfig {
+    use envoy_types::pb::envoy::config::accesslog::v3 as accesslog;
+    let status_is = |code: u32| accesslog::AccessLogFilter {
+        filter_specifier: Some(
+            accesslog::access_log_filter::FilterSpecifier::StatusCodeFilter(
+                accesslog::StatusCodeFilter {
+                    comparison: Some(accesslog::ComparisonFilter {
+                        op: accesslog::comparison_filter::Op::Eq as i32,
+                        value: Some(core::RuntimeUInt32 {
+                            default_value: code,
+                            runtime_key: format!("switchboard.local_reply.{code}"),
+                        }),
+                    }),
+                },
+            ),
+        ),
+    };
+    let json_body = |message: &str| core::SubstitutionFormatString {
+        format: Some(core::substitution_format_string::Format::TextFormatSource(
+            core::DataSource {
+                specifier: Some(core::data_source::Specifier::InlineString(
+                    // `%` starts a command in Envoy's format strings.
+                    switchboard_protocol::jsonrpc::error_body(
+                        None,
+                        switchboard_protocol::jsonrpc::code::INVALID_REQUEST,
+                        message,
+                    )
+                    .replace('%', "%%"),
+                )),
+                ..Default::default()
+            },
+        )),
+        content_type: "application/json".into(),
+        ..Default::default()
+    };
+    hcm::LocalReplyConfig {
+        mappers: vec![hcm::ResponseMapper {
+            filter: Some(status_is(413)),
+            body_format_override: Some(json_body(&format!(
+                "Request body exceeds the gateway's limit of {} bytes",
+                gateway.server.max_request_bytes
+            ))),
             ..Default::default()
         }],
         ..Default::default()
