@@ -462,11 +462,14 @@ pub fn inspector(url: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> 
         "{} is missing: run scripts/setup.sh npm",
         cli.display()
     );
+    // It finds its own package.json relative to the working directory.
+    let dir = cli.parent().map(Path::to_path_buf).unwrap_or_default();
     let out = Command::new("node")
-        .arg(cli)
+        .arg(&cli)
         .arg(url)
         .args(["--transport", "http"])
         .args(args)
+        .current_dir(dir)
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(

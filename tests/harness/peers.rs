@@ -77,6 +77,12 @@ pub struct RmcpServer {
 
 impl RmcpServer {
     pub async fn start(label: &str) -> anyhow::Result<RmcpServer> {
+        Self::start_with(label, false).await
+    }
+
+    /// `json_response`: a stateless server that answers with one JSON body instead of an SSE
+    /// stream, so nothing is sent before the result is ready.
+    pub async fn start_with(label: &str, json_response: bool) -> anyhow::Result<RmcpServer> {
         let stop = CancellationToken::new();
         let label = label.to_string();
         let service: StreamableHttpService<TestServer, LocalSessionManager> =
@@ -89,6 +95,9 @@ impl RmcpServer {
                 },
                 Default::default(),
                 StreamableHttpServerConfig::default()
+                    .with_json_response(json_response)
+                    // JSON answers are only given by rmcp's stateless (non-legacy) mode.
+                    .with_legacy_session_mode(!json_response)
                     .with_sse_keep_alive(None)
                     .with_cancellation_token(stop.child_token()),
             );

@@ -58,7 +58,10 @@ pub async fn post_with(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
-    let text = resp.text().await?;
+    let text = resp
+        .text()
+        .await
+        .with_context(|| format!("reading the answer (HTTP {status}, {headers:?}) to {body}"))?;
     let messages = if is_sse {
         sse_messages(&text)
     } else if text.trim().is_empty() {
