@@ -82,7 +82,15 @@ impl RmcpServer {
 
     /// `json_response`: a stateless server that answers with one JSON body instead of an SSE
     /// stream, so nothing is sent before the result is ready.
+    pub async fn start_on(label: &str, port: u16) -> anyhow::Result<RmcpServer> {
+        Self::serve(label, false, port).await
+    }
+
     pub async fn start_with(label: &str, json_response: bool) -> anyhow::Result<RmcpServer> {
+        Self::serve(label, json_response, 0).await
+    }
+
+    async fn serve(label: &str, json_response: bool, port: u16) -> anyhow::Result<RmcpServer> {
         let stop = CancellationToken::new();
         let label = label.to_string();
         let service: StreamableHttpService<TestServer, LocalSessionManager> =
@@ -106,8 +114,12 @@ impl RmcpServer {
         let app = axum::Router::new().nest_service("/mcp", service).layer(
             axum::middleware::from_fn_with_state((requests.clone(), headers.clone()), record),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
+        // Small SSE writes must not wait for delayed ACKs (40 ms each on loopback).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let token = stop.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
