@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 use switchboard_protocol::exchange::{
     CalloutAnswer, Clock, Exchange, Gateway, Reply, RequestHead, ResponseStep, Route,
-    SESSION_HEADER, Step, forwarded_request_header,
+    SESSION_HEADER, Step, VERSION_HEADER, forwarded_request_header,
 };
 use switchboard_protocol::filter_config::{FilterConfig, ROUTE_HEADER};
 use switchboard_protocol::jsonrpc;
@@ -148,6 +148,7 @@ impl HttpContext for Request {
             method: request_header(":method").unwrap_or_default(),
             path: request_header(":path").unwrap_or_default(),
             session_id: request_header(SESSION_HEADER),
+            protocol_version: request_header(VERSION_HEADER),
         };
         let step = self
             .exchange

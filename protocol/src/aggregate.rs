@@ -62,32 +62,39 @@ pub struct Prefixes<'a> {
     pub uri: &'a str,
 }
 
-/// Rewrites one upstream's items in place and appends them to `out`.
+/// Appends one upstream's items to `out`: those `keep` accepts (by their own name), with the
+/// name or URI prefixed when `prefixes` is given.
 pub fn append_prefixed(
     kind: ListKind,
     result: &mut Value,
-    prefixes: Prefixes<'_>,
+    prefixes: Option<Prefixes<'_>>,
     separator: &str,
+    keep: impl Fn(&str) -> bool,
     out: &mut Vec<Value>,
 ) {
     let Some(items) = result.get_mut(kind.key()).and_then(Value::as_array_mut) else {
         return;
     };
+    let (field, uri) = match kind {
+        ListKind::Tools | ListKind::Prompts => ("name", false),
+        ListKind::Resources => ("uri", true),
+        ListKind::ResourceTemplates => ("uriTemplate", true),
+    };
     for mut item in items.drain(..) {
-        let (field, uri) = match kind {
-            ListKind::Tools | ListKind::Prompts => ("name", false),
-            ListKind::Resources => ("uri", true),
-            ListKind::ResourceTemplates => ("uriTemplate", true),
-        };
         let Some(original) = item.get(field).and_then(Value::as_str) else {
             continue;
         };
-        let renamed = if uri {
-            naming::prefix_uri(prefixes.uri, original)
-        } else {
-            naming::prefix_name(prefixes.name, separator, original)
-        };
-        item[field] = Value::String(renamed);
+        if !keep(original) {
+            continue;
+        }
+        if let Some(p) = prefixes {
+            let renamed = if uri {
+                naming::prefix_uri(p.uri, original)
+            } else {
+                naming::prefix_name(p.name, separator, original)
+            };
+            item[field] = Value::String(renamed);
+        }
         out.push(item);
     }
 }
@@ -97,6 +104,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn gh() -> Option<Prefixes<'static>> {
+        Some(Prefixes {
+            name: "gh",
+            uri: "gh",
+        })
+    }
+
     #[test]
     fn tools_keep_every_field_and_get_a_prefix() {
         let mut r = json!({"tools": [{
@@ -105,46 +119,30 @@ mod tests {
             "annotations": {"readOnlyHint": false}, "icons": [{"src": "x"}], "_meta": {"k": 1}
         }]});
         let mut out = Vec::new();
-        append_prefixed(
-            ListKind::Tools,
-            &mut r,
-            Prefixes {
-                name: "gh",
-                uri: "gh",
-            },
-            "__",
-            &mut out,
-        );
-        let mut want = json!({
+        append_prefixed(ListKind::Tools, &mut r, gh(), "__", |_| true, &mut out);
+        let want = json!({
             "name": "gh__create_issue", "title": "Create", "description": "d",
             "inputSchema": {"type": "object"}, "outputSchema": {"type": "object"},
             "annotations": {"readOnlyHint": false}, "icons": [{"src": "x"}], "_meta": {"k": 1}
         });
-        assert_eq!(out, vec![want.take()]);
+        assert_eq!(out, vec![want]);
     }
 
     #[test]
     fn resources_and_templates_get_uri_prefixes() {
         let mut r = json!({"resources": [{"uri": "file:///a", "name": "a"}], "resourceTemplates": [{"uriTemplate": "file:///{p}", "name": "t"}]});
         let mut out = Vec::new();
-        append_prefixed(
-            ListKind::Resources,
-            &mut r,
-            Prefixes {
-                name: "my_fs",
-                uri: "my-fs",
-            },
-            "__",
-            &mut out,
-        );
+        let p = Some(Prefixes {
+            name: "my_fs",
+            uri: "my-fs",
+        });
+        append_prefixed(ListKind::Resources, &mut r, p, "__", |_| true, &mut out);
         append_prefixed(
             ListKind::ResourceTemplates,
             &mut r,
-            Prefixes {
-                name: "my_fs",
-                uri: "my-fs",
-            },
+            p,
             "__",
+            |_| true,
             &mut out,
         );
         assert_eq!(out[0]["uri"], "my-fs+file:///a");
@@ -153,19 +151,26 @@ mod tests {
     }
 
     #[test]
-    fn items_without_their_key_field_are_dropped() {
-        let mut r = json!({"tools": [{"description": "nameless"}, {"name": "ok"}]});
+    fn items_without_their_key_field_are_dropped_and_filters_apply() {
+        let mut r =
+            json!({"tools": [{"description": "nameless"}, {"name": "ok"}, {"name": "secret"}]});
         let mut out = Vec::new();
         append_prefixed(
             ListKind::Tools,
             &mut r,
-            Prefixes {
-                name: "a",
-                uri: "a",
-            },
+            gh(),
             "__",
+            |n| n != "secret",
             &mut out,
         );
-        assert_eq!(out.len(), 1);
+        assert_eq!(out, vec![json!({"name": "gh__ok"})]);
+    }
+
+    #[test]
+    fn without_prefixes_names_stay() {
+        let mut r = json!({"tools": [{"name": "ok"}]});
+        let mut out = Vec::new();
+        append_prefixed(ListKind::Tools, &mut r, None, "__", |_| true, &mut out);
+        assert_eq!(out, vec![json!({"name": "ok"})]);
     }
 }

@@ -6,11 +6,13 @@
 //! through Envoy's router. Every MCP decision is here, so it is tested natively.
 
 use crate::aggregate::{self, ListKind, Prefixes};
-use crate::filter_config::{FanOut, FilterConfig, Upstream};
+use crate::filter_config::{FanOut, FilterConfig, PrefixMode, Upstream};
+use crate::glob;
 use crate::jsonrpc::{self, Message, code};
 use crate::mcp;
 use crate::naming;
-use crate::session::{self, Session, SessionKey, UpstreamSession, caps};
+use crate::session::{self, Sealed, Session, SessionKey, UpstreamSession, caps};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
@@ -34,6 +36,12 @@ impl Gateway {
     pub fn new(config: FilterConfig) -> Gateway {
         let key = SessionKey::derive(config.session_key.as_bytes());
         Gateway { config, key }
+    }
+
+    /// Whether names carry their upstream's prefix (`prefix_mode: when_needed` drops it while
+    /// there is a single upstream).
+    pub fn prefixed(&self) -> bool {
+        !(self.config.prefix_mode == PrefixMode::WhenNeeded && self.config.upstreams.len() == 1)
     }
 
     fn by_name(&self, name: &str) -> Option<(usize, &Upstream)> {
@@ -62,6 +70,8 @@ pub struct RequestHead {
     pub method: String,
     pub path: String,
     pub session_id: Option<String>,
+    /// The `MCP-Protocol-Version` header.
+    pub protocol_version: Option<String>,
 }
 
 /// Time and a never-repeating seed for sealing tokens, from the host.
@@ -159,12 +169,35 @@ enum Op {
     Initialize {
         version: &'static str,
     },
-    List(ListKind),
+    /// `pages` has one entry per upstream of the session; `slots` the session index per call.
+    List {
+        kind: ListKind,
+        pages: Vec<Page>,
+        slots: Vec<usize>,
+        issued_at: u64,
+    },
     /// Notifications and `logging/setLevel`: answer once every upstream has it.
     Broadcast {
         reply_result: bool,
     },
     Delete,
+}
+
+/// Where one upstream stands in a paged list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Page {
+    Start,
+    At(String),
+    Done,
+}
+
+/// The gateway's pagination cursor: every upstream's position, sealed so a client can neither
+/// read nor forge it, bound to the list method and the session.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    k: String,
+    t: u64,
+    p: Vec<Page>,
 }
 
 #[derive(Debug)]
@@ -184,6 +217,8 @@ pub struct Exchange {
     log: Vec<String>,
     /// Seconds since the epoch when the request arrived, for session expiry.
     now_s: u64,
+    /// The client's `MCP-Protocol-Version` header.
+    client_version: Option<String>,
 }
 
 fn json_reply(status: u16, body: String) -> Reply {
@@ -218,6 +253,7 @@ impl Exchange {
 
     pub fn on_request_headers(&mut self, gw: &Gateway, head: &RequestHead, now_s: u64) -> Step {
         self.now_s = now_s;
+        self.client_version = head.protocol_version.clone();
         let path = head
             .path
             .split_once('?')
@@ -490,7 +526,31 @@ impl Exchange {
             ));
         };
         match session::open(&gw.key, token, self.now_s, gw.config.session_max_age_s) {
-            Ok(s) => Ok(s),
+            Ok(s) => match self.client_version.as_deref() {
+                // Without the header the specification says to assume 2025-03-26.
+                None => Ok(s),
+                Some(v) if v == s.protocol_version => Ok(s),
+                Some(v) => {
+                    self.state = State::Done;
+                    let why = if mcp::SUPPORTED_VERSIONS.contains(&v) {
+                        format!(
+                            "MCP-Protocol-Version {v} is not the version this session negotiated ({})",
+                            s.protocol_version
+                        )
+                    } else {
+                        format!(
+                            "Unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                            mcp::SUPPORTED_VERSIONS.join(", ")
+                        )
+                    };
+                    Err(error_reply(
+                        400,
+                        id,
+                        code::INVALID_REQUEST,
+                        &format!("Bad Request: {why}"),
+                    ))
+                }
+            },
             Err(e) => {
                 self.state = State::Done;
                 self.log.push(format!("refused a session id: {e}"));
@@ -563,35 +623,58 @@ impl Exchange {
         params: &Value,
     ) -> Step {
         let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
-        let mut params = params.clone();
-        // The gateway's pagination cursor is not the upstreams': page within each upstream is
-        // not offered yet, so every list starts at the beginning.
-        if let Some(obj) = params.as_object_mut() {
+        let n = session.upstreams.len();
+        let pages = match params.get("cursor").and_then(Value::as_str) {
+            None => vec![Page::Start; n],
+            Some(token) => match session::open_value::<Cursor>(&gw.key, Sealed::Cursor, token) {
+                Ok(c) if c.k == kind.method() && c.t == session.issued_at && c.p.len() == n => c.p,
+                _ => {
+                    self.state = State::Done;
+                    return error_reply(
+                        200,
+                        Some(id),
+                        code::INVALID_PARAMS,
+                        "Invalid params: the cursor is not one this session's list gave",
+                    );
+                }
+            },
+        };
+        let mut base = params.clone();
+        if let Some(obj) = base.as_object_mut() {
             obj.remove("cursor");
         }
-        let mut msg = json!({"jsonrpc": "2.0", "id": id_value, "method": kind.method()});
-        if !params.is_null() {
-            msg["params"] = params;
-        }
-        let body = msg.to_string();
         let mut targets = Vec::new();
+        let mut slots = Vec::new();
         let mut callouts = Vec::new();
-        for us in &session.upstreams {
-            if us.capabilities & kind.capability() == 0 {
+        for (slot, us) in session.upstreams.iter().enumerate() {
+            if us.capabilities & kind.capability() == 0 || pages[slot] == Page::Done {
                 continue;
             }
             let Some((index, upstream)) = gw.by_name(&us.name) else {
                 continue;
             };
+            // Each upstream is asked for its own next page.
+            let mut params = base.clone();
+            if let Page::At(c) = &pages[slot] {
+                if !params.is_object() {
+                    params = json!({});
+                }
+                params["cursor"] = Value::String(c.clone());
+            }
+            let mut msg = json!({"jsonrpc": "2.0", "id": id_value, "method": kind.method()});
+            if !params.is_null() {
+                msg["params"] = params;
+            }
             callouts.push(callout(
                 targets.len(),
                 upstream,
                 "POST",
                 us.session_id.as_deref(),
                 &us.protocol_version,
-                body.as_bytes(),
+                msg.to_string().as_bytes(),
             ));
             targets.push(index);
+            slots.push(slot);
         }
         if targets.is_empty() {
             self.state = State::Done;
@@ -601,7 +684,12 @@ impl Exchange {
             ));
         }
         self.state = State::FanOut(FanOutState {
-            op: Op::List(kind),
+            op: Op::List {
+                kind,
+                pages,
+                slots,
+                issued_at: session.issued_at,
+            },
             id: Some(id_value),
             answers: vec![None; targets.len()],
             targets,
@@ -713,9 +801,16 @@ impl Exchange {
         prefixed: &str,
         what: &str,
     ) -> Step {
-        let found = naming::split_name(prefixed, &gw.config.separator)
-            .and_then(|(prefix, name)| gw.by_prefix(prefix).map(|u| (u, name)))
-            .filter(|(u, _)| session.upstream(&u.name).is_some());
+        let found = if gw.prefixed() {
+            naming::split_name(prefixed, &gw.config.separator)
+                .and_then(|(prefix, name)| gw.by_prefix(prefix).map(|u| (u, name)))
+        } else {
+            gw.config.upstreams.first().map(|u| (u, prefixed))
+        }
+        .filter(|(u, _)| session.upstream(&u.name).is_some())
+        .filter(|(u, name)| {
+            what != "tool" || glob::allowed(&u.tools_include, &u.tools_exclude, name)
+        });
         let Some((upstream, name)) = found else {
             self.state = State::Done;
             return error_reply(
@@ -751,9 +846,13 @@ impl Exchange {
         prefixed: &str,
         rewrite_answer: bool,
     ) -> Step {
-        let found = naming::split_uri(prefixed)
-            .and_then(|(prefix, uri)| gw.by_uri_prefix(prefix).map(|u| (u, uri)))
-            .filter(|(u, _)| session.upstream(&u.name).is_some());
+        let found = if gw.prefixed() {
+            naming::split_uri(prefixed)
+                .and_then(|(prefix, uri)| gw.by_uri_prefix(prefix).map(|u| (u, uri)))
+        } else {
+            gw.config.upstreams.first().map(|u| (u, prefixed))
+        }
+        .filter(|(u, _)| session.upstream(&u.name).is_some());
         let Some((upstream, uri)) = found else {
             self.state = State::Done;
             return error_reply(
@@ -767,7 +866,7 @@ impl Exchange {
         };
         set_path(&mut params, field, Value::String(uri.to_string()));
         let name = upstream.name.clone();
-        let uri_prefix = rewrite_answer.then(|| upstream.uri_prefix.clone());
+        let uri_prefix = (rewrite_answer && gw.prefixed()).then(|| upstream.uri_prefix.clone());
         self.route(
             gw,
             &session,
@@ -854,11 +953,10 @@ impl Exchange {
 
     fn finish_fan_out(&mut self, gw: &Gateway, state: FanOutState, clock: &Clock) -> Step {
         let FanOutState {
-            op,
+            mut op,
             id,
             targets,
             answers,
-            ..
         } = state;
         let id_ref = id.as_ref();
         let mut ok: Vec<(usize, CalloutAnswer, Value)> = Vec::new();
@@ -891,8 +989,24 @@ impl Exchange {
                             err["message"].as_str().unwrap_or_default()
                         ));
                     }
-                    Ok((a, response["result"].clone()))
+                    let result = response["result"].clone();
+                    if matches!(op, Op::Initialize { .. }) {
+                        let v = result["protocolVersion"].as_str().unwrap_or_default();
+                        if !mcp::SUPPORTED_VERSIONS.contains(&v) {
+                            return Err(format!("negotiated protocol version {v:?}, which the gateway does not support"));
+                        }
+                    }
+                    Ok((a, result))
                 });
+            if let Op::List { pages, slots, .. } = &mut op {
+                // A failed upstream is left out of the following pages too.
+                pages[slots[call]] = match &outcome {
+                    Ok((_, result)) => result["nextCursor"]
+                        .as_str()
+                        .map_or(Page::Done, |c| Page::At(c.to_string())),
+                    Err(_) => Page::Done,
+                };
+            }
             match outcome {
                 Ok((a, result)) => ok.push((targets[call], a, result)),
                 Err(why) => {
@@ -962,24 +1076,50 @@ impl Exchange {
                 reply.headers.push((SESSION_HEADER.into(), token));
                 Step::Respond(reply)
             }
-            Op::List(kind) => {
+            Op::List {
+                kind,
+                pages,
+                issued_at,
+                ..
+            } => {
                 let mut items = Vec::new();
+                let prefixed = gw.prefixed();
                 for (u, _, mut result) in ok {
                     let up = &gw.config.upstreams[u];
+                    let prefixes = prefixed.then_some(Prefixes {
+                        name: &up.prefix,
+                        uri: &up.uri_prefix,
+                    });
+                    let keep = |name: &str| {
+                        kind != ListKind::Tools
+                            || glob::allowed(&up.tools_include, &up.tools_exclude, name)
+                    };
                     aggregate::append_prefixed(
                         kind,
                         &mut result,
-                        Prefixes {
-                            name: &up.prefix,
-                            uri: &up.uri_prefix,
-                        },
+                        prefixes,
                         &gw.config.separator,
+                        keep,
                         &mut items,
                     );
                 }
+                let mut result = json!({ kind.key(): items });
+                if pages.iter().any(|p| matches!(p, Page::At(_))) {
+                    let cursor = Cursor {
+                        k: kind.method().to_string(),
+                        t: issued_at,
+                        p: pages,
+                    };
+                    result["nextCursor"] = Value::String(session::seal_value(
+                        &gw.key,
+                        Sealed::Cursor,
+                        &cursor,
+                        &clock.seed,
+                    ));
+                }
                 Step::Respond(json_reply(
                     200,
-                    result_body(id_ref.unwrap_or(&Value::Null), json!({ kind.key(): items })),
+                    result_body(id_ref.unwrap_or(&Value::Null), result),
                 ))
             }
             Op::Broadcast { reply_result } => {
@@ -1075,7 +1215,7 @@ impl Op {
     fn name(&self) -> &'static str {
         match self {
             Op::Initialize { .. } => "initialize",
-            Op::List(kind) => kind.method(),
+            Op::List { kind, .. } => kind.method(),
             Op::Broadcast { .. } => "a notification",
             Op::Delete => "session termination",
         }
@@ -1246,6 +1386,7 @@ mod tests {
             method: "POST".into(),
             path: "/mcp".into(),
             session_id: session.map(str::to_string),
+            protocol_version: None,
         }
     }
 
@@ -1712,6 +1853,7 @@ mod tests {
                 method: "DELETE".into(),
                 path: "/mcp".into(),
                 session_id: Some(token),
+                protocol_version: None,
             },
             CLOCK_S,
         ));
@@ -1806,6 +1948,7 @@ mod tests {
                 method: "GET".into(),
                 path: "/mcp".into(),
                 session_id: None,
+                protocol_version: None,
             },
             0,
         ));
@@ -1818,7 +1961,8 @@ mod tests {
                 &RequestHead {
                     method: "POST".into(),
                     path: "/other".into(),
-                    session_id: None
+                    session_id: None,
+                    protocol_version: None
                 },
                 0
             ),
@@ -1841,5 +1985,269 @@ mod tests {
         let mut ex = Exchange::new();
         ex.on_request_headers(&gw, &post(None), 0);
         assert_eq!(reply(ex.on_body_progress(&gw, 65).unwrap()).0, 413);
+    }
+
+    fn list_page(
+        gw: &Gateway,
+        token: &str,
+        cursor: Option<&str>,
+        answers: Vec<Result<CalloutAnswer, String>>,
+    ) -> (Value, Vec<Callout>) {
+        let body = match cursor {
+            Some(c) => {
+                json!({"jsonrpc": "2.0", "id": 20, "method": "tools/list", "params": {"cursor": c}})
+            }
+            None => json!({"jsonrpc": "2.0", "id": 20, "method": "tools/list"}),
+        };
+        let (step, calls) = run(gw, Some(token), &body.to_string(), answers);
+        (reply(step).1, calls)
+    }
+
+    #[test]
+    fn pagination_walks_every_upstream_once_with_a_sealed_cursor() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let (page1, calls) = list_page(
+            &gw,
+            &token,
+            None,
+            vec![
+                answer(
+                    None,
+                    json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"a"}],"nextCursor":"up0-page2"}}),
+                ),
+                answer(
+                    None,
+                    json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"x"}]}}),
+                ),
+            ],
+        );
+        assert_eq!(calls.len(), 2);
+        let names: Vec<&str> = page1["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["u0__a", "u1__x"]);
+        let cursor = page1["result"]["nextCursor"].as_str().unwrap().to_string();
+        assert!(cursor.starts_with("sbc1.") && !cursor.contains("up0"));
+
+        let (page2, calls) = list_page(
+            &gw,
+            &token,
+            Some(&cursor),
+            vec![answer(
+                None,
+                json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"b"}]}}),
+            )],
+        );
+        assert_eq!(calls.len(), 1, "the finished upstream is not asked again");
+        let sent: Value = serde_json::from_slice(&calls[0].body).unwrap();
+        assert_eq!(
+            sent["params"]["cursor"], "up0-page2",
+            "the upstream gets its own cursor"
+        );
+        assert_eq!(page2["result"]["tools"], json!([{"name": "u0__b"}]));
+        assert!(page2["result"].get("nextCursor").is_none());
+
+        for bad in ["sbc1.AAAA", "42", &token] {
+            let (v, calls) = list_page(&gw, &token, Some(bad), vec![]);
+            assert!(calls.is_empty());
+            assert_eq!(v["error"]["code"], code::INVALID_PARAMS, "{bad}");
+        }
+        // A cursor of another list method is refused.
+        let (step, _) = run(
+            &gw,
+            Some(&token),
+            &json!({"jsonrpc":"2.0","id":21,"method":"resources/list","params":{"cursor": cursor}})
+                .to_string(),
+            vec![],
+        );
+        assert_eq!(reply(step).1["error"]["code"], code::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn when_needed_drops_the_prefix_of_a_single_upstream() {
+        let gw = Gateway::new(FilterConfig {
+            prefix_mode: PrefixMode::WhenNeeded,
+            ..example(1)
+        });
+        let (step, _) = run(
+            &gw,
+            None,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+            vec![answer(
+                Some("s"),
+                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}, "resources": {}}))}),
+            )],
+        );
+        let token = reply(step)
+            .2
+            .into_iter()
+            .find(|(k, _)| k == SESSION_HEADER)
+            .unwrap()
+            .1;
+        let (page, _) = list_page(
+            &gw,
+            &token,
+            None,
+            vec![answer(
+                None,
+                json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"echo"}]}}),
+            )],
+        );
+        assert_eq!(page["result"]["tools"], json!([{"name": "echo"}]));
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let Step::Route(route) = ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}"#,
+            &clock(),
+        ) else {
+            panic!()
+        };
+        let body: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
+        assert_eq!(body["params"]["name"], "echo");
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let Step::Route(route) = ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}"#,
+            &clock(),
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            serde_json::from_slice::<Value>(&route.body.unwrap()).unwrap()["params"]["uri"],
+            "file:///x"
+        );
+        assert_eq!(
+            ex.on_response_headers(200, Some("application/json"), Some("via_upstream")),
+            ResponseStep::Stream {
+                remove: vec![SESSION_HEADER]
+            },
+            "nothing to prefix back"
+        );
+    }
+
+    #[test]
+    fn tool_filters_hide_and_refuse() {
+        let mut config = example(2);
+        config.upstreams[0].tools_include = vec!["a*".into()];
+        config.upstreams[0].tools_exclude = vec!["ab".into()];
+        let gw = Gateway::new(config);
+        let token = session_token(&gw);
+        let (page, _) = list_page(
+            &gw,
+            &token,
+            None,
+            vec![
+                answer(
+                    None,
+                    json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"a"},{"name":"ab"},{"name":"b"}]}}),
+                ),
+                answer(
+                    None,
+                    json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"ab"}]}}),
+                ),
+            ],
+        );
+        let names: Vec<&str> = page["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["u0__a", "u1__ab"]);
+        let (step, _) = run(
+            &gw,
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"u0__ab"}}"#,
+            vec![],
+        );
+        assert_eq!(reply(step).1["error"]["code"], code::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn the_protocol_version_header_must_match_the_session() {
+        let gw = Gateway::new(example(1));
+        let (step, _) = run(
+            &gw,
+            None,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
+            vec![answer(
+                Some("s"),
+                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}}))}),
+            )],
+        );
+        let token = reply(step)
+            .2
+            .into_iter()
+            .find(|(k, _)| k == SESSION_HEADER)
+            .unwrap()
+            .1;
+        for (version, status) in [
+            (Some("2025-06-18"), None),
+            (None, None),
+            (Some("2025-03-26"), Some(400)),
+            (Some("1999-01-01"), Some(400)),
+        ] {
+            let mut ex = Exchange::new();
+            let head = RequestHead {
+                method: "POST".into(),
+                path: "/mcp".into(),
+                session_id: Some(token.clone()),
+                protocol_version: version.map(str::to_string),
+            };
+            ex.on_request_headers(&gw, &head, CLOCK_S);
+            let step = ex.on_request_body(
+                &gw,
+                br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+                &clock(),
+            );
+            match status {
+                None => assert!(
+                    matches!(step, Step::AwaitCallouts(_)),
+                    "{version:?}: {step:?}"
+                ),
+                Some(code) => assert_eq!(reply(step).0, code, "{version:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_upstream_on_an_unknown_version_is_left_out_with_a_clear_reason() {
+        let gw = Gateway::new(example(2));
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(None), CLOCK_S);
+        ex.on_request_body(&gw, br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#, &clock());
+        ex.on_callout_response(
+            &gw,
+            0,
+            answer(
+                Some("a"),
+                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}}))}),
+            ),
+            &clock(),
+        );
+        let odd = json!({"jsonrpc":"2.0","id":1,"result": {"protocolVersion": "1999-01-01", "capabilities": {}, "serverInfo": {"name": "old", "version": "1"}}});
+        let step = ex
+            .on_callout_response(&gw, 1, answer(Some("b"), odd), &clock())
+            .unwrap();
+        let token = reply(step)
+            .2
+            .into_iter()
+            .find(|(k, _)| k == SESSION_HEADER)
+            .unwrap()
+            .1;
+        assert_eq!(
+            session::open(&gw.key, &token, CLOCK_S, 0)
+                .unwrap()
+                .upstreams
+                .len(),
+            1
+        );
+        assert!(ex.take_log()[0].contains("negotiated protocol version \"1999-01-01\""));
     }
 }

@@ -25,8 +25,20 @@ pub struct FilterConfig {
     /// Between prefix and name: `github__create_issue`.
     pub separator: String,
     pub fan_out: FanOut,
+    #[serde(default)]
+    pub prefix_mode: PrefixMode,
     /// Upstreams in configuration order.
     pub upstreams: Vec<Upstream>,
+}
+
+/// Whether names get their upstream's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixMode {
+    #[default]
+    Always,
+    /// No prefix while there is only one upstream.
+    WhenNeeded,
 }
 
 /// What a fan-out does when an upstream fails.
@@ -59,6 +71,11 @@ pub struct Upstream {
     /// Configured headers, sent on the filter's own calls (routed calls get them from the
     /// route).
     pub headers: Vec<(String, String)>,
+    /// Globs on the upstream's own tool names: which tools the gateway offers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools_include: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools_exclude: Vec<String>,
 }
 
 impl FilterConfig {
@@ -83,6 +100,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         session_max_age_s: 3600,
         separator: "__".into(),
         fan_out: FanOut::FailOpen,
+        prefix_mode: PrefixMode::Always,
         upstreams: (0..upstreams)
             .map(|i| Upstream {
                 name: format!("u{i}"),
@@ -93,6 +111,8 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
                 path: "/mcp".into(),
                 timeout_ms: 1000,
                 headers: vec![("x-key".into(), format!("k{i}"))],
+                tools_include: vec![],
+                tools_exclude: vec![],
             })
             .collect(),
     }

@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod exchange;
 pub mod filter_config;
+pub mod glob;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod naming;

@@ -18,9 +18,31 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-const PREFIX: &str = "sb1.";
-const AAD: &[u8] = b"switchboard-session-v1";
 const NONCE_LEN: usize = 24;
+
+/// What a sealed value is: each kind has its own prefix and associated data, so a cursor can
+/// never be opened as a session or the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sealed {
+    Session,
+    Cursor,
+}
+
+impl Sealed {
+    fn prefix(self) -> &'static str {
+        match self {
+            Sealed::Session => "sb1.",
+            Sealed::Cursor => "sbc1.",
+        }
+    }
+
+    fn aad(self) -> &'static [u8] {
+        match self {
+            Sealed::Session => b"switchboard-session-v1",
+            Sealed::Cursor => b"switchboard-cursor-v1",
+        }
+    }
+}
 
 /// Keys derived from the configured secret (HKDF-SHA256).
 #[derive(Clone)]
@@ -108,8 +130,27 @@ pub enum SessionError {
 
 /// Seals a session. `seed` must differ between calls (time, worker id, counter).
 pub fn seal(key: &SessionKey, session: &Session, seed: &[u8]) -> String {
-    // Plain strings and integers: serialization cannot fail.
-    let plaintext = serde_json::to_vec(session).unwrap_or_default();
+    seal_value(key, Sealed::Session, session, seed)
+}
+
+/// Opens a session token; `now` and `max_age` in seconds (`max_age` 0: no expiry).
+pub fn open(
+    key: &SessionKey,
+    token: &str,
+    now: u64,
+    max_age: u64,
+) -> Result<Session, SessionError> {
+    let session: Session = open_value(key, Sealed::Session, token)?;
+    if max_age > 0 && now.saturating_sub(session.issued_at) > max_age {
+        return Err(SessionError::Expired);
+    }
+    Ok(session)
+}
+
+/// Seals any serializable value as `kind`.
+pub fn seal_value<T: Serialize>(key: &SessionKey, kind: Sealed, value: &T, seed: &[u8]) -> String {
+    // The sealed types hold plain strings, integers and arrays: serialization cannot fail.
+    let plaintext = serde_json::to_vec(value).unwrap_or_default();
     let nonce = synthetic_nonce(key, seed, &plaintext);
     // Encryption only fails for plaintexts beyond 256 GiB.
     let ciphertext = key
@@ -118,27 +159,28 @@ pub fn seal(key: &SessionKey, session: &Session, seed: &[u8]) -> String {
             XNonce::from_slice(&nonce),
             Payload {
                 msg: &plaintext,
-                aad: AAD,
+                aad: kind.aad(),
             },
         )
         .unwrap_or_default();
     let mut raw = Vec::with_capacity(NONCE_LEN + ciphertext.len());
     raw.extend_from_slice(&nonce);
     raw.extend_from_slice(&ciphertext);
-    let mut token = String::with_capacity(PREFIX.len() + raw.len() * 4 / 3 + 4);
-    token.push_str(PREFIX);
+    let mut token = String::with_capacity(kind.prefix().len() + raw.len() * 4 / 3 + 4);
+    token.push_str(kind.prefix());
     URL_SAFE_NO_PAD.encode_string(&raw, &mut token);
     token
 }
 
-/// Opens a token; `now` and `max_age` in seconds (`max_age` 0: no expiry).
-pub fn open(
+/// Opens a value sealed as `kind`.
+pub fn open_value<T: serde::de::DeserializeOwned>(
     key: &SessionKey,
+    kind: Sealed,
     token: &str,
-    now: u64,
-    max_age: u64,
-) -> Result<Session, SessionError> {
-    let body = token.strip_prefix(PREFIX).ok_or(SessionError::Malformed)?;
+) -> Result<T, SessionError> {
+    let body = token
+        .strip_prefix(kind.prefix())
+        .ok_or(SessionError::Malformed)?;
     if body.len() > 16 * 1024 {
         return Err(SessionError::Malformed);
     }
@@ -155,16 +197,11 @@ pub fn open(
             XNonce::from_slice(nonce),
             Payload {
                 msg: ciphertext,
-                aad: AAD,
+                aad: kind.aad(),
             },
         )
         .map_err(|_| SessionError::Tampered)?;
-    let session: Session =
-        serde_json::from_slice(&plaintext).map_err(|_| SessionError::Malformed)?;
-    if max_age > 0 && now.saturating_sub(session.issued_at) > max_age {
-        return Err(SessionError::Expired);
-    }
-    Ok(session)
+    serde_json::from_slice(&plaintext).map_err(|_| SessionError::Malformed)
 }
 
 fn synthetic_nonce(key: &SessionKey, seed: &[u8], plaintext: &[u8]) -> [u8; NONCE_LEN] {
@@ -239,6 +276,24 @@ mod tests {
             Err(SessionError::Malformed)
         );
         assert_eq!(open(&key, "sb1.", 1_000, 0), Err(SessionError::Malformed));
+    }
+
+    #[test]
+    fn a_cursor_is_not_a_session() {
+        let key = SessionKey::derive(b"secret");
+        let cursor = seal_value(&key, Sealed::Cursor, &session(), b"s");
+        assert!(cursor.starts_with("sbc1."));
+        assert_eq!(open(&key, &cursor, 1_000, 0), Err(SessionError::Malformed));
+        let as_session = format!("sb1.{}", &cursor[5..]);
+        assert_eq!(
+            open(&key, &as_session, 1_000, 0),
+            Err(SessionError::Tampered),
+            "different associated data"
+        );
+        assert_eq!(
+            open_value::<Session>(&key, Sealed::Cursor, &cursor),
+            Ok(session())
+        );
     }
 
     #[test]

@@ -65,6 +65,42 @@ impl ServerHandler for TestServer {
     }
 }
 
+/// Lists its tools in pages, as large servers do.
+#[derive(Debug, Clone)]
+pub struct PagedServer {
+    tools: usize,
+    page: usize,
+}
+
+impl ServerHandler for PagedServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        request: Option<rmcp::model::PaginatedRequestParams>,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListToolsResult, rmcp::ErrorData> {
+        let start: usize = request
+            .and_then(|r| r.cursor)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let end = (start + self.page).min(self.tools);
+        let schema: Arc<serde_json::Map<String, serde_json::Value>> = Arc::new(
+            [("type".to_string(), serde_json::Value::from("object"))]
+                .into_iter()
+                .collect(),
+        );
+        let page = (start..end)
+            .map(|i| rmcp::model::Tool::new(format!("tool_{i:03}"), "one of many", schema.clone()))
+            .collect();
+        let mut result = rmcp::model::ListToolsResult::with_all_items(page);
+        result.next_cursor = (end < self.tools).then(|| end.to_string());
+        Ok(result)
+    }
+}
+
 /// An rmcp server on 127.0.0.1:<ephemeral>/mcp, in this process.
 pub struct RmcpServer {
     pub addr: SocketAddr,
@@ -90,25 +126,40 @@ impl RmcpServer {
         Self::serve(label, json_response, 0).await
     }
 
+    /// A server whose `tools/list` pages: `tools` tools named `tool_000`…, `page` per page.
+    pub async fn start_paged(tools: usize, page: usize) -> anyhow::Result<RmcpServer> {
+        Self::serve_handler(move || PagedServer { tools, page }, false, 0).await
+    }
+
     async fn serve(label: &str, json_response: bool, port: u16) -> anyhow::Result<RmcpServer> {
-        let stop = CancellationToken::new();
         let label = label.to_string();
-        let service: StreamableHttpService<TestServer, LocalSessionManager> =
-            StreamableHttpService::new(
-                move || {
-                    Ok(TestServer {
-                        label: label.clone(),
-                        tool_router: TestServer::tool_router(),
-                    })
-                },
-                Default::default(),
-                StreamableHttpServerConfig::default()
-                    .with_json_response(json_response)
-                    // JSON answers are only given by rmcp's stateless (non-legacy) mode.
-                    .with_legacy_session_mode(!json_response)
-                    .with_sse_keep_alive(None)
-                    .with_cancellation_token(stop.child_token()),
-            );
+        Self::serve_handler(
+            move || TestServer {
+                label: label.clone(),
+                tool_router: TestServer::tool_router(),
+            },
+            json_response,
+            port,
+        )
+        .await
+    }
+
+    async fn serve_handler<S: ServerHandler + Send + 'static>(
+        factory: impl Fn() -> S + Send + Sync + 'static,
+        json_response: bool,
+        port: u16,
+    ) -> anyhow::Result<RmcpServer> {
+        let stop = CancellationToken::new();
+        let service: StreamableHttpService<S, LocalSessionManager> = StreamableHttpService::new(
+            move || Ok(factory()),
+            Default::default(),
+            StreamableHttpServerConfig::default()
+                .with_json_response(json_response)
+                // JSON answers are only given by rmcp's stateless (non-legacy) mode.
+                .with_legacy_session_mode(!json_response)
+                .with_sse_keep_alive(None)
+                .with_cancellation_token(stop.child_token()),
+        );
         let requests = Arc::new(AtomicUsize::new(0));
         let headers = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new().nest_service("/mcp", service).layer(

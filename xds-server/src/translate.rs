@@ -3,7 +3,7 @@
 //! Resource names are deterministic (`upstream-<name>`, `switchboard`), so an unchanged
 //! upstream produces byte-identical resources and is never re-pushed.
 
-use crate::config::model::{FanOutPolicy, Gateway, Upstream, UpstreamUrl};
+use crate::config::model::{FanOutPolicy, Gateway, PrefixModeConfig, Upstream, UpstreamUrl};
 use envoy_types::pb::envoy::config::cluster::v3 as cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
@@ -19,7 +19,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, 
 use envoy_types::util::pack_any;
 use std::net::IpAddr;
 use std::time::Duration;
-use switchboard_protocol::filter_config::{self, FanOut, FilterConfig, ROUTE_HEADER};
+use switchboard_protocol::filter_config::{self, FanOut, FilterConfig, PrefixMode, ROUTE_HEADER};
 
 pub const LISTENER_NAME: &str = "switchboard-mcp";
 pub const ROUTE_CONFIG_NAME: &str = "switchboard";
@@ -76,6 +76,10 @@ pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
             FanOutPolicy::FailOpen => FanOut::FailOpen,
             FanOutPolicy::FailClosed => FanOut::FailClosed,
         },
+        prefix_mode: match gateway.aggregation.prefix_mode {
+            PrefixModeConfig::Always => PrefixMode::Always,
+            PrefixModeConfig::WhenNeeded => PrefixMode::WhenNeeded,
+        },
         upstreams: gateway
             .upstreams
             .iter()
@@ -92,6 +96,8 @@ pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
                     .iter()
                     .map(|(k, v)| (k.to_ascii_lowercase(), v.0.clone()))
                     .collect(),
+                tools_include: u.tools.include.clone(),
+                tools_exclude: u.tools.exclude.clone(),
             })
             .collect(),
     }

@@ -221,6 +221,7 @@ pub fn apply_upstream_vars(upstreams: &mut Vec<Upstream>, env: &Environment) -> 
                 headers: headers.collect(),
                 timeout: timeout.unwrap_or_else(default_timeout),
                 tool_prefix: None,
+                tools: Default::default(),
             });
         }
     }
@@ -283,6 +284,7 @@ mod tests {
             headers: BTreeMap::new(),
             timeout: default_timeout(),
             tool_prefix: None,
+            tools: Default::default(),
         }];
         apply_upstream_vars(
             &mut ups,

@@ -103,6 +103,7 @@ impl McpServers {
                     headers: e.headers,
                     timeout: e.timeout,
                     tool_prefix: None,
+                    tools: Default::default(),
                 })
             })
             .collect()

@@ -67,6 +67,26 @@ pub struct Aggregation {
     pub separator: String,
     /// What a fan-out (initialize, lists) does when an upstream fails.
     pub fan_out: FanOutPolicy,
+    /// `always`, or `when_needed`: no prefix while there is a single upstream.
+    pub prefix_mode: PrefixModeConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixModeConfig {
+    #[default]
+    Always,
+    WhenNeeded,
+}
+
+/// Which of an upstream's tools the gateway offers: globs (`*`, `?`) on its own tool names.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolFilter {
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 impl Default for Aggregation {
@@ -74,6 +94,7 @@ impl Default for Aggregation {
         Aggregation {
             separator: "__".into(),
             fan_out: FanOutPolicy::FailOpen,
+            prefix_mode: PrefixModeConfig::Always,
         }
     }
 }
@@ -129,6 +150,8 @@ pub struct Upstream {
     /// Prefix of this upstream's tool and prompt names (default: the name).
     #[serde(default)]
     pub tool_prefix: Option<String>,
+    #[serde(default)]
+    pub tools: ToolFilter,
 }
 
 pub fn default_timeout() -> Duration {

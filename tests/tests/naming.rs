@@ -1,0 +1,139 @@
+//! Pagination through the gateway's sealed cursor, naming controls and the protocol-version
+//! header, through real Envoy with real rmcp peers.
+
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use switchboard_e2e::peers::RmcpServer;
+use switchboard_e2e::{Gateway, call_text, connect, raw};
+
+fn gateway_yaml(top: &str, upstreams: &[(&str, String, &str)]) -> String {
+    let mut y = format!("server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n{top}upstreams:\n");
+    for (name, url, extra) in upstreams {
+        y.push_str(&format!("  - name: {name}\n    url: {url}\n{extra}"));
+    }
+    y
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v["result"]["tools"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_with_small_pages_sees_every_tool_exactly_once() -> anyhow::Result<()> {
+    let big = RmcpServer::start_paged(23, 5).await?;
+    let small = RmcpServer::start_paged(7, 3).await?;
+    let alpha = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&gateway_yaml(
+        "",
+        &[
+            ("big", big.url(), ""),
+            ("small", small.url(), ""),
+            ("alpha", alpha.url(), ""),
+        ],
+    ))
+    .await?;
+    let session = raw::initialize(&gw.endpoint).await?;
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        anyhow::ensure!(pages <= 20, "the cursor never ended");
+        let mut req = json!({"jsonrpc": "2.0", "id": pages, "method": "tools/list"});
+        if let Some(c) = &cursor {
+            req["params"] = json!({"cursor": c});
+        }
+        let a = raw::post(&gw.endpoint, Some(&session), &req).await?;
+        for n in names(a.response()) {
+            *seen.entry(n).or_default() += 1;
+        }
+        match a.response()["result"]["nextCursor"].as_str() {
+            Some(c) => {
+                assert!(c.starts_with("sbc1."), "{c}");
+                cursor = Some(c.to_string());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 5, "the biggest upstream needs 5 pages");
+    assert_eq!(seen.len(), 23 + 7 + 3, "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+    assert!(seen.contains_key("big__tool_022") && seen.contains_key("small__tool_006"));
+
+    // A forged cursor is refused.
+    let a = raw::post(&gw.endpoint, Some(&session), &json!({"jsonrpc": "2.0", "id": 99, "method": "tools/list", "params": {"cursor": "sbc1.Zm9yZ2Vk"}})).await?;
+    assert_eq!(a.response()["error"]["code"], -32602);
+
+    // rmcp's client follows the cursor by itself and gets the same list.
+    let client = connect(&gw.endpoint).await?;
+    let all = client.list_all_tools().await?;
+    assert_eq!(all.len(), 33);
+    assert_eq!(
+        call_text(&client, "alpha__whoami", json!({})).await?,
+        "alpha"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_filters_prefix_mode_and_the_version_header() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    // A single upstream with prefix_mode when_needed: names stay as the upstream has them,
+    // and a filter hides `slow`.
+    let gw = Gateway::start(&gateway_yaml(
+        "aggregation:\n  prefix_mode: when_needed\n",
+        &[(
+            "alpha",
+            alpha.url(),
+            "    tools:\n      exclude: [\"sl*\"]\n",
+        )],
+    ))
+    .await?;
+    let client = connect(&gw.endpoint).await?;
+    let mut tools: Vec<String> = client
+        .list_all_tools()
+        .await?
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    tools.sort();
+    assert_eq!(tools, ["add", "whoami"]);
+    assert_eq!(call_text(&client, "whoami", json!({})).await?, "alpha");
+    let session = raw::initialize(&gw.endpoint).await?;
+    let a = raw::post(
+        &gw.endpoint,
+        Some(&session),
+        &raw::call(json!(1), "slow", json!({"ms": 1})),
+    )
+    .await?;
+    assert_eq!(
+        a.response()["error"]["code"],
+        -32602,
+        "a filtered tool cannot be called: {a:?}"
+    );
+
+    // MCP-Protocol-Version must be the negotiated one (raw::initialize negotiates 2025-06-18).
+    for (version, status) in [
+        ("2025-06-18", 200),
+        ("2025-03-26", 400),
+        ("9999-01-01", 400),
+    ] {
+        let a = raw::post_with(
+            &gw.endpoint,
+            Some(&session),
+            &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+            &[("mcp-protocol-version", version)],
+        )
+        .await?;
+        assert_eq!(a.status, status, "{version}: {a:?}");
+    }
+    Ok(())
+}
