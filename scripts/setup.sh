@@ -2,7 +2,7 @@
 # Installs everything the build and the tests need, idempotently, into the project (.tools/)
 # or, for the wasm std, into the system when rustup cannot fetch the target.
 #
-#   scripts/setup.sh [wasm] [envoy] [npm]     (no argument: all three)
+#   scripts/setup.sh [wasm] [envoy] [python] [npm]     (no argument: all)
 #
 # Each step checks first and does nothing when its result is already there, so `make run` and
 # `make test` can call it every time.
@@ -17,6 +17,11 @@ ENVOY_VERSION="1.40.0"
 NPM_PEERS=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/inspector-cli@1.0.3"
+)
+
+# Pinned PyPI test peers, in the same project venv (the official Python MCP SDK).
+PY_PEERS=(
+  "mcp==2.3.0"
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
@@ -68,6 +73,20 @@ setup_envoy() {
   log "envoy: $("$tools/envoy" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -n1)"
 }
 
+setup_python() {
+  local venv="$tools/venv" want have
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  want="$(printf '%s\n' "${PY_PEERS[@]}")"
+  have="$(cat "$venv/.peers" 2>/dev/null || true)"
+  if [ "$want" = "$have" ]; then
+    log "python: test peers up to date"
+    return
+  fi
+  log "python: installing test peers into .tools/venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${PY_PEERS[@]}"
+  printf '%s\n' "${PY_PEERS[@]}" >"$venv/.peers"
+}
+
 setup_npm() {
   local dir="$tools/npm" want have
   want="$(printf '%s\n' "${NPM_PEERS[@]}")"
@@ -84,11 +103,12 @@ setup_npm() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(wasm envoy npm)
+[ ${#steps[@]} -gt 0 ] || steps=(wasm envoy python npm)
 for s in "${steps[@]}"; do
   case "$s" in
     wasm) setup_wasm ;;
     envoy) setup_envoy ;;
+    python) setup_python ;;
     npm) setup_npm ;;
     *) log "unknown step: $s"; exit 2 ;;
   esac

@@ -482,6 +482,28 @@ pub fn inspector(url: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> 
         .with_context(|| format!("inspector-cli printed no JSON:\n{stdout}"))
 }
 
+/// Runs the official Python SDK's client (`tests/clients/python_client.py`) with `plan`
+/// against `url` and returns what it saw.
+pub fn python_client(url: &str, plan: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    let python = repo_root().join(".tools/venv/bin/python");
+    let script = repo_root().join("tests/clients/python_client.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(url)
+        .arg(plan.to_string())
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "python client failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim())
+        .with_context(|| format!("python client printed no JSON:\n{stdout}"))
+}
+
 /// Calls a tool and returns the text of its first content block.
 pub async fn call_text(
     client: &Client,

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{Gateway, call_text, connect, raw};
+use switchboard_e2e::peers::{Everything, RmcpServer};
+use switchboard_e2e::{Gateway, call_text, connect, python_client, raw};
 
 fn gateway_yaml(top: &str, upstreams: &[(&str, String, &str)]) -> String {
     let mut y = format!("server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n{top}upstreams:\n");
@@ -135,5 +135,56 @@ async fn tool_filters_prefix_mode_and_the_version_header() -> anyhow::Result<()>
         .await?;
         assert_eq!(a.status, status, "{version}: {a:?}");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_client_pages_calls_and_reads_through_the_gateway() -> anyhow::Result<()> {
+    let big = RmcpServer::start_paged(12, 5).await?;
+    let alpha = RmcpServer::start("alpha").await?;
+    let everything = Everything::start().await?;
+    let gw = Gateway::start(&gateway_yaml(
+        "",
+        &[
+            ("big", big.url(), ""),
+            ("alpha", alpha.url(), ""),
+            ("ev", everything.url(), ""),
+        ],
+    ))
+    .await?;
+    let plan = json!({
+        "calls": [{"name": "alpha__add", "args": {"a": 40, "b": 2}}, {"name": "ev__echo", "args": {"message": "py"}}],
+        "prompt": "ev__args-prompt", "prompt_args": {"city": "Lyon"},
+        "resources": true,
+    });
+    let url = gw.endpoint.clone();
+    let seen = tokio::task::spawn_blocking(move || python_client(&url, &plan)).await??;
+    assert_eq!(seen["server"], "switchboard", "{seen}");
+    let tools: Vec<&str> = seen["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(seen["tool_pages"], 3, "{seen}");
+    assert_eq!(
+        tools.iter().filter(|t| t.starts_with("big__")).count(),
+        12,
+        "{tools:?}"
+    );
+    let unique: std::collections::HashSet<&&str> = tools.iter().collect();
+    assert_eq!(unique.len(), tools.len(), "every tool once: {tools:?}");
+    assert_eq!(seen["calls"][0]["text"], "42");
+    assert!(
+        seen["calls"][1]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("py")
+    );
+    assert!(
+        seen["prompt"].as_str().unwrap_or_default().contains("Lyon"),
+        "{seen}"
+    );
+    let first = seen["resources"][0].as_str().unwrap_or_default();
+    assert!(first.starts_with("ev+"), "{seen}");
+    assert_eq!(seen["read_uri"], first);
     Ok(())
 }
