@@ -76,6 +76,8 @@ impl RootContext for Root {
 /// What the response phase does with the body.
 enum ResponseMode {
     Stream,
+    /// Edit each chunk as it passes (server requests in an SSE answer get tagged ids).
+    Transform,
     /// Buffer the whole body, then let the exchange rewrite it.
     Rewrite {
         content_type: Option<String>,
@@ -215,6 +217,12 @@ impl HttpContext for Request {
                 }
                 Action::Continue
             }
+            ResponseStep::Transform => {
+                let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, SESSION_HEADER);
+                let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
+                self.response = ResponseMode::Transform;
+                Action::Continue
+            }
             ResponseStep::Buffer => {
                 let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, SESSION_HEADER);
                 let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
@@ -247,8 +255,23 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if matches!(self.response, ResponseMode::Stream) {
-            return Action::Continue;
+        match self.response {
+            ResponseMode::Stream => return Action::Continue,
+            ResponseMode::Transform => {
+                let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let out = self.exchange.on_response_chunk(&chunk, end_of_stream);
+                if out != chunk
+                    && let Err(e) =
+                        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out)
+                {
+                    error!("switchboard: cannot edit the response stream: {e:?}");
+                }
+                return Action::Continue;
+            }
+            _ => {}
         }
         if !end_of_stream {
             return Action::Pause;
@@ -263,7 +286,7 @@ impl HttpContext for Request {
                 self.exchange
                     .on_response_body(&body, content_type.as_deref())
             }
-            ResponseMode::Stream => return Action::Continue,
+            ResponseMode::Stream | ResponseMode::Transform => return Action::Continue,
         };
         if let Err(e) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &new_body)
         {

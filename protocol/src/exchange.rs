@@ -135,6 +135,9 @@ pub struct CalloutAnswer {
 /// What to do with a routed request's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResponseStep {
+    /// Pass every body chunk through [`Exchange::on_response_chunk`] (remove the session
+    /// and content-length headers first).
+    Transform,
     /// Stream it on; remove these headers first.
     Stream { remove: Vec<&'static str> },
     /// Replace status and body (the body callback gets the whole upstream body first).
@@ -208,6 +211,10 @@ struct Routed {
     /// `resources/read` answers name the upstream's URIs: prefix them back.
     uri_prefix: Option<String>,
     buffering: bool,
+    /// Several upstreams share the session: requests the upstream sends in its SSE answer get
+    /// ids that say whose they are.
+    tag_requests: bool,
+    splitter: Option<crate::sse::EventSplitter>,
 }
 
 /// One exchange on the MCP endpoint.
@@ -348,20 +355,29 @@ impl Exchange {
                 }
             }
             Message::Response { id } => match self.open_session(gw, session_id.as_deref(), None) {
-                // With one upstream in the session, the answer can only be for it.
-                Ok(session) if session.upstreams.len() == 1 => {
-                    let name = session.upstreams[0].name.clone();
-                    self.route(gw, &session, &name, None, None, None)
-                }
-                Ok(_) => {
-                    self.state = State::Done;
-                    error_reply(
-                        400,
-                        Some(id),
-                        code::INVALID_REQUEST,
-                        "The gateway cannot yet tell which upstream this response is for (more than one upstream in the session)",
-                    )
-                }
+                Ok(session) => match untag_server_request_id(id) {
+                    // An answer to a request the gateway tagged: back to the upstream that
+                    // asked, with the id it used.
+                    Some((upstream, original)) if session.upstream(upstream).is_some() => {
+                        let body = replace_id(body, original);
+                        let name = upstream.to_string();
+                        self.route_body(gw, &session, &name, None, body)
+                    }
+                    // With one upstream in the session, the answer can only be for it.
+                    _ if session.upstreams.len() == 1 => {
+                        let name = session.upstreams[0].name.clone();
+                        self.route(gw, &session, &name, None, None, None)
+                    }
+                    _ => {
+                        self.state = State::Done;
+                        error_reply(
+                            400,
+                            Some(id),
+                            code::INVALID_REQUEST,
+                            "This response answers no request the gateway relayed",
+                        )
+                    }
+                },
                 Err(step) => step,
             },
         }
@@ -888,16 +904,6 @@ impl Exchange {
         rewritten: Option<(&str, Value)>,
         uri_prefix: Option<String>,
     ) -> Step {
-        let Some(us) = session.upstream(upstream) else {
-            self.state = State::Done;
-            return error_reply(
-                200,
-                id,
-                code::INTERNAL_ERROR,
-                "The upstream is not part of this session",
-            );
-        };
-        let timeout_ms = gw.by_name(upstream).map_or(0, |(_, u)| u.timeout_ms);
         // Only `params` changes; the method and the id stay the client's, byte for byte.
         let body = match (rewritten, id) {
             (Some((method, params)), Some(id)) => Some(
@@ -911,12 +917,48 @@ impl Exchange {
             ),
             _ => None,
         };
+        self.route_with(gw, session, upstream, id, body, uri_prefix)
+    }
+
+    /// Sends `body` (a client's response to a server request) on to `upstream`.
+    fn route_body(
+        &mut self,
+        gw: &Gateway,
+        session: &Session,
+        upstream: &str,
+        id: Option<&RawValue>,
+        body: Vec<u8>,
+    ) -> Step {
+        self.route_with(gw, session, upstream, id, Some(body), None)
+    }
+
+    fn route_with(
+        &mut self,
+        gw: &Gateway,
+        session: &Session,
+        upstream: &str,
+        id: Option<&RawValue>,
+        body: Option<Vec<u8>>,
+        uri_prefix: Option<String>,
+    ) -> Step {
+        let Some(us) = session.upstream(upstream) else {
+            self.state = State::Done;
+            return error_reply(
+                200,
+                id,
+                code::INTERNAL_ERROR,
+                "The upstream is not part of this session",
+            );
+        };
+        let timeout_ms = gw.by_name(upstream).map_or(0, |(_, u)| u.timeout_ms);
         self.state = State::Routed(Routed {
             upstream: upstream.to_string(),
             id: id.map(ToOwned::to_owned),
             timeout_ms,
             uri_prefix,
             buffering: false,
+            tag_requests: session.upstreams.len() > 1,
+            splitter: None,
         });
         Step::Route(Route {
             upstream: upstream.to_string(),
@@ -1173,9 +1215,45 @@ impl Exchange {
             routed.buffering = true;
             return ResponseStep::Buffer;
         }
+        let is_sse = content_type.is_some_and(|t| {
+            t.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+        if routed.tag_requests && is_sse && (200..300).contains(&status) {
+            routed.splitter = Some(crate::sse::EventSplitter::new());
+            return ResponseStep::Transform;
+        }
         ResponseStep::Stream {
             remove: vec![SESSION_HEADER],
         }
+    }
+
+    /// One chunk of a response that [`ResponseStep::Transform`] asked for: the bytes to send
+    /// instead. Whole events go out as soon as they are complete.
+    pub fn on_response_chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
+        let State::Routed(Routed {
+            upstream,
+            splitter: Some(splitter),
+            ..
+        }) = &mut self.state
+        else {
+            return chunk.to_vec();
+        };
+        let mut out = Vec::with_capacity(chunk.len() + 32);
+        for event in splitter.push(chunk) {
+            match tag_event(&event, upstream) {
+                Some(tagged) => out.extend_from_slice(tagged.as_bytes()),
+                None => out.extend_from_slice(&event),
+            }
+        }
+        if end_of_stream
+            && let State::Routed(Routed { splitter, .. }) = &mut self.state
+            && let Some(rest) = splitter.take()
+        {
+            out.extend(rest.finish());
+        }
+        out
     }
 
     /// The whole body of a response that [`ResponseStep::Buffer`] asked for: the body to send.
@@ -1345,6 +1423,65 @@ fn set_path(params: &mut Value, path: &[&str], value: Value) {
     if let Some(last) = path.last() {
         at[*last] = value;
     }
+}
+
+const TAG: &str = "sb:";
+
+/// `sb:<upstream>:<original id as JSON>`: a server request's id as the client sees it.
+fn tag_id(upstream: &str, id: &Value) -> String {
+    format!("{TAG}{upstream}:{id}")
+}
+
+/// The upstream and original id of a tagged id.
+fn untag_server_request_id(id: &RawValue) -> Option<(&str, Value)> {
+    let Ok(Value::String(s)) = serde_json::from_str::<Value>(id.get()) else {
+        return None;
+    };
+    let rest = s.strip_prefix(TAG)?;
+    let (upstream, original) = rest.split_once(':')?;
+    let original: Value = serde_json::from_str(original).ok()?;
+    let upstream_start = id.get().find(upstream)?;
+    // Borrow the name from the raw id, which outlives this call.
+    Some((
+        &id.get()[upstream_start..upstream_start + upstream.len()],
+        original,
+    ))
+}
+
+/// The body with its `id` replaced.
+fn replace_id(body: &[u8], id: Value) -> Vec<u8> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(mut v) => {
+            v["id"] = id;
+            v.to_string().into_bytes()
+        }
+        Err(_) => body.to_vec(),
+    }
+}
+
+/// An SSE event carrying a server request, with its id tagged; `None` for anything else.
+fn tag_event(raw: &[u8], upstream: &str) -> Option<String> {
+    // Most events are results and notifications: skip parsing what cannot be a request.
+    if !raw.windows(8).any(|w| w == b"\"method\"") {
+        return None;
+    }
+    let event = crate::sse::parse(raw).into_iter().next()?;
+    let mut message: Value = serde_json::from_str(&event.data).ok()?;
+    let is_request = message.get("method").is_some_and(Value::is_string)
+        && message.get("id").is_some_and(|i| !i.is_null());
+    if !is_request {
+        return None;
+    }
+    message["id"] = Value::String(tag_id(upstream, &message["id"]));
+    let mut out = crate::sse::encode(
+        event.event.as_deref(),
+        event.id.as_deref(),
+        &message.to_string(),
+    );
+    if let Some(retry) = event.retry {
+        out.insert_str(0, &format!("retry: {retry}\n"));
+    }
+    Some(out)
 }
 
 /// Prefixes `result.contents[].uri` in a `resources/read` answer.
@@ -1670,12 +1807,10 @@ mod tests {
             body,
             json!({"jsonrpc":"2.0","id":"c-9","method":"tools/call","params":{"name":"echo__x","arguments":{"m":1},"_meta":{"progressToken":7}}})
         );
-        // The answer streams back without the upstream's session id.
+        // Several upstreams share the session: the SSE answer goes through the tagger.
         assert_eq!(
             ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
-            ResponseStep::Stream {
-                remove: vec![SESSION_HEADER]
-            }
+            ResponseStep::Transform
         );
     }
 
@@ -2249,5 +2384,63 @@ mod tests {
             1
         );
         assert!(ex.take_log()[0].contains("negotiated protocol version \"1999-01-01\""));
+    }
+
+    #[test]
+    fn server_requests_in_a_stream_are_tagged_and_their_answers_routed_back() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"u1__ask"}}"#,
+            &clock(),
+        );
+        assert_eq!(
+            ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
+            ResponseStep::Transform
+        );
+        let stream = "event: message\nid: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\n\n: ping\n\n";
+        let mut out = Vec::new();
+        for chunk in stream.as_bytes().chunks(10) {
+            out.extend(ex.on_response_chunk(chunk, false));
+        }
+        out.extend(ex.on_response_chunk(b"", true));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("event: message\nid: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\""), "notifications pass byte for byte: {text}");
+        assert!(text.ends_with(": ping\n\n"), "{text}");
+        let tagged = crate::sse::parse(text.as_bytes())[1].data.clone();
+        let v: Value = serde_json::from_str(&tagged).unwrap();
+        assert_eq!(v["id"], "sb:u1:7");
+
+        // The client's answer goes back to u1 with the id u1 used.
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let Step::Route(route) = ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":"sb:u1:7","result":{"model":"m"}}"#,
+            &clock(),
+        ) else {
+            panic!()
+        };
+        assert_eq!(route.upstream, "u1");
+        assert!(
+            route
+                .headers
+                .contains(&(SESSION_HEADER, Some("sse-sid".into())))
+        );
+        let body: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
+        assert_eq!(body, json!({"jsonrpc":"2.0","id":7,"result":{"model":"m"}}));
+        // Untagged or unknown answers in a session of several upstreams are refused.
+        for id in [r#""plain""#, r#""sb:nope:1""#, "5"] {
+            let (step, _) = run(
+                &gw,
+                Some(&token),
+                &format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#),
+                vec![],
+            );
+            assert_eq!(reply(step).0, 400, "{id}");
+        }
     }
 }

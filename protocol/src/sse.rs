@@ -86,7 +86,73 @@ impl Decoder {
     }
 }
 
-/// Every complete event in a whole body.
+/// Splits a stream into whole raw events (each with its terminating blank line), byte for
+/// byte, so a stream can be edited event by event without touching what is not edited
+/// (comments, `retry:`, line endings).
+#[derive(Debug, Default)]
+pub struct EventSplitter {
+    pending: Vec<u8>,
+    /// Where the line being read started, in `pending`.
+    line_start: usize,
+    /// Bytes of `pending` already scanned.
+    scanned: usize,
+    /// The last byte scanned was `\r`: a following `\n` belongs to the same line end.
+    after_cr: bool,
+}
+
+impl EventSplitter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds bytes; returns the raw events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.pending.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        let mut i = self.scanned;
+        while i < self.pending.len() {
+            let b = self.pending[i];
+            if b == b'\r' && i == self.line_start && !self.after_cr && i + 1 == self.pending.len() {
+                // A blank line ending in `\r`: wait for the next byte, which may be its `\n`.
+                break;
+            }
+            if self.after_cr && b == b'\n' {
+                self.after_cr = false;
+                self.line_start = i + 1;
+                i += 1;
+                continue;
+            }
+            self.after_cr = b == b'\r';
+            if b == b'\n' || b == b'\r' {
+                let empty = i == self.line_start;
+                self.line_start = i + 1;
+                if empty {
+                    // A blank line ends the event; a `\r\n` ending is completed by the
+                    // next chunk's first byte, which then starts the next raw event.
+                    let mut end = i + 1;
+                    if b == b'\r' && self.pending.get(end) == Some(&b'\n') {
+                        end += 1;
+                        self.after_cr = false;
+                    }
+                    out.push(self.pending.drain(..end).collect());
+                    self.line_start = 0;
+                    i = 0;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        self.scanned = i;
+        out
+    }
+
+    /// What is left when the stream ends (an event without its blank line).
+    pub fn finish(self) -> Vec<u8> {
+        self.pending
+    }
+}
+
+/// Every complete event in a whole body./// Every complete event in a whole body.
 pub fn parse(body: &[u8]) -> Vec<Event> {
     let mut d = Decoder::new();
     let mut events = d.push(body);
@@ -144,7 +210,37 @@ mod tests {
         assert_eq!(parse(b"data: tail")[0].data, "tail");
     }
 
+    #[test]
+    fn splitter_keeps_bytes_and_cuts_at_blank_lines() {
+        let body = b": keep-alive\r\n\r\nevent: message\ndata: {}\nretry: 3\n\ndata: tail";
+        let mut s = EventSplitter::new();
+        let mut events = Vec::new();
+        for chunk in body.chunks(3) {
+            events.extend(s.push(chunk));
+        }
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], b": keep-alive\r\n\r\n");
+        assert_eq!(events[1], b"event: message\ndata: {}\nretry: 3\n\n");
+        assert_eq!(s.finish(), b"data: tail");
+    }
+
     proptest! {
+        #[test]
+        fn splitting_in_any_chunks_loses_no_byte(
+            body in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b':')], 0..120),
+            split in 1usize..9,
+        ) {
+            let mut s = EventSplitter::new();
+            let mut out = Vec::new();
+            for chunk in body.chunks(split) {
+                for e in s.push(chunk) {
+                    out.extend(e);
+                }
+            }
+            out.extend(s.finish());
+            prop_assert_eq!(out, body);
+        }
+
         #[test]
         fn encode_then_decode_in_any_chunks(
             datas in proptest::collection::vec("[^\r\n]{0,20}(\n[^\r\n]{0,20}){0,3}", 1..5),
