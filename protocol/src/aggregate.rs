@@ -87,12 +87,17 @@ pub fn append_prefixed(
         if !keep(original) {
             continue;
         }
-        if let Some(p) = prefixes {
-            let renamed = if uri {
-                naming::prefix_uri(p.uri, original)
-            } else {
-                naming::prefix_name(p.name, separator, original)
-            };
+        let renamed = match (prefixes, uri) {
+            (Some(p), true) => Some(naming::prefix_uri(p.uri, original)),
+            (Some(p), false) => Some(
+                naming::shorten(&naming::prefix_name(p.name, separator, original)).into_owned(),
+            ),
+            (None, false) if original.len() > naming::MAX_NAME_LEN => {
+                Some(naming::shorten(original).into_owned())
+            }
+            (None, _) => None,
+        };
+        if let Some(renamed) = renamed {
             item[field] = Value::String(renamed);
         }
         out.push(item);
@@ -164,6 +169,17 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, vec![json!({"name": "gh__ok"})]);
+    }
+
+    #[test]
+    fn long_names_are_shortened() {
+        let long = "t".repeat(70);
+        let mut r = json!({"tools": [{"name": long}]});
+        let mut out = Vec::new();
+        append_prefixed(ListKind::Tools, &mut r, gh(), "__", |_| true, &mut out);
+        let name = out[0]["name"].as_str().unwrap();
+        assert_eq!(name.len(), 64);
+        assert_eq!(name, naming::shorten(&format!("gh__{long}")));
     }
 
     #[test]

@@ -184,6 +184,23 @@ enum Op {
         reply_result: bool,
     },
     Delete,
+    /// A shortened name: list the upstream's names (page by page) to find the real one.
+    Resolve(Box<Resolve>),
+    /// The call with the real name, made by the filter itself; its answer is passed on.
+    CallThrough,
+}
+
+#[derive(Debug)]
+struct Resolve {
+    kind: ListKind,
+    method: String,
+    params: Value,
+    field: Vec<String>,
+    requested: String,
+    upstream: usize,
+    session_id: Option<String>,
+    version: String,
+    pages: usize,
 }
 
 /// Where one upstream stands in a paged list.
@@ -817,6 +834,12 @@ impl Exchange {
         prefixed: &str,
         what: &str,
     ) -> Step {
+        if naming::looks_shortened(prefixed)
+            && let Some(step) =
+                self.resolve(gw, &session, id, method, &params, field, prefixed, what)
+        {
+            return step;
+        }
         let found = if gw.prefixed() {
             naming::split_name(prefixed, &gw.config.separator)
                 .and_then(|(prefix, name)| gw.by_prefix(prefix).map(|u| (u, name)))
@@ -891,6 +914,81 @@ impl Exchange {
             Some((method, params)),
             uri_prefix,
         )
+    }
+
+    /// Starts resolving a shortened name: the first page of its upstream's names. `None` when
+    /// no upstream of the session can have given it.
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        &mut self,
+        gw: &Gateway,
+        session: &Session,
+        id: &RawValue,
+        method: &str,
+        params: &Value,
+        field: &[&str],
+        requested: &str,
+        what: &str,
+    ) -> Option<Step> {
+        let (index, upstream) = if gw.prefixed() {
+            let (prefix, _) = naming::split_name(requested, &gw.config.separator)?;
+            gw.config
+                .upstreams
+                .iter()
+                .enumerate()
+                .find(|(_, u)| u.prefix == prefix)?
+        } else {
+            (0, gw.config.upstreams.first()?)
+        };
+        let us = session.upstream(&upstream.name)?;
+        let kind = if what == "tool" {
+            ListKind::Tools
+        } else {
+            ListKind::Prompts
+        };
+        let resolve = Resolve {
+            kind,
+            method: method.to_string(),
+            params: params.clone(),
+            field: field.iter().map(|f| f.to_string()).collect(),
+            requested: requested.to_string(),
+            upstream: index,
+            session_id: us.session_id.clone(),
+            version: us.protocol_version.clone(),
+            pages: 0,
+        };
+        let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
+        Some(self.resolve_page(gw, id_value, Box::new(resolve), None))
+    }
+
+    fn resolve_page(
+        &mut self,
+        gw: &Gateway,
+        id: Value,
+        mut r: Box<Resolve>,
+        cursor: Option<String>,
+    ) -> Step {
+        r.pages += 1;
+        let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": r.kind.method()});
+        if let Some(c) = cursor {
+            msg["params"] = json!({"cursor": c});
+        }
+        let upstream = &gw.config.upstreams[r.upstream];
+        let call = callout(
+            0,
+            upstream,
+            "POST",
+            r.session_id.as_deref(),
+            &r.version,
+            msg.to_string().as_bytes(),
+        );
+        self.state = State::FanOut(FanOutState {
+            targets: vec![r.upstream],
+            op: Op::Resolve(r),
+            id: Some(id),
+            answers: vec![None],
+        });
+        Step::AwaitCallouts(vec![call])
     }
 
     /// Sends the request on to `upstream` with its own session and version, and with
@@ -1000,6 +1098,37 @@ impl Exchange {
             targets,
             answers,
         } = state;
+        if let Op::Resolve(r) = op {
+            let answer = answers.into_iter().next().flatten();
+            return self.finish_resolve(gw, *r, id.unwrap_or(Value::Null), answer);
+        }
+        if let Op::CallThrough = op {
+            // The upstream's own answer, error or not, as a single JSON response.
+            let want = id.clone().unwrap_or(Value::Null);
+            let upstream = &gw.config.upstreams[targets[0]];
+            let answer = answers
+                .into_iter()
+                .next()
+                .flatten()
+                .unwrap_or_else(|| Err("no answer".into()));
+            return match answer.and_then(|a| {
+                if (200..300).contains(&a.status) {
+                    mcp::find_response(&a.content_type, &a.body, &want)
+                } else {
+                    Err(http_failure(a.status, &a.body, upstream.timeout_ms))
+                }
+            }) {
+                Ok(response) => Step::Respond(json_reply(200, response.to_string())),
+                Err(why) => Step::Respond(json_reply(
+                    200,
+                    error_body_value(
+                        Some(&want),
+                        UPSTREAM_ERROR,
+                        &format!("Upstream {:?} {why}", upstream.name),
+                    ),
+                )),
+            };
+        }
         let id_ref = id.as_ref();
         let mut ok: Vec<(usize, CalloutAnswer, Value)> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
@@ -1167,11 +1296,112 @@ impl Exchange {
             Op::Broadcast { reply_result } => {
                 Step::Respond(self.broadcast_reply(id_ref, reply_result))
             }
+            // Handled before the loop above.
+            Op::Resolve(_) | Op::CallThrough => Step::Respond(json_reply(
+                500,
+                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
+            )),
             Op::Delete => Step::Respond(Reply {
                 status: 200,
                 headers: vec![],
                 body: vec![],
             }),
+        }
+    }
+
+    fn finish_resolve(
+        &mut self,
+        gw: &Gateway,
+        r: Resolve,
+        id: Value,
+        answer: Option<Result<CalloutAnswer, String>>,
+    ) -> Step {
+        let upstream = &gw.config.upstreams[r.upstream];
+        let listed = answer
+            .unwrap_or_else(|| Err("no answer".into()))
+            .and_then(|a| mcp::find_response(&a.content_type, &a.body, &id))
+            .map(|v| v["result"].clone());
+        let result = match listed {
+            Ok(result) => result,
+            Err(why) => {
+                return Step::Respond(json_reply(
+                    200,
+                    error_body_value(
+                        Some(&id),
+                        UPSTREAM_ERROR,
+                        &format!(
+                            "Upstream {:?} could not list its names: {why}",
+                            upstream.name
+                        ),
+                    ),
+                ));
+            }
+        };
+        let prefix = gw.prefixed().then_some(upstream.prefix.as_str());
+        let found = result[r.kind.key()]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["name"].as_str())
+            .find(|name| {
+                let full = match prefix {
+                    Some(p) => naming::prefix_name(p, &gw.config.separator, name),
+                    None => name.to_string(),
+                };
+                naming::shorten(&full) == r.requested
+            });
+        let what = if r.kind == ListKind::Tools {
+            "tool"
+        } else {
+            "prompt"
+        };
+        if let Some(name) = found {
+            if r.kind == ListKind::Tools
+                && !glob::allowed(&upstream.tools_include, &upstream.tools_exclude, name)
+            {
+                return Step::Respond(json_reply(
+                    200,
+                    error_body_value(
+                        Some(&id),
+                        code::INVALID_PARAMS,
+                        &format!("Unknown tool: {:?}", r.requested),
+                    ),
+                ));
+            }
+            let mut params = r.params;
+            let field: Vec<&str> = r.field.iter().map(String::as_str).collect();
+            set_path(&mut params, &field, Value::String(name.to_string()));
+            let body = json!({"jsonrpc": "2.0", "id": id, "method": r.method, "params": params})
+                .to_string();
+            let call = callout(
+                0,
+                upstream,
+                "POST",
+                r.session_id.as_deref(),
+                &r.version,
+                body.as_bytes(),
+            );
+            self.state = State::FanOut(FanOutState {
+                targets: vec![r.upstream],
+                op: Op::CallThrough,
+                id: Some(id),
+                answers: vec![None],
+            });
+            return Step::AwaitCallouts(vec![call]);
+        }
+        match result["nextCursor"].as_str() {
+            Some(c) if r.pages < 50 => {
+                let c = c.to_string();
+                self.resolve_page(gw, id, Box::new(r), Some(c))
+            }
+            _ => Step::Respond(json_reply(
+                200,
+                error_body_value(
+                    Some(&id),
+                    code::INVALID_PARAMS,
+                    &format!("Unknown {what}: {:?}", r.requested),
+                ),
+            )),
         }
     }
 
@@ -1296,6 +1526,8 @@ impl Op {
             Op::List { kind, .. } => kind.method(),
             Op::Broadcast { .. } => "a notification",
             Op::Delete => "session termination",
+            Op::Resolve(_) => "name resolution",
+            Op::CallThrough => "a call",
         }
     }
 }
@@ -2442,5 +2674,63 @@ mod tests {
             );
             assert_eq!(reply(step).0, 400, "{id}");
         }
+    }
+
+    #[test]
+    fn a_shortened_name_is_resolved_by_listing_then_called() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let long = "t".repeat(80);
+        let shown = naming::shorten(&format!("u0__{long}")).into_owned();
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let body = json!({"jsonrpc": "2.0", "id": 30, "method": "tools/call", "params": {"name": shown, "arguments": {"x": 1}}});
+        let calls = callouts(ex.on_request_body(&gw, body.to_string().as_bytes(), &clock()));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&calls[0].body).unwrap()["method"],
+            "tools/list"
+        );
+        // The first page has other tools and a cursor; the second has it.
+        let step = ex.on_callout_response(&gw, 0, answer(None, json!({"jsonrpc":"2.0","id":30,"result":{"tools":[{"name":"a"}],"nextCursor":"p2"}})), &clock()).unwrap();
+        let calls = callouts(step);
+        assert_eq!(
+            serde_json::from_slice::<Value>(&calls[0].body).unwrap()["params"]["cursor"],
+            "p2"
+        );
+        let step = ex
+            .on_callout_response(
+                &gw,
+                0,
+                answer(
+                    None,
+                    json!({"jsonrpc":"2.0","id":30,"result":{"tools":[{"name": long}]}}),
+                ),
+                &clock(),
+            )
+            .unwrap();
+        let calls = callouts(step);
+        let sent: Value = serde_json::from_slice(&calls[0].body).unwrap();
+        assert_eq!(sent["method"], "tools/call");
+        assert_eq!(sent["params"], json!({"name": long, "arguments": {"x": 1}}));
+        let step = ex.on_callout_response(&gw, 0, sse_answer(json!({"jsonrpc":"2.0","id":30,"result":{"content":[{"type":"text","text":"ok"}]}})), &clock()).unwrap();
+        let (status, v, _) = reply(step);
+        assert_eq!(
+            (status, v["result"]["content"][0]["text"].as_str()),
+            (200, Some("ok"))
+        );
+
+        // A shortened name nobody has is unknown.
+        let fake = naming::shorten(&format!("u0__{}", "z".repeat(80))).into_owned();
+        let (step, _) = run(
+            &gw,
+            Some(&token),
+            &json!({"jsonrpc": "2.0", "id": 31, "method": "tools/call", "params": {"name": fake}})
+                .to_string(),
+            vec![answer(
+                None,
+                json!({"jsonrpc":"2.0","id":31,"result":{"tools":[{"name": long}]}}),
+            )],
+        );
+        assert_eq!(reply(step).1["error"]["code"], code::INVALID_PARAMS);
     }
 }

@@ -9,6 +9,9 @@
 //!   `+`, so the first `+` ends it. Schemes are case-insensitive, so is the lookup.
 
 pub const DEFAULT_SEPARATOR: &str = "__";
+/// Many clients refuse tool and prompt names longer than this.
+pub const MAX_NAME_LEN: usize = 64;
+const HASH_LEN: usize = 8;
 const URI_SEPARATOR: char = '+';
 
 /// `github` + `create_issue` → `github__create_issue`.
@@ -18,6 +21,40 @@ pub fn prefix_name(prefix: &str, separator: &str, name: &str) -> String {
     out.push_str(separator);
     out.push_str(name);
     out
+}
+
+/// A name within [`MAX_NAME_LEN`]: longer ones become `<head>~<8 hex of SHA-256 of the whole
+/// name>`, deterministic, and resolved back by listing the upstream's names again.
+pub fn shorten(name: &str) -> std::borrow::Cow<'_, str> {
+    use sha2::{Digest, Sha256};
+    if name.len() <= MAX_NAME_LEN {
+        return name.into();
+    }
+    let mut head = MAX_NAME_LEN - HASH_LEN - 1;
+    while !name.is_char_boundary(head) {
+        head -= 1;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let mut out = String::with_capacity(MAX_NAME_LEN);
+    out.push_str(&name[..head]);
+    out.push('~');
+    for b in &digest[..HASH_LEN / 2] {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out.into()
+}
+
+/// Whether `name` has the form [`shorten`] gives long names.
+pub fn looks_shortened(name: &str) -> bool {
+    let Some((head, hash)) = name.rsplit_once('~') else {
+        return false;
+    };
+    hash.len() == HASH_LEN
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && head.len() + 1 + HASH_LEN <= MAX_NAME_LEN
+        && head.len() + 1 + HASH_LEN > MAX_NAME_LEN - 4
 }
 
 /// `github__create_issue` → (`github`, `create_issue`).
@@ -117,6 +154,26 @@ mod tests {
     }
 
     #[test]
+    fn long_names_are_shortened_deterministically() {
+        let long = prefix_name("github", "__", &"x".repeat(80));
+        let short = shorten(&long);
+        assert_eq!(short.len(), MAX_NAME_LEN);
+        assert!(short.starts_with("github__xxx"));
+        assert!(looks_shortened(&short));
+        assert_eq!(shorten(&long), short, "deterministic");
+        assert_ne!(
+            shorten(&format!("{long}y")),
+            short,
+            "another name, another hash"
+        );
+        assert_eq!(shorten("github__short"), "github__short");
+        assert!(!looks_shortened("github__short"));
+        assert!(!looks_shortened("a~deadbeef"));
+        let wide = "é".repeat(40);
+        assert!(shorten(&wide).len() <= MAX_NAME_LEN);
+    }
+
+    #[test]
     fn prefixes_are_checked() {
         assert!(check_prefix("gh", "__").is_ok());
         assert!(check_prefix("my_srv", "__").is_ok());
@@ -144,6 +201,13 @@ mod tests {
             prop_assume!(check_prefix(&prefix, &sep).is_ok());
             let joined = prefix_name(&prefix, &sep, &name);
             prop_assert_eq!(split_name(&joined, &sep), Some((prefix.as_str(), name.as_str())));
+        }
+
+        #[test]
+        fn shortened_names_fit_and_are_recognized(name in ".{65,200}") {
+            let s = shorten(&name);
+            prop_assert!(s.len() <= MAX_NAME_LEN);
+            prop_assert!(looks_shortened(&s));
         }
 
         #[test]

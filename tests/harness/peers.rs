@@ -70,6 +70,18 @@ impl ServerHandler for TestServer {
 pub struct PagedServer {
     tools: usize,
     page: usize,
+    /// Names longer than clients accept (80 characters).
+    long_names: bool,
+}
+
+impl PagedServer {
+    fn name(&self, i: usize) -> String {
+        if self.long_names {
+            format!("tool_{i:03}_{}", "x".repeat(71))
+        } else {
+            format!("tool_{i:03}")
+        }
+    }
 }
 
 impl ServerHandler for PagedServer {
@@ -93,11 +105,32 @@ impl ServerHandler for PagedServer {
                 .collect(),
         );
         let page = (start..end)
-            .map(|i| rmcp::model::Tool::new(format!("tool_{i:03}"), "one of many", schema.clone()))
+            .map(|i| rmcp::model::Tool::new(self.name(i), "one of many", schema.clone()))
             .collect();
         let mut result = rmcp::model::ListToolsResult::with_all_items(page);
         result.next_cursor = (end < self.tools).then(|| end.to_string());
         Ok(result)
+    }
+
+    /// Answers with the name it was called by.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        let known = (0..self.tools).any(|i| self.name(i) == request.name);
+        if !known {
+            return Err(rmcp::ErrorData::invalid_params(
+                format!("no tool {}", request.name),
+                None,
+            ));
+        }
+        Ok(
+            rmcp::model::CallToolResult::success(vec![rmcp::model::ContentBlock::text(
+                request.name.to_string(),
+            )])
+            .into(),
+        )
     }
 }
 
@@ -126,9 +159,32 @@ impl RmcpServer {
         Self::serve(label, json_response, 0).await
     }
 
+    /// Like [`Self::start_paged`], with 80-character tool names.
+    pub async fn start_paged_long(tools: usize, page: usize) -> anyhow::Result<RmcpServer> {
+        Self::serve_handler(
+            move || PagedServer {
+                tools,
+                page,
+                long_names: true,
+            },
+            false,
+            0,
+        )
+        .await
+    }
+
     /// A server whose `tools/list` pages: `tools` tools named `tool_000`…, `page` per page.
     pub async fn start_paged(tools: usize, page: usize) -> anyhow::Result<RmcpServer> {
-        Self::serve_handler(move || PagedServer { tools, page }, false, 0).await
+        Self::serve_handler(
+            move || PagedServer {
+                tools,
+                page,
+                long_names: false,
+            },
+            false,
+            0,
+        )
+        .await
     }
 
     async fn serve(label: &str, json_response: bool, port: u16) -> anyhow::Result<RmcpServer> {

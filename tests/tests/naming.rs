@@ -188,3 +188,26 @@ async fn the_python_sdk_client_pages_calls_and_reads_through_the_gateway() -> an
     assert_eq!(seen["read_uri"], first);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_longer_than_64_characters_are_shortened_and_still_callable() -> anyhow::Result<()> {
+    let long = RmcpServer::start_paged_long(7, 3).await?;
+    let gw = Gateway::start(&gateway_yaml("", &[("verbose", long.url(), "")])).await?;
+    let client = connect(&gw.endpoint).await?;
+    let tools = client.list_all_tools().await?;
+    assert_eq!(tools.len(), 7);
+    for t in &tools {
+        assert!(t.name.len() <= 64, "{}", t.name);
+        assert!(t.name.starts_with("verbose__tool_"), "{}", t.name);
+    }
+    // Calling a shortened name reaches the tool with its real name (found on the upstream's
+    // second page here).
+    let shown = tools
+        .iter()
+        .find(|t| t.name.starts_with("verbose__tool_005"))
+        .map(|t| t.name.to_string())
+        .unwrap_or_default();
+    let real = format!("tool_005_{}", "x".repeat(71));
+    assert_eq!(call_text(&client, &shown, json!({})).await?, real);
+    Ok(())
+}

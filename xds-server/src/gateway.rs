@@ -19,6 +19,9 @@ pub struct Source {
 impl Source {
     pub fn load(&self) -> anyhow::Result<(config::Gateway, Snapshot)> {
         let gateway = config::load_file(&self.config, &Environment::Process)?;
+        for w in gateway.warnings() {
+            tracing::warn!("{w}");
+        }
         if gateway.session.key.is_none() {
             tracing::warn!(
                 "session.key is not set: using a random key, so sessions end when switchboard restarts and cannot move between control planes"

@@ -12,6 +12,9 @@ use std::process::ExitCode;
 pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     match config::load_file(path, &Environment::Process) {
         Ok(g) => {
+            for w in g.warnings() {
+                eprintln!("{}: warning: {w}", path.display());
+            }
             println!(
                 "{}: ok ({} upstream{})",
                 path.display(),

@@ -7,6 +7,27 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(test)]
+mod tests {
+    use crate::config::{env::Environment, load_str};
+
+    #[test]
+    fn long_prefixes_are_warned_about() {
+        let g = load_str(
+            "upstreams:\n  - name: a-rather-long-upstream-name\n    url: http://h/mcp\n  - name: b\n    url: http://h/mcp\n",
+            "gw.yaml",
+            &Environment::from_pairs(&[]),
+        )
+        .unwrap();
+        let w = g.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("a-rather-long-upstream-name") && w[0].contains("shortened"),
+            "{w:?}"
+        );
+    }
+}
+
 /// The file as written (before `mcpServers` and environment upstreams are merged in).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +55,23 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Things that work but that an operator should know: printed by `validate` and logged
+    /// at load.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for u in &self.upstreams {
+            let used = self.prefix(u).len() + self.aggregation.separator.len();
+            if used > 24 {
+                out.push(format!(
+                    "upstream {:?}: its prefix and separator take {used} of the 64 characters clients accept for a name; tool and prompt names longer than {} characters will be shortened (name~hash)",
+                    u.name.0,
+                    64usize.saturating_sub(used)
+                ));
+            }
+        }
+        out
+    }
+
     /// The prefix of an upstream's tool and prompt names.
     pub fn prefix<'a>(&self, u: &'a Upstream) -> &'a str {
         u.tool_prefix.as_deref().unwrap_or(&u.name)
