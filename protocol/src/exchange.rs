@@ -295,6 +295,11 @@ impl Exchange {
             }
             // The merged server-to-client stream needs the bridge; the specification allows
             // 405 for a server that offers none.
+            // The bridge merges the upstreams' streams; Envoy routes the GET to it.
+            "GET" if gw.config.get_stream => {
+                self.state = State::Done;
+                Step::PassThrough
+            }
             "GET" => {
                 self.state = State::Done;
                 let mut r = json_reply(
@@ -1224,6 +1229,7 @@ impl Exchange {
                     &gw.config.server_name,
                     &gw.config.server_version,
                     &joined,
+                    gw.config.get_stream,
                 );
                 let session = Session {
                     protocol_version: version.to_string(),

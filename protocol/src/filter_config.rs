@@ -27,6 +27,9 @@ pub struct FilterConfig {
     pub fan_out: FanOut,
     #[serde(default)]
     pub prefix_mode: PrefixMode,
+    /// The bridge serves the merged server-to-client stream: pass `GET` on to it.
+    #[serde(default)]
+    pub get_stream: bool,
     /// Upstreams in configuration order.
     pub upstreams: Vec<Upstream>,
 }
@@ -101,6 +104,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         separator: "__".into(),
         fan_out: FanOut::FailOpen,
         prefix_mode: PrefixMode::Always,
+        get_stream: false,
         upstreams: (0..upstreams)
             .map(|i| Upstream {
                 name: format!("u{i}"),

@@ -73,17 +73,24 @@ pub struct Joined<'a> {
 }
 
 /// The gateway's `initialize` result: its own `serverInfo`, the negotiated version, and only
-/// the capabilities it really relays. `listChanged` and resource subscriptions need the
-/// merged GET stream, which the gateway does not offer yet, so they are not advertised.
+/// the capabilities it really relays. `listChanged` and resource subscriptions reach the
+/// client only through the merged GET stream, so they are advertised only with `get_stream`
+/// (and when an upstream offers them).
 pub fn merged_initialize(
     version: &str,
     server_name: &str,
     server_version: &str,
     joined: &[Joined<'_>],
+    get_stream: bool,
 ) -> Value {
     let bits = joined
         .iter()
         .fold(0, |acc, j| acc | capability_bits(j.result));
+    let any = |key: &str, flag: &str| {
+        joined
+            .iter()
+            .any(|j| j.result["capabilities"][key][flag] == json!(true))
+    };
     let mut capabilities = Map::new();
     for (key, bit) in [
         ("completions", caps::COMPLETIONS),
@@ -92,9 +99,18 @@ pub fn merged_initialize(
         ("resources", caps::RESOURCES),
         ("tools", caps::TOOLS),
     ] {
-        if bits & bit != 0 {
-            capabilities.insert(key.into(), json!({}));
+        if bits & bit == 0 {
+            continue;
         }
+        let mut cap = Map::new();
+        if get_stream && matches!(key, "prompts" | "resources" | "tools") && any(key, "listChanged")
+        {
+            cap.insert("listChanged".into(), json!(true));
+        }
+        if get_stream && key == "resources" && any(key, "subscribe") {
+            cap.insert("subscribe".into(), json!(true));
+        }
+        capabilities.insert(key.into(), Value::Object(cap));
     }
     let instructions: Vec<String> = joined
         .iter()
@@ -147,21 +163,17 @@ mod tests {
     fn merge_advertises_only_what_is_relayed() {
         let a = json!({"capabilities": {"tools": {"listChanged": true}, "experimental": {"x": {}}}, "instructions": "Use a."});
         let b = json!({"capabilities": {"prompts": {}, "resources": {"subscribe": true, "listChanged": true}, "logging": {}}});
-        let m = merged_initialize(
-            "2025-06-18",
-            "switchboard",
-            "0.1.0",
-            &[
-                Joined {
-                    name: "a",
-                    result: &a,
-                },
-                Joined {
-                    name: "b",
-                    result: &b,
-                },
-            ],
-        );
+        let joined = [
+            Joined {
+                name: "a",
+                result: &a,
+            },
+            Joined {
+                name: "b",
+                result: &b,
+            },
+        ];
+        let m = merged_initialize("2025-06-18", "switchboard", "0.1.0", &joined, false);
         assert_eq!(m["protocolVersion"], "2025-06-18");
         assert_eq!(m["serverInfo"]["name"], "switchboard");
         assert_eq!(
@@ -172,6 +184,12 @@ mod tests {
         assert_eq!(
             capability_bits(&b),
             caps::PROMPTS | caps::RESOURCES | caps::LOGGING | caps::RESOURCE_SUBSCRIBE
+        );
+        // With the merged GET stream, what travels on it is advertised too.
+        let m = merged_initialize("2025-06-18", "switchboard", "0.1.0", &joined, true);
+        assert_eq!(
+            m["capabilities"],
+            json!({"tools": {"listChanged": true}, "prompts": {}, "resources": {"subscribe": true, "listChanged": true}, "logging": {}})
         );
     }
 }

@@ -131,7 +131,10 @@ impl Gateway {
                 "--drain-timeout",
                 "1s",
             ])
-            .env("SWITCHBOARD_LOG", "info,switchboard=debug")
+            .env(
+                "SWITCHBOARD_LOG",
+                "info,switchboard=debug,switchboard_bridge=debug",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -10,10 +10,12 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 /// Where the configuration comes from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Source {
     pub config: PathBuf,
     pub module: FilterModule,
+    /// The bridge this control plane runs, which follows every configuration in force.
+    pub bridge: Option<Arc<switchboard_bridge::BridgeState>>,
 }
 
 impl Source {
@@ -35,6 +37,18 @@ impl Source {
     }
 }
 
+impl Source {
+    /// Hands the configuration in force to the bridge, if this control plane runs one.
+    pub fn update_bridge(&self, gateway: &config::Gateway) {
+        if let Some(bridge) = &self.bridge {
+            bridge.set_config(
+                translate::filter_config(gateway, &self.module.fallback_session_key),
+                gateway.server.upstream_path.clone(),
+            );
+        }
+    }
+}
+
 /// Reads the filter module to name its VM by content. When the file is not on this host (a
 /// fleet that has it at another path), the path names it instead.
 pub fn filter_module(path: &Path) -> FilterModule {
@@ -47,6 +61,7 @@ pub fn filter_module(path: &Path) -> FilterModule {
         path: path.display().to_string(),
         sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
         fallback_session_key: process_session_key().to_string(),
+        bridge: None,
     }
 }
 
@@ -68,6 +83,7 @@ pub fn process_session_key() -> &'static str {
 pub fn reload(source: &Source, tx: &watch::Sender<Arc<Snapshot>>) {
     match source.load() {
         Ok((gateway, snapshot)) => {
+            source.update_bridge(&gateway);
             let changed = tx.send_if_modified(|current| {
                 if **current == snapshot {
                     false

@@ -149,6 +149,7 @@ mod tests {
             path: "/f.wasm".into(),
             sha256: "00".repeat(32),
             fallback_session_key: "k".repeat(32),
+            bridge: None,
         };
         let yaml = snapshot_yaml(&Snapshot::new(&translate(&g, &m))).unwrap();
         for needle in [

@@ -141,6 +141,7 @@ mod tests {
             path: "/f.wasm".into(),
             sha256: "00".repeat(32),
             fallback_session_key: "k".repeat(32),
+            bridge: None,
         };
         Snapshot::new(&translate(&g, &m))
     }

@@ -35,6 +35,8 @@ pub struct FilterModule {
     pub sha256: String,
     /// The session key used when the gateway file sets none (one per control-plane process).
     pub fallback_session_key: String,
+    /// Where the bridge listens, as Envoy reaches it; `None`: no merged GET stream.
+    pub bridge: Option<std::net::SocketAddr>,
 }
 
 /// Everything the control plane pushes, as typed Envoy messages.
@@ -49,11 +51,21 @@ pub fn cluster_name(upstream: &str) -> String {
     format!("upstream-{upstream}")
 }
 
+pub const BRIDGE_CLUSTER: &str = "switchboard-bridge";
+
 pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
+    let mut clusters: Vec<cluster::Cluster> =
+        gateway.upstreams.iter().map(upstream_cluster).collect();
+    if let Some(bridge) = module.bridge {
+        clusters.push(cluster::Cluster {
+            connect_timeout: Some(duration(CONNECT_TIMEOUT)),
+            ..single_host_cluster(BRIDGE_CLUSTER, &bridge.ip().to_string(), bridge.port())
+        });
+    }
     Resources {
         listeners: vec![mcp_listener(gateway, module)],
-        routes: vec![route_configuration(gateway)],
-        clusters: gateway.upstreams.iter().map(upstream_cluster).collect(),
+        routes: vec![route_configuration(gateway, module.bridge.is_some())],
+        clusters,
     }
 }
 
@@ -76,6 +88,8 @@ pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
             FanOutPolicy::FailOpen => FanOut::FailOpen,
             FanOutPolicy::FailClosed => FanOut::FailClosed,
         },
+        // Set where the listener is built: it depends on where the bridge runs.
+        get_stream: false,
         prefix_mode: match gateway.aggregation.prefix_mode {
             PrefixModeConfig::Always => PrefixMode::Always,
             PrefixModeConfig::WhenNeeded => PrefixMode::WhenNeeded,
@@ -157,7 +171,11 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
                 ..Default::default()
             })),
             configuration: Some(pack_any(StringValue {
-                value: filter_config(gateway, &module.fallback_session_key).to_json(),
+                value: FilterConfig {
+                    get_stream: module.bridge.is_some(),
+                    ..filter_config(gateway, &module.fallback_session_key)
+                }
+                .to_json(),
             })),
             // Lets the filter hold the headers until the body has chosen the route.
             allow_on_headers_stop_iteration: Some(BoolValue { value: true }),
@@ -262,7 +280,7 @@ fn http_filter(name: &str, config: Any) -> hcm::HttpFilter {
     }
 }
 
-fn route_configuration(gateway: &Gateway) -> route::RouteConfiguration {
+fn route_configuration(gateway: &Gateway, bridge: bool) -> route::RouteConfiguration {
     let server = &gateway.server;
     let mut routes = Vec::new();
     for u in &gateway.upstreams {
@@ -277,6 +295,32 @@ fn route_configuration(gateway: &Gateway) -> route::RouteConfiguration {
         // The upstream's own endpoint, unprefixed.
         let own = format!("{}/{}/mcp", server.upstream_path, u.name);
         routes.extend(upstream_routes(u, &format!("{}-direct", u.name), &own, &[]));
+    }
+    if bridge {
+        // The merged server-to-client stream: no overall timeout, as for every stream.
+        routes.push(route::Route {
+            name: "mcp-stream".into(),
+            r#match: Some(route::RouteMatch {
+                path_specifier: Some(route::route_match::PathSpecifier::Path(
+                    server.mcp_path.clone(),
+                )),
+                headers: vec![exact_header(":method", "GET")],
+                ..Default::default()
+            }),
+            action: Some(route::route::Action::Route(route::RouteAction {
+                cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
+                    BRIDGE_CLUSTER.into(),
+                )),
+                timeout: Some(duration(Duration::ZERO)),
+                ..Default::default()
+            })),
+            request_headers_to_remove: vec![
+                "authorization".into(),
+                "cookie".into(),
+                "proxy-authorization".into(),
+            ],
+            ..Default::default()
+        });
     }
     routes.push(direct_response(
         "mcp-unrouted",
@@ -518,6 +562,7 @@ mod tests {
             path: "/opt/switchboard.wasm".into(),
             sha256: "ab".repeat(32),
             fallback_session_key: "k".repeat(32),
+            bridge: None,
         }
     }
 

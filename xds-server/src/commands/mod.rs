@@ -34,6 +34,7 @@ pub fn render(path: &Path, wasm: Option<&Path>) -> anyhow::Result<ExitCode> {
     let source = Source {
         config: path.to_path_buf(),
         module: filter_module(&wasm_path(wasm)),
+        bridge: None,
     };
     let (_, snapshot) = source.load()?;
     print!("{}", crate::render::snapshot_yaml(&snapshot)?);

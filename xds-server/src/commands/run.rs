@@ -50,11 +50,22 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         wasm.display()
     );
     let bin = envoy::find_binary(args.envoy.as_deref())?;
+    // The bridge serves what Envoy cannot (the merged GET stream), on loopback.
+    let bridge_state = Arc::new(switchboard_bridge::BridgeState::default());
+    let bridge_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("cannot bind the bridge port")?;
+    let bridge_addr = bridge_listener.local_addr()?;
+    let mut module = filter_module(&wasm);
+    module.bridge = Some(bridge_addr);
     let source = Source {
         config: args.config.clone(),
-        module: filter_module(&wasm),
+        module,
+        bridge: Some(bridge_state.clone()),
     };
     let (gateway, snapshot) = source.load()?;
+    source.update_bridge(&gateway);
+    info!("bridge on {bridge_addr}");
 
     let (tx, rx) = watch::channel(Arc::new(snapshot));
     let _watch = crate::watch::spawn(source, tx)?;
@@ -71,6 +82,21 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let ads = tokio::spawn(serve_ads(xds, Ads::new(rx), ads_stop));
+    let bridge_stop = {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let bridge_app = switchboard_bridge::Bridge::new(bridge_state.clone()).router();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(bridge_listener, bridge_app)
+            .with_graceful_shutdown(bridge_stop)
+            .await
+        {
+            tracing::error!("bridge failed: {e}");
+        }
+    });
 
     let workdir = std::env::temp_dir().join(format!("switchboard-{}", std::process::id()));
     std::fs::create_dir_all(&workdir)
@@ -112,6 +138,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 host
             };
+            bridge_state.set_gateway(Some(format!("http://{host}:{}", e.listener.port())));
             // stdout, one line, so scripts can read it.
             println!(
                 "MCP endpoint: http://{host}:{}{mcp_path}",

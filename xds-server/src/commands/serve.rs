@@ -26,6 +26,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let source = Source {
             config: args.config,
             module: filter_module(&wasm_path(args.wasm.as_deref())),
+            bridge: None,
         };
         let (_, snapshot) = source.load()?;
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));

@@ -1,0 +1,305 @@
+//! `GET /mcp`: one event stream that merges every session upstream's own stream.
+//!
+//! Each upstream's stream is read through the gateway's per-upstream endpoint on Envoy, so
+//! Envoy still applies that upstream's TLS, connection pool and configured headers. A stream
+//! that ends is opened again with its last event id; the merged event ids carry every
+//! upstream's position, so a client that reconnects with `Last-Event-ID` resumes them all.
+
+use crate::merge;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use switchboard_protocol::exchange::{SESSION_HEADER, SESSION_NOT_FOUND, VERSION_HEADER};
+use switchboard_protocol::filter_config::FilterConfig;
+use switchboard_protocol::jsonrpc::{self, code};
+use switchboard_protocol::session::{self, SessionKey};
+use switchboard_protocol::sse;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// What the bridge needs of the configuration in force.
+pub struct BridgeConfig {
+    pub filter: FilterConfig,
+    key: SessionKey,
+    /// Base path of the per-upstream endpoints (`/upstreams`).
+    pub upstream_path: String,
+}
+
+/// Shared by the handler and the control plane, which updates it on every reload.
+#[derive(Default)]
+pub struct BridgeState {
+    config: RwLock<Option<Arc<BridgeConfig>>>,
+    /// Envoy's MCP listener (`http://127.0.0.1:8080`), known once Envoy is ready.
+    gateway: RwLock<Option<String>>,
+}
+
+impl BridgeState {
+    pub fn set_config(&self, filter: FilterConfig, upstream_path: String) {
+        let key = SessionKey::derive(filter.session_key.as_bytes());
+        if let Ok(mut c) = self.config.write() {
+            *c = Some(Arc::new(BridgeConfig {
+                filter,
+                key,
+                upstream_path,
+            }));
+        }
+    }
+
+    pub fn set_gateway(&self, base_url: Option<String>) {
+        if let Ok(mut g) = self.gateway.write() {
+            *g = base_url;
+        }
+    }
+
+    fn current(&self) -> Option<(Arc<BridgeConfig>, String)> {
+        let config = self.config.read().ok()?.clone()?;
+        let gateway = self.gateway.read().ok()?.clone()?;
+        Some((config, gateway))
+    }
+}
+
+#[derive(Clone)]
+pub struct Bridge {
+    pub state: Arc<BridgeState>,
+    http: reqwest::Client,
+}
+
+impl Bridge {
+    pub fn new(state: Arc<BridgeState>) -> Bridge {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
+        Bridge { state, http }
+    }
+
+    /// The bridge's HTTP routes (Envoy sends it `GET <mcp_path>`; any path is accepted).
+    pub fn router(self) -> axum::Router {
+        axum::Router::new()
+            .fallback(axum::routing::get(merged_stream))
+            .with_state(self)
+    }
+}
+
+fn error(status: StatusCode, code: i64, message: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        jsonrpc::error_body(None, code, message),
+    )
+        .into_response()
+}
+
+/// One upstream event on its way into the merged stream.
+struct Incoming {
+    upstream: String,
+    id: Option<String>,
+    data: String,
+}
+
+async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Response {
+    let Some((config, gateway)) = bridge.state.current() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::INTERNAL_ERROR,
+            "The gateway is starting",
+        );
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let Some(token) = header(SESSION_HEADER) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: the Mcp-Session-Id header is required",
+        );
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let session = match session::open(&config.key, &token, now, config.filter.session_max_age_s) {
+        Ok(s) => s,
+        Err(e) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                SESSION_NOT_FOUND,
+                &format!("Session not found: {e}; send initialize again"),
+            );
+        }
+    };
+    let mut position: Map<String, Value> = header("last-event-id")
+        .map(|l| merge::decode_position(&l))
+        .unwrap_or_default();
+
+    let (tx, mut rx) = mpsc::channel::<Incoming>(64);
+    for us in &session.upstreams {
+        if !config.filter.upstreams.iter().any(|u| u.name == us.name) {
+            continue;
+        }
+        let url = format!("{gateway}{}/{}/mcp", config.upstream_path, us.name);
+        let last = position
+            .get(&us.name)
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        tokio::spawn(follow(
+            bridge.http.clone(),
+            url,
+            us.name.clone(),
+            us.session_id.clone(),
+            us.protocol_version.clone(),
+            last,
+            tx.clone(),
+        ));
+    }
+    drop(tx);
+
+    let prefixes: Vec<(String, String)> = config
+        .filter
+        .upstreams
+        .iter()
+        .map(|u| (u.name.clone(), u.uri_prefix.clone()))
+        .collect();
+    let events = async_stream(move |emit| async move {
+        loop {
+            // A client that leaves releases the upstream streams at once, not at the next event.
+            let msg = tokio::select! {
+                m = rx.recv() => m,
+                () = emit.closed() => return,
+            };
+            let Some(msg) = msg else { return };
+            if let Some(id) = &msg.id {
+                position.insert(msg.upstream.clone(), Value::String(id.clone()));
+            }
+            let prefix = prefixes
+                .iter()
+                .find(|(n, _)| *n == msg.upstream)
+                .map(|(_, p)| p.as_str());
+            let Some(data) = merge::rewrite(&msg.data, &msg.upstream, prefix) else {
+                continue;
+            };
+            let event = Event::default()
+                .event("message")
+                .id(merge::encode_position(&position))
+                .data(data);
+            if emit.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// A stream fed by an async producer (the merge loop), ending when the client goes away.
+fn async_stream<F, Fut>(
+    produce: F,
+) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>>
+where
+    F: FnOnce(mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Event>(16);
+    tokio::spawn(produce(tx));
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(
+    rx: mpsc::Receiver<Event>,
+) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>> {
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
+}
+
+/// Reads one upstream's stream through Envoy until the client leaves, opening it again
+/// (from its last event id) when it ends. An upstream without a stream (405) or without the
+/// session (404) is left out.
+async fn follow(
+    http: reqwest::Client,
+    url: String,
+    upstream: String,
+    session_id: Option<String>,
+    version: String,
+    mut last_id: Option<String>,
+    tx: mpsc::Sender<Incoming>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    while !tx.is_closed() {
+        let mut req = http
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .header(VERSION_HEADER, &version);
+        if let Some(sid) = &session_id {
+            req = req.header(SESSION_HEADER, sid);
+        }
+        if let Some(id) = &last_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = tokio::select! {
+            r = req.send() => r,
+            () = tx.closed() => return,
+        };
+        match resp {
+            Ok(r)
+                if r.status() == StatusCode::METHOD_NOT_ALLOWED
+                    || r.status() == StatusCode::NOT_FOUND =>
+            {
+                debug!(upstream, status = %r.status(), "upstream offers no event stream for this session");
+                return;
+            }
+            Ok(r) if r.status().is_success() => {
+                backoff = Duration::from_millis(250);
+                let mut body = r.bytes_stream();
+                let mut decoder = sse::Decoder::new();
+                let mut received = 0usize;
+                loop {
+                    let chunk = tokio::select! {
+                        c = body.next() => c,
+                        () = tx.closed() => return,
+                    };
+                    let Some(Ok(chunk)) = chunk else { break };
+                    for event in decoder.push(&chunk) {
+                        received += 1;
+                        if event.id.is_some() {
+                            last_id.clone_from(&event.id);
+                        }
+                        let msg = Incoming {
+                            upstream: upstream.clone(),
+                            id: event.id,
+                            data: event.data,
+                        };
+                        if tx.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if received == 0 && last_id.is_some() {
+                    // A server that cannot resume from that id ends the stream at once: start
+                    // a fresh one rather than asking for the same replay forever.
+                    debug!(upstream, "resuming gave nothing; opening a fresh stream");
+                    last_id = None;
+                }
+                debug!(upstream, "upstream event stream ended; opening it again");
+            }
+            Ok(r) => warn!(upstream, status = %r.status(), "upstream event stream refused"),
+            Err(e) => warn!(upstream, error = %e, "upstream event stream failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = tx.closed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
