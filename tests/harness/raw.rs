@@ -97,11 +97,17 @@ pub fn sse_messages(text: &str) -> Vec<Value> {
 
 /// `initialize` + `notifications/initialized`; returns the session id.
 pub async fn initialize(url: &str) -> anyhow::Result<String> {
+    Ok(initialize_with(url, json!({})).await?.1)
+}
+
+/// `initialize` declaring `capabilities`, then `notifications/initialized`; returns the
+/// answer to `initialize` and the session id.
+pub async fn initialize_with(url: &str, capabilities: Value) -> anyhow::Result<(Answer, String)> {
     let a = post(
         url,
         None,
         &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+            "protocolVersion": "2025-06-18", "capabilities": capabilities, "clientInfo": {"name": "raw", "version": "1"}}}),
     )
     .await?;
     anyhow::ensure!(
@@ -124,7 +130,68 @@ pub async fn initialize(url: &str) -> anyhow::Result<String> {
         "notifications/initialized: HTTP {}",
         n.status
     );
-    Ok(session)
+    Ok((a, session))
+}
+
+/// Messages of an SSE response as they stream: (event id, message). Abort the handle to close
+/// the stream.
+pub type Events = tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Value)>;
+
+pub fn follow(resp: reqwest::Response) -> (tokio::task::JoinHandle<()>, Events) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut resp = resp;
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let event: String = buf.drain(..end + 2).collect();
+                let id = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("id:"))
+                    .map(|s| s.trim().to_string());
+                for m in sse_messages(&event) {
+                    if tx.send((id.clone(), m)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (task, rx)
+}
+
+/// The next message that `want` accepts, within 15 s.
+pub async fn wait_for(
+    rx: &mut Events,
+    what: &str,
+    want: impl Fn(&Value) -> bool,
+) -> anyhow::Result<(Option<String>, Value)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some((id, m))) if want(&m) => return Ok((id, m)),
+            Ok(Some(_)) => continue,
+            _ => anyhow::bail!("no {what} within 15 s"),
+        }
+    }
+}
+
+/// POSTs a request whose answer is an SSE stream, and follows it.
+pub async fn post_following(
+    url: &str,
+    session: &str,
+    body: &Value,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, Events)> {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", ACCEPT)
+        .header("mcp-session-id", session)
+        .body(body.to_string())
+        .send()
+        .await?;
+    Ok(follow(resp))
 }
 
 pub fn call(id: Value, tool: &str, args: Value) -> Value {

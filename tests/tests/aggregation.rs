@@ -705,80 +705,30 @@ async fn a_server_request_inside_a_call_reaches_the_client_and_its_answer_the_up
     .await?;
     let ep = gw.endpoint.clone();
     // A client that can sample, so server-everything offers its sampling tool.
-    let init = raw::post(&ep, None, &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "t", "version": "1"}}})).await?;
-    let session = init.session_id().unwrap_or_default();
-    raw::post(
-        &ep,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await?;
+    let (_, session) = raw::initialize_with(&ep, json!({"sampling": {}})).await?;
 
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let call = raw::call(
         json!("call-1"),
         "ev__trigger-sampling-request",
         json!({"prompt": "hello"}),
     );
-    let stream = {
-        let (ep, session) = (ep.clone(), session.clone());
-        tokio::spawn(async move {
-            let mut resp = reqwest::Client::new()
-                .post(&ep)
-                .header("content-type", "application/json")
-                .header("accept", raw::ACCEPT)
-                .header("mcp-session-id", &session)
-                .body(call.to_string())
-                .send()
-                .await?;
-            let mut buf = String::new();
-            while let Some(chunk) = resp.chunk().await? {
-                buf.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buf.find("\n\n") {
-                    let event: String = buf.drain(..end + 2).collect();
-                    for m in raw::sse_messages(&event) {
-                        let _ = tx.send(m);
-                    }
-                }
-            }
-            anyhow::Ok(())
-        })
-    };
-    let request = loop {
-        let m = next(&mut rx)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no sampling request came\n{}", gw.logs()))?;
-        if m["method"] == "sampling/createMessage" {
-            break m;
-        }
-    };
+    let (stream, mut rx) = raw::post_following(&ep, &session, &call).await?;
+    let (_, request) = raw::wait_for(&mut rx, "sampling request", |m| {
+        m["method"] == "sampling/createMessage"
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
     let tagged = request["id"].as_str().unwrap_or_default().to_string();
     assert!(tagged.starts_with("sb:ev:"), "{request}");
     let answer = json!({"jsonrpc": "2.0", "id": tagged, "result": {
         "role": "assistant", "content": {"type": "text", "text": "sampled!"}, "model": "test-model", "stopReason": "endTurn"}});
     let a = raw::post(&ep, Some(&session), &answer).await?;
     assert!(a.status == 202 || a.status == 200, "{a:?}");
-    let result = loop {
-        let m = next(&mut rx)
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no result after the answer\n{}", gw.logs()))?;
-        if m["id"] == "call-1" {
-            break m;
-        }
-    };
+    let (_, result) = raw::wait_for(&mut rx, "the call's result", |m| m["id"] == "call-1").await?;
     let text = result["result"]["content"][0]["text"]
         .as_str()
         .unwrap_or_default();
     assert!(text.contains("sampled!"), "{result}");
-    stream.await??;
+    stream.abort();
     Ok(())
-}
-
-/// The next streamed message, waiting at most 15 s.
-async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> Option<Value> {
-    tokio::time::timeout(Duration::from_secs(15), rx.recv())
-        .await
-        .ok()
-        .flatten()
 }

@@ -6,49 +6,6 @@ use std::time::Duration;
 use switchboard_e2e::peers::{Everything, RmcpServer};
 use switchboard_e2e::{Gateway, eventually, raw};
 
-type Events = tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Value)>;
-
-/// Reads an SSE response into a channel of (event id, message); abort the handle to close it.
-fn follow(resp: reqwest::Response) -> (tokio::task::JoinHandle<()>, Events) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let task = tokio::spawn(async move {
-        let mut resp = resp;
-        let mut buf = String::new();
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find("\n\n") {
-                let event: String = buf.drain(..end + 2).collect();
-                let id = event
-                    .lines()
-                    .find_map(|l| l.strip_prefix("id:"))
-                    .map(|s| s.trim().to_string());
-                for m in raw::sse_messages(&event) {
-                    if tx.send((id.clone(), m)).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    (task, rx)
-}
-
-async fn wait_for(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Option<String>, Value)>,
-    what: &str,
-    want: impl Fn(&Value) -> bool,
-) -> anyhow::Result<(Option<String>, Value)> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let next = tokio::time::timeout_at(deadline, rx.recv()).await;
-        match next {
-            Ok(Some((id, m))) if want(&m) => return Ok((id, m)),
-            Ok(Some(_)) => continue,
-            _ => anyhow::bail!("no {what} on the merged stream within 15 s"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_merged_stream_carries_every_upstreams_notifications() -> anyhow::Result<()> {
     let alpha = RmcpServer::start("alpha").await?;
@@ -60,19 +17,11 @@ async fn the_merged_stream_carries_every_upstreams_notifications() -> anyhow::Re
     ))
     .await?;
     let ep = gw.endpoint.clone();
-    let init = raw::post(&ep, None, &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).await?;
+    let (init, session) = raw::initialize_with(&ep, json!({})).await?;
     // What travels on the stream is advertised now.
     let caps = &init.response()["result"]["capabilities"];
     assert_eq!(caps["resources"]["subscribe"], true, "{caps}");
     assert_eq!(caps["tools"]["listChanged"], true, "{caps}");
-    let session = init.session_id().unwrap_or_default();
-    raw::post(
-        &ep,
-        Some(&session),
-        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-    )
-    .await?;
 
     let resp = open_stream(&ep, &session, None).await?;
     assert!(
@@ -80,7 +29,7 @@ async fn the_merged_stream_carries_every_upstreams_notifications() -> anyhow::Re
             .to_str()?
             .starts_with("text/event-stream")
     );
-    let (first, mut events) = follow(resp);
+    let (first, mut events) = raw::follow(resp);
 
     // Logging from one upstream, resource updates (with the prefixed URI) from the same.
     let uri = "ev+demo://resource/static/document/architecture.md";
@@ -98,13 +47,13 @@ async fn the_merged_stream_carries_every_upstreams_notifications() -> anyhow::Re
         &raw::call(json!(3), "ev__toggle-subscriber-updates", json!({})),
     )
     .await?;
-    let (_, log) = wait_for(&mut events, "log message", |m| {
+    let (_, log) = raw::wait_for(&mut events, "log message", |m| {
         m["method"] == "notifications/message"
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
     assert!(log["params"]["level"].is_string(), "{log}");
-    let (id, update) = wait_for(&mut events, "resource update", |m| {
+    let (id, update) = raw::wait_for(&mut events, "resource update", |m| {
         m["method"] == "notifications/resources/updated"
     })
     .await?;
@@ -137,8 +86,8 @@ async fn the_merged_stream_carries_every_upstreams_notifications() -> anyhow::Re
     // the SDK an event id where a stream id belongs), so continue with a fresh stream.
     drop(resumed);
     release(&gw).await?;
-    let (_again_task, mut again) = follow(open_stream(&ep, &session, None).await?);
-    wait_for(&mut again, "log message on a new stream", |m| {
+    let (_again_task, mut again) = raw::follow(open_stream(&ep, &session, None).await?);
+    raw::wait_for(&mut again, "log message on a new stream", |m| {
         m["method"] == "notifications/message"
     })
     .await
