@@ -306,3 +306,58 @@ async fn sigterm_drains_and_stops_envoy() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_envoy_that_dies_under_run_is_started_again() -> anyhow::Result<()> {
+    let upstream = RmcpServer::start("alpha").await?;
+    // Fixed ports, so the endpoint stays the same across the restart.
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+    let (listen, admin) = (free()?, free()?);
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: {listen}\n  admin: {admin}\nupstreams:\n  - name: alpha\n    url: {}\n",
+        upstream.url()
+    ))
+    .await?;
+    let envoy_pid =
+        child_envoy(gw.pid()).ok_or_else(|| anyhow::anyhow!("no envoy child\n{}", gw.logs()))?;
+    switchboard_e2e::signal(envoy_pid, nix::sys::signal::Signal::SIGKILL);
+
+    let err = gw.stderr.clone();
+    eventually(Duration::from_secs(30), "envoy to be started again", || {
+        let restarted = err.text().matches("envoy started").count() >= 2;
+        async move { restarted.then_some(()) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    let endpoint = gw.endpoint.clone();
+    let client = eventually(
+        Duration::from_secs(30),
+        "the gateway to serve again",
+        || {
+            let url = endpoint.clone();
+            async move { connect(&url).await.ok() }
+        },
+    )
+    .await?;
+    assert_eq!(
+        call_text(&client, "alpha__whoami", json!({})).await?,
+        "alpha"
+    );
+    assert!(child_envoy(gw.pid()).is_some_and(|p| p != envoy_pid));
+    Ok(())
+}
+
+/// The pid of the Envoy that switchboard runs.
+fn child_envoy(parent: u32) -> Option<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &parent.to_string()])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .find(|pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim().starts_with("envoy"))
+        })
+}
