@@ -24,6 +24,15 @@ pub fn rewrite(data: &str, upstream: &str, uri_prefix: Option<&str>) -> Option<S
     Some(message.to_string())
 }
 
+/// Whether a message says a list changed (`notifications/tools/list_changed`…).
+pub fn is_list_changed(data: &str) -> bool {
+    serde_json::from_str::<Value>(data).is_ok_and(|m| {
+        m["method"]
+            .as_str()
+            .is_some_and(|method| method.ends_with("/list_changed"))
+    })
+}
+
 /// Every upstream's last event id, as one opaque event id.
 pub fn encode_position(position: &Map<String, Value>) -> String {
     URL_SAFE_NO_PAD.encode(Value::Object(position.clone()).to_string())

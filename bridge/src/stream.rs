@@ -14,7 +14,9 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use switchboard_protocol::exchange::{SESSION_HEADER, SESSION_NOT_FOUND, VERSION_HEADER};
+use switchboard_protocol::exchange::{
+    LIST_CHANGED_MARKER, SESSION_HEADER, SESSION_NOT_FOUND, VERSION_HEADER,
+};
 use switchboard_protocol::filter_config::FilterConfig;
 use switchboard_protocol::jsonrpc::{self, code};
 use switchboard_protocol::session::{self, SessionKey};
@@ -187,6 +189,15 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
             let Some(data) = merge::rewrite(&msg.data, &msg.upstream, prefix) else {
                 continue;
             };
+            if merge::is_list_changed(&data) {
+                // Tells the gateway's filter, which watches this stream, that this upstream's
+                // cached lists are stale; clients ignore comments.
+                let marker =
+                    Event::default().comment(format!("{}{}", LIST_CHANGED_MARKER, msg.upstream));
+                if emit.send(marker).await.is_err() {
+                    return;
+                }
+            }
             let event = Event::default()
                 .event("message")
                 .id(merge::encode_position(&position))

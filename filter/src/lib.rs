@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 use switchboard_protocol::exchange::{
-    CalloutAnswer, Clock, Exchange, Gateway, Reply, RequestHead, ResponseStep, Route,
+    CalloutAnswer, Clock, Exchange, Gateway, ListCache, Reply, RequestHead, ResponseStep, Route,
     SESSION_HEADER, Step, VERSION_HEADER, forwarded_request_header,
 };
 use switchboard_protocol::filter_config::{FilterConfig, ROUTE_HEADER};
@@ -44,7 +44,7 @@ impl RootContext for Root {
         };
         match FilterConfig::from_json(&bytes) {
             Ok(config) => {
-                self.gateway = Some(Rc::new(Gateway::new(config)));
+                self.gateway = Some(Rc::new(Gateway::with_cache(config, Box::new(SharedCache))));
                 true
             }
             Err(e) => {
@@ -262,7 +262,9 @@ impl HttpContext for Request {
                     .ok()
                     .flatten()
                     .unwrap_or_default();
-                let out = self.exchange.on_response_chunk(&chunk, end_of_stream);
+                let out = self
+                    .exchange
+                    .on_response_chunk(&self.gateway, &chunk, end_of_stream);
                 if out != chunk
                     && let Err(e) =
                         hostcalls::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out)
@@ -411,6 +413,7 @@ impl Request {
         seed.extend_from_slice(&n.to_be_bytes());
         Clock {
             now_s: t.as_secs(),
+            now_ms: u64::try_from(t.as_millis()).unwrap_or(u64::MAX),
             seed,
         }
     }
@@ -419,6 +422,49 @@ impl Request {
         for line in self.exchange.take_log() {
             warn!("switchboard: {line}");
         }
+    }
+}
+
+/// List results in Envoy's shared data, which every worker's VM (of this VM id) sees.
+struct SharedCache;
+
+impl SharedCache {
+    fn key(key: &str) -> String {
+        format!("switchboard/{key}")
+    }
+}
+
+impl ListCache for SharedCache {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        hostcalls::get_shared_data(&Self::key(key)).ok()?.0
+    }
+
+    fn put(&self, key: &str, value: &[u8]) {
+        if let Err(e) = hostcalls::set_shared_data(&Self::key(key), Some(value), None) {
+            warn!("switchboard: cannot cache a list: {e:?}");
+        }
+    }
+
+    fn generation(&self, upstream: &str) -> u64 {
+        self.get(&format!("gen/{upstream}"))
+            .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn bump(&self, upstream: &str) {
+        let key = Self::key(&format!("gen/{upstream}"));
+        // Workers may bump at once: compare-and-swap, a few tries.
+        for _ in 0..8 {
+            let (value, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+            let current: u64 = value
+                .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+                .unwrap_or(0);
+            let next = (current + 1).to_string();
+            if hostcalls::set_shared_data(&key, Some(next.as_bytes()), cas).is_ok() {
+                return;
+            }
+        }
+        warn!("switchboard: cannot mark the lists of {upstream:?} as changed");
     }
 }
 

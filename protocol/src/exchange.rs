@@ -25,17 +25,53 @@ pub const UPSTREAM_ERROR: i64 = -32002;
 /// JSON-RPC code for an upstream that did not answer in time.
 pub const UPSTREAM_TIMEOUT: i64 = -32003;
 
+/// Where list results are kept between requests, shared by Envoy's workers (the wasm adapter
+/// uses Envoy's shared data). A cached list is keyed by its upstream's generation: `bump`,
+/// called when the upstream says its list changed, makes every cached list of it stale.
+pub trait ListCache {
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    fn put(&self, key: &str, value: &[u8]);
+    fn generation(&self, upstream: &str) -> u64;
+    fn bump(&self, upstream: &str);
+}
+
+/// No cache: every list goes to the upstreams.
+pub struct NoCache;
+
+impl ListCache for NoCache {
+    fn get(&self, _key: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn put(&self, _key: &str, _value: &[u8]) {}
+    fn generation(&self, _upstream: &str) -> u64 {
+        0
+    }
+    fn bump(&self, _upstream: &str) {}
+}
+
 /// The configuration compiled for the data path: built once per configuration.
-#[derive(Debug)]
 pub struct Gateway {
     pub config: FilterConfig,
     key: SessionKey,
+    cache: Box<dyn ListCache>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Gateway {
     pub fn new(config: FilterConfig) -> Gateway {
+        Self::with_cache(config, Box::new(NoCache))
+    }
+
+    pub fn with_cache(config: FilterConfig, cache: Box<dyn ListCache>) -> Gateway {
         let key = SessionKey::derive(config.session_key.as_bytes());
-        Gateway { config, key }
+        Gateway { config, key, cache }
     }
 
     /// Whether names carry their upstream's prefix (`prefix_mode: when_needed` drops it while
@@ -78,6 +114,8 @@ pub struct RequestHead {
 #[derive(Debug, Clone)]
 pub struct Clock {
     pub now_s: u64,
+    /// Milliseconds since the epoch, for cache expiry.
+    pub now_ms: u64,
     pub seed: Vec<u8>,
 }
 
@@ -155,6 +193,8 @@ enum State {
     },
     FanOut(FanOutState),
     Routed(Routed),
+    /// The merged GET stream, watched for the bridge's `list_changed` markers.
+    Stream(crate::sse::EventSplitter),
     Done,
 }
 
@@ -178,6 +218,9 @@ enum Op {
         pages: Vec<Page>,
         slots: Vec<usize>,
         issued_at: u64,
+        /// Per call: where to cache its answer and the generation it belongs to (`None`: not
+        /// cacheable, or from the cache).
+        cache_keys: Vec<Option<(String, u64)>>,
     },
     /// Notifications and `logging/setLevel`: answer once every upstream has it.
     Broadcast {
@@ -231,6 +274,8 @@ struct Routed {
     /// Several upstreams share the session: requests the upstream sends in its SSE answer get
     /// ids that say whose they are.
     tag_requests: bool,
+    /// Its lists are cached: a `list_changed` in its answer makes them stale.
+    watch_lists: bool,
     splitter: Option<crate::sse::EventSplitter>,
 }
 
@@ -297,7 +342,7 @@ impl Exchange {
             // 405 for a server that offers none.
             // The bridge merges the upstreams' streams; Envoy routes the GET to it.
             "GET" if gw.config.get_stream => {
-                self.state = State::Done;
+                self.state = State::Stream(crate::sse::EventSplitter::new());
                 Step::PassThrough
             }
             "GET" => {
@@ -433,7 +478,7 @@ impl Exchange {
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or(Value::Null);
         if let Some(kind) = ListKind::from_method(method) {
-            return self.list(gw, session, id, kind, &params_value);
+            return self.list(gw, session, id, kind, &params_value, clock);
         }
         match method {
             "tools/call" | "prompts/get" => {
@@ -659,6 +704,7 @@ impl Exchange {
         id: &RawValue,
         kind: ListKind,
         params: &Value,
+        clock: &Clock,
     ) -> Step {
         let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
         let n = session.upstreams.len();
@@ -684,6 +730,12 @@ impl Exchange {
         let mut targets = Vec::new();
         let mut slots = Vec::new();
         let mut callouts = Vec::new();
+        let mut answers = Vec::new();
+        let mut cache_keys = Vec::new();
+        // Only plain lists are cached: anything besides the cursor may change the answer.
+        let plain = base
+            .as_object()
+            .is_none_or(|o| o.keys().all(|k| k == "_meta"));
         for (slot, us) in session.upstreams.iter().enumerate() {
             if us.capabilities & kind.capability() == 0 || pages[slot] == Page::Done {
                 continue;
@@ -699,18 +751,46 @@ impl Exchange {
                 }
                 params["cursor"] = Value::String(c.clone());
             }
-            let mut msg = json!({"jsonrpc": "2.0", "id": id_value, "method": kind.method()});
-            if !params.is_null() {
-                msg["params"] = params;
+            let key = (upstream.cache_ms > 0 && plain).then(|| {
+                let page = match &pages[slot] {
+                    Page::At(c) => c.as_str(),
+                    _ => "",
+                };
+                // One key per upstream, method and page (Envoy's shared data cannot delete): the
+                // generation lives in the entry.
+                format!("list/{}/{}/{page}", upstream.name, kind.method())
+            });
+            let generation = gw.cache.generation(&upstream.name);
+            if let Some(result) = key
+                .as_deref()
+                .and_then(|k| cached(gw, k, generation, clock.now_ms))
+            {
+                let body = json!({"jsonrpc": "2.0", "id": id_value, "result": result})
+                    .to_string()
+                    .into_bytes();
+                answers.push(Some(Ok(CalloutAnswer {
+                    status: 200,
+                    content_type: "application/json".into(),
+                    session_id: None,
+                    body,
+                })));
+                cache_keys.push(None);
+            } else {
+                let mut msg = json!({"jsonrpc": "2.0", "id": id_value, "method": kind.method()});
+                if !params.is_null() {
+                    msg["params"] = params;
+                }
+                callouts.push(callout(
+                    targets.len(),
+                    upstream,
+                    "POST",
+                    us.session_id.as_deref(),
+                    &us.protocol_version,
+                    msg.to_string().as_bytes(),
+                ));
+                answers.push(None);
+                cache_keys.push(key.map(|k| (k, generation)));
             }
-            callouts.push(callout(
-                targets.len(),
-                upstream,
-                "POST",
-                us.session_id.as_deref(),
-                &us.protocol_version,
-                msg.to_string().as_bytes(),
-            ));
             targets.push(index);
             slots.push(slot);
         }
@@ -721,17 +801,23 @@ impl Exchange {
                 result_body(&id_value, json!({ kind.key(): [] })),
             ));
         }
-        self.state = State::FanOut(FanOutState {
+        let state = FanOutState {
             op: Op::List {
                 kind,
                 pages,
                 slots,
                 issued_at: session.issued_at,
+                cache_keys,
             },
             id: Some(id_value),
-            answers: vec![None; targets.len()],
+            answers,
             targets,
-        });
+        };
+        if callouts.is_empty() {
+            // Every upstream answered from the cache.
+            return self.finish_fan_out(gw, state, clock);
+        }
+        self.state = State::FanOut(state);
         Step::AwaitCallouts(callouts)
     }
 
@@ -1061,6 +1147,7 @@ impl Exchange {
             uri_prefix,
             buffering: false,
             tag_requests: session.upstreams.len() > 1,
+            watch_lists: gw.by_name(upstream).is_some_and(|(_, u)| u.cache_ms > 0),
             splitter: None,
         });
         Step::Route(Route {
@@ -1174,6 +1261,12 @@ impl Exchange {
                     }
                     Ok((a, result))
                 });
+            if let (Op::List { cache_keys, .. }, Ok((_, result))) = (&op, &outcome)
+                && let Some((key, generation)) = &cache_keys[call]
+            {
+                let entry = json!({"g": generation, "e": clock.now_ms.saturating_add(upstream.cache_ms), "r": result});
+                gw.cache.put(key, entry.to_string().as_bytes());
+            }
             if let Op::List { pages, slots, .. } = &mut op {
                 // A failed upstream is left out of the following pages too.
                 pages[slots[call]] = match &outcome {
@@ -1420,6 +1513,12 @@ impl Exchange {
         content_type: Option<&str>,
         code_details: Option<&str>,
     ) -> ResponseStep {
+        if let State::Stream(_) = &self.state {
+            if (200..300).contains(&status) && code_details.is_none_or(|d| d == "via_upstream") {
+                return ResponseStep::Transform;
+            }
+            self.state = State::Done;
+        }
         let State::Routed(routed) = &mut self.state else {
             return ResponseStep::Stream { remove: vec![] };
         };
@@ -1456,7 +1555,7 @@ impl Exchange {
                 .to_ascii_lowercase()
                 .starts_with("text/event-stream")
         });
-        if routed.tag_requests && is_sse && (200..300).contains(&status) {
+        if (routed.tag_requests || routed.watch_lists) && is_sse && (200..300).contains(&status) {
             routed.splitter = Some(crate::sse::EventSplitter::new());
             return ResponseStep::Transform;
         }
@@ -1467,27 +1566,51 @@ impl Exchange {
 
     /// One chunk of a response that [`ResponseStep::Transform`] asked for: the bytes to send
     /// instead. Whole events go out as soon as they are complete.
-    pub fn on_response_chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Vec<u8> {
-        let State::Routed(Routed {
-            upstream,
-            splitter: Some(splitter),
-            ..
-        }) = &mut self.state
-        else {
-            return chunk.to_vec();
-        };
+    pub fn on_response_chunk(
+        &mut self,
+        gw: &Gateway,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(chunk.len() + 32);
-        for event in splitter.push(chunk) {
-            match tag_event(&event, upstream) {
-                Some(tagged) => out.extend_from_slice(tagged.as_bytes()),
-                None => out.extend_from_slice(&event),
+        match &mut self.state {
+            State::Routed(Routed {
+                upstream,
+                splitter: Some(splitter),
+                tag_requests,
+                ..
+            }) => {
+                for event in splitter.push(chunk) {
+                    if is_list_changed(&event) {
+                        gw.cache.bump(upstream);
+                    }
+                    match tag_requests.then(|| tag_event(&event, upstream)).flatten() {
+                        Some(tagged) => out.extend_from_slice(tagged.as_bytes()),
+                        None => out.extend_from_slice(&event),
+                    }
+                }
             }
+            // The merged GET stream: the bridge marks each upstream's `list_changed` with a
+            // comment, which only the gateway reads.
+            State::Stream(splitter) => {
+                for event in splitter.push(chunk) {
+                    match list_changed_marker(&event) {
+                        Some(upstream) => gw.cache.bump(upstream),
+                        None => out.extend_from_slice(&event),
+                    }
+                }
+            }
+            _ => return chunk.to_vec(),
         }
-        if end_of_stream
-            && let State::Routed(Routed { splitter, .. }) = &mut self.state
-            && let Some(rest) = splitter.take()
-        {
-            out.extend(rest.finish());
+        if end_of_stream {
+            match std::mem::take(&mut self.state) {
+                State::Routed(Routed {
+                    splitter: Some(splitter),
+                    ..
+                })
+                | State::Stream(splitter) => out.extend(splitter.finish()),
+                other => self.state = other,
+            }
         }
         out
     }
@@ -1571,6 +1694,13 @@ pub fn forwarded_request_header(name: &str) -> bool {
                 | "x-forwarded-proto"
                 | "x-envoy-expected-rq-timeout-ms"
         )
+}
+
+/// A cached list result of the upstream's current generation that has not expired.
+fn cached(gw: &Gateway, key: &str, generation: u64, now_ms: u64) -> Option<Value> {
+    let entry: Value = serde_json::from_slice(&gw.cache.get(key)?).ok()?;
+    (entry["g"].as_u64()? == generation && entry["e"].as_u64()? > now_ms)
+        .then(|| entry["r"].clone())
 }
 
 /// A callout to one upstream, with its configured headers.
@@ -1698,6 +1828,37 @@ fn replace_id(body: &[u8], id: Value) -> Vec<u8> {
 }
 
 /// An SSE event carrying a server request, with its id tagged; `None` for anything else.
+/// Whether an event tells that a list changed (`notifications/tools/list_changed`…).
+fn is_list_changed(raw: &[u8]) -> bool {
+    raw.windows(12).any(|w| w == b"list_changed")
+        && crate::sse::parse(raw)
+            .into_iter()
+            .next()
+            .is_some_and(|event| {
+                serde_json::from_str::<Value>(&event.data).is_ok_and(|m| {
+                    m["method"]
+                        .as_str()
+                        .is_some_and(|method| method.ends_with("/list_changed"))
+                })
+            })
+}
+
+/// The comment the bridge puts before an upstream's `list_changed`.
+pub const LIST_CHANGED_MARKER: &str = "switchboard list_changed ";
+
+/// The upstream named by a raw event that is only the bridge's marker comment.
+fn list_changed_marker(raw: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let line = text.trim_end_matches(['\r', '\n']);
+    if line.contains('\n') {
+        return None;
+    }
+    line.strip_prefix(':')?
+        .trim_start()
+        .strip_prefix(LIST_CHANGED_MARKER)
+        .map(str::trim)
+}
+
 fn tag_event(raw: &[u8], upstream: &str) -> Option<String> {
     // Most events are results and notifications: skip parsing what cannot be a request.
     if !raw.windows(8).any(|w| w == b"\"method\"") {
@@ -1752,6 +1913,7 @@ mod tests {
     fn clock() -> Clock {
         Clock {
             now_s: CLOCK_S,
+            now_ms: CLOCK_S * 1000,
             seed: b"test-seed".to_vec(),
         }
     }
@@ -2642,9 +2804,9 @@ mod tests {
         let stream = "event: message\nid: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\n\n: ping\n\n";
         let mut out = Vec::new();
         for chunk in stream.as_bytes().chunks(10) {
-            out.extend(ex.on_response_chunk(chunk, false));
+            out.extend(ex.on_response_chunk(&gw, chunk, false));
         }
-        out.extend(ex.on_response_chunk(b"", true));
+        out.extend(ex.on_response_chunk(&gw, b"", true));
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("event: message\nid: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\""), "notifications pass byte for byte: {text}");
         assert!(text.ends_with(": ping\n\n"), "{text}");
@@ -2738,5 +2900,152 @@ mod tests {
             )],
         );
         assert_eq!(reply(step).1["error"]["code"], code::INVALID_PARAMS);
+    }
+
+    /// A cache in memory, counting bumps like Envoy's shared data would hold them.
+    #[derive(Default, Clone)]
+    struct MemoryCache(std::rc::Rc<std::cell::RefCell<std::collections::HashMap<String, Vec<u8>>>>);
+
+    impl ListCache for MemoryCache {
+        fn get(&self, key: &str) -> Option<Vec<u8>> {
+            self.0.borrow().get(key).cloned()
+        }
+        fn put(&self, key: &str, value: &[u8]) {
+            self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+        }
+        fn generation(&self, upstream: &str) -> u64 {
+            self.get(&format!("gen/{upstream}"))
+                .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+                .unwrap_or(0)
+        }
+        fn bump(&self, upstream: &str) {
+            let next = self.generation(upstream) + 1;
+            self.put(&format!("gen/{upstream}"), next.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn cached_lists_skip_the_upstream_until_they_expire_or_change() {
+        let mut config = example(2);
+        config.upstreams[0].cache_ms = 30_000;
+        let cache = MemoryCache::default();
+        let gw = Gateway::with_cache(config, Box::new(cache.clone()));
+        let token = session_token(&gw);
+        let list = r#"{"jsonrpc":"2.0","id":40,"method":"tools/list"}"#;
+        let u0 = || {
+            answer(
+                None,
+                json!({"jsonrpc":"2.0","id":40,"result":{"tools":[{"name":"a"}]}}),
+            )
+        };
+        let u1 = || {
+            answer(
+                None,
+                json!({"jsonrpc":"2.0","id":40,"result":{"tools":[{"name":"x"}]}}),
+            )
+        };
+        let (step, calls) = run(&gw, Some(&token), list, vec![u0(), u1()]);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            reply(step).1["result"]["tools"].as_array().unwrap().len(),
+            2
+        );
+
+        // Second time: only the uncached upstream is asked; the answer is the same.
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let calls = callouts(ex.on_request_body(&gw, list.as_bytes(), &clock()));
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].cluster, "upstream-u1");
+        let (_, v, _) = reply(ex.on_callout_response(&gw, 1, u1(), &clock()).unwrap());
+        let names: Vec<&str> = v["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["u0__a", "u1__x"]);
+
+        // Expired: asked again.
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let later = Clock {
+            now_ms: CLOCK_S * 1000 + 30_001,
+            ..clock()
+        };
+        assert_eq!(
+            callouts(ex.on_request_body(&gw, list.as_bytes(), &later)).len(),
+            2
+        );
+
+        // A list_changed in u0's answer makes its cached lists stale.
+        let before = cache.generation("u0");
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"u0__a"}}"#,
+            &clock(),
+        );
+        assert_eq!(
+            ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
+            ResponseStep::Transform
+        );
+        let out = ex.on_response_chunk(
+            &gw,
+            b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n",
+            true,
+        );
+        assert!(!out.is_empty(), "the notification still reaches the client");
+        assert_eq!(cache.generation("u0"), before + 1);
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        assert_eq!(
+            callouts(ex.on_request_body(&gw, list.as_bytes(), &clock())).len(),
+            2,
+            "stale after the change"
+        );
+        let keys = cache
+            .0
+            .borrow()
+            .keys()
+            .filter(|k| k.starts_with("list/"))
+            .count();
+        assert_eq!(keys, 1, "one entry per upstream, method and page");
+    }
+
+    #[test]
+    fn the_bridge_marker_on_the_get_stream_bumps_and_is_not_forwarded() {
+        let cache = MemoryCache::default();
+        let gw = Gateway::with_cache(
+            FilterConfig {
+                get_stream: true,
+                ..example(2)
+            },
+            Box::new(cache.clone()),
+        );
+        let mut ex = Exchange::new();
+        let head = RequestHead {
+            method: "GET".into(),
+            path: "/mcp".into(),
+            session_id: None,
+            protocol_version: None,
+        };
+        assert_eq!(
+            ex.on_request_headers(&gw, &head, CLOCK_S),
+            Step::PassThrough
+        );
+        assert_eq!(
+            ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
+            ResponseStep::Transform
+        );
+        let stream = ": switchboard list_changed u1\n\nevent: message\nid: x\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";
+        let out = ex.on_response_chunk(&gw, stream.as_bytes(), false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "event: message\nid: x\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n"
+        );
+        assert_eq!(cache.generation("u1"), 1);
+        assert_eq!(cache.generation("u0"), 0);
     }
 }

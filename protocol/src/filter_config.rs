@@ -79,6 +79,14 @@ pub struct Upstream {
     pub tools_include: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools_exclude: Vec<String>,
+    /// How long its list results may be served from the cache shared by Envoy's workers
+    /// (0: not cached).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_ms: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl FilterConfig {
@@ -117,6 +125,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
                 headers: vec![("x-key".into(), format!("k{i}"))],
                 tools_include: vec![],
                 tools_exclude: vec![],
+                cache_ms: 0,
             })
             .collect(),
     }

@@ -118,6 +118,14 @@ impl ServerHandler for PagedServer {
         request: rmcp::model::CallToolRequestParams,
         _context: rmcp::service::RequestContext<rmcp::RoleServer>,
     ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        if request.name == "change" {
+            // Tell the client the tool list changed (on the session's own stream).
+            let _ = _context.peer.notify_tool_list_changed().await;
+            return Ok(rmcp::model::CallToolResult::success(vec![
+                rmcp::model::ContentBlock::text("changed"),
+            ])
+            .into());
+        }
         let known = (0..self.tools).any(|i| self.name(i) == request.name);
         if !known {
             return Err(rmcp::ErrorData::invalid_params(

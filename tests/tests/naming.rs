@@ -211,3 +211,87 @@ async fn names_longer_than_64_characters_are_shortened_and_still_callable() -> a
     assert_eq!(call_text(&client, &shown, json!({})).await?, real);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_lists_spare_the_upstream_until_it_says_they_changed() -> anyhow::Result<()> {
+    let paged = RmcpServer::start_paged(3, 10).await?;
+    let gw = Gateway::start(&gateway_yaml(
+        "",
+        &[("paged", paged.url(), "    cache: 30s\n")],
+    ))
+    .await?;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let (_, first) = raw::initialize_with(&gw.endpoint, json!({})).await?;
+    assert_eq!(
+        names(
+            raw::post(&gw.endpoint, Some(&first), &list)
+                .await?
+                .response()
+        )
+        .len(),
+        3
+    );
+
+    // Later lists, new connections (so both Envoy workers) and a second session: from the cache.
+    let (_, second) = raw::initialize_with(&gw.endpoint, json!({})).await?;
+    let before = paged.request_count();
+    for session in [&first, &second, &first, &second, &first, &second] {
+        let a = raw::post(&gw.endpoint, Some(session), &list).await?;
+        assert_eq!(
+            names(a.response()),
+            ["paged__tool_000", "paged__tool_001", "paged__tool_002"]
+        );
+    }
+    assert_eq!(
+        paged.request_count(),
+        before,
+        "the cached lists reached the upstream"
+    );
+
+    // The upstream says its tools changed (on its own stream, which the merged GET carries):
+    // the next list goes to it again.
+    let stream = reqwest::Client::new()
+        .get(&gw.endpoint)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &first)
+        .send()
+        .await?;
+    let (_task, mut events) = raw::follow(stream);
+    switchboard_e2e::eventually(
+        std::time::Duration::from_secs(10),
+        "the bridge to follow the upstream",
+        || {
+            let gw = &gw;
+            async move {
+                gw.stat("cluster.upstream-paged.upstream_rq_active")
+                    .await
+                    .filter(|n| *n >= 1)
+            }
+        },
+    )
+    .await?;
+    let a = raw::post(
+        &gw.endpoint,
+        Some(&first),
+        &raw::call(json!(2), "paged__change", json!({})),
+    )
+    .await?;
+    assert_eq!(
+        a.response()["result"]["content"][0]["text"],
+        "changed",
+        "{a:?}"
+    );
+    raw::wait_for(&mut events, "tools/list_changed", |m| {
+        m["method"] == "notifications/tools/list_changed"
+    })
+    .await?;
+    let before = paged.request_count();
+    raw::post(&gw.endpoint, Some(&second), &list).await?;
+    assert_eq!(
+        paged.request_count(),
+        before + 1,
+        "a changed list is asked for again\n{}",
+        gw.logs()
+    );
+    Ok(())
+}

@@ -112,6 +112,9 @@ pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
                     .collect(),
                 tools_include: u.tools.include.clone(),
                 tools_exclude: u.tools.exclude.clone(),
+                cache_ms: u
+                    .cache
+                    .map_or(0, |c| u64::try_from(c.as_millis()).unwrap_or(u64::MAX)),
             })
             .collect(),
     }

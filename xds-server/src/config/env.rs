@@ -222,6 +222,7 @@ pub fn apply_upstream_vars(upstreams: &mut Vec<Upstream>, env: &Environment) -> 
                 timeout: timeout.unwrap_or_else(default_timeout),
                 tool_prefix: None,
                 tools: Default::default(),
+                cache: None,
             });
         }
     }
@@ -285,6 +286,7 @@ mod tests {
             timeout: default_timeout(),
             tool_prefix: None,
             tools: Default::default(),
+            cache: None,
         }];
         apply_upstream_vars(
             &mut ups,

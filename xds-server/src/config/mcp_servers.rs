@@ -104,6 +104,7 @@ impl McpServers {
                     timeout: e.timeout,
                     tool_prefix: None,
                     tools: Default::default(),
+                    cache: None,
                 })
             })
             .collect()

@@ -190,6 +190,15 @@ pub struct Upstream {
     pub tool_prefix: Option<String>,
     #[serde(default)]
     pub tools: ToolFilter,
+    /// Serve this upstream's list results from a cache shared by Envoy's workers for this
+    /// long (until it says a list changed). Only for upstreams whose lists are the same for
+    /// every client.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub cache: Option<Duration>,
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 pub fn default_timeout() -> Duration {
