@@ -3,7 +3,9 @@
     python python_client.py URL PLAN_JSON
 
 PLAN: {"calls": [{"name": ..., "args": {...}}], "prompt": name, "prompt_args": {...},
-"resources": true}. Prints one JSON object with what the client saw; exits 1 on any error.
+"resources": true, "sample": {"tool": name, "args": {...}}, "subscribe": {"uri": ...,
+"trigger": tool}, "log_level": level, "complete": {"prompt": name, "argument": name, "value": v}}.
+Prints one JSON object with what the client saw; exits 1 on any error.
 """
 
 import asyncio
@@ -16,9 +18,27 @@ from mcp.client.streamable_http import streamable_http_client
 
 async def run(url: str, plan: dict) -> dict:
     out: dict = {}
+    updates: list[str] = []
+    updated = asyncio.Event()
+
+    async def on_message(message) -> None:
+        # Server notifications, e.g. resources/updated from the merged GET stream.
+        root = getattr(message, "root", message)
+        if getattr(root, "method", None) == "notifications/resources/updated":
+            updates.append(str(root.params.uri))
+            updated.set()
+
+    async def on_sample(context, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="sampled by python"),
+            model="test-model",
+            stop_reason="endTurn",
+        )
+
     async with streamable_http_client(url) as streams:
         read, write = streams[0], streams[1]
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, sampling_callback=on_sample, message_handler=on_message) as session:
             init = await session.initialize()
             out["server"] = init.server_info.name
             out["protocol_version"] = init.protocol_version
@@ -40,6 +60,23 @@ async def run(url: str, plan: dict) -> dict:
             if plan.get("prompt"):
                 prompt = await session.get_prompt(plan["prompt"], plan.get("prompt_args"))
                 out["prompt"] = prompt.messages[0].content.text
+            if plan.get("sample"):
+                sample = plan["sample"]
+                result = await session.call_tool(sample["tool"], sample.get("args", {}))
+                out["sampled"] = result.content[0].text if result.content else None
+            if plan.get("log_level"):
+                await session.set_logging_level(plan["log_level"])
+                out["log_level_set"] = True
+            if plan.get("complete"):
+                c = plan["complete"]
+                completion = await session.complete(types.PromptReference(type="ref/prompt", name=c["prompt"]), {"name": c["argument"], "value": c["value"]})
+                out["completions"] = list(completion.completion.values)
+            if plan.get("subscribe"):
+                sub = plan["subscribe"]
+                await session.subscribe_resource(sub["uri"])
+                await session.call_tool(sub["trigger"], {})
+                await asyncio.wait_for(updated.wait(), timeout=15)
+                out["updated"] = updates
             if plan.get("resources"):
                 listed = await session.list_resources()
                 out["resources"] = [str(r.uri) for r in listed.resources]

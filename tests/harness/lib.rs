@@ -530,3 +530,57 @@ pub async fn call_text(
         .map(str::to_string)
         .with_context(|| format!("no text content in {v}"))
 }
+
+/// An rmcp client that can sample and records resource updates, for the scenarios where the
+/// server asks the client or notifies it.
+#[derive(Clone, Default)]
+pub struct RichClient {
+    pub updates: Arc<Mutex<Vec<String>>>,
+    pub updated: Arc<tokio::sync::Notify>,
+}
+
+// Sampling is deprecated in the newest MCP revision (SEP-2577), but the revisions the gateway
+// speaks (up to 2025-11-25) have it, and it must keep working through the gateway.
+#[allow(deprecated)]
+impl rmcp::ClientHandler for RichClient {
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::new(
+            rmcp::model::ClientCapabilities::builder()
+                .enable_sampling()
+                .build(),
+            rmcp::model::Implementation::new("switchboard-e2e", "1"),
+        )
+    }
+
+    async fn create_message(
+        &self,
+        _params: rmcp::model::CreateMessageRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::CreateMessageResult, rmcp::ErrorData> {
+        Ok(rmcp::model::CreateMessageResult::new(
+            rmcp::model::SamplingMessage::assistant_text("sampled by rmcp"),
+            "test-model".into(),
+        ))
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: rmcp::model::ResourceUpdatedNotificationParam,
+        _context: rmcp::service::NotificationContext<RoleClient>,
+    ) {
+        if let Ok(mut u) = self.updates.lock() {
+            u.push(params.uri);
+        }
+        self.updated.notify_one();
+    }
+}
+
+/// A [`RichClient`] connected and initialized.
+pub async fn connect_rich(
+    url: &str,
+) -> anyhow::Result<(RunningService<RoleClient, RichClient>, RichClient)> {
+    let handler = RichClient::default();
+    let transport = StreamableHttpClientTransport::from_uri(url.to_string());
+    let client = handler.clone().serve(transport).await?;
+    Ok((client, handler))
+}

@@ -732,3 +732,63 @@ async fn a_server_request_inside_a_call_reaches_the_client_and_its_answer_the_up
     stream.abort();
     Ok(())
 }
+
+// Sampling and logging are deprecated in the newest MCP revision (SEP-2577); the revisions the
+// gateway speaks (up to 2025-11-25) have both.
+#[allow(deprecated)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rmcp_client_samples_sets_the_level_and_gets_resource_updates() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let everything = Everything::start().await?;
+    let gw = Gateway::start(&config(
+        "",
+        &[up("alpha", alpha.url()), up("ev", everything.url())],
+    ))
+    .await?;
+    let (client, seen) = switchboard_e2e::connect_rich(&gw.endpoint).await?;
+    let sampled = call_text_rich(
+        &client,
+        "ev__trigger-sampling-request",
+        json!({"prompt": "hi"}),
+    )
+    .await?;
+    assert!(sampled.contains("sampled by rmcp"), "{sampled}");
+    client
+        .set_level(rmcp::model::SetLevelRequestParams::new(
+            rmcp::model::LoggingLevel::Debug,
+        ))
+        .await?;
+    let uri = "ev+demo://resource/static/document/architecture.md";
+    client
+        .subscribe(rmcp::model::SubscribeRequestParams::new(uri))
+        .await?;
+    call_text_rich(&client, "ev__toggle-subscriber-updates", json!({})).await?;
+    tokio::time::timeout(Duration::from_secs(15), seen.updated.notified())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("no resource update reached the rmcp client\n{}", gw.logs())
+        })?;
+    assert_eq!(
+        seen.updates
+            .lock()
+            .map(|u| u[0].clone())
+            .unwrap_or_default(),
+        uri
+    );
+    Ok(())
+}
+
+async fn call_text_rich(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, switchboard_e2e::RichClient>,
+    tool: &str,
+    args: Value,
+) -> anyhow::Result<String> {
+    let Value::Object(args) = args else {
+        anyhow::bail!("arguments must be an object")
+    };
+    let r = client
+        .call_tool(rmcp::model::CallToolRequestParams::new(tool.to_string()).with_arguments(args))
+        .await?;
+    let v = serde_json::to_value(&r.content)?;
+    Ok(v[0]["text"].as_str().unwrap_or_default().to_string())
+}

@@ -139,7 +139,7 @@ async fn tool_filters_prefix_mode_and_the_version_header() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_python_sdk_client_pages_calls_and_reads_through_the_gateway() -> anyhow::Result<()> {
+async fn the_python_sdk_client_runs_every_scenario_through_the_gateway() -> anyhow::Result<()> {
     let big = RmcpServer::start_paged(12, 5).await?;
     let alpha = RmcpServer::start("alpha").await?;
     let everything = Everything::start().await?;
@@ -156,6 +156,10 @@ async fn the_python_sdk_client_pages_calls_and_reads_through_the_gateway() -> an
         "calls": [{"name": "alpha__add", "args": {"a": 40, "b": 2}}, {"name": "ev__echo", "args": {"message": "py"}}],
         "prompt": "ev__args-prompt", "prompt_args": {"city": "Lyon"},
         "resources": true,
+        "sample": {"tool": "ev__trigger-sampling-request", "args": {"prompt": "hi"}},
+        "log_level": "debug",
+        "complete": {"prompt": "ev__completable-prompt", "argument": "department", "value": "Eng"},
+        "subscribe": {"uri": "ev+demo://resource/static/document/architecture.md", "trigger": "ev__toggle-subscriber-updates"},
     });
     let url = gw.endpoint.clone();
     let seen = tokio::task::spawn_blocking(move || python_client(&url, &plan)).await??;
@@ -186,6 +190,26 @@ async fn the_python_sdk_client_pages_calls_and_reads_through_the_gateway() -> an
     let first = seen["resources"][0].as_str().unwrap_or_default();
     assert!(first.starts_with("ev+"), "{seen}");
     assert_eq!(seen["read_uri"], first);
+    // Sampling requested by an upstream inside a call, answered by the Python client.
+    assert!(
+        seen["sampled"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sampled by python"),
+        "{seen}"
+    );
+    assert_eq!(seen["log_level_set"], true);
+    assert!(
+        seen["completions"].as_array().is_some_and(|v| v
+            .iter()
+            .any(|c| c.as_str().is_some_and(|c| c.starts_with("Eng")))),
+        "{seen}"
+    );
+    // A resource update on the merged GET stream, with the prefixed URI.
+    assert_eq!(
+        seen["updated"][0], "ev+demo://resource/static/document/architecture.md",
+        "{seen}"
+    );
     Ok(())
 }
 
