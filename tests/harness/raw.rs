@@ -205,26 +205,10 @@ pub async fn post_streaming(
     body: &Value,
 ) -> anyhow::Result<Vec<(Duration, Value)>> {
     let start = Instant::now();
-    let mut resp = reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/json")
-        .header("accept", ACCEPT)
-        .header("mcp-session-id", session)
-        .body(body.to_string())
-        .send()
-        .await?;
-    let mut buf = String::new();
+    let (_task, mut events) = post_following(url, session, body).await?;
     let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        buf.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buf.find("\n\n") {
-            let event: String = buf.drain(..end + 2).collect();
-            out.extend(
-                sse_messages(&event)
-                    .into_iter()
-                    .map(|m| (start.elapsed(), m)),
-            );
-        }
+    while let Some((_, message)) = events.recv().await {
+        out.push((start.elapsed(), message));
     }
     Ok(out)
 }
