@@ -178,7 +178,12 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
                 m = rx.recv() => m,
                 () = emit.closed() => return,
             };
-            let Some(msg) = msg else { return };
+            let Some(msg) = msg else {
+                // No upstream offers a stream (any more): stay open, idle but kept alive, so
+                // the client does not reconnect in a loop.
+                emit.closed().await;
+                return;
+            };
             if let Some(id) = &msg.id {
                 position.insert(msg.upstream.clone(), Value::String(id.clone()));
             }
