@@ -72,6 +72,8 @@ pub struct PagedServer {
     page: usize,
     /// Names longer than clients accept (80 characters).
     long_names: bool,
+    /// Client notifications it received, in order (`cancelled:<id>`, `roots_list_changed`).
+    notifications: Arc<Mutex<Vec<String>>>,
 }
 
 impl PagedServer {
@@ -112,6 +114,29 @@ impl ServerHandler for PagedServer {
         Ok(result)
     }
 
+    async fn on_cancelled(
+        &self,
+        notification: rmcp::model::CancelledNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleServer>,
+    ) {
+        let id = notification
+            .request_id
+            .map(|i| serde_json::to_string(&i).unwrap_or_default())
+            .unwrap_or_default();
+        if let Ok(mut n) = self.notifications.lock() {
+            n.push(format!("cancelled:{id}"));
+        }
+    }
+
+    async fn on_roots_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<rmcp::RoleServer>,
+    ) {
+        if let Ok(mut n) = self.notifications.lock() {
+            n.push("roots_list_changed".into());
+        }
+    }
+
     /// Answers with the name it was called by.
     async fn call_tool(
         &self,
@@ -149,6 +174,8 @@ pub struct RmcpServer {
     pub requests: Arc<AtomicUsize>,
     /// The headers of every request that reached it.
     pub headers: Arc<Mutex<Vec<HeaderMap>>>,
+    /// Client notifications a paging server received.
+    pub notifications: Arc<Mutex<Vec<String>>>,
     stop: CancellationToken,
 }
 
@@ -169,30 +196,35 @@ impl RmcpServer {
 
     /// Like [`Self::start_paged`], with 80-character tool names.
     pub async fn start_paged_long(tools: usize, page: usize) -> anyhow::Result<RmcpServer> {
-        Self::serve_handler(
-            move || PagedServer {
-                tools,
-                page,
-                long_names: true,
-            },
-            false,
-            0,
-        )
-        .await
+        Self::start_paged_with(tools, page, true).await
     }
 
     /// A server whose `tools/list` pages: `tools` tools named `tool_000`…, `page` per page.
+    /// It records the client notifications it receives in `notifications`.
     pub async fn start_paged(tools: usize, page: usize) -> anyhow::Result<RmcpServer> {
-        Self::serve_handler(
+        Self::start_paged_with(tools, page, false).await
+    }
+
+    async fn start_paged_with(
+        tools: usize,
+        page: usize,
+        long_names: bool,
+    ) -> anyhow::Result<RmcpServer> {
+        let notifications = Arc::new(Mutex::new(Vec::new()));
+        let seen = notifications.clone();
+        let mut server = Self::serve_handler(
             move || PagedServer {
                 tools,
                 page,
-                long_names: false,
+                long_names,
+                notifications: seen.clone(),
             },
             false,
             0,
         )
-        .await
+        .await?;
+        server.notifications = notifications;
+        Ok(server)
     }
 
     async fn serve(label: &str, json_response: bool, port: u16) -> anyhow::Result<RmcpServer> {
@@ -245,6 +277,7 @@ impl RmcpServer {
             addr,
             requests,
             headers,
+            notifications: Arc::default(),
             stop,
         })
     }

@@ -319,3 +319,40 @@ async fn cached_lists_spare_the_upstream_until_it_says_they_changed() -> anyhow:
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_notifications_reach_every_upstream_of_the_session() -> anyhow::Result<()> {
+    let one = RmcpServer::start_paged(2, 10).await?;
+    let two = RmcpServer::start_paged(2, 10).await?;
+    let gw = Gateway::start(&gateway_yaml(
+        "",
+        &[("one", one.url(), ""), ("two", two.url(), "")],
+    ))
+    .await?;
+    let (_, session) =
+        raw::initialize_with(&gw.endpoint, json!({"roots": {"listChanged": true}})).await?;
+    for body in [
+        json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 99, "reason": "user"}}),
+    ] {
+        let a = raw::post(&gw.endpoint, Some(&session), &body).await?;
+        assert_eq!(a.status, 202, "{a:?}");
+    }
+    for upstream in [&one, &two] {
+        let seen = switchboard_e2e::eventually(
+            std::time::Duration::from_secs(10),
+            "both notifications upstream",
+            || {
+                let n = upstream
+                    .notifications
+                    .lock()
+                    .map(|n| n.clone())
+                    .unwrap_or_default();
+                async move { (n.len() >= 2).then_some(n) }
+            },
+        )
+        .await?;
+        assert_eq!(seen, ["roots_list_changed", "cancelled:99"]);
+    }
+    Ok(())
+}
