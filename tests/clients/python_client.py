@@ -4,7 +4,8 @@
 
 PLAN: {"calls": [{"name": ..., "args": {...}}], "prompt": name, "prompt_args": {...},
 "resources": true, "sample": {"tool": name, "args": {...}}, "subscribe": {"uri": ...,
-"trigger": tool}, "log_level": level, "complete": {"prompt": name, "argument": name, "value": v}}.
+"trigger": tool}, "log_level": level, "complete": {"prompt": name, "argument": name, "value": v},
+"elicit": {"tool": name}}.
 Prints one JSON object with what the client saw; exits 1 on any error.
 """
 
@@ -36,9 +37,14 @@ async def run(url: str, plan: dict) -> dict:
             stop_reason="endTurn",
         )
 
+    async def on_elicit(context, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
     async with streamable_http_client(url) as streams:
         read, write = streams[0], streams[1]
-        async with ClientSession(read, write, sampling_callback=on_sample, message_handler=on_message) as session:
+        async with ClientSession(
+            read, write, sampling_callback=on_sample, elicitation_callback=on_elicit, message_handler=on_message
+        ) as session:
             init = await session.initialize()
             out["server"] = init.server_info.name
             out["protocol_version"] = init.protocol_version
@@ -64,6 +70,9 @@ async def run(url: str, plan: dict) -> dict:
                 sample = plan["sample"]
                 result = await session.call_tool(sample["tool"], sample.get("args", {}))
                 out["sampled"] = result.content[0].text if result.content else None
+            if plan.get("elicit"):
+                result = await session.call_tool(plan["elicit"]["tool"], {})
+                out["elicited"] = "\n".join(c.text for c in result.content if getattr(c, "text", None))
             if plan.get("log_level"):
                 await session.set_logging_level(plan["log_level"])
                 out["log_level_set"] = True

@@ -547,6 +547,7 @@ impl rmcp::ClientHandler for RichClient {
         ClientConfig::new(
             rmcp::model::ClientCapabilities::builder()
                 .enable_sampling()
+                .enable_elicitation()
                 .build(),
             rmcp::model::Implementation::new("switchboard-e2e", "1"),
         )
@@ -561,6 +562,17 @@ impl rmcp::ClientHandler for RichClient {
             rmcp::model::SamplingMessage::assistant_text("sampled by rmcp"),
             "test-model".into(),
         ))
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: rmcp::model::ElicitRequestParams,
+        _context: rmcp::service::RequestContext<RoleClient>,
+    ) -> Result<rmcp::model::ElicitResult, rmcp::ErrorData> {
+        Ok(
+            rmcp::model::ElicitResult::new(rmcp::model::ElicitationAction::Accept)
+                .with_content(serde_json::json!({"name": "Ada"})),
+        )
     }
 
     async fn on_resource_updated(

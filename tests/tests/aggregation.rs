@@ -737,7 +737,8 @@ async fn a_server_request_inside_a_call_reaches_the_client_and_its_answer_the_up
 // gateway speaks (up to 2025-11-25) have both.
 #[allow(deprecated)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rmcp_client_samples_sets_the_level_and_gets_resource_updates() -> anyhow::Result<()> {
+async fn the_rmcp_client_samples_elicits_sets_the_level_and_gets_resource_updates()
+-> anyhow::Result<()> {
     let alpha = RmcpServer::start("alpha").await?;
     let everything = Everything::start().await?;
     let gw = Gateway::start(&config(
@@ -753,6 +754,8 @@ async fn the_rmcp_client_samples_sets_the_level_and_gets_resource_updates() -> a
     )
     .await?;
     assert!(sampled.contains("sampled by rmcp"), "{sampled}");
+    let elicited = call_text_rich(&client, "ev__trigger-elicitation-request", json!({})).await?;
+    assert!(elicited.contains("- Name: Ada"), "{elicited}");
     client
         .set_level(rmcp::model::SetLevelRequestParams::new(
             rmcp::model::LoggingLevel::Debug,
@@ -789,6 +792,13 @@ async fn call_text_rich(
     let r = client
         .call_tool(rmcp::model::CallToolRequestParams::new(tool.to_string()).with_arguments(args))
         .await?;
+    // Every text block, one per line.
     let v = serde_json::to_value(&r.content)?;
-    Ok(v[0]["text"].as_str().unwrap_or_default().to_string())
+    let texts: Vec<&str> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["text"].as_str())
+        .collect();
+    Ok(texts.join("\n"))
 }

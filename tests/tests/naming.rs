@@ -157,6 +157,7 @@ async fn the_python_sdk_client_runs_every_scenario_through_the_gateway() -> anyh
         "prompt": "ev__args-prompt", "prompt_args": {"city": "Lyon"},
         "resources": true,
         "sample": {"tool": "ev__trigger-sampling-request", "args": {"prompt": "hi"}},
+        "elicit": {"tool": "ev__trigger-elicitation-request"},
         "log_level": "debug",
         "complete": {"prompt": "ev__completable-prompt", "argument": "department", "value": "Eng"},
         "subscribe": {"uri": "ev+demo://resource/static/document/architecture.md", "trigger": "ev__toggle-subscriber-updates"},
@@ -199,6 +200,14 @@ async fn the_python_sdk_client_runs_every_scenario_through_the_gateway() -> anyh
         "{seen}"
     );
     assert_eq!(seen["log_level_set"], true);
+    // Elicitation requested by an upstream inside a call, answered by the Python client.
+    assert!(
+        seen["elicited"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("- Name: Ada"),
+        "{seen}"
+    );
     assert!(
         seen["completions"].as_array().is_some_and(|v| v
             .iter()
