@@ -920,7 +920,7 @@ impl Exchange {
         session: Session,
         id: &RawValue,
         method: &str,
-        mut params: Value,
+        params: Value,
         field: &[&str],
         prefixed: &str,
         what: &str,
@@ -941,26 +941,11 @@ impl Exchange {
         .filter(|(u, name)| {
             what != "tool" || glob::allowed(&u.tools_include, &u.tools_exclude, name)
         });
-        let Some((upstream, name)) = found else {
-            self.state = State::Done;
-            return error_reply(
-                200,
-                Some(id),
-                code::INVALID_PARAMS,
-                &format!(
-                    "Unknown {what}: {prefixed:?} (no upstream of this session has that prefix)"
-                ),
-            );
+        let unknown = || {
+            format!("Unknown {what}: {prefixed:?} (no upstream of this session has that prefix)")
         };
-        set_path(&mut params, field, Value::String(name.to_string()));
-        let upstream = upstream.name.clone();
-        self.route(
-            gw,
-            &session,
-            &upstream,
-            Some(id),
-            Some((method, params)),
-            None,
+        self.route_found(
+            gw, &session, id, method, params, field, found, unknown, false,
         )
     }
 
@@ -971,7 +956,7 @@ impl Exchange {
         session: Session,
         id: &RawValue,
         method: &str,
-        mut params: Value,
+        params: Value,
         field: &[&str],
         prefixed: &str,
         rewrite_answer: bool,
@@ -983,23 +968,49 @@ impl Exchange {
             gw.config.upstreams.first().map(|u| (u, prefixed))
         }
         .filter(|(u, _)| session.upstream(&u.name).is_some());
-        let Some((upstream, uri)) = found else {
-            self.state = State::Done;
-            return error_reply(
-                200,
-                Some(id),
-                code::INVALID_PARAMS,
-                &format!(
-                    "Unknown resource: {prefixed:?} (no upstream of this session has that URI prefix)"
-                ),
-            );
+        let unknown = || {
+            format!(
+                "Unknown resource: {prefixed:?} (no upstream of this session has that URI prefix)"
+            )
         };
-        set_path(&mut params, field, Value::String(uri.to_string()));
-        let name = upstream.name.clone();
-        let uri_prefix = (rewrite_answer && gw.prefixed()).then(|| upstream.uri_prefix.clone());
-        self.route(
+        self.route_found(
             gw,
             &session,
+            id,
+            method,
+            params,
+            field,
+            found,
+            unknown,
+            rewrite_answer,
+        )
+    }
+
+    /// Routes to the upstream a prefixed name or URI was found to belong to, with the
+    /// unprefixed one in `params`; or answers `-32602` with `unknown()` when none was found.
+    #[allow(clippy::too_many_arguments)]
+    fn route_found(
+        &mut self,
+        gw: &Gateway,
+        session: &Session,
+        id: &RawValue,
+        method: &str,
+        mut params: Value,
+        field: &[&str],
+        found: Option<(&Upstream, &str)>,
+        unknown: impl FnOnce() -> String,
+        prefix_answer_uris: bool,
+    ) -> Step {
+        let Some((upstream, unprefixed)) = found else {
+            self.state = State::Done;
+            return error_reply(200, Some(id), code::INVALID_PARAMS, &unknown());
+        };
+        set_path(&mut params, field, Value::String(unprefixed.to_string()));
+        let uri_prefix = (prefix_answer_uris && gw.prefixed()).then(|| upstream.uri_prefix.clone());
+        let name = upstream.name.clone();
+        self.route(
+            gw,
+            session,
             &name,
             Some(id),
             Some((method, params)),
