@@ -2017,8 +2017,27 @@ mod tests {
                 ),
             ],
         );
-        let (_, _, headers) = reply(step);
-        headers
+        session_header(step)
+    }
+
+    /// A session of a one-upstream gateway whose upstream has `caps`, negotiated at 2025-06-18.
+    fn single_session(gw: &Gateway, caps: Value) -> String {
+        let (step, _) = run(
+            gw,
+            None,
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
+            vec![answer(
+                Some("s"),
+                json!({"jsonrpc":"2.0","id":1,"result": init_result(caps)}),
+            )],
+        );
+        session_header(step)
+    }
+
+    /// The `Mcp-Session-Id` the gateway answered with.
+    fn session_header(step: Step) -> String {
+        reply(step)
+            .2
             .into_iter()
             .find(|(k, _)| k == SESSION_HEADER)
             .map(|(_, v)| v)
@@ -2324,21 +2343,7 @@ mod tests {
             session_max_age_s: 60,
             ..example(1)
         });
-        let (step, _) = run(
-            &gw,
-            None,
-            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
-            vec![answer(
-                Some("s"),
-                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}}))}),
-            )],
-        );
-        let token = reply(step)
-            .2
-            .into_iter()
-            .find(|(k, _)| k == SESSION_HEADER)
-            .unwrap()
-            .1;
+        let token = single_session(&gw, json!({"tools":{}}));
         let mut ex = Exchange::new();
         ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S + 61);
         let (status, _, _) = reply(ex.on_request_body(
@@ -2619,21 +2624,7 @@ mod tests {
             prefix_mode: PrefixMode::WhenNeeded,
             ..example(1)
         });
-        let (step, _) = run(
-            &gw,
-            None,
-            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
-            vec![answer(
-                Some("s"),
-                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}, "resources": {}}))}),
-            )],
-        );
-        let token = reply(step)
-            .2
-            .into_iter()
-            .find(|(k, _)| k == SESSION_HEADER)
-            .unwrap()
-            .1;
+        let token = single_session(&gw, json!({"tools":{}, "resources": {}}));
         let (page, _) = list_page(
             &gw,
             &token,
@@ -2718,21 +2709,7 @@ mod tests {
     #[test]
     fn the_protocol_version_header_must_match_the_session() {
         let gw = Gateway::new(example(1));
-        let (step, _) = run(
-            &gw,
-            None,
-            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
-            vec![answer(
-                Some("s"),
-                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}}))}),
-            )],
-        );
-        let token = reply(step)
-            .2
-            .into_iter()
-            .find(|(k, _)| k == SESSION_HEADER)
-            .unwrap()
-            .1;
+        let token = single_session(&gw, json!({"tools":{}}));
         for (version, status) in [
             (Some("2025-06-18"), None),
             (None, None),
@@ -2781,12 +2758,7 @@ mod tests {
         let step = ex
             .on_callout_response(&gw, 1, answer(Some("b"), odd), &clock())
             .unwrap();
-        let token = reply(step)
-            .2
-            .into_iter()
-            .find(|(k, _)| k == SESSION_HEADER)
-            .unwrap()
-            .1;
+        let token = session_header(step);
         assert_eq!(
             session::open(&gw.key, &token, CLOCK_S, 0)
                 .unwrap()
