@@ -4,23 +4,14 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
-use switchboard_protocol::naming;
+use switchboard_protocol::server_message;
 
 /// The message of one upstream event as the client sees it: `resources/updated` names the
 /// prefixed URI, and a server request gets an id that says which upstream asked (the same
 /// tagging as in routed answers, so the client's answer is routed back).
 pub fn rewrite(data: &str, upstream: &str, uri_prefix: Option<&str>) -> Option<String> {
     let mut message: Value = serde_json::from_str(data).ok()?;
-    if message["method"] == "notifications/resources/updated"
-        && let (Some(prefix), Some(uri)) = (uri_prefix, message["params"]["uri"].as_str())
-    {
-        message["params"]["uri"] = Value::String(naming::prefix_uri(prefix, uri));
-    }
-    let is_request = message.get("method").is_some_and(Value::is_string)
-        && message.get("id").is_some_and(|i| !i.is_null());
-    if is_request {
-        message["id"] = Value::String(format!("sb:{upstream}:{}", message["id"]));
-    }
+    server_message::for_client(&mut message, upstream, uri_prefix, true);
     Some(message.to_string())
 }
 

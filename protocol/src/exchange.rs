@@ -11,6 +11,7 @@ use crate::glob;
 use crate::jsonrpc::{self, Message, code};
 use crate::mcp;
 use crate::naming;
+use crate::server_message;
 use crate::session::{self, Sealed, Session, SessionKey, UpstreamSession, caps};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -276,6 +277,8 @@ struct Routed {
     tag_requests: bool,
     /// Its lists are cached: a `list_changed` in its answer makes them stale.
     watch_lists: bool,
+    /// URIs are prefixed: a `resources/updated` in its SSE answer names the prefixed URI.
+    event_uri_prefix: Option<String>,
     splitter: Option<crate::sse::EventSplitter>,
 }
 
@@ -422,7 +425,7 @@ impl Exchange {
                 }
             }
             Message::Response { id } => match self.open_session(gw, session_id.as_deref(), None) {
-                Ok(session) => match untag_server_request_id(id) {
+                Ok(session) => match server_message::untag_id(id) {
                     // An answer to a request the gateway tagged: back to the upstream that
                     // asked, with the id it used.
                     Some((upstream, original)) if session.upstream(upstream).is_some() => {
@@ -683,7 +686,8 @@ impl Exchange {
                     &gw.config.upstreams[u],
                     "POST",
                     None,
-                    version,
+                    // The version is in the body; the header is for the requests after it.
+                    None,
                     body.as_bytes(),
                 )
             })
@@ -785,7 +789,7 @@ impl Exchange {
                     upstream,
                     "POST",
                     us.session_id.as_deref(),
-                    &us.protocol_version,
+                    Some(&us.protocol_version),
                     msg.to_string().as_bytes(),
                 ));
                 answers.push(None);
@@ -844,7 +848,7 @@ impl Exchange {
                 upstream,
                 "POST",
                 us.session_id.as_deref(),
-                &us.protocol_version,
+                Some(&us.protocol_version),
                 body,
             ));
             targets.push(index);
@@ -891,7 +895,7 @@ impl Exchange {
                 upstream,
                 "DELETE",
                 Some(sid),
-                &us.protocol_version,
+                Some(&us.protocol_version),
                 b"",
             ));
             targets.push(index);
@@ -1081,7 +1085,7 @@ impl Exchange {
             upstream,
             "POST",
             r.session_id.as_deref(),
-            &r.version,
+            Some(&r.version),
             msg.to_string().as_bytes(),
         );
         self.state = State::FanOut(FanOutState {
@@ -1150,7 +1154,8 @@ impl Exchange {
                 "The upstream is not part of this session",
             );
         };
-        let timeout_ms = gw.by_name(upstream).map_or(0, |(_, u)| u.timeout_ms);
+        let config = gw.by_name(upstream).map(|(_, u)| u);
+        let timeout_ms = config.map_or(0, |u| u.timeout_ms);
         self.state = State::Routed(Routed {
             upstream: upstream.to_string(),
             id: id.map(ToOwned::to_owned),
@@ -1158,7 +1163,10 @@ impl Exchange {
             uri_prefix,
             buffering: false,
             tag_requests: session.upstreams.len() > 1,
-            watch_lists: gw.by_name(upstream).is_some_and(|(_, u)| u.cache_ms > 0),
+            watch_lists: config.is_some_and(|u| u.cache_ms > 0),
+            event_uri_prefix: config
+                .filter(|_| gw.prefixed())
+                .map(|u| u.uri_prefix.clone()),
             splitter: None,
         });
         Step::Route(Route {
@@ -1488,7 +1496,7 @@ impl Exchange {
                 upstream,
                 "POST",
                 r.session_id.as_deref(),
-                &r.version,
+                Some(&r.version),
                 body.as_bytes(),
             );
             self.state = State::FanOut(FanOutState {
@@ -1566,7 +1574,12 @@ impl Exchange {
                 .to_ascii_lowercase()
                 .starts_with("text/event-stream")
         });
-        if (routed.tag_requests || routed.watch_lists) && is_sse && (200..300).contains(&status) {
+        // Events are rewritten one by one when a server request needs a tag, a list change
+        // must invalidate the cache, or a resource update must name the prefixed URI.
+        if (routed.tag_requests || routed.watch_lists || routed.event_uri_prefix.is_some())
+            && is_sse
+            && (200..300).contains(&status)
+        {
             routed.splitter = Some(crate::sse::EventSplitter::new());
             return ResponseStep::Transform;
         }
@@ -1589,13 +1602,15 @@ impl Exchange {
                 upstream,
                 splitter: Some(splitter),
                 tag_requests,
+                event_uri_prefix,
                 ..
             }) => {
                 for event in splitter.push(chunk) {
                     if is_list_changed(&event) {
                         gw.cache.bump(upstream);
                     }
-                    match tag_requests.then(|| tag_event(&event, upstream)).flatten() {
+                    match client_event(&event, upstream, event_uri_prefix.as_deref(), *tag_requests)
+                    {
                         Some(tagged) => out.extend_from_slice(tagged.as_bytes()),
                         None => out.extend_from_slice(&event),
                     }
@@ -1720,7 +1735,7 @@ fn callout(
     upstream: &Upstream,
     method: &str,
     session_id: Option<&str>,
-    version: &str,
+    version: Option<&str>,
     body: &[u8],
 ) -> Callout {
     let mut headers: Vec<(String, String)> = vec![
@@ -1731,8 +1746,10 @@ fn callout(
             "accept".into(),
             "application/json, text/event-stream".into(),
         ),
-        (VERSION_HEADER.into(), version.into()),
     ];
+    if let Some(version) = version {
+        headers.push((VERSION_HEADER.into(), version.into()));
+    }
     if !body.is_empty() {
         headers.push(("content-type".into(), "application/json".into()));
     }
@@ -1804,29 +1821,6 @@ fn set_path(params: &mut Value, path: &[&str], value: Value) {
     }
 }
 
-const TAG: &str = "sb:";
-
-/// `sb:<upstream>:<original id as JSON>`: a server request's id as the client sees it.
-fn tag_id(upstream: &str, id: &Value) -> String {
-    format!("{TAG}{upstream}:{id}")
-}
-
-/// The upstream and original id of a tagged id.
-fn untag_server_request_id(id: &RawValue) -> Option<(&str, Value)> {
-    let Ok(Value::String(s)) = serde_json::from_str::<Value>(id.get()) else {
-        return None;
-    };
-    let rest = s.strip_prefix(TAG)?;
-    let (upstream, original) = rest.split_once(':')?;
-    let original: Value = serde_json::from_str(original).ok()?;
-    let upstream_start = id.get().find(upstream)?;
-    // Borrow the name from the raw id, which outlives this call.
-    Some((
-        &id.get()[upstream_start..upstream_start + upstream.len()],
-        original,
-    ))
-}
-
 /// The body with its `id` replaced.
 fn replace_id(body: &[u8], id: Value) -> Vec<u8> {
     match serde_json::from_slice::<Value>(body) {
@@ -1838,7 +1832,6 @@ fn replace_id(body: &[u8], id: Value) -> Vec<u8> {
     }
 }
 
-/// An SSE event carrying a server request, with its id tagged; `None` for anything else.
 /// Whether an event tells that a list changed (`notifications/tools/list_changed`…).
 fn is_list_changed(raw: &[u8]) -> bool {
     raw.windows(12).any(|w| w == b"list_changed")
@@ -1870,19 +1863,18 @@ fn list_changed_marker(raw: &[u8]) -> Option<&str> {
         .map(str::trim)
 }
 
-fn tag_event(raw: &[u8], upstream: &str) -> Option<String> {
-    // Most events are results and notifications: skip parsing what cannot be a request.
+/// An SSE event as the client must see it ([`server_message::for_client`]); `None` when it
+/// goes out unchanged.
+fn client_event(raw: &[u8], upstream: &str, uri_prefix: Option<&str>, tag: bool) -> Option<String> {
+    // Most events are results: skip parsing what is neither a request nor a notification.
     if !raw.windows(8).any(|w| w == b"\"method\"") {
         return None;
     }
     let event = crate::sse::parse(raw).into_iter().next()?;
     let mut message: Value = serde_json::from_str(&event.data).ok()?;
-    let is_request = message.get("method").is_some_and(Value::is_string)
-        && message.get("id").is_some_and(|i| !i.is_null());
-    if !is_request {
+    if !server_message::for_client(&mut message, upstream, uri_prefix, tag) {
         return None;
     }
-    message["id"] = Value::String(tag_id(upstream, &message["id"]));
     let mut out = crate::sse::encode(
         event.event.as_deref(),
         event.id.as_deref(),
@@ -2784,7 +2776,7 @@ mod tests {
             ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
             ResponseStep::Transform
         );
-        let stream = "event: message\nid: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\n\n: ping\n\n";
+        let stream = "event: message\nid: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"file:///a\"}}\n\n: ping\n\n";
         let mut out = Vec::new();
         for chunk in stream.as_bytes().chunks(10) {
             out.extend(ex.on_response_chunk(&gw, chunk, false));
@@ -2796,6 +2788,12 @@ mod tests {
         let tagged = crate::sse::parse(text.as_bytes())[1].data.clone();
         let v: Value = serde_json::from_str(&tagged).unwrap();
         assert_eq!(v["id"], "sb:u1:7");
+        let updated = crate::sse::parse(text.as_bytes())[2].data.clone();
+        let v: Value = serde_json::from_str(&updated).unwrap();
+        assert_eq!(
+            v["params"]["uri"], "u1+file:///a",
+            "the URI the client knows"
+        );
 
         // The client's answer goes back to u1 with the id u1 used.
         let mut ex = Exchange::new();

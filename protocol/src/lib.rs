@@ -10,5 +10,6 @@ pub mod glob;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod naming;
+pub mod server_message;
 pub mod session;
 pub mod sse;

@@ -5,7 +5,9 @@
 PLAN: {"calls": [{"name": ..., "args": {...}}], "prompt": name, "prompt_args": {...},
 "resources": true, "sample": {"tool": name, "args": {...}}, "subscribe": {"uri": ...,
 "trigger": tool}, "log_level": level, "complete": {"prompt": name, "argument": name, "value": v},
-"elicit": {"tool": name}}.
+"elicit": {"tool": name}, "complete_resource": {"uri": template, "argument": name, "value": v}};
+"subscribe" may add "unsubscribe": true (then the trigger runs again; its text is
+"after_unsubscribe").
 Prints one JSON object with what the client saw; exits 1 on any error.
 """
 
@@ -80,12 +82,21 @@ async def run(url: str, plan: dict) -> dict:
                 c = plan["complete"]
                 completion = await session.complete(types.PromptReference(type="ref/prompt", name=c["prompt"]), {"name": c["argument"], "value": c["value"]})
                 out["completions"] = list(completion.completion.values)
+            if plan.get("complete_resource"):
+                c = plan["complete_resource"]
+                ref = types.ResourceTemplateReference(type="ref/resource", uri=c["uri"])
+                completion = await session.complete(ref, {"name": c["argument"], "value": c["value"]})
+                out["resource_completions"] = list(completion.completion.values)
             if plan.get("subscribe"):
                 sub = plan["subscribe"]
                 await session.subscribe_resource(sub["uri"])
                 await session.call_tool(sub["trigger"], {})
                 await asyncio.wait_for(updated.wait(), timeout=15)
                 out["updated"] = updates
+                if sub.get("unsubscribe"):
+                    await session.unsubscribe_resource(sub["uri"])
+                    result = await session.call_tool(sub["trigger"], {})
+                    out["after_unsubscribe"] = result.content[0].text if result.content else None
             if plan.get("resources"):
                 listed = await session.list_resources()
                 out["resources"] = [str(r.uri) for r in listed.resources]

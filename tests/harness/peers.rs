@@ -227,6 +227,23 @@ impl RmcpServer {
         Ok(server)
     }
 
+    /// A [`crate::full::FullServer`] that speaks the revisions in `versions`; what it is asked
+    /// is recorded in `notifications`.
+    pub async fn start_full(
+        versions: &'static [rmcp::model::ProtocolVersion],
+    ) -> anyhow::Result<RmcpServer> {
+        let record = Arc::new(Mutex::new(Vec::new()));
+        let seen = record.clone();
+        let mut server = Self::serve_handler(
+            move || crate::full::FullServer::new(versions, seen.clone()),
+            false,
+            0,
+        )
+        .await?;
+        server.notifications = record;
+        Ok(server)
+    }
+
     async fn serve(label: &str, json_response: bool, port: u16) -> anyhow::Result<RmcpServer> {
         let label = label.to_string();
         Self::serve_handler(
