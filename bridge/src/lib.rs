@@ -8,4 +8,4 @@
 pub mod merge;
 pub mod stream;
 
-pub use stream::{Bridge, BridgeState};
+pub use stream::{Bridge, BridgeState, GATEWAY_HEADER};

@@ -32,11 +32,15 @@ pub struct BridgeConfig {
     pub upstream_path: String,
 }
 
+/// The header in which Envoy tells the bridge the listener address the client came in on
+/// (`%DOWNSTREAM_LOCAL_ADDRESS%`, set by the route, so a client cannot choose it).
+pub const GATEWAY_HEADER: &str = "x-switchboard-gateway";
+
 /// Shared by the handler and the control plane, which updates it on every reload.
 #[derive(Default)]
 pub struct BridgeState {
     config: RwLock<Option<Arc<BridgeConfig>>>,
-    /// Envoy's MCP listener (`http://127.0.0.1:8080`), known once Envoy is ready.
+    /// Envoy's MCP listener (`http://127.0.0.1:8080`), when no [`GATEWAY_HEADER`] says it.
     gateway: RwLock<Option<String>>,
 }
 
@@ -58,9 +62,9 @@ impl BridgeState {
         }
     }
 
-    fn current(&self) -> Option<(Arc<BridgeConfig>, String)> {
+    fn current(&self) -> Option<(Arc<BridgeConfig>, Option<String>)> {
         let config = self.config.read().ok()?.clone()?;
-        let gateway = self.gateway.read().ok()?.clone()?;
+        let gateway = self.gateway.read().ok()?.clone();
         Some((config, gateway))
     }
 }
@@ -105,18 +109,27 @@ struct Incoming {
 }
 
 async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Response {
-    let Some((config, gateway)) = bridge.state.current() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code::INTERNAL_ERROR,
-            "The gateway is starting",
-        );
-    };
     let header = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
+    };
+    // Upstream streams are read through the Envoy the client came through; only an address
+    // (never a URL a client could have chosen) is taken from the header.
+    let stamped = header(GATEWAY_HEADER)
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| format!("http://{a}"));
+    let Some((config, gateway)) = bridge
+        .state
+        .current()
+        .and_then(|(c, g)| Some((c, stamped.or(g)?)))
+    else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code::INTERNAL_ERROR,
+            "The gateway is starting",
+        );
     };
     let Some(token) = header(SESSION_HEADER) else {
         return error(

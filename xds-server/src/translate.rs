@@ -317,6 +317,11 @@ fn route_configuration(gateway: &Gateway, bridge: bool) -> route::RouteConfigura
                 timeout: Some(duration(Duration::ZERO)),
                 ..Default::default()
             })),
+            // The bridge reads the upstreams' streams back through this Envoy listener.
+            request_headers_to_add: vec![header_format(
+                switchboard_bridge::GATEWAY_HEADER,
+                "%DOWNSTREAM_LOCAL_ADDRESS%",
+            )],
             request_headers_to_remove: vec![
                 "authorization".into(),
                 "cookie".into(),
@@ -416,11 +421,18 @@ fn exact_header(name: &str, value: &str) -> route::HeaderMatcher {
     }
 }
 
+/// A header with a literal value: Envoy reads `%…%` in added headers as a command, so a `%`
+/// in a configured value (a token, say) is escaped.
 fn header_value(key: &str, value: &str) -> core::HeaderValueOption {
+    header_format(key, &value.replace('%', "%%"))
+}
+
+/// A header whose value is an Envoy format string (`%DOWNSTREAM_LOCAL_ADDRESS%`).
+fn header_format(key: &str, format: &str) -> core::HeaderValueOption {
     core::HeaderValueOption {
         header: Some(core::HeaderValue {
             key: key.into(),
-            value: value.into(),
+            value: format.into(),
             ..Default::default()
         }),
         append_action: core::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
@@ -569,7 +581,7 @@ mod tests {
         }
     }
 
-    const TWO: &str = "server:\n  listen: 127.0.0.1:8080\nupstreams:\n  - name: local\n    url: http://127.0.0.1:3001/mcp\n    headers: {X-Key: k}\n    timeout: 5s\n  - name: gh\n    url: https://api.example.com/mcp/\n";
+    const TWO: &str = "server:\n  listen: 127.0.0.1:8080\nupstreams:\n  - name: local\n    url: http://127.0.0.1:3001/mcp\n    headers: {X-Key: \"k%1%\"}\n    timeout: 5s\n  - name: gh\n    url: https://api.example.com/mcp/\n";
 
     #[test]
     fn one_cluster_per_upstream_with_deterministic_names() {
@@ -625,9 +637,11 @@ mod tests {
         };
         assert_eq!(action.timeout, Some(duration(Duration::from_secs(5))));
         assert_eq!(action.prefix_rewrite, "/mcp");
+        let added = local.request_headers_to_add[0].header.as_ref().unwrap();
         assert_eq!(
-            local.request_headers_to_add[0].header.as_ref().unwrap().key,
-            "X-Key"
+            (added.key.as_str(), added.value.as_str()),
+            ("X-Key", "k%%1%%"),
+            "a literal % is escaped for Envoy's header formatter"
         );
         let direct = &routes[7];
         let m = direct.r#match.as_ref().unwrap();

@@ -18,17 +18,45 @@ pub struct Args {
     /// Path of the filter's .wasm on the Envoy hosts.
     #[arg(long, env = "SWITCHBOARD_WASM")]
     wasm: Option<PathBuf>,
+    /// Also run the bridge (the merged `GET /mcp` stream) on this address, which every Envoy
+    /// must reach and nothing else should (like the xDS port). Without it, `GET /mcp` is 405.
+    #[arg(long)]
+    bridge: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let mut module = filter_module(&wasm_path(args.wasm.as_deref()));
+        let mut bridge = None;
+        if let Some(addr) = args.bridge {
+            anyhow::ensure!(
+                !addr.ip().is_unspecified(),
+                "--bridge {addr}: give the address Envoy connects to, not a wildcard"
+            );
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for the bridge"))?;
+            let addr = listener.local_addr()?;
+            let state = Arc::new(switchboard_bridge::BridgeState::default());
+            let app = switchboard_bridge::Bridge::new(state.clone()).router();
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("bridge failed: {e}");
+                }
+            });
+            module.bridge = Some(addr);
+            bridge = Some(state);
+            // stdout, one line, like the xDS address.
+            println!("bridge: {addr}");
+        }
         let source = Source {
             config: args.config,
-            module: filter_module(&wasm_path(args.wasm.as_deref())),
-            bridge: None,
+            module,
+            bridge,
         };
-        let (_, snapshot) = source.load()?;
+        let (gateway, snapshot) = source.load()?;
+        source.update_bridge(&gateway);
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
         let _watch = crate::watch::spawn(source, tx)?;
         let listener = TcpListener::bind(&args.xds)
