@@ -111,7 +111,7 @@ impl Context for Request {
         };
         let answer = if num_headers == 0 {
             // Envoy reports a failed callout (no connection, timeout) with no headers.
-            Err("unreachable or timed out (no answer)".to_string())
+            Err("no answer: unreachable, TLS handshake failed or timed out (the upstream's cluster stats in Envoy say which)".to_string())
         } else {
             let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
             let find = |name: &str| {

@@ -1796,6 +1796,13 @@ fn describe_failure(
             UPSTREAM_TIMEOUT,
             format!("Upstream {upstream:?} did not answer within {timeout_ms} ms"),
         );
+    } else if let Some(reason) = tls_failure(details) {
+        return (
+            UPSTREAM_ERROR,
+            format!("Upstream {upstream:?} failed the TLS handshake ({reason})"),
+        );
+    } else if details.contains("refused") {
+        "refused the connection"
     } else if details.contains("connection_failure") || details.contains("connect") {
         "is unreachable (connection failed)"
     } else if details.contains("no_healthy_upstream") {
@@ -1808,6 +1815,21 @@ fn describe_failure(
         "could not be reached"
     };
     (UPSTREAM_ERROR, format!("Upstream {upstream:?} {why}"))
+}
+
+/// The reason in Envoy's details of a failed TLS handshake, e.g.
+/// `…{remote_connection_failure|TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end}`.
+fn tls_failure(details: &str) -> Option<String> {
+    let at = details.find("TLS_error")?;
+    let rest = &details[at..];
+    let rest = rest.split("TLS_error_end").next().unwrap_or(rest);
+    let reason = rest
+        .split([':', '|', '}'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && *p != "TLS_error" && p.chars().any(char::is_alphabetic))
+        .next_back()
+        .unwrap_or("TLS error");
+    Some(reason.replace('_', " "))
 }
 
 /// Sets `value` at `path` inside `params` (objects along the way must exist).
@@ -2421,6 +2443,31 @@ mod tests {
             .on_callout_response(&gw, 1, Err("timeout".into()), &clock())
             .unwrap();
         assert!(matches!(step, Step::Respond(Reply { status: 200, .. })));
+    }
+
+    #[test]
+    fn tls_and_refused_connections_are_named() {
+        let (_, m) = describe_failure(
+            "secure",
+            503,
+            Some(
+                "upstream_reset_before_response_started{remote_connection_failure|TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end}",
+            ),
+            1000,
+        );
+        assert_eq!(
+            m,
+            "Upstream \"secure\" failed the TLS handshake (CERTIFICATE VERIFY FAILED)"
+        );
+        let (_, m) = describe_failure(
+            "down",
+            503,
+            Some(
+                "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}",
+            ),
+            1000,
+        );
+        assert_eq!(m, "Upstream \"down\" refused the connection");
     }
 
     #[test]

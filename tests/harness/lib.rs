@@ -7,6 +7,7 @@
 pub mod full;
 pub mod peers;
 pub mod raw;
+pub mod tls;
 
 use anyhow::{Context, bail};
 use rmcp::ServiceExt;

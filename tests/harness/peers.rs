@@ -39,6 +39,15 @@ pub struct TestServer {
     tool_router: ToolRouter<Self>,
 }
 
+impl TestServer {
+    pub fn new(label: &str) -> TestServer {
+        TestServer {
+            label: label.to_string(),
+            tool_router: TestServer::tool_router(),
+        }
+    }
+}
+
 #[tool_router]
 impl TestServer {
     #[tool(description = "Add two integers")]

@@ -80,9 +80,15 @@ pub fn process_session_key() -> &'static str {
 }
 
 /// Reloads `source` and publishes the result if it changed; on error keeps what is in force.
-pub fn reload(source: &Source, tx: &watch::Sender<Arc<Snapshot>>) {
+/// Returns the certificate files the configuration in force names.
+pub fn reload(source: &Source, tx: &watch::Sender<Arc<Snapshot>>) -> Option<Vec<PathBuf>> {
     match source.load() {
         Ok((gateway, snapshot)) => {
+            let files = gateway
+                .pem_files()
+                .into_iter()
+                .map(Path::to_path_buf)
+                .collect();
             source.update_bridge(&gateway);
             let changed = tx.send_if_modified(|current| {
                 if **current == snapshot {
@@ -98,7 +104,11 @@ pub fn reload(source: &Source, tx: &watch::Sender<Arc<Snapshot>>) {
             } else {
                 info!("configuration unchanged");
             }
+            Some(files)
         }
-        Err(e) => error!("configuration refused, the last good one stays in force: {e:#}"),
+        Err(e) => {
+            error!("configuration refused, the last good one stays in force: {e:#}");
+            None
+        }
     }
 }

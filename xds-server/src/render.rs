@@ -70,7 +70,8 @@ fn message_json(msg: &DynamicMessage, name: &str) -> Result<Value, RenderError> 
 pub const REDACTED: &str = "<redacted>";
 
 /// Replaces secrets in rendered resources: configured header values on routes and in the
-/// filter's configuration, and the session key. What Envoy receives is unchanged.
+/// filter's configuration, the session key, and private keys in SDS secrets. What Envoy
+/// receives is unchanged.
 pub fn redact(value: &mut Value) {
     match value {
         Value::Object(map) => {
@@ -97,6 +98,8 @@ pub fn redact(value: &mut Value) {
                             h.insert("value".into(), Value::String(REDACTED.into()));
                         }
                     }
+                } else if key == "private_key" {
+                    *v = Value::String(REDACTED.into());
                 } else {
                     redact(v);
                 }
@@ -122,6 +125,7 @@ pub fn snapshot_yaml(snapshot: &Snapshot) -> Result<String, RenderError> {
         "clusters": section(&snapshot.clusters)?,
         "listeners": section(&snapshot.listeners)?,
         "routes": section(&snapshot.routes)?,
+        "secrets": section(&snapshot.secrets)?,
     });
     to_yaml(&doc)
 }

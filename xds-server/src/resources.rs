@@ -13,6 +13,8 @@ use std::collections::BTreeSet;
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+pub const SECRET_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// The resources of one type with the version that names them.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -27,10 +29,12 @@ pub struct Snapshot {
     pub listeners: TypedResources,
     pub routes: TypedResources,
     pub clusters: TypedResources,
+    pub secrets: TypedResources,
 }
 
-/// Push order for ADS: clusters before the listeners and routes that name them.
-pub const TYPE_ORDER: [&str; 3] = [CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+/// Push order for ADS: secrets before the clusters that name them, clusters before the
+/// listeners and routes that name them.
+pub const TYPE_ORDER: [&str; 4] = [SECRET_TYPE, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE];
 
 impl Snapshot {
     pub fn new(r: &Resources) -> Self {
@@ -50,6 +54,11 @@ impl Snapshot {
                     .iter()
                     .map(|c| (c.name.clone(), pack_any(c.clone()))),
             ),
+            secrets: typed(
+                r.secrets
+                    .iter()
+                    .map(|x| (x.name.clone(), pack_any(x.clone()))),
+            ),
         }
     }
 
@@ -58,6 +67,7 @@ impl Snapshot {
             LISTENER_TYPE => Some(&self.listeners),
             ROUTE_TYPE => Some(&self.routes),
             CLUSTER_TYPE => Some(&self.clusters),
+            SECRET_TYPE => Some(&self.secrets),
             _ => None,
         }
     }

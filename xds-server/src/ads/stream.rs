@@ -189,7 +189,11 @@ mod tests {
                 type_url: CLUSTER_TYPE.into()
             }
         );
-        assert_eq!(r.resources.len(), 1);
+        assert_eq!(
+            r.resources.len(),
+            2,
+            "the upstream's calls and streams clusters"
+        );
         assert_eq!(r.version_info, s.clusters.version);
         let (r2, e) = st.on_request(&req(CLUSTER_TYPE, &r.version_info, &r.nonce, &[]), &s);
         assert!(r2.is_none());

@@ -64,11 +64,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         bridge: Some(bridge_state.clone()),
     };
     let (gateway, snapshot) = source.load()?;
+    let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();
     source.update_bridge(&gateway);
     info!("bridge on {bridge_addr}");
 
     let (tx, rx) = watch::channel(Arc::new(snapshot));
-    let _watch = crate::watch::spawn(source, tx)?;
+    let _watch = crate::watch::spawn(source, tx, files)?;
     let xds = TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot bind the xDS port")?;

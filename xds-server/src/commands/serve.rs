@@ -56,9 +56,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             bridge,
         };
         let (gateway, snapshot) = source.load()?;
+        let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();
         source.update_bridge(&gateway);
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
-        let _watch = crate::watch::spawn(source, tx)?;
+        let _watch = crate::watch::spawn(source, tx, files)?;
         let listener = TcpListener::bind(&args.xds)
             .await
             .with_context(|| format!("cannot listen on {}", args.xds))?;

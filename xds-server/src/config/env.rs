@@ -223,6 +223,9 @@ pub fn apply_upstream_vars(upstreams: &mut Vec<Upstream>, env: &Environment) -> 
                 tool_prefix: None,
                 tools: Default::default(),
                 cache: None,
+                transport: Default::default(),
+                tls: None,
+                proxy: None,
             });
         }
     }
@@ -287,6 +290,9 @@ mod tests {
             tool_prefix: None,
             tools: Default::default(),
             cache: None,
+            transport: Default::default(),
+            tls: None,
+            proxy: None,
         }];
         apply_upstream_vars(
             &mut ups,

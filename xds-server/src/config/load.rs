@@ -46,7 +46,33 @@ pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError>
         path: String::new(),
         message: format!("cannot read the file: {e}"),
     })?;
-    load_str(&text, &name, env)
+    let mut gateway = load_str(&text, &name, env)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    super::certs::read_all(&mut gateway, base).map_err(|e| {
+        let (line, column) = at(&text, &e.field);
+        ConfigError {
+            file: name.clone(),
+            line,
+            column,
+            path: e.field,
+            message: e.message,
+        }
+    })?;
+    Ok(gateway)
+}
+
+/// Line and column of the value at a field path like `upstreams[0].tls.client_cert`.
+fn at(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
+    let mut steps = Vec::new();
+    for part in field.split('.') {
+        let (key, rest) = part.split_once('[').unwrap_or((part, ""));
+        steps.push(position::Step::Key(key.to_string()));
+        if let Some(n) = rest.strip_suffix(']').and_then(|n| n.parse().ok()) {
+            steps.push(position::Step::Index(n));
+        }
+    }
+    position::locate(text, &steps, position::Target::Value)
+        .map_or((None, None), |(l, c)| (Some(l), Some(c)))
 }
 
 /// Parses and validates gateway YAML (or `mcpServers` JSON, which is YAML too).
@@ -223,12 +249,97 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         }
     }
 
+    for (i, u) in upstreams.iter_mut().enumerate() {
+        check_transport(u).map_err(|(field, message)| {
+            let field = format!("upstreams[{i}].{field}");
+            let (line, col) = at(text, &field);
+            error(line, col, field, message)
+        })?;
+    }
+
     Ok(Gateway {
         server,
         session: parsed.session,
         aggregation: parsed.aggregation,
         upstreams,
     })
+}
+
+/// Settings of one upstream's connection that only make sense together; resolves the
+/// timeout (`transport.timeout` over `timeout`). Errors name the field under the upstream.
+fn check_transport(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
+    let t = &u.transport;
+    if let Some(timeout) = t.timeout {
+        if u.timeout != super::model::default_timeout() && u.timeout != timeout {
+            return Err((
+                "transport.timeout".into(),
+                "set either timeout or transport.timeout, not both".into(),
+            ));
+        }
+        u.timeout = timeout;
+    }
+    if t.max_idle_conns == 0 || t.max_idle_conns_per_host == 0 {
+        let f = if t.max_idle_conns == 0 {
+            "max_idle_conns"
+        } else {
+            "max_idle_conns_per_host"
+        };
+        return Err((format!("transport.{f}"), "expected at least 1".into()));
+    }
+    if t.max_idle_conns_per_host > t.max_idle_conns {
+        return Err((
+            "transport.max_idle_conns_per_host".into(),
+            format!(
+                "{} is more than max_idle_conns ({})",
+                t.max_idle_conns_per_host, t.max_idle_conns
+            ),
+        ));
+    }
+    if let Some(tls) = &u.tls {
+        if !u.url.is_tls() {
+            return Err((
+                "tls".into(),
+                "applies to https:// upstreams; this URL is http://".into(),
+            ));
+        }
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            let missing = if tls.client_cert.is_some() {
+                "client_key"
+            } else {
+                "client_cert"
+            };
+            return Err((
+                format!("tls.{missing}"),
+                "mutual TLS needs both client_cert and client_key".into(),
+            ));
+        }
+        if tls.insecure_skip_verify && tls.ca_cert.is_some() {
+            return Err((
+                "tls.insecure_skip_verify".into(),
+                "contradicts tls.ca_cert: verify against the CA, or skip verification".into(),
+            ));
+        }
+        if tls.server_name.as_deref().is_some_and(|n| {
+            n.is_empty()
+                || !n
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        }) {
+            return Err((
+                "tls.server_name".into(),
+                "expected a DNS name like api.example.com".into(),
+            ));
+        }
+    }
+    if let Some(p) = &u.proxy
+        && p.username.is_some() != p.password.is_some()
+    {
+        return Err((
+            "proxy".into(),
+            "SOCKS5 username/password authentication needs both username and password".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// serde_yaml_ng puts its own path in front of a message and the position behind it; both

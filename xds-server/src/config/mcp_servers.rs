@@ -105,6 +105,9 @@ impl McpServers {
                     tool_prefix: None,
                     tools: Default::default(),
                     cache: None,
+                    transport: Default::default(),
+                    tls: None,
+                    proxy: None,
                 })
             })
             .collect()

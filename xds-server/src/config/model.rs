@@ -60,6 +60,12 @@ impl Gateway {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for u in &self.upstreams {
+            if u.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+                out.push(format!(
+                    "upstream {:?}: tls.insecure_skip_verify is set: its certificate is NOT verified, so anyone on the network path can impersonate it and read its traffic",
+                    u.name.0
+                ));
+            }
             let used = self.prefix(u).len() + self.aggregation.separator.len();
             if used > 24 {
                 out.push(format!(
@@ -70,6 +76,20 @@ impl Gateway {
             }
         }
         out
+    }
+
+    /// Every certificate and key file it names (absolute once loaded from a file): watched,
+    /// so a rotated file is pushed to Envoy.
+    pub fn pem_files(&self) -> Vec<&std::path::Path> {
+        let mut out = Vec::new();
+        if let Some(t) = &self.server.tls {
+            out.extend([&t.cert_file, &t.key_file]);
+            out.extend(&t.client_ca);
+        }
+        for t in self.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
+            out.extend(t.ca_cert.iter().chain(&t.client_cert).chain(&t.client_key));
+        }
+        out.into_iter().map(|f| f.path.as_path()).collect()
     }
 
     /// The prefix of an upstream's tool and prompt names.
@@ -159,6 +179,8 @@ pub struct Server {
     pub upstream_path: String,
     /// Largest request body accepted on the MCP endpoint, in bytes.
     pub max_request_bytes: u64,
+    /// Serve the MCP endpoint over TLS.
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for Server {
@@ -169,6 +191,7 @@ impl Default for Server {
             mcp_path: "/mcp".into(),
             upstream_path: "/upstreams".into(),
             max_request_bytes: 4 * 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -195,6 +218,142 @@ pub struct Upstream {
     /// every client.
     #[serde(default, deserialize_with = "optional_duration")]
     pub cache: Option<Duration>,
+    /// How Envoy connects to it: timeout, connection pool, HTTP/2.
+    #[serde(default)]
+    pub transport: Transport,
+    /// TLS settings of an `https://` upstream (default: system roots, SNI from the URL).
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+    /// Reach it through a SOCKS5 proxy.
+    #[serde(default)]
+    pub proxy: Option<Proxy>,
+}
+
+/// Per-upstream connection settings, each enforced by Envoy on this upstream's cluster only.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Transport {
+    /// The whole request, body included (same as `upstreams[].timeout`, which it overrides).
+    #[serde(deserialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
+    /// Connections Envoy keeps open to this upstream in all, idle or busy.
+    pub max_idle_conns: u32,
+    /// Connections Envoy keeps open to each of its hosts, idle or busy.
+    pub max_idle_conns_per_host: u32,
+    /// An idle connection is closed after this long.
+    #[serde(deserialize_with = "duration")]
+    pub idle_conn_timeout: Duration,
+    /// HTTP/2: negotiated by ALPN over TLS; over plain text, prior knowledge (h2c).
+    pub http2: bool,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Transport {
+            timeout: None,
+            max_idle_conns: 100,
+            max_idle_conns_per_host: 10,
+            idle_conn_timeout: Duration::from_secs(90),
+            http2: false,
+        }
+    }
+}
+
+/// A PEM file the gateway reads and hands to Envoy by SDS (never inlined in a cluster).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PemFile {
+    pub path: std::path::PathBuf,
+    /// Filled by [`crate::config::load_file`]; empty when the config was parsed from text.
+    pub pem: Vec<u8>,
+}
+
+impl<'de> Deserialize<'de> for PemFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Expanded::deserialize(d)?;
+        if s.0.trim().is_empty() {
+            return Err(serde::de::Error::custom("expected a file path"));
+        }
+        Ok(PemFile {
+            path: s.0.into(),
+            pem: Vec::new(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// CA certificates (PEM) that sign the upstream's certificate, instead of the system roots.
+    #[serde(default)]
+    pub ca_cert: Option<PemFile>,
+    /// A client certificate (PEM, with its chain) for mutual TLS; needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PemFile>,
+    #[serde(default)]
+    pub client_key: Option<PemFile>,
+    /// SNI and the name the certificate must carry (default: the URL's host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Accept any certificate. Only for tests: anyone on the path can read the traffic.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// `socks5://host:port` with optional RFC 1929 username and password.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxy {
+    pub url: ProxyUrl,
+    #[serde(default)]
+    pub username: Option<Expanded>,
+    #[serde(default)]
+    pub password: Option<Expanded>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyUrl {
+    pub host: String,
+    pub port: u16,
+}
+
+impl<'de> Deserialize<'de> for ProxyUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Expanded::deserialize(d)?;
+        let bad =
+            || serde::de::Error::custom(format!("expected socks5://host:port, found {:?}", s.0));
+        let url = url::Url::parse(&s.0).map_err(|_| bad())?;
+        if url.scheme() != "socks5" && url.scheme() != "socks5h" {
+            return Err(serde::de::Error::custom(format!(
+                "only SOCKS5 proxies are supported (socks5://host:port), found scheme {:?}",
+                url.scheme()
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(serde::de::Error::custom(
+                "credentials in the proxy URL are not allowed; use proxy.username and proxy.password with ${VAR}",
+            ));
+        }
+        let host = match url.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(h) => h.to_string(),
+            None => return Err(bad()),
+        };
+        Ok(ProxyUrl {
+            host,
+            port: url.port().unwrap_or(1080),
+        })
+    }
+}
+
+/// TLS on the gateway's own port.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    pub cert_file: PemFile,
+    pub key_file: PemFile,
+    /// Require client certificates signed by these CAs.
+    #[serde(default)]
+    pub client_ca: Option<PemFile>,
 }
 
 fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

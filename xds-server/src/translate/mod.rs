@@ -3,10 +3,9 @@
 //! Resource names are deterministic (`upstream-<name>`, `switchboard`), so an unchanged
 //! upstream produces byte-identical resources and is never re-pushed.
 
-use crate::config::model::{FanOutPolicy, Gateway, PrefixModeConfig, Upstream, UpstreamUrl};
-use envoy_types::pb::envoy::config::cluster::v3 as cluster;
+use crate::config::model::{FanOutPolicy, Gateway, PrefixModeConfig, Upstream};
+use envoy_types::pb::envoy::config::cluster::v3 as envoy_cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
-use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 use envoy_types::pb::envoy::config::listener::v3 as listener;
 use envoy_types::pb::envoy::config::route::v3 as route;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -17,9 +16,13 @@ use envoy_types::pb::envoy::extensions::wasm::v3 as wasm;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue};
 use envoy_types::util::pack_any;
-use std::net::IpAddr;
 use std::time::Duration;
 use switchboard_protocol::filter_config::{self, FanOut, FilterConfig, PrefixMode, ROUTE_HEADER};
+
+pub mod cluster;
+pub mod secret;
+
+pub use cluster::{cluster_name, single_host_cluster, stream_cluster_name};
 
 pub const LISTENER_NAME: &str = "switchboard-mcp";
 pub const ROUTE_CONFIG_NAME: &str = "switchboard";
@@ -44,20 +47,20 @@ pub struct FilterModule {
 pub struct Resources {
     pub listeners: Vec<listener::Listener>,
     pub routes: Vec<route::RouteConfiguration>,
-    pub clusters: Vec<cluster::Cluster>,
-}
-
-pub fn cluster_name(upstream: &str) -> String {
-    format!("upstream-{upstream}")
+    pub clusters: Vec<envoy_cluster::Cluster>,
+    pub secrets: Vec<tls::Secret>,
 }
 
 pub const BRIDGE_CLUSTER: &str = "switchboard-bridge";
 
 pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
-    let mut clusters: Vec<cluster::Cluster> =
-        gateway.upstreams.iter().map(upstream_cluster).collect();
+    let mut clusters: Vec<envoy_cluster::Cluster> = gateway
+        .upstreams
+        .iter()
+        .flat_map(|u| cluster::upstream_clusters(u, None))
+        .collect();
     if let Some(bridge) = module.bridge {
-        clusters.push(cluster::Cluster {
+        clusters.push(envoy_cluster::Cluster {
             connect_timeout: Some(duration(CONNECT_TIMEOUT)),
             ..single_host_cluster(BRIDGE_CLUSTER, &bridge.ip().to_string(), bridge.port())
         });
@@ -66,6 +69,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
         listeners: vec![mcp_listener(gateway, module)],
         routes: vec![route_configuration(gateway, module.bridge.is_some())],
         clusters,
+        secrets: secret::secrets(gateway),
     }
 }
 
@@ -362,7 +366,7 @@ fn upstream_routes(
     path: &str,
     headers: &[route::HeaderMatcher],
 ) -> [route::Route; 2] {
-    let make = |suffix: &str, method: Option<&str>, timeout: Duration| {
+    let make = |suffix: &str, method: Option<&str>, timeout: Duration, cluster: String| {
         let mut matchers = headers.to_vec();
         if let Some(m) = method {
             matchers.push(exact_header(":method", m));
@@ -375,9 +379,7 @@ fn upstream_routes(
                 ..Default::default()
             }),
             action: Some(route::route::Action::Route(route::RouteAction {
-                cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
-                    cluster_name(&u.name),
-                )),
+                cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(cluster)),
                 prefix_rewrite: u.url.path_and_query(),
                 host_rewrite_specifier: Some(
                     route::route_action::HostRewriteSpecifier::HostRewriteLiteral(
@@ -403,8 +405,14 @@ fn upstream_routes(
         }
     };
     [
-        make("-stream", Some("GET"), Duration::ZERO),
-        make("", None, u.timeout),
+        // Streams: no overall timeout, and their own pool (see `cluster`).
+        make(
+            "-stream",
+            Some("GET"),
+            Duration::ZERO,
+            stream_cluster_name(&u.name),
+        ),
+        make("", None, u.timeout, cluster_name(&u.name)),
     ]
 }
 
@@ -474,98 +482,11 @@ fn direct_response(
     }
 }
 
-fn upstream_cluster(u: &Upstream) -> cluster::Cluster {
-    let host = u.url.host();
-    let is_ip = host.parse::<IpAddr>().is_ok();
-    cluster::Cluster {
-        connect_timeout: Some(duration(CONNECT_TIMEOUT)),
-        dns_lookup_family: cluster::cluster::DnsLookupFamily::V4Preferred as i32,
-        transport_socket: u.url.is_tls().then(|| upstream_tls(&u.url, is_ip)),
-        ..single_host_cluster(&cluster_name(&u.name), &host, u.url.port())
-    }
-}
-
-/// A cluster of one `host:port`: static for an IP address; for a hostname, logical DNS (one
-/// name, possibly many addresses behind it: connect to whichever DNS returns).
-pub fn single_host_cluster(name: &str, host: &str, port: u16) -> cluster::Cluster {
-    let discovery = if host.parse::<IpAddr>().is_ok() {
-        cluster::cluster::DiscoveryType::Static
-    } else {
-        cluster::cluster::DiscoveryType::LogicalDns
-    };
-    cluster::Cluster {
-        name: name.into(),
-        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
-            discovery as i32,
-        )),
-        load_assignment: Some(endpoint::ClusterLoadAssignment {
-            cluster_name: name.into(),
-            endpoints: vec![endpoint::LocalityLbEndpoints {
-                lb_endpoints: vec![endpoint::LbEndpoint {
-                    host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
-                        endpoint::Endpoint {
-                            address: Some(socket_address(host, port)),
-                            ..Default::default()
-                        },
-                    )),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// HTTPS upstreams: SNI and certificate verification against the system's roots, with the
-/// certificate's subject alternative name checked against the URL's host.
-fn upstream_tls(url: &UpstreamUrl, is_ip: bool) -> core::TransportSocket {
-    use tls::subject_alt_name_matcher::SanType;
-    let host = url.host();
-    let context = tls::UpstreamTlsContext {
-        sni: if is_ip { String::new() } else { host.clone() },
-        common_tls_context: Some(tls::CommonTlsContext {
-            validation_context_type: Some(
-                tls::common_tls_context::ValidationContextType::ValidationContext(
-                    tls::CertificateValidationContext {
-                        system_root_certs: Some(
-                            tls::certificate_validation_context::SystemRootCerts {},
-                        ),
-                        match_typed_subject_alt_names: vec![tls::SubjectAltNameMatcher {
-                            san_type: if is_ip {
-                                SanType::IpAddress
-                            } else {
-                                SanType::Dns
-                            } as i32,
-                            matcher: Some(matcher::StringMatcher {
-                                match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(
-                                    host,
-                                )),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    },
-                ),
-            ),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    core::TransportSocket {
-        name: "envoy.transport_sockets.tls".into(),
-        config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
-            context,
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{env::Environment, load_str};
+    use envoy_types::pb::envoy::extensions::upstreams::http::v3 as http_options;
     use prost::Message;
 
     fn gateway(yaml: &str) -> Gateway {
@@ -587,22 +508,134 @@ mod tests {
     fn one_cluster_per_upstream_with_deterministic_names() {
         let r = translate(&gateway(TWO), &module());
         let names: Vec<&str> = r.clusters.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["upstream-local", "upstream-gh"]);
+        assert_eq!(
+            names,
+            [
+                "upstream-local",
+                "upstream-local-stream",
+                "upstream-gh",
+                "upstream-gh-stream"
+            ]
+        );
         let local = &r.clusters[0];
         assert_eq!(
             local.cluster_discovery_type,
-            Some(cluster::cluster::ClusterDiscoveryType::Type(
-                cluster::cluster::DiscoveryType::Static as i32
+            Some(envoy_cluster::cluster::ClusterDiscoveryType::Type(
+                envoy_cluster::cluster::DiscoveryType::Static as i32
             ))
         );
         assert!(local.transport_socket.is_none());
-        let gh = &r.clusters[1];
+        let gh = &r.clusters[2];
         let ts = gh.transport_socket.as_ref().unwrap();
         let Some(core::transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
             panic!()
         };
         let tls = tls::UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
         assert_eq!(tls.sni, "api.example.com");
+    }
+
+    fn tls_context(c: &envoy_cluster::Cluster) -> tls::UpstreamTlsContext {
+        let ts = c.transport_socket.as_ref().unwrap();
+        let Some(core::transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+            panic!()
+        };
+        tls::UpstreamTlsContext::decode(any.value.as_slice()).unwrap()
+    }
+
+    fn protocol(c: &envoy_cluster::Cluster) -> http_options::HttpProtocolOptions {
+        let any = &c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        http_options::HttpProtocolOptions::decode(any.value.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn transport_settings_map_to_each_upstreams_own_cluster() {
+        use http_options::http_protocol_options::UpstreamProtocolOptions;
+        let g = gateway(
+            "upstreams:\n  - name: a\n    url: https://a.example/mcp\n    transport: {http2: true, max_idle_conns: 50, max_idle_conns_per_host: 5, idle_conn_timeout: 30s, timeout: 7s}\n    tls: {ca_cert: ca.pem, client_cert: c.pem, client_key: k.pem, server_name: internal.a}\n  - name: b\n    url: http://127.0.0.1:1/mcp\n    transport: {http2: true}\n  - name: c\n    url: https://c.example/mcp\n    tls: {insecure_skip_verify: true}\n  - name: d\n    url: http://127.0.0.1:2/mcp\n",
+        );
+        let r = translate(&g, &module());
+        let by_name = |n: &str| r.clusters.iter().find(|c| c.name == n).unwrap();
+        // Pool limits on the calls' cluster only; the streams' cluster has Envoy's defaults.
+        let a = by_name("upstream-a");
+        let breakers = a.circuit_breakers.as_ref().unwrap();
+        assert_eq!(breakers.thresholds[0].max_connections.unwrap().value, 50);
+        assert_eq!(
+            breakers.per_host_thresholds[0]
+                .max_connections
+                .unwrap()
+                .value,
+            5
+        );
+        assert!(by_name("upstream-a-stream").circuit_breakers.is_none());
+        let d = by_name("upstream-d");
+        assert_eq!(
+            d.circuit_breakers.as_ref().unwrap().per_host_thresholds[0]
+                .max_connections
+                .unwrap()
+                .value,
+            10,
+            "the default"
+        );
+        // HTTP/2 by ALPN over TLS, prior knowledge over plain text only when asked.
+        let p = protocol(a);
+        assert!(matches!(
+            p.upstream_protocol_options,
+            Some(UpstreamProtocolOptions::AutoConfig(_))
+        ));
+        assert_eq!(
+            p.common_http_protocol_options.unwrap().idle_timeout,
+            Some(duration(Duration::from_secs(30)))
+        );
+        let h2c = format!(
+            "{:?}",
+            protocol(by_name("upstream-b")).upstream_protocol_options
+        );
+        assert!(h2c.contains("Http2ProtocolOptions"), "{h2c}");
+        let h1 = format!("{:?}", protocol(d).upstream_protocol_options);
+        assert!(
+            h1.contains("HttpProtocolOptions(Http1ProtocolOptions"),
+            "{h1}"
+        );
+        assert_eq!(g.upstreams[0].timeout, Duration::from_secs(7));
+        // TLS: SNI override, CA and client certificate by SDS, never inline.
+        let t = tls_context(a);
+        assert_eq!(t.sni, "internal.a");
+        let common = t.common_tls_context.unwrap();
+        assert_eq!(
+            common.tls_certificate_sds_secret_configs[0].name,
+            "upstream-a-client-cert"
+        );
+        assert!(common.tls_certificates.is_empty());
+        let Some(tls::common_tls_context::ValidationContextType::CombinedValidationContext(v)) =
+            common.validation_context_type
+        else {
+            panic!("{:?}", common.validation_context_type)
+        };
+        assert_eq!(
+            v.validation_context_sds_secret_config.unwrap().name,
+            "upstream-a-ca"
+        );
+        let san = &v
+            .default_validation_context
+            .unwrap()
+            .match_typed_subject_alt_names[0];
+        assert_eq!(
+            san.matcher.as_ref().unwrap().match_pattern,
+            Some(matcher::string_matcher::MatchPattern::Exact(
+                "internal.a".into()
+            ))
+        );
+        let names: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["upstream-a-ca", "upstream-a-client-cert"]);
+        // Verification off only when asked.
+        let c = tls_context(by_name("upstream-c"));
+        assert!(
+            c.common_tls_context
+                .unwrap()
+                .validation_context_type
+                .is_none()
+        );
+        assert!(g.warnings().iter().any(|w| w.contains("NOT verified")));
     }
 
     #[test]

@@ -1,0 +1,133 @@
+//! The certificate files a gateway names: read at load (so a missing or broken file is a
+//! config error, not an Envoy NACK later) and checked: PEM that parses, a key that matches
+//! its certificate. What passes travels to Envoy by SDS.
+
+use super::model::{Gateway, PemFile};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::Path;
+
+/// A problem with one file, named by its field path (`upstreams[0].tls.client_cert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Reads every PEM file `gateway` names (relative paths from `base`) and checks them.
+pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FileError> {
+    if let Some(t) = &mut gateway.server.tls {
+        read(&mut t.cert_file, base, "server.tls.cert_file", Kind::Certs)?;
+        read(&mut t.key_file, base, "server.tls.key_file", Kind::Key)?;
+        check_pair(&t.cert_file.pem, &t.key_file.pem).map_err(|m| FileError {
+            field: "server.tls.key_file".into(),
+            message: m,
+        })?;
+        if let Some(ca) = &mut t.client_ca {
+            read(ca, base, "server.tls.client_ca", Kind::Certs)?;
+        }
+    }
+    for (i, u) in gateway.upstreams.iter_mut().enumerate() {
+        let Some(tls) = &mut u.tls else { continue };
+        let field = |f: &str| format!("upstreams[{i}].tls.{f}");
+        if let Some(ca) = &mut tls.ca_cert {
+            read(ca, base, &field("ca_cert"), Kind::Certs)?;
+        }
+        if let (Some(cert), Some(key)) = (&mut tls.client_cert, &mut tls.client_key) {
+            read(cert, base, &field("client_cert"), Kind::Certs)?;
+            read(key, base, &field("client_key"), Kind::Key)?;
+            check_pair(&cert.pem, &key.pem).map_err(|m| FileError {
+                field: field("client_key"),
+                message: m,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+enum Kind {
+    Certs,
+    Key,
+}
+
+fn read(file: &mut PemFile, base: &Path, field: &str, kind: Kind) -> Result<(), FileError> {
+    let path = base.join(&file.path);
+    let fail = |message: String| FileError {
+        field: field.to_string(),
+        message,
+    };
+    let pem =
+        std::fs::read(&path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+    match kind {
+        Kind::Certs => certificates(&pem).map(|_| ()),
+        Kind::Key => key(&pem).map(|_| ()),
+    }
+    .map_err(|m| fail(format!("{}: {m}", path.display())))?;
+    file.path = path;
+    file.pem = pem;
+    Ok(())
+}
+
+/// Every certificate in a PEM file; at least one.
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate file ({e})"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(certs)
+}
+
+fn key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("holds no usable PEM private key ({e})"))
+}
+
+/// The key is the private half of the first certificate's public key.
+pub fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
+    let certs = certificates(cert_pem)?;
+    let key = key(key_pem)?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("the private key cannot be used: {e}"))?;
+    rustls::sign::CertifiedKey::new(certs, signing)
+        .keys_match()
+        .map_err(|_| "the private key does not match the certificate".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.test".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_key_must_match_its_certificate() {
+        let (cert, key) = pair();
+        let (_, other_key) = pair();
+        assert_eq!(check_pair(cert.as_bytes(), key.as_bytes()), Ok(()));
+        assert_eq!(
+            check_pair(cert.as_bytes(), other_key.as_bytes()),
+            Err("the private key does not match the certificate".into())
+        );
+        assert!(
+            check_pair(b"junk", key.as_bytes())
+                .unwrap_err()
+                .contains("no PEM certificate")
+        );
+        assert!(
+            check_pair(cert.as_bytes(), cert.as_bytes())
+                .unwrap_err()
+                .contains("no usable PEM private key")
+        );
+    }
+}
