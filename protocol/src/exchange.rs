@@ -1768,10 +1768,20 @@ fn callout(
 
 /// Why a callout's HTTP answer is a failure, in words that name no address.
 fn http_failure(status: u16, body: &[u8], timeout_ms: u64) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).to_ascii_lowercase();
+    // Envoy's own answer names the transport failure: `… transport failure reason:
+    // TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end`.
+    let original = String::from_utf8_lossy(&body[..body.len().min(1000)]);
+    let text = original.to_ascii_lowercase();
     match status {
+        503 if text.contains("tls_error") => format!(
+            "TLS handshake failed ({})",
+            tls_failure(&original).unwrap_or_default()
+        ),
+        503 if text.contains("refused") => "refused the connection".into(),
+        // Envoy does not always say more; its `ssl.*` and `upstream_cx_*` stats of the
+        // upstream's cluster do.
         503 if text.contains("connect") || text.contains("no healthy") => {
-            "unreachable (connection failed)".into()
+            "unreachable (the connection or its TLS handshake failed)".into()
         }
         504 => format!("timed out after {timeout_ms} ms"),
         _ => format!("answered HTTP {status}"),
@@ -2468,6 +2478,11 @@ mod tests {
             1000,
         );
         assert_eq!(m, "Upstream \"down\" refused the connection");
+        let body = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end";
+        assert_eq!(
+            http_failure(503, body, 1000),
+            "TLS handshake failed (CERTIFICATE VERIFY FAILED)"
+        );
     }
 
     #[test]

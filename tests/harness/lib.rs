@@ -219,6 +219,23 @@ impl Gateway {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// A cluster as Envoy received it (admin `config_dump`), as JSON.
+    pub async fn cluster_config(&self, name: &str) -> Option<serde_json::Value> {
+        let v: serde_json::Value = reqwest::get(format!(
+            "{}/config_dump?resource=dynamic_active_clusters&name_regex=^{}$",
+            self.admin,
+            regex_escape(name)
+        ))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+        v["configs"][0]["cluster"]
+            .as_object()
+            .map(|c| c.clone().into())
+    }
+
     /// Envoy's uptime in seconds, read live from `/server_info` (the `server.uptime` gauge
     /// only moves at each stats flush); it starts from zero again if Envoy restarts.
     pub async fn uptime(&self) -> Option<u64> {

@@ -1,0 +1,292 @@
+//! Upstream transport through real Envoy: TLS with a private CA, SNI, HTTP/2 by ALPN, pool
+//! limits, mutual TLS, certificates by SDS and their rotation, and failures named for the
+//! client. Certificates are made in the test (rcgen); the upstream is rmcp behind rustls.
+
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use switchboard_e2e::tls::{Ca, TlsUpstream};
+use switchboard_e2e::{Gateway, call_text, connect, eventually, raw};
+
+fn path(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_sni_http2_and_pool_limits_reach_envoy_and_the_upstream() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("switchboard test CA")?;
+    let upstream = TlsUpstream::start("secure", &ca.server(&["mcp.internal"])?, None, true).await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: secure\n    url: https://127.0.0.1:{}/mcp\n    tls:\n      ca_cert: {}\n      server_name: mcp.internal\n    transport: {{http2: true, max_idle_conns: 7, max_idle_conns_per_host: 3, idle_conn_timeout: 45s}}\n",
+        upstream.addr.port(),
+        path(&ca.write(dir.path(), "ca")?),
+    ))
+    .await?;
+    let client = connect(&gw.endpoint).await?;
+    assert_eq!(
+        call_text(&client, "secure__whoami", json!({})).await?,
+        "secure"
+    );
+    client.cancel().await?;
+
+    let handshakes = upstream.handshakes();
+    assert!(!handshakes.is_empty());
+    for h in &handshakes {
+        assert_eq!(h.sni.as_deref(), Some("mcp.internal"), "{h:?}");
+        assert_eq!(h.alpn.as_deref(), Some("h2"), "negotiated by ALPN: {h:?}");
+    }
+    let h2 = gw
+        .stat("cluster.upstream-secure.upstream_cx_http2_total")
+        .await;
+    assert!(h2.is_some_and(|n| n >= 1), "{h2:?}");
+
+    // What Envoy received: pool limits and idle timeout on the calls' cluster, the CA by
+    // SDS (no certificate inline).
+    let cluster = gw
+        .cluster_config("upstream-secure")
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no cluster upstream-secure in config_dump"))?;
+    let breakers = &cluster["circuit_breakers"];
+    assert_eq!(breakers["thresholds"][0]["max_connections"], 7, "{cluster}");
+    assert_eq!(
+        breakers["per_host_thresholds"][0]["max_connections"], 3,
+        "{cluster}"
+    );
+    let options = &cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    assert_eq!(
+        options["common_http_protocol_options"]["idle_timeout"],
+        "45s"
+    );
+    assert!(options["auto_config"].is_object(), "{options}");
+    let text = cluster.to_string();
+    assert!(
+        text.contains("upstream-secure-ca"),
+        "the CA is named by SDS: {text}"
+    );
+    assert!(
+        !text.contains("BEGIN CERTIFICATE"),
+        "nothing inline: {text}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_ca_or_a_missing_client_certificate_is_refused_with_the_upstream_named()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("switchboard test CA")?;
+    let other = Ca::new("some other CA")?;
+    let server = ca.server(&["mcp.internal"])?;
+    let open = TlsUpstream::start("open", &server, None, true).await?;
+    let mtls = TlsUpstream::start("mtls", &server, Some(&ca), true).await?;
+    let client_cert = ca.client("gateway")?;
+    let (cert, key) = client_cert.write(dir.path(), "client")?;
+    let yaml = |open_ca: &str, mtls_client: &str| {
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\naggregation:\n  fan_out: fail_closed\nupstreams:\n  - name: open\n    url: https://127.0.0.1:{}/mcp\n    tls: {{ca_cert: {open_ca}, server_name: mcp.internal}}\n  - name: mtls\n    url: https://127.0.0.1:{}/mcp\n    tls: {{ca_cert: {}, server_name: mcp.internal{mtls_client}}}\n",
+            open.addr.port(),
+            mtls.addr.port(),
+            path(&ca.write(dir.path(), "ca").unwrap_or_default()),
+        )
+    };
+    let wrong_ca = path(&other.write(dir.path(), "other")?);
+    let gw = Gateway::start(&yaml(&wrong_ca, "")).await?;
+
+    // Neither handshake succeeds: the wrong CA fails on our side, the missing client
+    // certificate on the upstream's. The client hears which upstreams and why.
+    let a = raw::post(&gw.endpoint, None, &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})).await?;
+    let message = a.response()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("\"open\"") && message.contains("\"mtls\""),
+        "{message}\n{}",
+        gw.logs()
+    );
+    assert!(
+        message.contains("\"open\" failed during initialize: unreachable (the connection or its TLS handshake failed)"),
+        "{message}"
+    );
+    assert!(open.handshakes().is_empty() && mtls.handshakes().is_empty());
+    let verify_failed = gw
+        .stat("cluster.upstream-open.ssl.fail_verify_error")
+        .await
+        .unwrap_or(0);
+    assert!(
+        verify_failed >= 1,
+        "Envoy's stats show the failure for that cluster"
+    );
+    let refused = gw
+        .stat("cluster.upstream-mtls.ssl.connection_error")
+        .await
+        .unwrap_or(0);
+    assert!(refused >= 1, "{}", gw.logs());
+
+    // The right CA and a client certificate: both work, the upstream saw our certificate.
+    let right_ca = path(&ca.write(dir.path(), "ca")?);
+    gw.write_config(&yaml(
+        &right_ca,
+        &format!(", client_cert: {}, client_key: {}", path(&cert), path(&key)),
+    ))?;
+    let client = eventually(Duration::from_secs(20), "the fixed TLS settings", || {
+        let ep = gw.endpoint.clone();
+        async move {
+            let c = connect(&ep).await.ok()?;
+            let text = call_text(&c, "mtls__whoami", json!({})).await.ok()?;
+            (text == "mtls").then_some(c)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    assert_eq!(call_text(&client, "open__whoami", json!({})).await?, "open");
+    let seen = mtls.handshakes();
+    let ours = client_cert.der()?;
+    assert!(
+        seen.iter()
+            .all(|h| h.client_cert.as_deref() == Some(ours.as_slice())),
+        "{seen:?}"
+    );
+    client.cancel().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_rotated_on_disk_is_used_without_a_failed_call() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("switchboard test CA")?;
+    // A new connection for every request, so every call shows the certificate in use.
+    let upstream =
+        TlsUpstream::start("mtls", &ca.server(&["mcp.internal"])?, Some(&ca), false).await?;
+    let first = ca.client("first")?;
+    let second = ca.client("second")?;
+    let (cert, key) = first.write(dir.path(), "client")?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: mtls\n    url: https://127.0.0.1:{}/mcp\n    tls: {{ca_cert: {}, server_name: mcp.internal, client_cert: {}, client_key: {}}}\n",
+        upstream.addr.port(),
+        path(&ca.write(dir.path(), "ca")?),
+        path(&cert),
+        path(&key),
+    ))
+    .await?;
+    let client = Arc::new(connect(&gw.endpoint).await?);
+    assert_eq!(call_text(&client, "mtls__whoami", json!({})).await?, "mtls");
+    let uptime = gw.uptime().await;
+
+    // Calls in a loop, bounded by count and time, while the certificate changes on disk.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let caller = {
+        let (client, stop, ok, failed) = (client.clone(), stop.clone(), ok.clone(), failed.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let mut errors = Vec::new();
+            for i in 0..5000 {
+                if stop.load(Ordering::SeqCst) || tokio::time::Instant::now() > deadline {
+                    break;
+                }
+                match call_text(&client, "mtls__add", json!({"a": i, "b": 1})).await {
+                    Ok(t) if t == (i + 1).to_string() => ok.fetch_add(1, Ordering::SeqCst),
+                    other => {
+                        errors.push(format!("{other:?}"));
+                        failed.fetch_add(1, Ordering::SeqCst)
+                    }
+                };
+            }
+            errors
+        })
+    };
+    eventually(Duration::from_secs(10), "calls under way", || {
+        let ok = ok.clone();
+        async move { (ok.load(Ordering::SeqCst) >= 10).then_some(()) }
+    })
+    .await?;
+    // A half-written rotation (new certificate, old key) is refused and changes nothing.
+    std::fs::write(&cert, &second.cert)?;
+    eventually(
+        Duration::from_secs(10),
+        "the mismatched pair refused",
+        || {
+            let log = gw.logs();
+            async move { log.contains("does not match the certificate").then_some(()) }
+        },
+    )
+    .await?;
+    let key_tmp = dir.path().join(".client.key.tmp");
+    std::fs::write(&key_tmp, &second.key)?;
+    std::fs::rename(&key_tmp, &key)?;
+    let second_der = second.der()?;
+    eventually(
+        Duration::from_secs(20),
+        "the upstream to see the new certificate",
+        || {
+            let seen = upstream.handshakes();
+            let second_der = second_der.clone();
+            async move {
+                seen.iter()
+                    .any(|h| h.client_cert.as_deref() == Some(second_der.as_slice()))
+                    .then_some(())
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    let at_rotation = ok.load(Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(20),
+        "more calls after the rotation",
+        || {
+            let ok = ok.clone();
+            async move { (ok.load(Ordering::SeqCst) >= at_rotation + 20).then_some(()) }
+        },
+    )
+    .await?;
+    stop.store(true, Ordering::SeqCst);
+    let errors = caller.await?;
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "{errors:?}");
+    // New connections use only the new certificate once it is in force.
+    let seen = upstream.handshakes();
+    let last = seen.last().and_then(|h| h.client_cert.clone());
+    assert_eq!(last.as_deref(), Some(second_der.as_slice()));
+    assert!(
+        gw.uptime().await >= uptime,
+        "Envoy was not restarted\n{}",
+        gw.logs()
+    );
+    assert_eq!(
+        gw.stderr.text().matches("envoy started").count(),
+        1,
+        "{}",
+        gw.logs()
+    );
+
+    // A certificate the upstream does not trust: the next call fails, naming the upstream
+    // and the TLS failure.
+    let rogue = Ca::new("rogue CA")?.client("rogue")?;
+    let (cert_tmp, key_tmp) = rogue.write(dir.path(), ".rogue")?;
+    std::fs::rename(&key_tmp, &key)?;
+    std::fs::rename(&cert_tmp, &cert)?;
+    let error = eventually(
+        Duration::from_secs(20),
+        "a call refused by the upstream",
+        || {
+            let client = client.clone();
+            async move {
+                call_text(&client, "mtls__whoami", json!({}))
+                    .await
+                    .err()
+                    .map(|e| e.to_string())
+            }
+        },
+    )
+    .await?;
+    assert!(
+        error.contains("Upstream \"mtls\" failed the TLS handshake (TLSV1 ALERT UNKNOWN CA)"),
+        "{error}"
+    );
+    Ok(())
+}
