@@ -1836,8 +1836,7 @@ fn tls_failure(details: &str) -> Option<String> {
     let reason = rest
         .split([':', '|', '}'])
         .map(str::trim)
-        .filter(|p| !p.is_empty() && *p != "TLS_error" && p.chars().any(char::is_alphabetic))
-        .next_back()
+        .rfind(|p| !p.is_empty() && *p != "TLS_error" && p.chars().any(char::is_alphabetic))
         .unwrap_or("TLS error");
     Some(reason.replace('_', " "))
 }
