@@ -22,6 +22,8 @@ NPM_PEERS=(
 # Pinned PyPI test peers, in the same project venv (the official Python MCP SDK).
 PY_PEERS=(
   "mcp==2.3.0"
+  # A SOCKS5 server with username/password auth, for the proxy tests.
+  "pproxy==2.7.9"
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }

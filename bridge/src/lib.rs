@@ -1,11 +1,13 @@
-//! The bridge: what Envoy cannot do alone. Here, the merged server-to-client stream of the
-//! aggregated endpoint (`GET /mcp`): a filter cannot merge several long-lived upstream
-//! streams into one, so Envoy routes these GETs to the bridge, which runs inside
-//! `switchboard`.
+//! The bridge: what Envoy cannot do alone, run inside `switchboard`.
 //!
-//! [`merge`] is the pure part (rewriting events, resumable ids); [`stream`] the I/O.
+//! - The merged server-to-client stream of the aggregated endpoint (`GET /mcp`): a filter
+//!   cannot merge several long-lived upstream streams into one, so Envoy routes these GETs
+//!   here. [`merge`] is the pure part (rewriting events, resumable ids); [`stream`] the I/O.
+//! - SOCKS5 ([`tunnel`]): Envoy has no SOCKS client, so each proxied upstream's cluster
+//!   points at a loopback tunnel here.
 
 pub mod merge;
 pub mod stream;
+pub mod tunnel;
 
 pub use stream::{Bridge, BridgeState, GATEWAY_HEADER};

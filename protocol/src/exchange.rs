@@ -279,6 +279,8 @@ struct Routed {
     watch_lists: bool,
     /// URIs are prefixed: a `resources/updated` in its SSE answer names the prefixed URI.
     event_uri_prefix: Option<String>,
+    /// What the upstream is reached through, for error messages (usually empty).
+    via: String,
     splitter: Option<crate::sse::EventSplitter>,
 }
 
@@ -1167,6 +1169,7 @@ impl Exchange {
             event_uri_prefix: config
                 .filter(|_| gw.prefixed())
                 .map(|u| u.uri_prefix.clone()),
+            via: config.map(|u| u.via.clone()).unwrap_or_default(),
             splitter: None,
         });
         Step::Route(Route {
@@ -1235,7 +1238,11 @@ impl Exchange {
                     error_body_value(
                         Some(&want),
                         UPSTREAM_ERROR,
-                        &format!("Upstream {:?} {why}", upstream.name),
+                        &format!(
+                            "Upstream {:?} {why}{}",
+                            upstream.name,
+                            via_note(&upstream.via)
+                        ),
                     ),
                 )),
             };
@@ -1299,9 +1306,10 @@ impl Exchange {
                 Ok((a, result)) => ok.push((targets[call], a, result)),
                 Err(why) => {
                     let line = format!(
-                        "upstream {:?} failed during {}: {why}",
+                        "upstream {:?} failed during {}: {why}{}",
                         upstream.name,
-                        op.name()
+                        op.name(),
+                        via_note(&upstream.via)
                     );
                     self.log.push(line.clone());
                     failures.push(line);
@@ -1548,12 +1556,15 @@ impl Exchange {
         });
         let from_upstream = code_details.is_none_or(|d| d == "via_upstream");
         if !from_upstream || (status >= 400 && !json_or_sse) {
-            let (code, message) = describe_failure(
+            let (code, mut message) = describe_failure(
                 &routed.upstream,
                 status,
                 code_details.filter(|_| !from_upstream),
                 routed.timeout_ms,
             );
+            if !from_upstream {
+                message.push_str(&via_note(&routed.via));
+            }
             let body = jsonrpc::error_body(routed.id.as_deref(), code, &message);
             self.log.push(message);
             // A session the upstream no longer knows is one the client must renew.
@@ -1763,6 +1774,15 @@ fn callout(
         headers,
         body: body.to_vec(),
         timeout_ms: upstream.timeout_ms,
+    }
+}
+
+/// Says that a failure may be the proxy's: Envoy only sees the tunnel close.
+fn via_note(via: &str) -> String {
+    if via.is_empty() {
+        String::new()
+    } else {
+        format!(" (reached through its {via}; the gateway's log has the proxy's answer)")
     }
 }
 

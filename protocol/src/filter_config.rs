@@ -83,6 +83,10 @@ pub struct Upstream {
     /// (0: not cached).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cache_ms: u64,
+    /// What it is reached through (`SOCKS5 proxy host:port`), for error messages; empty
+    /// when direct.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub via: String,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -126,6 +130,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
                 tools_include: vec![],
                 tools_exclude: vec![],
                 cache_ms: 0,
+                via: String::new(),
             })
             .collect(),
     }

@@ -407,3 +407,57 @@ impl Drop for Everything {
         let _ = self.child.wait();
     }
 }
+
+/// A real SOCKS5 server (PyPI's `pproxy`, installed by `scripts/setup.sh python`) on
+/// 127.0.0.1, requiring a username and password on every connection.
+pub struct Socks5Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: Log,
+}
+
+impl Socks5Proxy {
+    pub async fn start(username: &str, password: &str) -> anyhow::Result<Socks5Proxy> {
+        let bin = repo_root().join(".tools/venv/bin/pproxy");
+        anyhow::ensure!(
+            bin.is_file(),
+            "{} is missing: run scripts/setup.sh python",
+            bin.display()
+        );
+        // pproxy cannot report a port it picked: take a free one and give it back.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut child = Command::new(bin)
+            .arg("-l")
+            .arg(format!("socks5://{addr}#{username}:{password}"))
+            // Authenticate every connection (pproxy otherwise trusts an address for 30 days).
+            .args(["--auth", "0", "-v"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start pproxy")?;
+        let log = Log::default();
+        if let Some(out) = child.stdout.take() {
+            capture(out, log.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(err, log.clone());
+        }
+        eventually(Duration::from_secs(20), "pproxy to listen", || async move {
+            tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
+        })
+        .await
+        .with_context(|| format!("pproxy output:\n{}", log.text()))?;
+        Ok(Socks5Proxy { child, addr, log })
+    }
+}
+
+impl Drop for Socks5Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

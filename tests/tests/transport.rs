@@ -290,3 +290,78 @@ async fn a_client_certificate_rotated_on_disk_is_used_without_a_failed_call() ->
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_behind_a_socks5_proxy_keeps_tls_end_to_end_and_wrong_credentials_are_named()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("switchboard test CA")?;
+    // A new connection for every request, so a change of credentials shows at once.
+    let upstream = TlsUpstream::start("far", &ca.server(&["mcp.internal"])?, None, false).await?;
+    let proxy = switchboard_e2e::peers::Socks5Proxy::start("alice", "s3cret").await?;
+    let ca_file = path(&ca.write(dir.path(), "ca")?);
+    let yaml = |password: &str| {
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: far\n    url: https://127.0.0.1:{}/mcp\n    tls: {{ca_cert: {ca_file}, server_name: mcp.internal}}\n    proxy: {{url: socks5://{}, username: alice, password: {password}}}\n",
+            upstream.addr.port(),
+            proxy.addr,
+        )
+    };
+    let gw = Gateway::start(&yaml("s3cret")).await?;
+    let client = connect(&gw.endpoint).await?;
+    assert_eq!(call_text(&client, "far__whoami", json!({})).await?, "far");
+    // TLS went through the tunnel to the upstream, with the configured name.
+    let seen = upstream.handshakes();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|h| h.sni.as_deref() == Some("mcp.internal")),
+        "{seen:?}"
+    );
+    // Envoy's cluster points at the bridge's loopback tunnel, not at the upstream.
+    let cluster = gw.cluster_config("upstream-far").await.unwrap_or_default();
+    let port = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+        ["socket_address"]["port_value"]
+        .as_u64();
+    assert!(
+        port.is_some_and(|p| p != u64::from(upstream.addr.port())),
+        "{cluster}"
+    );
+    assert!(
+        proxy.log.text().contains(&upstream.addr.port().to_string()),
+        "{}",
+        proxy.log.text()
+    );
+
+    // Wrong credentials: the call fails, naming the upstream and its proxy; the log says why.
+    gw.write_config(&yaml("wrong"))?;
+    let error = eventually(
+        Duration::from_secs(20),
+        "a call refused by the proxy",
+        || {
+            // The session made before: a new one would fail at initialize already.
+            let client = &client;
+            async move {
+                call_text(client, "far__whoami", json!({}))
+                    .await
+                    .err()
+                    .map(|e| e.to_string())
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    assert!(
+        error.contains("Upstream \"far\"")
+            && error.contains(&format!("SOCKS5 proxy {}", proxy.addr)),
+        "{error}"
+    );
+    assert!(
+        gw.logs()
+            .contains("the proxy closed the connection during the SOCKS5 handshake (wrong username or password?)"),
+        "{}",
+        gw.logs()
+    );
+    client.cancel().await?;
+    Ok(())
+}

@@ -16,6 +16,8 @@ pub struct Source {
     pub module: FilterModule,
     /// The bridge this control plane runs, which follows every configuration in force.
     pub bridge: Option<Arc<switchboard_bridge::BridgeState>>,
+    /// The bridge's SOCKS5 tunnels for proxied upstreams.
+    pub tunnels: Arc<crate::tunnels::Tunnels>,
 }
 
 impl Source {
@@ -29,7 +31,11 @@ impl Source {
                 "session.key is not set: using a random key, so sessions end when switchboard restarts and cannot move between control planes"
             );
         }
-        let snapshot = Snapshot::new(&translate::translate(&gateway, &self.module));
+        let module = FilterModule {
+            tunnels: self.tunnels.ensure(&gateway)?,
+            ..self.module.clone()
+        };
+        let snapshot = Snapshot::new(&translate::translate(&gateway, &module));
         snapshot
             .check_consistent()
             .map_err(|e| anyhow::anyhow!("internal error: inconsistent snapshot: {e}"))?;
@@ -62,6 +68,7 @@ pub fn filter_module(path: &Path) -> FilterModule {
         sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
         fallback_session_key: process_session_key().to_string(),
         bridge: None,
+        tunnels: Default::default(),
     }
 }
 

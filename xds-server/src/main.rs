@@ -9,6 +9,7 @@ mod gateway;
 mod render;
 mod resources;
 mod translate;
+mod tunnels;
 mod watch;
 
 use clap::{Parser, Subcommand};

@@ -152,6 +152,7 @@ mod tests {
             sha256: "00".repeat(32),
             fallback_session_key: "k".repeat(32),
             bridge: None,
+            tunnels: Default::default(),
         };
         Snapshot::new(&translate(&g, &m))
     }

@@ -163,6 +163,7 @@ mod tests {
                 sha256: "00".repeat(32),
                 fallback_session_key: "k".repeat(32),
                 bridge: None,
+                tunnels: Default::default(),
             },
         ))
     }

@@ -35,6 +35,7 @@ pub fn render(path: &Path, wasm: Option<&Path>) -> anyhow::Result<ExitCode> {
         config: path.to_path_buf(),
         module: filter_module(&wasm_path(wasm)),
         bridge: None,
+        tunnels: std::sync::Arc::new(crate::tunnels::Tunnels::Placeholder),
     };
     let (_, snapshot) = source.load()?;
     print!("{}", crate::render::snapshot_yaml(&snapshot)?);

@@ -62,6 +62,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         config: args.config.clone(),
         module,
         bridge: Some(bridge_state.clone()),
+        tunnels: Arc::new(crate::tunnels::Tunnels::live(bridge_addr.ip())),
     };
     let (gateway, snapshot) = source.load()?;
     let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();

@@ -29,6 +29,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let mut module = filter_module(&wasm_path(args.wasm.as_deref()));
         let mut bridge = None;
+        let mut tunnels = crate::tunnels::Tunnels::Unavailable;
         if let Some(addr) = args.bridge {
             anyhow::ensure!(
                 !addr.ip().is_unspecified(),
@@ -47,6 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             });
             module.bridge = Some(addr);
             bridge = Some(state);
+            tunnels = crate::tunnels::Tunnels::live(addr.ip());
             // stdout, one line, like the xDS address.
             println!("bridge: {addr}");
         }
@@ -54,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             config: args.config,
             module,
             bridge,
+            tunnels: Arc::new(tunnels),
         };
         let (gateway, snapshot) = source.load()?;
         let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();

@@ -40,6 +40,9 @@ pub struct FilterModule {
     pub fallback_session_key: String,
     /// Where the bridge listens, as Envoy reaches it; `None`: no merged GET stream.
     pub bridge: Option<std::net::SocketAddr>,
+    /// The bridge's SOCKS5 tunnels, by upstream name: the address Envoy connects to instead
+    /// of a proxied upstream's own.
+    pub tunnels: std::collections::BTreeMap<String, std::net::SocketAddr>,
 }
 
 /// Everything the control plane pushes, as typed Envoy messages.
@@ -57,7 +60,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
     let mut clusters: Vec<envoy_cluster::Cluster> = gateway
         .upstreams
         .iter()
-        .flat_map(|u| cluster::upstream_clusters(u, None))
+        .flat_map(|u| cluster::upstream_clusters(u, module.tunnels.get(&*u.name).copied()))
         .collect();
     if let Some(bridge) = module.bridge {
         clusters.push(envoy_cluster::Cluster {
@@ -119,6 +122,11 @@ pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
                 cache_ms: u
                     .cache
                     .map_or(0, |c| u64::try_from(c.as_millis()).unwrap_or(u64::MAX)),
+                via: u
+                    .proxy
+                    .as_ref()
+                    .map(|p| format!("SOCKS5 proxy {}:{}", p.url.host, p.url.port))
+                    .unwrap_or_default(),
             })
             .collect(),
     }
@@ -499,6 +507,7 @@ mod tests {
             sha256: "ab".repeat(32),
             fallback_session_key: "k".repeat(32),
             bridge: None,
+            tunnels: Default::default(),
         }
     }
 
