@@ -125,6 +125,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     };
     let supervisor = tokio::spawn(envoy::supervise(opts, stop_rx, ready_tx));
     let mcp_path = gateway.server.mcp_path.clone();
+    let scheme = if gateway.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let announce = tokio::spawn(async move {
         while ready_rx.changed().await.is_ok() {
             let Some(e) = ready_rx.borrow_and_update().clone() else {
@@ -140,10 +145,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 host
             };
-            bridge_state.set_gateway(Some(format!("http://{host}:{}", e.listener.port())));
+            bridge_state.set_gateway(Some(format!("{scheme}://{host}:{}", e.listener.port())));
             // stdout, one line, so scripts can read it.
             println!(
-                "MCP endpoint: http://{host}:{}{mcp_path}",
+                "MCP endpoint: {scheme}://{host}:{}{mcp_path}",
                 e.listener.port()
             );
             println!("Envoy admin: http://{}", e.admin);

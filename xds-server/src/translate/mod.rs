@@ -70,7 +70,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
     }
     Resources {
         listeners: vec![mcp_listener(gateway, module)],
-        routes: vec![route_configuration(gateway, module.bridge.is_some())],
+        routes: vec![route_configuration(gateway, get_stream(gateway, module))],
         clusters,
         secrets: secret::secrets(gateway),
     }
@@ -187,7 +187,7 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
             })),
             configuration: Some(pack_any(StringValue {
                 value: FilterConfig {
-                    get_stream: module.bridge.is_some(),
+                    get_stream: get_stream(gateway, module),
                     ..filter_config(gateway, &module.fallback_session_key)
                 }
                 .to_json(),
@@ -231,10 +231,49 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
                 name: "envoy.filters.network.http_connection_manager".into(),
                 config_type: Some(listener::filter::ConfigType::TypedConfig(pack_any(manager))),
             }],
+            transport_socket: gateway.server.tls.as_ref().map(server_tls),
             ..Default::default()
         }],
         ..Default::default()
     }
+}
+
+/// TLS on the gateway's port: the certificate (and the CA that signs client certificates,
+/// when they are required) by SDS; HTTP/2 or HTTP/1.1 by ALPN.
+fn server_tls(t: &crate::config::model::ServerTls) -> core::TransportSocket {
+    let context = tls::DownstreamTlsContext {
+        common_tls_context: Some(tls::CommonTlsContext {
+            tls_certificate_sds_secret_configs: vec![secret::sds(secret::SERVER_CERT)],
+            validation_context_type: t.client_ca.as_ref().map(|_| {
+                tls::common_tls_context::ValidationContextType::ValidationContextSdsSecretConfig(
+                    secret::sds(secret::SERVER_CLIENT_CA),
+                )
+            }),
+            alpn_protocols: vec!["h2".into(), "http/1.1".into()],
+            ..Default::default()
+        }),
+        require_client_certificate: Some(BoolValue {
+            value: t.client_ca.is_some(),
+        }),
+        ..Default::default()
+    };
+    core::TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
+            context,
+        ))),
+    }
+}
+
+/// Whether the merged GET stream can work: the bridge reads upstream streams back through
+/// this listener, and has no client certificate to show when the listener requires one.
+pub fn get_stream(gateway: &Gateway, module: &FilterModule) -> bool {
+    module.bridge.is_some()
+        && gateway
+            .server
+            .tls
+            .as_ref()
+            .is_none_or(|t| t.client_ca.is_none())
 }
 
 /// Envoy's own answers in JSON-RPC form. A body over the buffer limit can be refused by
@@ -332,7 +371,11 @@ fn route_configuration(gateway: &Gateway, bridge: bool) -> route::RouteConfigura
             // The bridge reads the upstreams' streams back through this Envoy listener.
             request_headers_to_add: vec![header_format(
                 switchboard_bridge::GATEWAY_HEADER,
-                "%DOWNSTREAM_LOCAL_ADDRESS%",
+                if server.tls.is_some() {
+                    "https://%DOWNSTREAM_LOCAL_ADDRESS%"
+                } else {
+                    "http://%DOWNSTREAM_LOCAL_ADDRESS%"
+                },
             )],
             request_headers_to_remove: vec![
                 "authorization".into(),
