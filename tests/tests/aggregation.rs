@@ -538,7 +538,7 @@ async fn errors_are_json_rpc_and_name_the_upstream() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default();
     assert!(
-        message.contains("\"beta\"") && message.contains("unreachable"),
+        message.contains("\"beta\" refused the connection"),
         "{message}"
     );
     assert!(!message.contains("127.0.0.1"), "{message}");

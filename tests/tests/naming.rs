@@ -296,7 +296,7 @@ async fn cached_lists_spare_the_upstream_until_it_says_they_changed() -> anyhow:
         || {
             let gw = &gw;
             async move {
-                gw.stat("cluster.upstream-paged.upstream_rq_active")
+                gw.stat("cluster.upstream-paged-stream.upstream_rq_active")
                     .await
                     .filter(|n| *n >= 1)
             }

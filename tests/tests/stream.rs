@@ -133,7 +133,10 @@ async fn release(gw: &Gateway) -> anyhow::Result<()> {
         Duration::from_secs(10),
         "the stream to be released upstream",
         || async move {
-            (gw.stat("cluster.upstream-ev.upstream_rq_active").await == Some(0)).then_some(())
+            (gw.stat("cluster.upstream-ev-stream.upstream_rq_active")
+                .await
+                == Some(0))
+            .then_some(())
         },
     )
     .await
