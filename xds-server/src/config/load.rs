@@ -71,8 +71,14 @@ fn at(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
             steps.push(position::Step::Index(n));
         }
     }
-    position::locate(text, &steps, position::Target::Value)
-        .map_or((None, None), |(l, c)| (Some(l), Some(c)))
+    // A missing field (client_key without client_cert…) points at the mapping that lacks it.
+    while !steps.is_empty() {
+        if let Some((l, c)) = position::locate(text, &steps, position::Target::Value) {
+            return (Some(l), Some(c));
+        }
+        steps.pop();
+    }
+    (None, None)
 }
 
 /// Parses and validates gateway YAML (or `mcpServers` JSON, which is YAML too).
@@ -435,6 +441,88 @@ mod tests {
         assert!(e.message.contains("http:// or https://"), "{e}");
         let e = err("upstreams:\n  - name: a\n    url: not a url\n");
         assert_eq!(e.line, Some(3), "{e}");
+    }
+
+    #[test]
+    fn transport_settings_that_cannot_work_together_are_refused_with_their_line() {
+        for (yaml, line, path, says) in [
+            (
+                "upstreams:\n  - name: a\n    url: http://h/mcp\n    tls:\n      server_name: x\n",
+                5,
+                "upstreams[0].tls",
+                "https://",
+            ),
+            (
+                "upstreams:\n  - name: a\n    url: https://h/mcp\n    tls:\n      client_cert: c.pem\n",
+                5,
+                "upstreams[0].tls.client_key",
+                "both",
+            ),
+            (
+                "upstreams:\n  - name: a\n    url: https://h/mcp\n    tls:\n      ca_cert: ca.pem\n      insecure_skip_verify: true\n",
+                6,
+                "upstreams[0].tls.insecure_skip_verify",
+                "contradicts",
+            ),
+            (
+                "upstreams:\n  - name: a\n    url: http://h/mcp\n    transport:\n      max_idle_conns: 5\n      max_idle_conns_per_host: 9\n",
+                6,
+                "upstreams[0].transport.max_idle_conns_per_host",
+                "more than",
+            ),
+            (
+                "upstreams:\n  - name: a\n    url: http://h/mcp\n    timeout: 5s\n    transport:\n      timeout: 7s\n",
+                6,
+                "upstreams[0].transport.timeout",
+                "not both",
+            ),
+            (
+                "upstreams:\n  - name: a\n    url: http://h/mcp\n    proxy:\n      url: http://p:3128\n",
+                5,
+                "upstreams[0].proxy.url",
+                "SOCKS5",
+            ),
+        ] {
+            let e = err(yaml);
+            let tls_line = e.line.unwrap_or(0);
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.message.contains(says), "{e}");
+            // The field's own line, or its mapping's when the field is missing.
+            assert!(tls_line == line || tls_line + 1 == line, "{e}");
+        }
+    }
+
+    #[test]
+    fn certificate_files_are_read_and_a_mismatched_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = |name: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (cert, _) = pair("a");
+        let (_, other_key) = pair("b");
+        std::fs::write(dir.path().join("c.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("k.pem"), &other_key).unwrap();
+        let file = dir.path().join("gw.yaml");
+        std::fs::write(
+            &file,
+            "upstreams:\n  - name: a\n    url: https://h/mcp\n    tls:\n      client_cert: c.pem\n      client_key: k.pem\n",
+        )
+        .unwrap();
+        let e = load_file(&file, &env(&[])).unwrap_err();
+        assert_eq!(
+            (e.line, e.path.as_str()),
+            (Some(6), "upstreams[0].tls.client_key"),
+            "{e}"
+        );
+        assert!(e.message.contains("does not match the certificate"), "{e}");
+        std::fs::remove_file(dir.path().join("k.pem")).unwrap();
+        let e = load_file(&file, &env(&[])).unwrap_err();
+        assert!(e.message.contains("cannot read"), "{e}");
     }
 
     #[test]
