@@ -274,6 +274,24 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
 /// Settings of one upstream's connection that only make sense together; resolves the
 /// timeout (`transport.timeout` over `timeout`). Errors name the field under the upstream.
 fn check_transport(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
+    if let Some(tls) = u.transport.tls.take() {
+        if u.tls.is_some() {
+            return Err((
+                "transport.tls".into(),
+                "set either tls or transport.tls, not both".into(),
+            ));
+        }
+        u.tls = Some(tls);
+    }
+    if let Some(proxy) = u.transport.proxy.take() {
+        if u.proxy.is_some() {
+            return Err((
+                "transport.proxy".into(),
+                "set either proxy or transport.proxy, not both".into(),
+            ));
+        }
+        u.proxy = Some(proxy);
+    }
     let t = &u.transport;
     if let Some(timeout) = t.timeout {
         if u.timeout != super::model::default_timeout() && u.timeout != timeout {
@@ -482,6 +500,12 @@ mod tests {
                 "upstreams[0].proxy.url",
                 "SOCKS5",
             ),
+            (
+                "upstreams:\n  - name: a\n    url: https://h/mcp\n    tls: {}\n    transport:\n      tls: {server_name: x}\n",
+                6,
+                "upstreams[0].transport.tls",
+                "not both",
+            ),
         ] {
             let e = err(yaml);
             let tls_line = e.line.unwrap_or(0);
@@ -490,6 +514,23 @@ mod tests {
             // The field's own line, or its mapping's when the field is missing.
             assert!(tls_line == line || tls_line + 1 == line, "{e}");
         }
+    }
+
+    #[test]
+    fn tls_and_proxy_are_accepted_under_transport_too() {
+        let g = load_str(
+            "upstreams:\n  - name: a\n    url: https://h/mcp\n    transport:\n      http2: true\n      tls: {server_name: inner.h}\n      proxy: {url: socks5://p:1080}\n",
+            "gw.yaml",
+            &env(&[]),
+        )
+        .unwrap();
+        let u = &g.upstreams[0];
+        assert_eq!(
+            u.tls.as_ref().unwrap().server_name.as_deref(),
+            Some("inner.h")
+        );
+        assert_eq!(u.proxy.as_ref().unwrap().url.port, 1080);
+        assert!(u.transport.tls.is_none() && u.transport.http2);
     }
 
     #[test]

@@ -245,6 +245,10 @@ pub struct Transport {
     pub idle_conn_timeout: Duration,
     /// HTTP/2: negotiated by ALPN over TLS; over plain text, prior knowledge (h2c).
     pub http2: bool,
+    /// Accepted here too (the design sketch's place); moved to `upstreams[].tls` at load.
+    pub tls: Option<UpstreamTls>,
+    /// Accepted here too; moved to `upstreams[].proxy` at load.
+    pub proxy: Option<Proxy>,
 }
 
 impl Default for Transport {
@@ -255,6 +259,8 @@ impl Default for Transport {
             max_idle_conns_per_host: 10,
             idle_conn_timeout: Duration::from_secs(90),
             http2: false,
+            tls: None,
+            proxy: None,
         }
     }
 }
