@@ -42,6 +42,8 @@ pub struct BridgeState {
     config: RwLock<Option<Arc<BridgeConfig>>>,
     /// Envoy's MCP listener (`http://127.0.0.1:8080`), when no [`GATEWAY_HEADER`] says it.
     gateway: RwLock<Option<String>>,
+    /// The stdio upstreams this bridge serves.
+    pub stdio: crate::stdio::StdioUpstreams,
 }
 
 impl BridgeState {
@@ -99,9 +101,22 @@ impl Bridge {
         Bridge { state, http }
     }
 
-    /// The bridge's HTTP routes (Envoy sends it `GET <mcp_path>`; any path is accepted).
+    /// The bridge's HTTP routes: stdio upstreams at `/stdio/<name>/mcp`; the merged stream
+    /// on any other path (Envoy sends it `GET <mcp_path>`). Also starts reaping idle stdio
+    /// sessions.
     pub fn router(self) -> axum::Router {
-        axum::Router::new()
+        let state = Arc::downgrade(&self.state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                match state.upgrade() {
+                    Some(s) => s.stdio.reap_idle(),
+                    None => return,
+                }
+            }
+        });
+        crate::stdio::router()
             .fallback(axum::routing::get(merged_stream))
             .with_state(self)
     }

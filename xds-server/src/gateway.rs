@@ -1,11 +1,13 @@
 //! One configuration in force: load the file, translate, check, and publish the snapshot that
 //! every ADS stream follows. A bad edit is refused here and the last good snapshot stays.
 
+use crate::config::model::{SessionMode, UpstreamKind};
 use crate::config::{self, env::Environment};
 use crate::resources::Snapshot;
 use crate::translate::{self, FilterModule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use switchboard_bridge::stdio::StdioConfig;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -31,8 +33,23 @@ impl Source {
                 "session.key is not set: using a random key, so sessions end when switchboard restarts and cannot move between control planes"
             );
         }
+        let mut tunnels = self.tunnels.ensure(&gateway)?;
+        // A stdio upstream is the bridge's endpoint for it.
+        for u in gateway
+            .upstreams
+            .iter()
+            .filter(|u| u.kind == UpstreamKind::Stdio)
+        {
+            let bridge = self.module.bridge.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "upstream {:?} is a stdio server, which needs the bridge: use `switchboard run`, or `switchboard serve --bridge ADDR`",
+                    u.name.0
+                )
+            })?;
+            tunnels.insert(u.name.to_string(), bridge);
+        }
         let module = FilterModule {
-            tunnels: self.tunnels.ensure(&gateway)?,
+            tunnels,
             ..self.module.clone()
         };
         let snapshot = Snapshot::new(&translate::translate(&gateway, &module));
@@ -51,8 +68,38 @@ impl Source {
                 translate::filter_config(gateway, &self.module.fallback_session_key),
                 gateway.server.upstream_path.clone(),
             );
+            bridge.stdio.configure(stdio_configs(gateway));
         }
     }
+}
+
+/// What the bridge needs to run the gateway's stdio upstreams.
+fn stdio_configs(gateway: &config::Gateway) -> Vec<StdioConfig> {
+    gateway
+        .upstreams
+        .iter()
+        .filter(|u| u.kind == UpstreamKind::Stdio)
+        .map(|u| StdioConfig {
+            name: u.name.to_string(),
+            command: u.command.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
+            args: u.args.iter().map(|a| a.0.clone()).collect(),
+            env: u
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            inherit_env: u.inherit_env,
+            cwd: u.cwd.as_ref().map(|c| PathBuf::from(&c.0)),
+            startup_timeout: u.startup_timeout,
+            initialization_retries: u.initialization_retries,
+            retry_delay: u.retry_delay,
+            capability_discovery_delay: u.capability_discovery_delay,
+            shared: u.session_mode == SessionMode::Shared,
+            idle_timeout: u.idle_timeout,
+            max_processes: u.max_processes,
+            request_timeout: u.timeout,
+        })
+        .collect()
 }
 
 /// Reads the filter module to name its VM by content. When the file is not on this host (a

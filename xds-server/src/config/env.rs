@@ -226,6 +226,7 @@ pub fn apply_upstream_vars(upstreams: &mut Vec<Upstream>, env: &Environment) -> 
                 transport: Default::default(),
                 tls: None,
                 proxy: None,
+                ..Upstream::http_defaults()
             });
         }
     }
@@ -293,6 +294,7 @@ mod tests {
             transport: Default::default(),
             tls: None,
             proxy: None,
+            ..Upstream::http_defaults()
         }];
         apply_upstream_vars(
             &mut ups,

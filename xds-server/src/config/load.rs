@@ -256,11 +256,13 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
     }
 
     for (i, u) in upstreams.iter_mut().enumerate() {
-        check_transport(u).map_err(|(field, message)| {
-            let field = format!("upstreams[{i}].{field}");
-            let (line, col) = at(text, &field);
-            error(line, col, field, message)
-        })?;
+        check_kind(u)
+            .and_then(|()| check_transport(u))
+            .map_err(|(field, message)| {
+                let field = format!("upstreams[{i}].{field}");
+                let (line, col) = at(text, &field);
+                error(line, col, field, message)
+            })?;
     }
 
     Ok(Gateway {
@@ -269,6 +271,51 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         aggregation: parsed.aggregation,
         upstreams,
     })
+}
+
+/// What each `type` needs and allows: `http` a `url`; `stdio` a `command` and nothing of
+/// HTTP (it is reached through the bridge, whose endpoint becomes its URL).
+fn check_kind(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
+    use super::model::{UpstreamKind, UpstreamUrl};
+    let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
+    match u.kind {
+        UpstreamKind::Http => {
+            if u.url.is_missing() {
+                return err(
+                    "url",
+                    "an http upstream needs a url (or type: stdio with a command)",
+                );
+            }
+            if u.command.is_some() || !u.args.is_empty() || !u.env.is_empty() || u.cwd.is_some() {
+                return err(
+                    "command",
+                    "command, args, env and cwd apply to type: stdio upstreams",
+                );
+            }
+        }
+        UpstreamKind::Stdio => {
+            if u.command.as_ref().is_none_or(|c| c.0.trim().is_empty()) {
+                return err("command", "a stdio upstream needs a command");
+            }
+            if !u.url.is_missing() {
+                return err(
+                    "url",
+                    "a stdio upstream has no url: the bridge runs its command",
+                );
+            }
+            if !u.headers.is_empty() || u.tls.is_some() || u.proxy.is_some() {
+                return err(
+                    "type",
+                    "headers, tls and proxy apply to http upstreams, not to a local process",
+                );
+            }
+            if u.max_processes == 0 {
+                return err("max_processes", "expected at least 1");
+            }
+            u.url = UpstreamUrl::stdio(&u.name);
+        }
+    }
+    Ok(())
 }
 
 /// Settings of one upstream's connection that only make sense together; resolves the
@@ -603,7 +650,44 @@ mod tests {
         let e = err("upstreams:\n  - name: a\n    url: http://h/mcp\n    type: grpc\n");
         assert_eq!(e.path, "upstreams[0].type", "{e}");
         let e = err("upstreams:\n  - name: a\n");
-        assert!(e.message.contains("missing field `url`"), "{e}");
+        assert_eq!(e.path, "upstreams[0].url", "{e}");
+        assert!(e.message.contains("needs a url"), "{e}");
+    }
+
+    #[test]
+    fn stdio_upstreams_need_a_command_and_take_nothing_of_http() {
+        let g = load_str(
+            "upstreams:\n  - name: local\n    type: stdio\n    command: python3\n    args: [server.py, \"${MODE:-fast}\"]\n    env: {TOKEN: \"${TOKEN}\"}\n    session_mode: shared\n    startup_timeout: 2s\n",
+            "gw.yaml",
+            &env(&[("TOKEN", "t0k")]),
+        )
+        .unwrap();
+        let u = &g.upstreams[0];
+        assert_eq!(u.url.path_and_query(), "/stdio/local/mcp");
+        assert_eq!(u.args[1].0, "fast");
+        assert_eq!(u.env["TOKEN"].0, "t0k");
+        assert_eq!(u.session_mode, crate::config::model::SessionMode::Shared);
+        assert_eq!(u.initialization_retries, 5);
+        for (yaml, path) in [
+            (
+                "upstreams:\n  - name: a\n    type: stdio\n",
+                "upstreams[0].command",
+            ),
+            (
+                "upstreams:\n  - name: a\n    type: stdio\n    command: x\n    url: http://h/mcp\n",
+                "upstreams[0].url",
+            ),
+            (
+                "upstreams:\n  - name: a\n    type: stdio\n    command: x\n    headers: {A: b}\n",
+                "upstreams[0].type",
+            ),
+            (
+                "upstreams:\n  - name: a\n    url: http://h/mcp\n    command: x\n",
+                "upstreams[0].command",
+            ),
+        ] {
+            assert_eq!(err(yaml).path, path, "{yaml}");
+        }
     }
 
     #[test]

@@ -108,6 +108,7 @@ impl McpServers {
                     transport: Default::default(),
                     tls: None,
                     proxy: None,
+                    ..Upstream::http_defaults()
                 })
             })
             .collect()

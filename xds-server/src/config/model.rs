@@ -203,6 +203,8 @@ pub struct Upstream {
     pub name: UpstreamName,
     #[serde(rename = "type", default)]
     pub kind: UpstreamKind,
+    /// Streamable HTTP upstreams only; stdio upstreams are reached through the bridge.
+    #[serde(default = "UpstreamUrl::missing")]
     pub url: UpstreamUrl,
     #[serde(default)]
     pub headers: BTreeMap<String, Expanded>,
@@ -227,6 +229,106 @@ pub struct Upstream {
     /// Reach it through a SOCKS5 proxy.
     #[serde(default)]
     pub proxy: Option<Proxy>,
+    // How to run a `type: stdio` upstream (fields of the upstream itself, as in `mcpServers`).
+    #[serde(default)]
+    pub command: Option<Expanded>,
+    #[serde(default)]
+    pub args: Vec<Expanded>,
+    /// Its environment: these, plus PATH, HOME, USER, LOGNAME, LANG, LC_ALL, TZ and TMPDIR
+    /// (unless `inherit_env`: switchboard's whole environment).
+    #[serde(default)]
+    pub env: BTreeMap<String, Expanded>,
+    #[serde(default)]
+    pub inherit_env: bool,
+    #[serde(default)]
+    pub cwd: Option<Expanded>,
+    #[serde(default = "Stdio::startup_timeout", deserialize_with = "duration")]
+    pub startup_timeout: Duration,
+    #[serde(default = "Stdio::initialization_retries")]
+    pub initialization_retries: u32,
+    #[serde(default = "Stdio::retry_delay", deserialize_with = "duration")]
+    pub retry_delay: Duration,
+    /// List requests wait until the process has run this long (servers that register their
+    /// tools late).
+    #[serde(
+        default = "Stdio::capability_discovery_delay",
+        deserialize_with = "duration"
+    )]
+    pub capability_discovery_delay: Duration,
+    #[serde(default)]
+    pub session_mode: SessionMode,
+    /// A `per_session` process unused this long is stopped.
+    #[serde(default = "Stdio::idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// At most this many `per_session` processes at once.
+    #[serde(default = "Stdio::max_processes")]
+    pub max_processes: usize,
+}
+
+impl Upstream {
+    /// An upstream with every optional field at its default, for the loaders that build
+    /// upstreams from other sources (`mcpServers`, environment variables).
+    pub fn http_defaults() -> Upstream {
+        Upstream {
+            name: UpstreamName(String::new()),
+            kind: UpstreamKind::Http,
+            url: UpstreamUrl::missing(),
+            headers: BTreeMap::new(),
+            timeout: default_timeout(),
+            tool_prefix: None,
+            tools: ToolFilter::default(),
+            cache: None,
+            transport: Transport::default(),
+            tls: None,
+            proxy: None,
+            command: None,
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            inherit_env: false,
+            cwd: None,
+            startup_timeout: Stdio::startup_timeout(),
+            initialization_retries: Stdio::initialization_retries(),
+            retry_delay: Stdio::retry_delay(),
+            capability_discovery_delay: Stdio::capability_discovery_delay(),
+            session_mode: SessionMode::PerSession,
+            idle_timeout: Stdio::idle_timeout(),
+            max_processes: Stdio::max_processes(),
+        }
+    }
+}
+
+/// Defaults of the stdio fields of [`Upstream`].
+pub struct Stdio;
+
+impl Stdio {
+    pub fn startup_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn initialization_retries() -> u32 {
+        5
+    }
+    pub fn retry_delay() -> Duration {
+        Duration::from_millis(100)
+    }
+    pub fn capability_discovery_delay() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn max_processes() -> usize {
+        32
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionMode {
+    /// A process per gateway session.
+    #[default]
+    PerSession,
+    /// One process for every session.
+    Shared,
 }
 
 /// Per-upstream connection settings, each enforced by Envoy on this upstream's cluster only.
@@ -376,6 +478,8 @@ pub enum UpstreamKind {
     /// Streamable HTTP (MCP 2025-03-26 and later).
     #[default]
     Http,
+    /// A local process speaking JSON-RPC on stdin/stdout, run by the bridge.
+    Stdio,
 }
 
 /// A `host:port` socket address, `${VAR}` expanded.
@@ -400,7 +504,32 @@ pub struct UpstreamUrl {
     pub url: url::Url,
 }
 
+/// Where Envoy reaches the bridge's endpoint of a stdio upstream (the cluster's address is
+/// the bridge's; this names the host and path).
+const BRIDGE_HOST: &str = "switchboard-bridge.invalid";
+
 impl UpstreamUrl {
+    /// Stands for "no `url` given" until the loader checks it.
+    pub fn missing() -> Self {
+        UpstreamUrl {
+            url: url::Url::parse(&format!("http://{BRIDGE_HOST}/")).unwrap_or_else(|_| {
+                // A fixed, valid URL: parsing cannot fail.
+                unreachable!()
+            }),
+        }
+    }
+
+    pub fn is_missing(&self) -> bool {
+        *self == Self::missing()
+    }
+
+    /// The bridge's endpoint of stdio upstream `name`.
+    pub fn stdio(name: &str) -> Self {
+        let mut u = Self::missing();
+        u.url.set_path(&format!("/stdio/{name}/mcp"));
+        u
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let url = url::Url::parse(s)
             .map_err(|e| format!("expected an http(s) URL, found {s:?} ({e})"))?;

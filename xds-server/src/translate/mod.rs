@@ -40,8 +40,8 @@ pub struct FilterModule {
     pub fallback_session_key: String,
     /// Where the bridge listens, as Envoy reaches it; `None`: no merged GET stream.
     pub bridge: Option<std::net::SocketAddr>,
-    /// The bridge's SOCKS5 tunnels, by upstream name: the address Envoy connects to instead
-    /// of a proxied upstream's own.
+    /// Upstreams the bridge stands in for, by name: the address Envoy connects to instead of
+    /// the upstream's own (a SOCKS5 tunnel, or the bridge itself for a stdio upstream).
     pub tunnels: std::collections::BTreeMap<String, std::net::SocketAddr>,
 }
 

@@ -1,0 +1,393 @@
+//! stdio MCP servers as streamable HTTP, for Envoy to route to like any upstream:
+//! `POST|GET|DELETE /stdio/<name>/mcp` on the bridge. Newline-delimited JSON-RPC on the
+//! child's stdin and stdout; its stderr goes to the log, a line at a time.
+//!
+//! `per_session` (the default): a child per session, so stateful servers stay isolated
+//! between clients; ended by DELETE or after `idle_timeout`, at most `max_processes`.
+//! `shared`: one child for everyone; requests get the bridge's own ids, so concurrent
+//! clients never see each other's answers.
+
+pub mod child;
+pub mod wire;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use child::{Slot, UPSTREAM_ERROR};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use switchboard_protocol::exchange::SESSION_HEADER;
+use switchboard_protocol::jsonrpc::code;
+use tracing::info;
+use wire::Kind;
+
+/// One stdio upstream as the control plane configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdioConfig {
+    pub name: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    /// Pass switchboard's whole environment (else only `env` and a minimal safe set).
+    pub inherit_env: bool,
+    pub cwd: Option<PathBuf>,
+    pub startup_timeout: Duration,
+    pub initialization_retries: u32,
+    pub retry_delay: Duration,
+    pub capability_discovery_delay: Duration,
+    pub shared: bool,
+    pub idle_timeout: Duration,
+    pub max_processes: usize,
+    /// How long a request may take (the upstream's timeout).
+    pub request_timeout: Duration,
+}
+
+/// The running stdio upstreams, by name.
+#[derive(Default)]
+pub struct StdioUpstreams {
+    upstreams: RwLock<HashMap<String, Arc<Upstream>>>,
+}
+
+struct Upstream {
+    config: Arc<StdioConfig>,
+    /// `shared`: the one child.
+    shared: Option<Arc<Slot>>,
+    /// Session id → its child (`per_session`), or → the shared child.
+    sessions: RwLock<HashMap<String, Arc<Slot>>>,
+}
+
+impl Upstream {
+    fn stop(&self) {
+        if let Some(s) = &self.shared {
+            s.stop();
+        }
+        if let Ok(sessions) = self.sessions.read() {
+            for s in sessions.values() {
+                s.stop();
+            }
+        }
+    }
+}
+
+impl StdioUpstreams {
+    /// Follows a new configuration: new upstreams start on demand, removed or changed ones
+    /// are stopped.
+    pub fn configure(&self, configs: Vec<StdioConfig>) {
+        let Ok(mut upstreams) = self.upstreams.write() else {
+            return;
+        };
+        let wanted: HashMap<String, StdioConfig> =
+            configs.into_iter().map(|c| (c.name.clone(), c)).collect();
+        upstreams.retain(|name, u| {
+            let keep = wanted.get(name) == Some(&*u.config);
+            if !keep {
+                info!(upstream = %name, "stdio upstream removed or changed; stopping its processes");
+                u.stop();
+            }
+            keep
+        });
+        for (name, config) in wanted {
+            upstreams.entry(name).or_insert_with(|| {
+                let config = Arc::new(config);
+                Arc::new(Upstream {
+                    shared: config.shared.then(|| Arc::new(Slot::new(config.clone()))),
+                    config,
+                    sessions: RwLock::default(),
+                })
+            });
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.upstreams.read().ok()?.get(name).cloned()
+    }
+
+    /// Stops `per_session` children idle for longer than their `idle_timeout`.
+    pub fn reap_idle(&self) {
+        let Ok(upstreams) = self.upstreams.read() else {
+            return;
+        };
+        for u in upstreams.values().filter(|u| !u.config.shared) {
+            if let Ok(mut sessions) = u.sessions.write() {
+                sessions.retain(|id, slot| {
+                    let idle = slot.idle_for() > u.config.idle_timeout;
+                    if idle {
+                        info!(upstream = %u.config.name, session = %short(id), "idle session ended; stopping its process");
+                        slot.stop();
+                    }
+                    !idle
+                });
+            }
+        }
+    }
+}
+
+pub(crate) fn router() -> axum::Router<crate::Bridge> {
+    axum::Router::new().route(
+        "/stdio/{name}/mcp",
+        axum::routing::post(post).get(get).delete(delete),
+    )
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+fn json(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
+    json(status, &wire::error_response(id, code, message))
+}
+
+fn session_id() -> String {
+    let mut bytes = [0u8; 16];
+    // Without randomness a session id could be guessed: fail the request instead.
+    if getrandom::fill(&mut bytes).is_err() {
+        return String::new();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn post(
+    State(bridge): State<crate::Bridge>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let null = Value::Null;
+    let Some(upstream) = bridge.state.stdio.get(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &null,
+            code::INVALID_REQUEST,
+            &format!("No stdio upstream {name:?}"),
+        );
+    };
+    let Ok(message) = serde_json::from_slice::<Value>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &null,
+            code::PARSE_ERROR,
+            "Parse error: the body is not JSON",
+        );
+    };
+    let id = message.get("id").cloned().unwrap_or(Value::Null);
+    let Some(kind) = wire::classify(&message) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &id,
+            code::INVALID_REQUEST,
+            "Invalid Request: not a JSON-RPC message",
+        );
+    };
+    let fail = |e: String| {
+        error(
+            StatusCode::OK,
+            &id,
+            UPSTREAM_ERROR,
+            &format!("Upstream {name:?} (stdio) {e}"),
+        )
+    };
+
+    if message["method"] == "initialize" {
+        let sid = session_id();
+        if sid.is_empty() {
+            return fail("cannot make a session id: no random source".into());
+        }
+        let slot = match &upstream.shared {
+            Some(s) => s.clone(),
+            None => {
+                let count = upstream.sessions.read().map(|s| s.len()).unwrap_or(0);
+                if count >= upstream.config.max_processes {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &id,
+                        UPSTREAM_ERROR,
+                        &format!(
+                            "Upstream {name:?} (stdio) runs its limit of {} processes (max_processes); try again later",
+                            upstream.config.max_processes
+                        ),
+                    );
+                }
+                Arc::new(Slot::new(upstream.config.clone()))
+            }
+        };
+        let result = match slot.initialize(message["params"].clone()).await {
+            Ok(r) => r,
+            Err(e) => {
+                if upstream.shared.is_none() {
+                    slot.stop();
+                }
+                return fail(e);
+            }
+        };
+        if let Ok(mut sessions) = upstream.sessions.write() {
+            sessions.insert(sid.clone(), slot);
+        }
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result});
+        let mut response = json(StatusCode::OK, &answer);
+        if let Ok(v) = sid.parse() {
+            response.headers_mut().insert(SESSION_HEADER, v);
+        }
+        return response;
+    }
+
+    let Some(slot) = session(&upstream, &headers) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &id,
+            code::INVALID_REQUEST,
+            "Session not found: send initialize again",
+        );
+    };
+    match kind {
+        // The bridge told the child itself when it initialized it.
+        Kind::Notification if message["method"] == "notifications/initialized" => {
+            StatusCode::ACCEPTED.into_response()
+        }
+        Kind::Notification | Kind::Response => match slot.send(&message).await {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(e) => fail(e),
+        },
+        Kind::Request => {
+            let mut rx = match slot.request(message).await {
+                Ok(rx) => rx,
+                Err(e) => return fail(e),
+            };
+            let timeout = upstream.config.request_timeout;
+            let name = name.clone();
+            // The exchange as SSE: what the child sends for this request, its answer last.
+            let stream = async_stream(move |tx| async move {
+                let deadline = tokio::time::Instant::now() + timeout;
+                loop {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(m)) => {
+                            let last = wire::classify(&m) == Some(Kind::Response);
+                            if tx.send(m).await.is_err() || last {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(_) => {
+                            let _ = tx
+                                .send(wire::error_response(
+                                    &id,
+                                    switchboard_protocol::exchange::UPSTREAM_TIMEOUT,
+                                    &format!(
+                                        "Upstream {name:?} (stdio) did not answer within {} ms",
+                                        timeout.as_millis()
+                                    ),
+                                ))
+                                .await;
+                            slot.stalled().await;
+                            return;
+                        }
+                    }
+                }
+            });
+            Sse::new(stream).into_response()
+        }
+    }
+}
+
+/// A stream of SSE events fed by `produce`.
+fn async_stream<F, Fut>(produce: F) -> impl futures::Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Value>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Value>(16);
+    tokio::spawn(produce(tx));
+    futures::stream::unfold(rx, |mut rx| async move {
+        let m = rx.recv().await?;
+        Some((
+            Ok(Event::default().event("message").data(m.to_string())),
+            rx,
+        ))
+    })
+}
+
+fn session(upstream: &Upstream, headers: &HeaderMap) -> Option<Arc<Slot>> {
+    let sid = headers.get(SESSION_HEADER)?.to_str().ok()?;
+    upstream.sessions.read().ok()?.get(sid).cloned()
+}
+
+/// The server's messages that belong to no request.
+async fn get(
+    State(bridge): State<crate::Bridge>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let null = Value::Null;
+    let Some(slot) = bridge
+        .state
+        .stdio
+        .get(&name)
+        .and_then(|u| session(&u, &headers))
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &null,
+            code::INVALID_REQUEST,
+            "Session not found",
+        );
+    };
+    let rx = slot.unsolicited.subscribe();
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(m) => {
+                    return Some((
+                        Ok::<_, Infallible>(Event::default().event("message").data(m.to_string())),
+                        rx,
+                    ));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+async fn delete(
+    State(bridge): State<crate::Bridge>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(upstream) = bridge.state.stdio.get(&name) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let Some(sid) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let removed = upstream
+        .sessions
+        .write()
+        .ok()
+        .and_then(|mut s| s.remove(sid));
+    match removed {
+        Some(slot) => {
+            if upstream.shared.is_none() {
+                info!(upstream = %name, session = %short(sid), "session ended; stopping its process");
+                slot.stop();
+            }
+            StatusCode::OK.into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
