@@ -726,13 +726,28 @@ mod tests {
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.path.starts_with("mcpServers.x"), "{e}");
         let e = load_str(
-            "{\"mcpServers\": {\n  \"x\": {\"command\": \"npx\"}\n}}",
+            "{\"mcpServers\": {\n  \"x\": {\"command\": \"npx\", \"url\": \"http://h\"}\n}}",
             "mcp.json",
             &env(&[]),
         )
         .unwrap_err();
         assert!(e.message.contains("stdio"), "{e}");
         assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn mcp_servers_with_a_command_are_stdio_upstreams() {
+        let g = load_str(
+            "{\"mcpServers\": {\"fs\": {\"command\": \"npx\", \"args\": [\"-y\", \"@modelcontextprotocol/server-filesystem\", \"${DIR}\"], \"env\": {\"TOKEN\": \"${T}\"}}}}",
+            "mcp.json",
+            &env(&[("DIR", "/tmp"), ("T", "x")]),
+        )
+        .unwrap();
+        let u = &g.upstreams[0];
+        assert_eq!(u.kind, crate::config::model::UpstreamKind::Stdio);
+        assert_eq!(u.args[2].0, "/tmp");
+        assert_eq!(u.env["TOKEN"].0, "x");
+        assert_eq!(u.url.path_and_query(), "/stdio/fs/mcp");
     }
 
     #[test]

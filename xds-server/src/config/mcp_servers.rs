@@ -23,6 +23,9 @@ pub struct Entry {
     pub url: UpstreamUrl,
     pub headers: BTreeMap<String, Expanded>,
     pub timeout: Duration,
+    pub command: Option<Expanded>,
+    pub args: Vec<Expanded>,
+    pub env: BTreeMap<String, Expanded>,
 }
 
 #[derive(Deserialize)]
@@ -38,11 +41,11 @@ struct RawEntry {
     timeout: Option<u64>,
     /// Milliseconds; applies to SSE upstreams.
     sse_read_timeout: Option<u64>,
-    command: Option<String>,
+    command: Option<Expanded>,
     #[serde(default)]
-    args: Vec<String>,
+    args: Vec<Expanded>,
     #[serde(default)]
-    env: BTreeMap<String, String>,
+    env: BTreeMap<String, Expanded>,
     #[serde(default)]
     disabled: bool,
 }
@@ -66,7 +69,21 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
         None | Some("http" | "streamable-http" | "streamableHttp" | "streamable_http")
             if !stdio => {}
         Some("stdio") | None => {
-            return Err("stdio servers (\"command\") are not supported yet: they need the bridge; give an http \"url\" instead".into());
+            if raw.url.is_some() {
+                return Err("a stdio server (\"command\") has no \"url\"".into());
+            }
+            let command = raw.command.ok_or("a stdio server needs a \"command\"")?;
+            return Ok(Some(Entry {
+                kind: UpstreamKind::Stdio,
+                url: UpstreamUrl::missing(),
+                headers: BTreeMap::new(),
+                timeout: raw
+                    .timeout
+                    .map_or_else(default_timeout, Duration::from_millis),
+                command: Some(command),
+                args: raw.args,
+                env: raw.env,
+            }));
         }
         Some("sse") => {
             return Err("legacy SSE servers (\"type\": \"sse\") are not supported yet: they need the bridge".into());
@@ -88,6 +105,9 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
         timeout: raw
             .timeout
             .map_or_else(default_timeout, Duration::from_millis),
+        command: None,
+        args: Vec::new(),
+        env: BTreeMap::new(),
     }))
 }
 
@@ -108,6 +128,9 @@ impl McpServers {
                     transport: Default::default(),
                     tls: None,
                     proxy: None,
+                    command: e.command,
+                    args: e.args,
+                    env: e.env,
                     ..Upstream::http_defaults()
                 })
             })
