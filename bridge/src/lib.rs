@@ -3,12 +3,12 @@
 //! - The merged server-to-client stream of the aggregated endpoint (`GET /mcp`): a filter
 //!   cannot merge several long-lived upstream streams into one, so Envoy routes these GETs
 //!   here. [`merge`] is the pure part (rewriting events, resumable ids); [`stream`] the I/O.
-//! - stdio MCP servers ([`stdio`]) as streamable HTTP endpoints Envoy routes to.
+//! - stdio and legacy-SSE MCP servers ([`hosted`]) as streamable HTTP endpoints Envoy routes to.
 //! - SOCKS5 ([`tunnel`]): Envoy has no SOCKS client, so each proxied upstream's cluster
 //!   points at a loopback tunnel here.
 
+pub mod hosted;
 pub mod merge;
-pub mod stdio;
 pub mod stream;
 pub mod tunnel;
 

@@ -42,8 +42,8 @@ pub struct BridgeState {
     config: RwLock<Option<Arc<BridgeConfig>>>,
     /// Envoy's MCP listener (`http://127.0.0.1:8080`), when no [`GATEWAY_HEADER`] says it.
     gateway: RwLock<Option<String>>,
-    /// The stdio upstreams this bridge serves.
-    pub stdio: crate::stdio::StdioUpstreams,
+    /// The stdio and legacy-SSE upstreams this bridge serves.
+    pub hosted: crate::hosted::HostedUpstreams,
 }
 
 impl BridgeState {
@@ -101,7 +101,7 @@ impl Bridge {
         Bridge { state, http }
     }
 
-    /// The bridge's HTTP routes: stdio upstreams at `/stdio/<name>/mcp`; the merged stream
+    /// The bridge's HTTP routes: stdio upstreams at `/hosted/<name>/mcp`; the merged stream
     /// on any other path (Envoy sends it `GET <mcp_path>`). Also starts reaping idle stdio
     /// sessions.
     pub fn router(self) -> axum::Router {
@@ -111,12 +111,12 @@ impl Bridge {
             loop {
                 tick.tick().await;
                 match state.upgrade() {
-                    Some(s) => s.stdio.reap_idle(),
+                    Some(s) => s.hosted.reap_idle(),
                     None => return,
                 }
             }
         });
-        crate::stdio::router()
+        crate::hosted::router()
             .fallback(axum::routing::get(merged_stream))
             .with_state(self)
     }

@@ -353,6 +353,19 @@ pub struct Everything {
 
 impl Everything {
     pub async fn start() -> anyhow::Result<Everything> {
+        Self::start_mode("streamableHttp").await
+    }
+
+    /// The same server on the deprecated HTTP+SSE transport; its stream is [`Self::sse_url`].
+    pub async fn start_sse() -> anyhow::Result<Everything> {
+        Self::start_mode("sse").await
+    }
+
+    pub fn sse_url(&self) -> String {
+        format!("http://{}/sse", self.addr)
+    }
+
+    async fn start_mode(mode: &str) -> anyhow::Result<Everything> {
         let root = repo_root();
         let script = root
             .join(".tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
@@ -365,7 +378,7 @@ impl Everything {
             .arg("--require")
             .arg(root.join("scripts/loopback.cjs"))
             .arg(script)
-            .arg("streamableHttp")
+            .arg(mode)
             .env("PORT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

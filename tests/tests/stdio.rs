@@ -265,3 +265,33 @@ async fn a_child_that_never_initializes_is_retried_then_named() -> anyhow::Resul
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sse_server_is_an_upstream_like_any_other() -> anyhow::Result<()> {
+    let everything = switchboard_e2e::peers::Everything::start_sse().await?;
+    let gw = Gateway::start(&gateway_yaml(
+        &[
+            format!(
+                "  - name: old\n    type: sse\n    url: {}\n    headers: {{X-Test: yes}}\n    capability_discovery_delay: 0s\n",
+                everything.sse_url()
+            ),
+            py("py", "    capability_discovery_delay: 0s\n"),
+        ],
+        "",
+    ))
+    .await?;
+    let client = connect(&gw.endpoint).await?;
+    let tools = client.list_all_tools().await?;
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.contains(&"old__echo"), "{names:?}\n{}", gw.logs());
+    let text = call_text(&client, "old__echo", json!({"message": "over sse"})).await?;
+    assert!(text.contains("over sse"), "{text}");
+    let sum = call_text(&client, "old__get-sum", json!({"a": 40, "b": 2})).await?;
+    assert!(sum.contains("42"), "{sum}");
+    assert_eq!(
+        call_text(&client, "py__echo", json!({"text": "and stdio"})).await?,
+        "and stdio"
+    );
+    client.cancel().await?;
+    Ok(())
+}

@@ -7,7 +7,7 @@ use crate::resources::Snapshot;
 use crate::translate::{self, FilterModule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use switchboard_bridge::stdio::StdioConfig;
+use switchboard_bridge::hosted::{HostedConfig, Transport};
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -38,11 +38,11 @@ impl Source {
         for u in gateway
             .upstreams
             .iter()
-            .filter(|u| u.kind == UpstreamKind::Stdio)
+            .filter(|u| u.kind != UpstreamKind::Http)
         {
             let bridge = self.module.bridge.ok_or_else(|| {
                 anyhow::anyhow!(
-                    "upstream {:?} is a stdio server, which needs the bridge: use `switchboard run`, or `switchboard serve --bridge ADDR`",
+                    "upstream {:?} is a stdio or legacy SSE server, which needs the bridge: use `switchboard run`, or `switchboard serve --bridge ADDR`",
                     u.name.0
                 )
             })?;
@@ -68,36 +68,51 @@ impl Source {
                 translate::filter_config(gateway, &self.module.fallback_session_key),
                 gateway.server.upstream_path.clone(),
             );
-            bridge.stdio.configure(stdio_configs(gateway));
+            bridge.hosted.configure(hosted_configs(gateway));
         }
     }
 }
 
-/// What the bridge needs to run the gateway's stdio upstreams.
-fn stdio_configs(gateway: &config::Gateway) -> Vec<StdioConfig> {
+/// What the bridge needs to run the gateway's stdio and legacy SSE upstreams.
+fn hosted_configs(gateway: &config::Gateway) -> Vec<HostedConfig> {
     gateway
         .upstreams
         .iter()
-        .filter(|u| u.kind == UpstreamKind::Stdio)
-        .map(|u| StdioConfig {
-            name: u.name.to_string(),
-            command: u.command.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
-            args: u.args.iter().map(|a| a.0.clone()).collect(),
-            env: u
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), v.0.clone()))
-                .collect(),
-            inherit_env: u.inherit_env,
-            cwd: u.cwd.as_ref().map(|c| PathBuf::from(&c.0)),
-            startup_timeout: u.startup_timeout,
-            initialization_retries: u.initialization_retries,
-            retry_delay: u.retry_delay,
-            capability_discovery_delay: u.capability_discovery_delay,
-            shared: u.session_mode == SessionMode::Shared,
-            idle_timeout: u.idle_timeout,
-            max_processes: u.max_processes,
-            request_timeout: u.timeout,
+        .filter_map(|u| {
+            let transport = match u.kind {
+                UpstreamKind::Http => return None,
+                UpstreamKind::Stdio => Transport::Process {
+                    command: u.command.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
+                    args: u.args.iter().map(|a| a.0.clone()).collect(),
+                    env: u
+                        .env
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.0.clone()))
+                        .collect(),
+                    inherit_env: u.inherit_env,
+                    cwd: u.cwd.as_ref().map(|c| PathBuf::from(&c.0)),
+                },
+                UpstreamKind::Sse => {
+                    let (url, headers) = u.sse.clone()?;
+                    Transport::LegacySse {
+                        url: url.url.to_string(),
+                        headers: headers.into_iter().map(|(k, v)| (k, v.0)).collect(),
+                        read_timeout: u.sse_read_timeout,
+                    }
+                }
+            };
+            Some(HostedConfig {
+                name: u.name.to_string(),
+                transport,
+                startup_timeout: u.startup_timeout,
+                initialization_retries: u.initialization_retries,
+                retry_delay: u.retry_delay,
+                capability_discovery_delay: u.capability_discovery_delay,
+                shared: u.session_mode == SessionMode::Shared,
+                idle_timeout: u.idle_timeout,
+                max_processes: u.max_processes,
+                request_timeout: u.timeout,
+            })
         })
         .collect()
 }

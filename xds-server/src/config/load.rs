@@ -312,7 +312,29 @@ fn check_kind(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
             if u.max_processes == 0 {
                 return err("max_processes", "expected at least 1");
             }
-            u.url = UpstreamUrl::stdio(&u.name);
+            u.url = UpstreamUrl::hosted(&u.name);
+        }
+        UpstreamKind::Sse => {
+            if u.url.is_missing() {
+                return err("url", "an sse upstream needs the url of its event stream");
+            }
+            if u.command.is_some() || !u.args.is_empty() || !u.env.is_empty() || u.cwd.is_some() {
+                return err(
+                    "command",
+                    "command, args, env and cwd apply to type: stdio upstreams",
+                );
+            }
+            if u.tls.is_some() || u.proxy.is_some() {
+                return err(
+                    "type",
+                    "tls and proxy are not available for sse upstreams yet (the bridge connects to them directly, with the system roots)",
+                );
+            }
+            let own = (
+                std::mem::replace(&mut u.url, UpstreamUrl::hosted(&u.name)),
+                std::mem::take(&mut u.headers),
+            );
+            u.sse = Some(own);
         }
     }
     Ok(())
@@ -663,7 +685,7 @@ mod tests {
         )
         .unwrap();
         let u = &g.upstreams[0];
-        assert_eq!(u.url.path_and_query(), "/stdio/local/mcp");
+        assert_eq!(u.url.path_and_query(), "/hosted/local/mcp");
         assert_eq!(u.args[1].0, "fast");
         assert_eq!(u.env["TOKEN"].0, "t0k");
         assert_eq!(u.session_mode, crate::config::model::SessionMode::Shared);
@@ -747,7 +769,7 @@ mod tests {
         assert_eq!(u.kind, crate::config::model::UpstreamKind::Stdio);
         assert_eq!(u.args[2].0, "/tmp");
         assert_eq!(u.env["TOKEN"].0, "x");
-        assert_eq!(u.url.path_and_query(), "/stdio/fs/mcp");
+        assert_eq!(u.url.path_and_query(), "/hosted/fs/mcp");
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub struct Entry {
     pub command: Option<Expanded>,
     pub args: Vec<Expanded>,
     pub env: BTreeMap<String, Expanded>,
+    pub sse_read_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -83,10 +84,23 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
                 command: Some(command),
                 args: raw.args,
                 env: raw.env,
+                sse_read_timeout: None,
             }));
         }
         Some("sse") => {
-            return Err("legacy SSE servers (\"type\": \"sse\") are not supported yet: they need the bridge".into());
+            let url = raw.url.ok_or("an sse server needs a \"url\"")?;
+            return Ok(Some(Entry {
+                kind: UpstreamKind::Sse,
+                url,
+                headers: raw.headers,
+                timeout: raw
+                    .timeout
+                    .map_or_else(default_timeout, Duration::from_millis),
+                command: None,
+                args: Vec::new(),
+                env: BTreeMap::new(),
+                sse_read_timeout: raw.sse_read_timeout.map(Duration::from_millis),
+            }));
         }
         Some(other) => {
             return Err(format!(
@@ -108,6 +122,7 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
         command: None,
         args: Vec::new(),
         env: BTreeMap::new(),
+        sse_read_timeout: None,
     }))
 }
 
@@ -131,6 +146,9 @@ impl McpServers {
                     command: e.command,
                     args: e.args,
                     env: e.env,
+                    sse_read_timeout: e
+                        .sse_read_timeout
+                        .unwrap_or_else(super::model::Stdio::sse_read_timeout),
                     ..Upstream::http_defaults()
                 })
             })

@@ -263,6 +263,13 @@ pub struct Upstream {
     /// At most this many `per_session` processes at once.
     #[serde(default = "Stdio::max_processes")]
     pub max_processes: usize,
+    /// `type: sse`: the event stream counts as dead after this long without a byte.
+    #[serde(default = "Stdio::sse_read_timeout", deserialize_with = "duration")]
+    pub sse_read_timeout: Duration,
+    /// `type: sse`: the server's own URL and headers, which the bridge uses (set at load;
+    /// `url` and `headers` then describe the bridge's endpoint for Envoy).
+    #[serde(skip)]
+    pub sse: Option<(UpstreamUrl, BTreeMap<String, Expanded>)>,
 }
 
 impl Upstream {
@@ -293,6 +300,8 @@ impl Upstream {
             session_mode: SessionMode::PerSession,
             idle_timeout: Stdio::idle_timeout(),
             max_processes: Stdio::max_processes(),
+            sse_read_timeout: Stdio::sse_read_timeout(),
+            sse: None,
         }
     }
 }
@@ -318,6 +327,9 @@ impl Stdio {
     }
     pub fn max_processes() -> usize {
         32
+    }
+    pub fn sse_read_timeout() -> Duration {
+        Duration::from_secs(300)
     }
 }
 
@@ -480,6 +492,8 @@ pub enum UpstreamKind {
     Http,
     /// A local process speaking JSON-RPC on stdin/stdout, run by the bridge.
     Stdio,
+    /// The deprecated HTTP+SSE transport (2024-11-05), held by the bridge.
+    Sse,
 }
 
 /// A `host:port` socket address, `${VAR}` expanded.
@@ -523,10 +537,10 @@ impl UpstreamUrl {
         *self == Self::missing()
     }
 
-    /// The bridge's endpoint of stdio upstream `name`.
-    pub fn stdio(name: &str) -> Self {
+    /// The bridge's endpoint of a stdio or legacy SSE upstream `name`.
+    pub fn hosted(name: &str) -> Self {
         let mut u = Self::missing();
-        u.url.set_path(&format!("/stdio/{name}/mcp"));
+        u.url.set_path(&format!("/hosted/{name}/mcp"));
         u
     }
 

@@ -2,40 +2,45 @@
 //! retries), restarted with backoff when it exits or stops answering. Requests get ids of the
 //! bridge's own, so the answers of one child never cross between clients.
 
-use super::StdioConfig;
 use super::wire::{self, Kind, Sent};
+use super::{HostedConfig, Transport};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{ChildStdin, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 /// JSON-RPC code of a failure of the stdio server itself (exited, did not start).
 pub const UPSTREAM_ERROR: i64 = -32002;
-
-/// Environment variables a child gets besides its configured ones, unless it inherits all.
-const SAFE_ENV: [&str; 8] = [
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
-];
 
 struct Pending {
     sent: Sent,
     tx: mpsc::UnboundedSender<Value>,
 }
 
-/// A running child process.
-struct Proc {
-    stdin: tokio::sync::Mutex<ChildStdin>,
+/// Where the bridge writes the client's messages.
+pub(super) enum Sink {
+    Stdin(tokio::sync::Mutex<ChildStdin>),
+    /// The legacy SSE server's message endpoint.
+    Post {
+        http: reqwest::Client,
+        url: String,
+        headers: Vec<(String, String)>,
+    },
+}
+
+/// A running child process, or a held legacy SSE connection.
+pub(super) struct Proc {
+    sink: Sink,
     pending: Mutex<HashMap<u64, Pending>>,
     started: Instant,
-    exited: Arc<std::sync::atomic::AtomicBool>,
+    exited: std::sync::atomic::AtomicBool,
     kill: Mutex<Option<oneshot::Sender<()>>>,
-    pid: Option<u32>,
+    pub pid: Option<u32>,
 }
 
 impl Proc {
@@ -49,23 +54,59 @@ impl Proc {
         }
     }
 
+    pub(super) fn new(sink: Sink, kill: oneshot::Sender<()>, pid: Option<u32>) -> Arc<Proc> {
+        Arc::new(Proc {
+            sink,
+            pending: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            exited: std::sync::atomic::AtomicBool::new(false),
+            kill: Mutex::new(Some(kill)),
+            pid,
+        })
+    }
+
     async fn write(&self, message: &Value) -> Result<(), String> {
-        let mut line = message.to_string();
-        line.push('\n');
-        let mut stdin = self.stdin.lock().await;
-        stdin
-            .write_all(line.as_bytes())
-            .await
-            .map_err(|e| format!("cannot write to it: {e}"))?;
-        stdin
-            .flush()
-            .await
-            .map_err(|e| format!("cannot write to it: {e}"))
+        match &self.sink {
+            Sink::Stdin(stdin) => {
+                let mut line = message.to_string();
+                line.push('\n');
+                let mut stdin = stdin.lock().await;
+                stdin
+                    .write_all(line.as_bytes())
+                    .await
+                    .map_err(|e| format!("cannot write to it: {e}"))?;
+                stdin
+                    .flush()
+                    .await
+                    .map_err(|e| format!("cannot write to it: {e}"))
+            }
+            Sink::Post { http, url, headers } => {
+                let mut req = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(message.to_string());
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                let r = req
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot post to its message endpoint: {e}"))?;
+                if r.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "its message endpoint answered HTTP {}",
+                        r.status().as_u16()
+                    ))
+                }
+            }
+        }
     }
 }
 
 pub struct Slot {
-    config: Arc<StdioConfig>,
+    config: Arc<HostedConfig>,
     /// The `initialize` params, kept to initialize a restarted child the same way.
     init_params: Mutex<Option<Value>>,
     init_result: Mutex<Option<Value>>,
@@ -79,7 +120,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    pub fn new(config: Arc<StdioConfig>) -> Slot {
+    pub fn new(config: Arc<HostedConfig>) -> Slot {
         Slot {
             config,
             init_params: Mutex::new(None),
@@ -218,11 +259,16 @@ impl Slot {
             if attempt > 1 {
                 tokio::time::sleep(self.config.retry_delay).await;
             }
-            let proc = match self.spawn() {
+            let proc = match self.connect().await {
                 Ok(p) => p,
-                Err(e) => {
+                Err(e) if matches!(self.config.transport, Transport::Process { .. }) => {
                     // A command that cannot be started will not start on a retry either.
                     return Err(e);
+                }
+                Err(e) => {
+                    warn!(upstream = %self.config.name, attempt, attempts, "cannot connect: {e}");
+                    last = e;
+                    continue;
                 }
             };
             match self.handshake(&proc, &params).await {
@@ -276,99 +322,53 @@ impl Slot {
         Ok(())
     }
 
-    fn spawn(&self) -> Result<Arc<Proc>, String> {
-        let c = &self.config;
-        let mut cmd = Command::new(&c.command);
-        cmd.args(&c.args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if !c.inherit_env {
-            cmd.env_clear();
-            for key in SAFE_ENV {
-                if let Ok(v) = std::env::var(key) {
-                    cmd.env(key, v);
-                }
-            }
-        }
-        cmd.envs(&c.env);
-        if let Some(dir) = &c.cwd {
-            cmd.current_dir(dir);
-        }
-        die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {:?}: {e}", c.command))?;
-        let pid = child.id();
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err("its standard streams are not available".into());
+    async fn connect(&self) -> Result<Arc<Proc>, String> {
+        let link = Link {
+            name: self.config.name.clone(),
+            unsolicited: self.unsolicited.clone(),
+            shared: self.config.shared,
         };
-        let (kill_tx, kill_rx) = oneshot::channel();
-        let exited = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let proc = Arc::new(Proc {
-            stdin: tokio::sync::Mutex::new(stdin),
-            pending: Mutex::new(HashMap::new()),
-            started: Instant::now(),
-            exited: exited.clone(),
-            kill: Mutex::new(Some(kill_tx)),
-            pid,
-        });
-        let name = c.name.clone();
-        // Reaps the child whatever happens, so none is left a zombie.
-        tokio::spawn({
-            let name = name.clone();
-            async move {
-                let status = tokio::select! {
-                    s = child.wait() => s,
-                    _ = kill_rx => {
-                        let _ = child.start_kill();
-                        child.wait().await
-                    }
-                };
-                info!(upstream = %name, pid = ?pid, status = ?status.ok(), "stdio server exited");
+        match &self.config.transport {
+            Transport::Process { .. } => super::process::spawn(&self.config.transport, link),
+            Transport::LegacySse { .. } => {
+                super::legacy_sse::connect(&self.config.transport, link).await
             }
-        });
-        tokio::spawn({
-            let name = name.clone();
-            async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    info!(upstream = %name, "stderr: {line}");
-                }
-            }
-        });
-        let unsolicited = self.unsolicited.clone();
-        let shared = c.shared;
-        let reader = proc.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(message) = serde_json::from_str::<Value>(&line) else {
-                    debug!(upstream = %name, "not JSON-RPC on stdout: {line}");
-                    continue;
-                };
-                route(&reader, message, &unsolicited, shared);
-            }
-            exited.store(true, Ordering::SeqCst);
-            // Everything in flight fails now, naming the upstream, instead of waiting out its
-            // timeout.
-            let pending: Vec<Pending> = reader
-                .pending
-                .lock()
-                .map(|mut p| p.drain().map(|(_, v)| v).collect())
-                .unwrap_or_default();
-            for p in pending {
-                let _ = p.tx.send(wire::error_response(
-                    &p.sent.client_id,
-                    UPSTREAM_ERROR,
-                    &format!("Upstream {name:?} (stdio) exited before answering; it is restarted for the next request"),
-                ));
-            }
-        });
-        Ok(proc)
+        }
+    }
+}
+
+/// What a transport's reader needs to hand the server's messages on.
+pub(super) struct Link {
+    pub name: String,
+    pub unsolicited: broadcast::Sender<Value>,
+    pub shared: bool,
+}
+
+impl Link {
+    pub fn deliver(&self, proc: &Proc, message: Value) {
+        route(proc, message, &self.unsolicited, self.shared);
+    }
+
+    /// The connection ended: everything in flight fails now, naming the upstream, instead
+    /// of waiting out its timeout.
+    pub fn ended(&self, proc: &Proc, kind: &str) {
+        proc.exited.store(true, Ordering::SeqCst);
+        let pending: Vec<Pending> = proc
+            .pending
+            .lock()
+            .map(|mut p| p.drain().map(|(_, v)| v).collect())
+            .unwrap_or_default();
+        for p in pending {
+            let _ = p.tx.send(wire::error_response(
+                &p.sent.client_id,
+                UPSTREAM_ERROR,
+                &format!(
+                    "Upstream {:?} ({kind}) {} before answering; it is restarted for the next request",
+                    self.name,
+                    if kind == "stdio" { "exited" } else { "closed its event stream" }
+                ),
+            ));
+        }
     }
 }
 
@@ -405,18 +405,5 @@ fn route(proc: &Proc, mut message: Value, unsolicited: &broadcast::Sender<Value>
             }
         }
         None => {}
-    }
-}
-
-/// The child gets SIGKILL if switchboard dies, even by SIGKILL.
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
-    // is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
     }
 }

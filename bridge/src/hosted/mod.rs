@@ -1,21 +1,25 @@
-//! stdio MCP servers as streamable HTTP, for Envoy to route to like any upstream:
-//! `POST|GET|DELETE /stdio/<name>/mcp` on the bridge. Newline-delimited JSON-RPC on the
-//! child's stdin and stdout; its stderr goes to the log, a line at a time.
+//! Upstreams Envoy cannot reach itself, hosted by the bridge as streamable HTTP for Envoy to
+//! route to like any upstream: `POST|GET|DELETE /hosted/<name>/mcp` on the bridge. A stdio
+//! server is a child process ([`process`]: newline-delimited JSON-RPC on stdin and stdout,
+//! stderr to the log a line at a time); a legacy SSE server a held event stream
+//! ([`legacy_sse`]). [`slot`] runs either, [`wire`] maps ids.
 //!
 //! `per_session` (the default): a child per session, so stateful servers stay isolated
 //! between clients; ended by DELETE or after `idle_timeout`, at most `max_processes`.
 //! `shared`: one child for everyone; requests get the bridge's own ids, so concurrent
 //! clients never see each other's answers.
 
-pub mod child;
+mod legacy_sse;
+mod process;
+pub mod slot;
 pub mod wire;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use child::{Slot, UPSTREAM_ERROR};
 use serde_json::Value;
+use slot::{Slot, UPSTREAM_ERROR};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -26,16 +30,11 @@ use switchboard_protocol::jsonrpc::code;
 use tracing::info;
 use wire::Kind;
 
-/// One stdio upstream as the control plane configures it.
+/// One hosted upstream as the control plane configures it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StdioConfig {
+pub struct HostedConfig {
     pub name: String,
-    pub command: String,
-    pub args: Vec<String>,
-    pub env: BTreeMap<String, String>,
-    /// Pass switchboard's whole environment (else only `env` and a minimal safe set).
-    pub inherit_env: bool,
-    pub cwd: Option<PathBuf>,
+    pub transport: Transport,
     pub startup_timeout: Duration,
     pub initialization_retries: u32,
     pub retry_delay: Duration,
@@ -47,14 +46,45 @@ pub struct StdioConfig {
     pub request_timeout: Duration,
 }
 
-/// The running stdio upstreams, by name.
+/// How the bridge reaches the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A child process, newline-delimited JSON-RPC on stdin/stdout.
+    Process {
+        command: String,
+        args: Vec<String>,
+        env: BTreeMap<String, String>,
+        /// Pass switchboard's whole environment (else only `env` and a minimal safe set).
+        inherit_env: bool,
+        cwd: Option<PathBuf>,
+    },
+    /// The deprecated HTTP+SSE transport (2024-11-05): a GET event stream that announces
+    /// the URL to POST messages to.
+    LegacySse {
+        url: String,
+        headers: Vec<(String, String)>,
+        /// The stream counts as dead after this long without a byte.
+        read_timeout: Duration,
+    },
+}
+
+impl Transport {
+    fn kind(&self) -> &'static str {
+        match self {
+            Transport::Process { .. } => "stdio",
+            Transport::LegacySse { .. } => "sse",
+        }
+    }
+}
+
+/// The running hosted upstreams, by name.
 #[derive(Default)]
-pub struct StdioUpstreams {
+pub struct HostedUpstreams {
     upstreams: RwLock<HashMap<String, Arc<Upstream>>>,
 }
 
 struct Upstream {
-    config: Arc<StdioConfig>,
+    config: Arc<HostedConfig>,
     /// `shared`: the one child.
     shared: Option<Arc<Slot>>,
     /// Session id → its child (`per_session`), or → the shared child.
@@ -74,14 +104,14 @@ impl Upstream {
     }
 }
 
-impl StdioUpstreams {
+impl HostedUpstreams {
     /// Follows a new configuration: new upstreams start on demand, removed or changed ones
     /// are stopped.
-    pub fn configure(&self, configs: Vec<StdioConfig>) {
+    pub fn configure(&self, configs: Vec<HostedConfig>) {
         let Ok(mut upstreams) = self.upstreams.write() else {
             return;
         };
-        let wanted: HashMap<String, StdioConfig> =
+        let wanted: HashMap<String, HostedConfig> =
             configs.into_iter().map(|c| (c.name.clone(), c)).collect();
         upstreams.retain(|name, u| {
             let keep = wanted.get(name) == Some(&*u.config);
@@ -129,7 +159,7 @@ impl StdioUpstreams {
 
 pub(crate) fn router() -> axum::Router<crate::Bridge> {
     axum::Router::new().route(
-        "/stdio/{name}/mcp",
+        "/hosted/{name}/mcp",
         axum::routing::post(post).get(get).delete(delete),
     )
 }
@@ -167,7 +197,7 @@ async fn post(
     body: axum::body::Bytes,
 ) -> Response {
     let null = Value::Null;
-    let Some(upstream) = bridge.state.stdio.get(&name) else {
+    let Some(upstream) = bridge.state.hosted.get(&name) else {
         return error(
             StatusCode::NOT_FOUND,
             &null,
@@ -197,7 +227,10 @@ async fn post(
             StatusCode::OK,
             &id,
             UPSTREAM_ERROR,
-            &format!("Upstream {name:?} (stdio) {e}"),
+            &format!(
+                "Upstream {name:?} ({}) {e}",
+                upstream.config.transport.kind()
+            ),
         )
     };
 
@@ -216,7 +249,8 @@ async fn post(
                         &id,
                         UPSTREAM_ERROR,
                         &format!(
-                            "Upstream {name:?} (stdio) runs its limit of {} processes (max_processes); try again later",
+                            "Upstream {name:?} ({}) runs its limit of {} sessions (max_processes); try again later",
+                            upstream.config.transport.kind(),
                             upstream.config.max_processes
                         ),
                     );
@@ -267,6 +301,7 @@ async fn post(
                 Err(e) => return fail(e),
             };
             let timeout = upstream.config.request_timeout;
+            let kind = upstream.config.transport.kind();
             let name = name.clone();
             // The exchange as SSE: what the child sends for this request, its answer last.
             let stream = async_stream(move |tx| async move {
@@ -286,7 +321,7 @@ async fn post(
                                     &id,
                                     switchboard_protocol::exchange::UPSTREAM_TIMEOUT,
                                     &format!(
-                                        "Upstream {name:?} (stdio) did not answer within {} ms",
+                                        "Upstream {name:?} ({kind}) did not answer within {} ms",
                                         timeout.as_millis()
                                     ),
                                 ))
@@ -333,7 +368,7 @@ async fn get(
     let null = Value::Null;
     let Some(slot) = bridge
         .state
-        .stdio
+        .hosted
         .get(&name)
         .and_then(|u| session(&u, &headers))
     else {
@@ -369,7 +404,7 @@ async fn delete(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(upstream) = bridge.state.stdio.get(&name) else {
+    let Some(upstream) = bridge.state.hosted.get(&name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let Some(sid) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {

@@ -1,0 +1,112 @@
+//! A server on the deprecated HTTP+SSE transport (2024-11-05): the bridge holds its GET event
+//! stream, waits for the `endpoint` event that names the URL to POST messages to, and reads
+//! every answer and server message from the stream (correlated by id in [`super::slot`]).
+
+use super::Transport;
+use super::slot::{Link, Proc, Sink};
+use futures::StreamExt;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_protocol::sse;
+use tokio::sync::oneshot;
+use tracing::{debug, info};
+
+/// How long the server may take to announce its message endpoint.
+const ENDPOINT_WAIT: Duration = Duration::from_secs(30);
+
+pub(super) async fn connect(transport: &Transport, link: Link) -> Result<Arc<Proc>, String> {
+    let Transport::LegacySse {
+        url,
+        headers,
+        read_timeout,
+    } = transport
+    else {
+        return Err("not a legacy SSE server".into());
+    };
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut req = http.get(url).header("accept", "text/event-stream");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    let response = req
+        .send()
+        .await
+        .map_err(|e| format!("cannot open its event stream: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "its event stream answered HTTP {}",
+            response.status().as_u16()
+        ));
+    }
+    let mut body = response.bytes_stream();
+    let mut decoder = sse::Decoder::default();
+    let mut early: Vec<sse::Event> = Vec::new();
+    // The first event names where to post.
+    let endpoint = tokio::time::timeout(ENDPOINT_WAIT, async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("its event stream failed: {e}"))?;
+            for event in decoder.push(&chunk) {
+                if event.event.as_deref() == Some("endpoint") {
+                    return Ok(event.data);
+                }
+                early.push(event);
+            }
+        }
+        Err("its event stream ended before announcing the message endpoint".to_string())
+    })
+    .await
+    .map_err(|_| "it did not announce its message endpoint".to_string())??;
+    let post_url = reqwest::Url::parse(url)
+        .and_then(|base| base.join(endpoint.trim()))
+        .map_err(|e| format!("it announced an unusable endpoint {endpoint:?}: {e}"))?;
+    debug!(upstream = %link.name, endpoint = %post_url, "legacy SSE message endpoint");
+    let (kill_tx, mut kill_rx) = oneshot::channel::<()>();
+    let proc = Proc::new(
+        Sink::Post {
+            http,
+            url: post_url.to_string(),
+            headers: headers.clone(),
+        },
+        kill_tx,
+        None,
+    );
+    let reader = proc.clone();
+    let read_timeout = *read_timeout;
+    tokio::spawn(async move {
+        let deliver = |event: sse::Event| {
+            if event.event.as_deref().is_none_or(|e| e == "message")
+                && let Ok(message) = serde_json::from_str::<Value>(&event.data)
+            {
+                link.deliver(&reader, message);
+            }
+        };
+        early.into_iter().for_each(deliver);
+        loop {
+            let next = tokio::select! {
+                _ = &mut kill_rx => break,
+                n = tokio::time::timeout(read_timeout, body.next()) => n,
+            };
+            match next {
+                Ok(Some(Ok(chunk))) => decoder.push(&chunk).into_iter().for_each(deliver),
+                Ok(Some(Err(e))) => {
+                    info!(upstream = %link.name, "legacy SSE stream failed: {e}");
+                    break;
+                }
+                Ok(None) => {
+                    info!(upstream = %link.name, "legacy SSE stream ended");
+                    break;
+                }
+                Err(_) => {
+                    info!(upstream = %link.name, "legacy SSE stream silent for {read_timeout:?} (sse_read_timeout); reconnecting");
+                    break;
+                }
+            }
+        }
+        link.ended(&reader, "sse");
+    });
+    Ok(proc)
+}
