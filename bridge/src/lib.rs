@@ -4,10 +4,12 @@
 //!   cannot merge several long-lived upstream streams into one, so Envoy routes these GETs
 //!   here. [`merge`] is the pure part (rewriting events, resumable ids); [`stream`] the I/O.
 //! - stdio and legacy-SSE MCP servers ([`hosted`]) as streamable HTTP endpoints Envoy routes to.
+//! - The legacy `/sse` endpoint for old clients ([`legacy_endpoint`]).
 //! - SOCKS5 ([`tunnel`]): Envoy has no SOCKS client, so each proxied upstream's cluster
 //!   points at a loopback tunnel here.
 
 pub mod hosted;
+pub mod legacy_endpoint;
 pub mod merge;
 pub mod stream;
 pub mod tunnel;

@@ -44,6 +44,8 @@ pub struct BridgeState {
     gateway: RwLock<Option<String>>,
     /// The stdio and legacy-SSE upstreams this bridge serves.
     pub hosted: crate::hosted::HostedUpstreams,
+    /// Old clients on the legacy `/sse` endpoint.
+    pub legacy: crate::legacy_endpoint::LegacySessions,
 }
 
 impl BridgeState {
@@ -73,7 +75,7 @@ impl BridgeState {
 
 /// `http(s)://<address>` from [`GATEWAY_HEADER`] (a bare address means http); anything
 /// else is refused.
-fn gateway_url(value: &str) -> Option<String> {
+pub(crate) fn gateway_url(value: &str) -> Option<String> {
     let (scheme, addr) = match value.split_once("://") {
         Some((s @ ("http" | "https"), a)) => (s, a),
         Some(_) => return None,
@@ -86,7 +88,7 @@ fn gateway_url(value: &str) -> Option<String> {
 #[derive(Clone)]
 pub struct Bridge {
     pub state: Arc<BridgeState>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Bridge {
@@ -117,6 +119,7 @@ impl Bridge {
             }
         });
         crate::hosted::router()
+            .merge(crate::legacy_endpoint::router())
             .fallback(axum::routing::get(merged_stream))
             .with_state(self)
     }

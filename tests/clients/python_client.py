@@ -6,6 +6,7 @@ PLAN: {"calls": [{"name": ..., "args": {...}}], "prompt": name, "prompt_args": {
 "resources": true, "sample": {"tool": name, "args": {...}}, "subscribe": {"uri": ...,
 "trigger": tool}, "log_level": level, "complete": {"prompt": name, "argument": name, "value": v},
 "elicit": {"tool": name}, "complete_resource": {"uri": template, "argument": name, "value": v}};
+"transport": "sse" uses the legacy HTTP+SSE client (URL: the /sse stream).
 "subscribe" may add "unsubscribe": true (then the trigger runs again; its text is
 "after_unsubscribe").
 Prints one JSON object with what the client saw; exits 1 on any error.
@@ -16,6 +17,7 @@ import json
 import sys
 
 from mcp import ClientSession, types
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 
@@ -42,7 +44,9 @@ async def run(url: str, plan: dict) -> dict:
     async def on_elicit(context, params: types.ElicitRequestParams) -> types.ElicitResult:
         return types.ElicitResult(action="accept", content={"name": "Ada"})
 
-    async with streamable_http_client(url) as streams:
+    # "transport": "sse" speaks the deprecated HTTP+SSE transport (URL: the event stream).
+    transport = sse_client(url) if plan.get("transport") == "sse" else streamable_http_client(url)
+    async with transport as streams:
         read, write = streams[0], streams[1]
         async with ClientSession(
             read, write, sampling_callback=on_sample, elicitation_callback=on_elicit, message_handler=on_message

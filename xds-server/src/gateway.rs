@@ -48,6 +48,11 @@ impl Source {
             })?;
             tunnels.insert(u.name.to_string(), bridge);
         }
+        if gateway.legacy_sse() && self.module.bridge.is_none() {
+            anyhow::bail!(
+                "server.transports has sse, which needs the bridge: use `switchboard run`, or `switchboard serve --bridge ADDR`"
+            );
+        }
         let module = FilterModule {
             tunnels,
             ..self.module.clone()

@@ -181,7 +181,8 @@ fn error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
     json(status, &wire::error_response(id, code, message))
 }
 
-fn session_id() -> String {
+/// 128 random bits, hex: a session id nobody can guess (empty without a random source).
+pub(crate) fn session_id() -> String {
     let mut bytes = [0u8; 16];
     // Without randomness a session id could be guessed: fail the request instead.
     if getrandom::fill(&mut bytes).is_err() {

@@ -136,6 +136,8 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
     for (field, value) in [
         ("server.mcp_path", &server.mcp_path),
         ("server.upstream_path", &server.upstream_path),
+        ("server.sse_path", &server.sse_path),
+        ("server.messages_path", &server.messages_path),
     ] {
         if !value.starts_with('/')
             || value.contains(['?', '#', ' '])

@@ -55,6 +55,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Whether old clients get the legacy `/sse` endpoint.
+    pub fn legacy_sse(&self) -> bool {
+        self.server.transports.contains(&ClientTransport::Sse)
+    }
+
     /// Things that work but that an operator should know: printed by `validate` and logged
     /// at load.
     pub fn warnings(&self) -> Vec<String> {
@@ -181,6 +186,20 @@ pub struct Server {
     pub max_request_bytes: u64,
     /// Serve the MCP endpoint over TLS.
     pub tls: Option<ServerTls>,
+    /// Client transports: `streamable_http` always; `sse` adds the deprecated HTTP+SSE
+    /// transport for old clients (`sse_path`, `messages_path`, and per upstream).
+    pub transports: Vec<ClientTransport>,
+    /// The legacy event stream of old clients.
+    pub sse_path: String,
+    /// Where old clients post their messages.
+    pub messages_path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientTransport {
+    StreamableHttp,
+    Sse,
 }
 
 impl Default for Server {
@@ -192,6 +211,9 @@ impl Default for Server {
             upstream_path: "/upstreams".into(),
             max_request_bytes: 4 * 1024 * 1024,
             tls: None,
+            transports: vec![ClientTransport::StreamableHttp],
+            sse_path: "/sse".into(),
+            messages_path: "/messages".into(),
         }
     }
 }

@@ -70,7 +70,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
     }
     Resources {
         listeners: vec![mcp_listener(gateway, module)],
-        routes: vec![route_configuration(gateway, get_stream(gateway, module))],
+        routes: vec![route_configuration(gateway, module)],
         clusters,
         secrets: secret::secrets(gateway),
     }
@@ -334,9 +334,13 @@ fn http_filter(name: &str, config: Any) -> hcm::HttpFilter {
     }
 }
 
-fn route_configuration(gateway: &Gateway, bridge: bool) -> route::RouteConfiguration {
+fn route_configuration(gateway: &Gateway, module: &FilterModule) -> route::RouteConfiguration {
     let server = &gateway.server;
+    let bridge = get_stream(gateway, module);
     let mut routes = Vec::new();
+    if module.bridge.is_some() && gateway.legacy_sse() {
+        routes.extend(legacy_sse_routes(gateway));
+    }
     for u in &gateway.upstreams {
         let selected = vec![exact_header(ROUTE_HEADER, &u.name)];
         // The aggregated endpoint: the filter has put the upstream's name in ROUTE_HEADER.
@@ -407,6 +411,81 @@ fn route_configuration(gateway: &Gateway, bridge: bool) -> route::RouteConfigura
         }],
         ..Default::default()
     }
+}
+
+/// The deprecated HTTP+SSE transport for old clients, served by the bridge: the aggregated
+/// endpoint at `sse_path`/`messages_path`, each upstream's at `<upstream_path>/<name>/sse`.
+fn legacy_sse_routes(gateway: &Gateway) -> Vec<route::Route> {
+    use switchboard_bridge::legacy_endpoint::{MESSAGES_HEADER, TARGET_HEADER};
+    let server = &gateway.server;
+    let stamp = header_format(
+        switchboard_bridge::GATEWAY_HEADER,
+        if server.tls.is_some() {
+            "https://%DOWNSTREAM_LOCAL_ADDRESS%"
+        } else {
+            "http://%DOWNSTREAM_LOCAL_ADDRESS%"
+        },
+    );
+    let to_bridge = |name: String,
+                     path: String,
+                     method: &str,
+                     rewrite: &str,
+                     headers: Vec<core::HeaderValueOption>| route::Route {
+        name,
+        r#match: Some(route::RouteMatch {
+            path_specifier: Some(route::route_match::PathSpecifier::Path(path)),
+            headers: vec![exact_header(":method", method)],
+            ..Default::default()
+        }),
+        action: Some(route::route::Action::Route(route::RouteAction {
+            cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
+                BRIDGE_CLUSTER.into(),
+            )),
+            prefix_rewrite: rewrite.into(),
+            // The event stream lives as long as the client stays.
+            timeout: Some(duration(Duration::ZERO)),
+            ..Default::default()
+        })),
+        request_headers_to_add: headers,
+        ..Default::default()
+    };
+    let mut endpoints = vec![(
+        "sse".to_string(),
+        server.sse_path.clone(),
+        server.messages_path.clone(),
+        server.mcp_path.clone(),
+    )];
+    for u in &gateway.upstreams {
+        let base = format!("{}/{}", server.upstream_path, u.name);
+        endpoints.push((
+            format!("{}-sse", u.name),
+            format!("{base}/sse"),
+            format!("{base}/messages"),
+            format!("{base}/mcp"),
+        ));
+    }
+    let mut routes = Vec::new();
+    for (name, sse, messages, target) in endpoints {
+        routes.push(to_bridge(
+            name.clone(),
+            sse,
+            "GET",
+            "/legacy/sse",
+            vec![
+                stamp.clone(),
+                header_value(TARGET_HEADER, &target),
+                header_value(MESSAGES_HEADER, &messages),
+            ],
+        ));
+        routes.push(to_bridge(
+            format!("{name}-messages"),
+            messages,
+            "POST",
+            "/legacy/messages",
+            vec![],
+        ));
+    }
+    routes
 }
 
 /// Two routes to one upstream at `path`: GET opens a long-lived SSE stream and so gets no
