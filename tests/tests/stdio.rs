@@ -295,3 +295,43 @@ async fn a_legacy_sse_server_is_an_upstream_like_any_other() -> anyhow::Result<(
     client.cancel().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_reaped_and_children_die_with_switchboard() -> anyhow::Result<()> {
+    let mut gw = Gateway::start(&gateway_yaml(
+        &[
+            py(
+                "idle",
+                "    idle_timeout: 1s\n    capability_discovery_delay: 0s\n",
+            ),
+            py("busy", "    capability_discovery_delay: 0s\n"),
+        ],
+        "",
+    ))
+    .await?;
+    let client = connect(&gw.endpoint).await?;
+    let idle: u32 = call_text(&client, "idle__pid", json!({})).await?.parse()?;
+    let busy: u32 = call_text(&client, "busy__pid", json!({})).await?.parse()?;
+    eventually(
+        Duration::from_secs(10),
+        "the idle process to be stopped",
+        || async move { gone(idle).then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    assert!(gw.logs().contains("idle session ended"), "{}", gw.logs());
+    assert!(!gone(busy));
+    // switchboard killed outright: the kernel kills its children (PR_SET_PDEATHSIG).
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(gw.pid())?),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let _ = gw.terminate(Duration::from_secs(5));
+    eventually(
+        Duration::from_secs(10),
+        "the child to die with switchboard",
+        || async move { gone(busy).then_some(()) },
+    )
+    .await?;
+    Ok(())
+}
