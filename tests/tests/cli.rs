@@ -147,8 +147,15 @@ fn validate_accepts_the_mcp_servers_json_of_desktop_clients() {
     let (ok, stdout, stderr) = validate(json, &[]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("1 upstream"), "{stdout}");
-    let (ok, _, stderr) = validate(
+    // A stdio entry is a stdio upstream; one with a URL as well is an error with its place.
+    let (ok, stdout, stderr) = validate(
         "{\"mcpServers\": {\n  \"local\": {\"command\": \"npx\", \"args\": [\"x\"]}\n}}",
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("1 upstream"), "{stdout}");
+    let (ok, _, stderr) = validate(
+        "{\"mcpServers\": {\n  \"local\": {\"command\": \"npx\", \"url\": \"http://h/mcp\"}\n}}",
         &[],
     );
     assert!(!ok);
