@@ -3,6 +3,7 @@
 //! The wasm filter and the control plane only call into this crate, so everything that decides
 //! what happens to a message is unit-tested natively.
 
+pub mod access;
 pub mod aggregate;
 pub mod exchange;
 pub mod filter_config;

@@ -1,0 +1,427 @@
+//! Who may call what: client authentication (API keys, JWT claims verified by Envoy's
+//! `jwt_authn`, source addresses) and the access rules on upstreams, tools, prompts and
+//! resources. Pure: the filter hands in what the request carries.
+
+use crate::glob;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::net::IpAddr;
+
+/// The header in which Envoy's `jwt_authn` forwards a verified token's payload (base64url
+/// JSON). The listener removes any a client sends before `jwt_authn` runs.
+pub const JWT_PAYLOAD_HEADER: &str = "x-switchboard-jwt-payload";
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// In order: the first that matches is the identity.
+    pub clients: Vec<Client>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    pub name: String,
+    /// API key: the header it travels in and the hex SHA-256 of each accepted key (keys
+    /// themselves never reach Envoy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKey>,
+    /// A token `jwt_authn` verified, from this issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_issuer: Option<String>,
+    /// Source addresses, `10.0.0.0/8` or `::1/128`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cidrs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub header: String,
+    pub sha256: Vec<String>,
+}
+
+/// Applies to the clients it names and to JWT identities whose claims all match.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<String>,
+    /// Claim name → required value (a string, or an element of an array claim).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<(String, String)>,
+    #[serde(default)]
+    pub allow: Lists,
+    #[serde(default)]
+    pub deny: Lists,
+}
+
+/// Globs on the names clients see (prefixed): upstream names, tool and prompt names,
+/// resource URIs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lists {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Upstream,
+    Tool,
+    Prompt,
+    Resource,
+}
+
+impl Lists {
+    fn of(&self, kind: Kind) -> &[String] {
+        match kind {
+            Kind::Upstream => &self.upstreams,
+            Kind::Tool => &self.tools,
+            Kind::Prompt => &self.prompts,
+            Kind::Resource => &self.resources,
+        }
+    }
+}
+
+/// Who a request comes from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Identity {
+    pub client: String,
+    /// The verified token's payload, for JWT clients.
+    pub claims: Option<Value>,
+}
+
+impl Identity {
+    /// What a session is bound to: the client, and the token's subject for JWT clients.
+    pub fn key(&self) -> String {
+        match self.claims.as_ref().and_then(|c| c["sub"].as_str()) {
+            Some(sub) => format!("{}/{sub}", self.client),
+            None => self.client.clone(),
+        }
+    }
+}
+
+/// What the request carries that can identify its client.
+pub struct Credentials<'a> {
+    pub header: &'a dyn Fn(&str) -> Option<String>,
+    pub source: Option<IpAddr>,
+}
+
+/// Why a request is refused: the `WWW-Authenticate` challenge to send with the 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub challenge: String,
+    pub message: String,
+}
+
+impl AccessConfig {
+    pub fn authenticate(&self, c: &Credentials<'_>) -> Result<Identity, Refused> {
+        let claims = (c.header)(JWT_PAYLOAD_HEADER).and_then(|p| decode_payload(&p));
+        for client in &self.clients {
+            if let Some(key) = &client.api_key
+                && let Some(presented) = (c.header)(&key.header)
+            {
+                let digest = Sha256::digest(presented.trim().as_bytes());
+                if key.sha256.iter().any(|h| hex_eq(h, &digest)) {
+                    return Ok(Identity {
+                        client: client.name.clone(),
+                        claims: None,
+                    });
+                }
+            }
+            if let (Some(issuer), Some(claims)) = (&client.jwt_issuer, &claims)
+                && claims["iss"].as_str() == Some(issuer)
+            {
+                return Ok(Identity {
+                    client: client.name.clone(),
+                    claims: Some(claims.clone()),
+                });
+            }
+            if let Some(ip) = c.source
+                && client.cidrs.iter().any(|n| in_cidr(n, ip))
+            {
+                return Ok(Identity {
+                    client: client.name.clone(),
+                    claims: None,
+                });
+            }
+        }
+        Err(Refused {
+            challenge: self.challenge(),
+            message: "Unauthorized: no valid credentials for this gateway".into(),
+        })
+    }
+
+    /// `Bearer` when tokens are accepted, else the API key scheme with its header.
+    fn challenge(&self) -> String {
+        if self.clients.iter().any(|c| c.jwt_issuer.is_some()) {
+            return "Bearer realm=\"switchboard\"".into();
+        }
+        match self.clients.iter().find_map(|c| c.api_key.as_ref()) {
+            Some(k) => format!("ApiKey realm=\"switchboard\", header=\"{}\"", k.header),
+            None => "Basic realm=\"switchboard\"".into(),
+        }
+    }
+
+    /// Whether `who` may use `name`. No rule at all: everything. Otherwise the rules that
+    /// apply to `who` decide: a deny that matches wins, then an allow that matches; nothing
+    /// that matches means no. An empty list in a rule says nothing about that kind.
+    pub fn allows(&self, who: &Identity, kind: Kind, name: &str) -> bool {
+        if self.rules.is_empty() {
+            return true;
+        }
+        let applying: Vec<&Rule> = self.rules.iter().filter(|r| r.applies(who)).collect();
+        if applying
+            .iter()
+            .any(|r| r.deny.of(kind).iter().any(|g| glob::matches(g, name)))
+        {
+            return false;
+        }
+        applying.iter().any(|r| {
+            let allow = r.allow.of(kind);
+            // A rule that lists upstreams but not tools (say) allows the tools of those
+            // upstreams; the upstream check decides those.
+            (allow.is_empty() && kind != Kind::Upstream && !r.allow.upstreams.is_empty())
+                || allow.iter().any(|g| glob::matches(g, name))
+        })
+    }
+}
+
+impl Rule {
+    fn applies(&self, who: &Identity) -> bool {
+        let by_client = self.clients.iter().any(|c| glob::matches(c, &who.client));
+        let by_claims = !self.claims.is_empty()
+            && who.claims.as_ref().is_some_and(|claims| {
+                self.claims.iter().all(|(k, v)| match &claims[k.as_str()] {
+                    Value::String(s) => s == v,
+                    Value::Array(items) => items.iter().any(|i| i.as_str() == Some(v)),
+                    Value::Bool(b) => b.to_string() == *v,
+                    Value::Number(n) => n.to_string() == *v,
+                    _ => false,
+                })
+            });
+        by_client || by_claims
+    }
+}
+
+fn decode_payload(b64: &str) -> Option<Value> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64.trim().trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Constant-time comparison of a hex digest with raw bytes.
+fn hex_eq(hex: &str, digest: &[u8]) -> bool {
+    let hex = hex.as_bytes();
+    if hex.len() != digest.len() * 2 {
+        return false;
+    }
+    let nibble = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        b'A'..=b'F' => c - b'A' + 10,
+        _ => 0xff,
+    };
+    let mut diff = 0u8;
+    for (i, b) in digest.iter().enumerate() {
+        let (hi, lo) = (nibble(hex[2 * i]), nibble(hex[2 * i + 1]));
+        diff |= (hi.wrapping_shl(4) | (lo & 0x0f)) ^ b;
+        diff |= (hi | lo) & 0xf0;
+    }
+    diff == 0
+}
+
+/// `ip` is inside `cidr` (`10.0.0.0/8`, `::1/128`, or a bare address).
+pub fn in_cidr(cidr: &str, ip: IpAddr) -> bool {
+    let (net, len) = match cidr.split_once('/') {
+        Some((n, l)) => (n, l.parse::<u32>().ok()),
+        None => (cidr, None),
+    };
+    let Ok(net) = net.parse::<IpAddr>() else {
+        return false;
+    };
+    // An IPv4 client may arrive as an IPv4-mapped IPv6 address.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let len = len.unwrap_or(32).min(32);
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let len = len.unwrap_or(128).min(128);
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+/// Is `cidr` well formed? (For the control plane's checks.)
+pub fn valid_cidr(cidr: &str) -> bool {
+    let (net, len) = match cidr.split_once('/') {
+        Some((n, l)) => (n, Some(l)),
+        None => (cidr, None),
+    };
+    match (net.parse::<IpAddr>(), len.map(str::parse::<u32>)) {
+        (Ok(IpAddr::V4(_)), None) | (Ok(IpAddr::V6(_)), None) => true,
+        (Ok(IpAddr::V4(_)), Some(Ok(l))) => l <= 32,
+        (Ok(IpAddr::V6(_)), Some(Ok(l))) => l <= 128,
+        _ => false,
+    }
+}
+
+/// The hex SHA-256 of an API key, as the filter's configuration carries it.
+pub fn key_digest(key: &str) -> String {
+    Sha256::digest(key.trim().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config() -> AccessConfig {
+        AccessConfig {
+            clients: vec![
+                Client {
+                    name: "ci".into(),
+                    api_key: Some(ApiKey {
+                        header: "x-api-key".into(),
+                        sha256: vec![key_digest("s3cret")],
+                    }),
+                    ..Default::default()
+                },
+                Client {
+                    name: "people".into(),
+                    jwt_issuer: Some("https://idp".into()),
+                    ..Default::default()
+                },
+                Client {
+                    name: "office".into(),
+                    cidrs: vec!["10.1.0.0/16".into()],
+                    ..Default::default()
+                },
+            ],
+            rules: vec![
+                Rule {
+                    clients: vec!["ci".into()],
+                    allow: Lists {
+                        tools: vec!["gh__*".into()],
+                        ..Default::default()
+                    },
+                    deny: Lists {
+                        tools: vec!["*__delete_*".into()],
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                Rule {
+                    claims: vec![("groups".into(), "admin".into())],
+                    allow: Lists {
+                        upstreams: vec!["*".into()],
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ],
+        }
+    }
+
+    fn who(headers: &[(&str, &str)], source: &str) -> Result<Identity, Refused> {
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let get = move |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        config().authenticate(&Credentials {
+            header: &get,
+            source: source.parse().ok(),
+        })
+    }
+
+    fn payload(v: Value) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn each_kind_of_credential_identifies_its_client() {
+        assert_eq!(who(&[("x-api-key", "s3cret")], "192.0.2.1").unwrap().client, "ci");
+        assert!(who(&[("x-api-key", "wrong")], "192.0.2.1").is_err());
+        let jwt = payload(json!({"iss": "https://idp", "sub": "ada", "groups": ["admin"]}));
+        let id = who(&[(JWT_PAYLOAD_HEADER, &jwt)], "192.0.2.1").unwrap();
+        assert_eq!((id.client.as_str(), id.key().as_str()), ("people", "people/ada"));
+        let other = payload(json!({"iss": "https://elsewhere", "sub": "x"}));
+        assert!(who(&[(JWT_PAYLOAD_HEADER, &other)], "192.0.2.1").is_err());
+        assert_eq!(who(&[], "10.1.2.3").unwrap().client, "office");
+        assert_eq!(who(&[], "::ffff:10.1.2.3").unwrap().client, "office");
+        let refused = who(&[], "10.2.0.1").unwrap_err();
+        assert!(refused.challenge.starts_with("Bearer"), "{refused:?}");
+    }
+
+    #[test]
+    fn deny_beats_allow_and_no_matching_rule_denies() {
+        let c = config();
+        let ci = Identity {
+            client: "ci".into(),
+            claims: None,
+        };
+        assert!(c.allows(&ci, Kind::Tool, "gh__create_issue"));
+        assert!(!c.allows(&ci, Kind::Tool, "gh__delete_repo"), "deny wins");
+        assert!(!c.allows(&ci, Kind::Tool, "jira__create"), "not allowed");
+        assert!(!c.allows(&ci, Kind::Prompt, "gh__p"), "no rule lists prompts for ci");
+        let admin = Identity {
+            client: "people".into(),
+            claims: Some(json!({"groups": ["admin"]})),
+        };
+        assert!(c.allows(&admin, Kind::Upstream, "jira"));
+        assert!(c.allows(&admin, Kind::Tool, "jira__create"), "upstream rule covers its tools");
+        let plain = Identity {
+            client: "people".into(),
+            claims: Some(json!({"groups": ["dev"]})),
+        };
+        assert!(!c.allows(&plain, Kind::Tool, "gh__create_issue"));
+        let open = AccessConfig::default();
+        assert!(open.allows(&plain, Kind::Tool, "anything"), "no rules: everything");
+    }
+
+    #[test]
+    fn cidrs_and_digests() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_cidr("10.0.0.0/8", ip("10.200.1.1")));
+        assert!(!in_cidr("10.0.0.0/8", ip("11.0.0.1")));
+        assert!(in_cidr("0.0.0.0/0", ip("192.0.2.1")));
+        assert!(in_cidr("::1/128", ip("::1")));
+        assert!(in_cidr("127.0.0.1", ip("127.0.0.1")));
+        assert!(!valid_cidr("10.0.0.0/33") && valid_cidr("fd00::/8") && !valid_cidr("x/8"));
+        let d = key_digest("k");
+        assert!(hex_eq(&d, &Sha256::digest(b"k")));
+        assert!(hex_eq(&d.to_uppercase(), &Sha256::digest(b"k")));
+        assert!(!hex_eq(&d, &Sha256::digest(b"j")));
+        assert!(!hex_eq("zz", &Sha256::digest(b"k")));
+    }
+}
