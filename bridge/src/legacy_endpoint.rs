@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_protocol::access::IDENTITY_HEADER;
 use switchboard_protocol::exchange::{SESSION_HEADER, VERSION_HEADER};
 use switchboard_protocol::jsonrpc::code;
 use switchboard_protocol::sse;
@@ -41,6 +42,10 @@ struct LegacySession {
     /// The streamable-HTTP session behind it, once `initialize` answered.
     mcp: Mutex<Option<(String, Option<String>)>>,
     get_started: std::sync::atomic::AtomicBool,
+    /// Who the filter found the client to be, for the bridge's requests on its behalf.
+    on_behalf: Vec<(&'static str, String)>,
+    /// The same, as the filter stamped it: every message must come from that client.
+    identity: Option<String>,
 }
 
 pub(crate) fn router() -> axum::Router<crate::Bridge> {
@@ -78,11 +83,11 @@ impl Drop for Guard {
             let http = self.bridge.http.clone();
             let target = session.target.clone();
             tokio::spawn(async move {
-                let _ = http
-                    .delete(&target)
-                    .header(SESSION_HEADER, sid)
-                    .send()
-                    .await;
+                let mut req = http.delete(&target).header(SESSION_HEADER, sid);
+                for (k, v) in &session.on_behalf {
+                    req = req.header(*k, v);
+                }
+                let _ = req.send().await;
             });
         }
         debug!(session = %self.id, "legacy SSE client left");
@@ -102,11 +107,15 @@ async fn open(State(bridge): State<crate::Bridge>, headers: HeaderMap) -> Respon
         return (StatusCode::INTERNAL_SERVER_ERROR, "no random source").into_response();
     }
     let (tx, rx) = mpsc::channel::<Value>(64);
+    let identity = header(&headers, IDENTITY_HEADER);
+    let on_behalf = bridge.state.on_behalf(identity.as_deref());
     let session = Arc::new(LegacySession {
         target: format!("{gateway}{target}"),
         tx,
         mcp: Mutex::new(None),
         get_started: std::sync::atomic::AtomicBool::new(false),
+        on_behalf,
+        identity,
     });
     if let Ok(mut s) = bridge.state.legacy.sessions.lock() {
         s.insert(id.clone(), session);
@@ -147,26 +156,20 @@ async fn message(
             .ok()
             .and_then(|s| s.get(id).cloned())
     });
-    let Some(session) = session else {
+    // A session is its opener's: posted by anyone else, it does not exist.
+    let Some(session) = session.filter(|s| s.identity == header(&headers, IDENTITY_HEADER)) else {
         return (StatusCode::NOT_FOUND, "Could not find session").into_response();
     };
     let Ok(message) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "Could not parse message").into_response();
     };
-    // Only the client's credentials travel on; the gateway decides what reaches upstreams.
-    let auth = header(&headers, "authorization");
     let http = bridge.http.clone();
-    tokio::spawn(async move { forward(http, session, message, auth).await });
+    tokio::spawn(async move { forward(http, session, message).await });
     (StatusCode::ACCEPTED, "Accepted").into_response()
 }
 
 /// One message to the gateway's endpoint; what comes back goes to the client's stream.
-async fn forward(
-    http: reqwest::Client,
-    session: Arc<LegacySession>,
-    message: Value,
-    auth: Option<String>,
-) {
+async fn forward(http: reqwest::Client, session: Arc<LegacySession>, message: Value) {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let is_request = message.get("method").is_some() && !id.is_null();
     let mcp = session.mcp.lock().ok().and_then(|m| m.clone());
@@ -181,8 +184,9 @@ async fn forward(
             req = req.header(VERSION_HEADER, v);
         }
     }
-    if let Some(a) = &auth {
-        req = req.header("authorization", a);
+    // The client was authenticated on its way here; the filter takes the bridge's word.
+    for (k, v) in &session.on_behalf {
+        req = req.header(*k, v);
     }
     let fail = |why: String| {
         let tx = session.tx.clone();
@@ -268,6 +272,9 @@ fn follow_server_stream(http: reqwest::Client, session: Arc<LegacySession>) {
             .header(SESSION_HEADER, sid);
         if let Some(v) = version {
             req = req.header(VERSION_HEADER, v);
+        }
+        for (k, v) in &session.on_behalf {
+            req = req.header(*k, v);
         }
         // 405: the gateway has no server-to-client stream here; answers still arrive.
         let Ok(response) = req.send().await else {

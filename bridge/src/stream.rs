@@ -14,6 +14,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use switchboard_protocol::access::{BRIDGE_KEY_HEADER, IDENTITY_HEADER};
 use switchboard_protocol::exchange::{
     LIST_CHANGED_MARKER, SESSION_HEADER, SESSION_NOT_FOUND, VERSION_HEADER,
 };
@@ -46,6 +47,8 @@ pub struct BridgeState {
     pub hosted: crate::hosted::HostedUpstreams,
     /// Old clients on the legacy `/sse` endpoint.
     pub legacy: crate::legacy_endpoint::LegacySessions,
+    /// The key the gateway's filter knows the bridge by.
+    key: RwLock<Option<String>>,
 }
 
 impl BridgeState {
@@ -58,6 +61,25 @@ impl BridgeState {
                 upstream_path,
             }));
         }
+    }
+
+    pub fn set_key(&self, key: String) {
+        if let Ok(mut k) = self.key.write() {
+            *k = Some(key);
+        }
+    }
+
+    /// Headers for the bridge's requests to the gateway on behalf of the client the filter
+    /// identified (its [`IDENTITY_HEADER`] value), which only the bridge's key makes count.
+    pub(crate) fn on_behalf(&self, identity: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Some(key) = self.key.read().ok().and_then(|k| k.clone()) {
+            out.push((BRIDGE_KEY_HEADER, key));
+            if let Some(id) = identity {
+                out.push((IDENTITY_HEADER, id.to_string()));
+            }
+        }
+        out
     }
 
     pub fn set_gateway(&self, base_url: Option<String>) {
@@ -199,6 +221,7 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
             .map(str::to_string);
         tokio::spawn(follow(
             bridge.http.clone(),
+            bridge.state.on_behalf(header(IDENTITY_HEADER).as_deref()),
             url,
             us.name.clone(),
             us.session_id.clone(),
@@ -286,8 +309,10 @@ fn tokio_stream_from(
 /// Reads one upstream's stream through Envoy until the client leaves, opening it again
 /// (from its last event id) when it ends. An upstream without a stream (405) or without the
 /// session (404) is left out.
+#[allow(clippy::too_many_arguments)]
 async fn follow(
     http: reqwest::Client,
+    on_behalf: Vec<(&'static str, String)>,
     url: String,
     upstream: String,
     session_id: Option<String>,
@@ -306,6 +331,9 @@ async fn follow(
         }
         if let Some(id) = &last_id {
             req = req.header("last-event-id", id);
+        }
+        for (k, v) in &on_behalf {
+            req = req.header(*k, v);
         }
         let resp = tokio::select! {
             r = req.send() => r,

@@ -10,9 +10,10 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
+use switchboard_protocol::access::{Credentials, IDENTITY_HEADER, Kind};
 use switchboard_protocol::exchange::{
-    CalloutAnswer, Clock, Exchange, Gateway, ListCache, Reply, RequestHead, ResponseStep, Route,
-    SESSION_HEADER, Step, VERSION_HEADER, forwarded_request_header,
+    ACCESS_DENIED, CalloutAnswer, Clock, Exchange, Gateway, ListCache, Reply, RequestHead,
+    ResponseStep, Route, SESSION_HEADER, Step, VERSION_HEADER, forwarded_request_header,
 };
 use switchboard_protocol::filter_config::{FilterConfig, ROUTE_HEADER};
 use switchboard_protocol::jsonrpc;
@@ -146,11 +147,111 @@ impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // A client must never pick a route by sending the selector itself.
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
+        let config = &self.gateway.config;
+        let identity = match &config.access {
+            None => None,
+            Some(access) => {
+                let source = hostcalls::get_property(vec!["source", "address"])
+                    .ok()
+                    .flatten()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .and_then(|a| source_ip(&a));
+                let credentials = Credentials {
+                    header: &request_header,
+                    source,
+                };
+                match access.authenticate(&credentials) {
+                    Ok(who) => Some(who),
+                    Err(refused) => {
+                        let body = jsonrpc::error_body(
+                            None,
+                            jsonrpc::code::INVALID_REQUEST,
+                            &refused.message,
+                        );
+                        self.send(&Reply {
+                            status: 401,
+                            headers: vec![
+                                ("content-type".into(), "application/json".into()),
+                                ("www-authenticate".into(), refused.challenge),
+                            ],
+                            body: body.into_bytes(),
+                        });
+                        return Action::Pause;
+                    }
+                }
+            }
+        };
+        // Pass-through values are read before the client's credentials are removed: nothing
+        // of them goes upstream unless an upstream asks for it.
+        let mut pass_through: Vec<(String, String)> = Vec::new();
+        for p in config.upstreams.iter().flat_map(|u| &u.pass_through) {
+            if !pass_through
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case(&p.source))
+                && let Some(v) = request_header(&p.source)
+            {
+                pass_through.push((p.source.to_ascii_lowercase(), v));
+            }
+        }
+        for name in &config.credential_headers {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        }
+        // For the bridge, which serves some requests through the gateway again; upstream
+        // routes remove it.
+        if let Some(who) = &identity {
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                IDENTITY_HEADER,
+                Some(&who.encode()),
+            );
+        }
+        let path = request_header(":path").unwrap_or_default();
+        // An upstream's own endpoint gets its pass-through headers here; the aggregated one
+        // in the exchange.
+        if !config.upstream_path.is_empty()
+            && let Some(rest) = path.strip_prefix(&format!("{}/", config.upstream_path))
+            && let Some((name, _)) = rest.split_once('/')
+            && let Some(u) = config.upstreams.iter().find(|u| u.name == name)
+        {
+            if let (Some(access), Some(who)) = (&config.access, &identity)
+                && !access.allows(who, Kind::Upstream, &u.name)
+            {
+                let body = jsonrpc::error_body(
+                    None,
+                    ACCESS_DENIED,
+                    &format!(
+                        "Access denied: {} may not use upstream {:?}",
+                        who.client, u.name
+                    ),
+                );
+                self.send(&Reply {
+                    status: 403,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: body.into_bytes(),
+                });
+                return Action::Pause;
+            }
+            for p in &u.pass_through {
+                if let Some((_, v)) = pass_through
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&p.source))
+                {
+                    let value = p.format.replace("{value}", v);
+                    let _ = hostcalls::set_map_value(
+                        MapType::HttpRequestHeaders,
+                        &p.target,
+                        Some(&value),
+                    );
+                }
+            }
+        }
         let head = RequestHead {
             method: request_header(":method").unwrap_or_default(),
-            path: request_header(":path").unwrap_or_default(),
+            path,
             session_id: request_header(SESSION_HEADER),
             protocol_version: request_header(VERSION_HEADER),
+            identity,
+            pass_through,
         };
         let step = self
             .exchange
@@ -473,6 +574,15 @@ fn now() -> Duration {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .unwrap_or_default()
+}
+
+/// The IP of Envoy's `source.address` (`1.2.3.4:5678`, `[::1]:5678`).
+fn source_ip(address: &str) -> Option<std::net::IpAddr> {
+    address
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .ok()
+        .or_else(|| address.parse().ok())
 }
 
 fn request_header(name: &str) -> Option<String> {

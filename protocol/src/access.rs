@@ -12,6 +12,17 @@ use std::net::IpAddr;
 /// JSON). The listener removes any a client sends before `jwt_authn` runs.
 pub const JWT_PAYLOAD_HEADER: &str = "x-switchboard-jwt-payload";
 
+/// The identity the filter established, on requests to the bridge (and from the bridge back,
+/// where only the bridge's own key makes it count). Upstream routes remove it.
+pub const IDENTITY_HEADER: &str = "x-switchboard-identity";
+
+/// The bridge's key on its own requests to the gateway.
+pub const BRIDGE_KEY_HEADER: &str = "x-switchboard-bridge-key";
+
+/// The identity of the bridge itself (its own requests, on nobody's behalf): not subject to
+/// access rules.
+pub const BRIDGE_CLIENT: &str = "switchboard-bridge";
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessConfig {
@@ -19,6 +30,9 @@ pub struct AccessConfig {
     pub clients: Vec<Client>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
+    /// Digest of the bridge's key ([`BRIDGE_KEY_HEADER`]), when a bridge runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge_key_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -94,14 +108,31 @@ impl Lists {
 }
 
 /// Who a request comes from.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Identity {
+    #[serde(rename = "c")]
     pub client: String,
     /// The verified token's payload, for JWT clients.
+    #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<Value>,
 }
 
 impl Identity {
+    /// For [`IDENTITY_HEADER`]: base64url JSON.
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(header: &str) -> Option<Identity> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header.trim())
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// What a session is bound to: the client, and the token's subject for JWT clients.
     pub fn key(&self) -> String {
         match self.claims.as_ref().and_then(|c| c["sub"].as_str()) {
@@ -126,6 +157,17 @@ pub struct Refused {
 
 impl AccessConfig {
     pub fn authenticate(&self, c: &Credentials<'_>) -> Result<Identity, Refused> {
+        // The bridge, on its own behalf or on a client's the filter identified before.
+        if let (Some(digest), Some(key)) = (&self.bridge_key_sha256, (c.header)(BRIDGE_KEY_HEADER))
+            && hex_eq(digest, &Sha256::digest(key.trim().as_bytes()))
+        {
+            return Ok((c.header)(IDENTITY_HEADER)
+                .and_then(|h| Identity::decode(&h))
+                .unwrap_or(Identity {
+                    client: BRIDGE_CLIENT.into(),
+                    claims: None,
+                }));
+        }
         let claims = (c.header)(JWT_PAYLOAD_HEADER).and_then(|p| decode_payload(&p));
         for client in &self.clients {
             if let Some(key) = &client.api_key
@@ -177,7 +219,7 @@ impl AccessConfig {
     /// apply to `who` decide: a deny that matches wins, then an allow that matches; nothing
     /// that matches means no. An empty list in a rule says nothing about that kind.
     pub fn allows(&self, who: &Identity, kind: Kind, name: &str) -> bool {
-        if self.rules.is_empty() {
+        if self.rules.is_empty() || who.client == BRIDGE_CLIENT {
             return true;
         }
         let applying: Vec<&Rule> = self.rules.iter().filter(|r| r.applies(who)).collect();
@@ -343,6 +385,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            bridge_key_sha256: None,
         }
     }
 
@@ -370,11 +413,17 @@ mod tests {
 
     #[test]
     fn each_kind_of_credential_identifies_its_client() {
-        assert_eq!(who(&[("x-api-key", "s3cret")], "192.0.2.1").unwrap().client, "ci");
+        assert_eq!(
+            who(&[("x-api-key", "s3cret")], "192.0.2.1").unwrap().client,
+            "ci"
+        );
         assert!(who(&[("x-api-key", "wrong")], "192.0.2.1").is_err());
         let jwt = payload(json!({"iss": "https://idp", "sub": "ada", "groups": ["admin"]}));
         let id = who(&[(JWT_PAYLOAD_HEADER, &jwt)], "192.0.2.1").unwrap();
-        assert_eq!((id.client.as_str(), id.key().as_str()), ("people", "people/ada"));
+        assert_eq!(
+            (id.client.as_str(), id.key().as_str()),
+            ("people", "people/ada")
+        );
         let other = payload(json!({"iss": "https://elsewhere", "sub": "x"}));
         assert!(who(&[(JWT_PAYLOAD_HEADER, &other)], "192.0.2.1").is_err());
         assert_eq!(who(&[], "10.1.2.3").unwrap().client, "office");
@@ -393,20 +442,67 @@ mod tests {
         assert!(c.allows(&ci, Kind::Tool, "gh__create_issue"));
         assert!(!c.allows(&ci, Kind::Tool, "gh__delete_repo"), "deny wins");
         assert!(!c.allows(&ci, Kind::Tool, "jira__create"), "not allowed");
-        assert!(!c.allows(&ci, Kind::Prompt, "gh__p"), "no rule lists prompts for ci");
+        assert!(
+            !c.allows(&ci, Kind::Prompt, "gh__p"),
+            "no rule lists prompts for ci"
+        );
         let admin = Identity {
             client: "people".into(),
             claims: Some(json!({"groups": ["admin"]})),
         };
         assert!(c.allows(&admin, Kind::Upstream, "jira"));
-        assert!(c.allows(&admin, Kind::Tool, "jira__create"), "upstream rule covers its tools");
+        assert!(
+            c.allows(&admin, Kind::Tool, "jira__create"),
+            "upstream rule covers its tools"
+        );
         let plain = Identity {
             client: "people".into(),
             claims: Some(json!({"groups": ["dev"]})),
         };
         assert!(!c.allows(&plain, Kind::Tool, "gh__create_issue"));
         let open = AccessConfig::default();
-        assert!(open.allows(&plain, Kind::Tool, "anything"), "no rules: everything");
+        assert!(
+            open.allows(&plain, Kind::Tool, "anything"),
+            "no rules: everything"
+        );
+    }
+
+    #[test]
+    fn the_bridge_speaks_for_the_client_it_serves_and_nobody_else_can() {
+        let mut c = config();
+        c.bridge_key_sha256 = Some(key_digest("bridge-secret-0123456789"));
+        let ada = Identity {
+            client: "people".into(),
+            claims: Some(json!({"sub": "ada"})),
+        };
+        let headers = [
+            (BRIDGE_KEY_HEADER, "bridge-secret-0123456789"),
+            (IDENTITY_HEADER, &ada.encode()),
+        ];
+        let get = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let creds = Credentials {
+            header: &get,
+            source: None,
+        };
+        assert_eq!(c.authenticate(&creds).unwrap(), ada);
+        // Without the bridge's key the identity header is nothing.
+        let forged = [(IDENTITY_HEADER, ada.encode())];
+        let get = |name: &str| {
+            forged
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let creds = Credentials {
+            header: &get,
+            source: None,
+        };
+        assert!(c.authenticate(&creds).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! answer locally, fan out with `dispatch_http_call`, or route the request to one upstream
 //! through Envoy's router. Every MCP decision is here, so it is tested natively.
 
+use crate::access::Kind;
 use crate::aggregate::{self, ListKind, Prefixes};
 use crate::filter_config::{FanOut, FilterConfig, PrefixMode, Upstream};
 use crate::glob;
@@ -25,6 +26,8 @@ pub const SESSION_NOT_FOUND: i64 = -32001;
 pub const UPSTREAM_ERROR: i64 = -32002;
 /// JSON-RPC code for an upstream that did not answer in time.
 pub const UPSTREAM_TIMEOUT: i64 = -32003;
+/// JSON-RPC code for a call the client's access rules do not allow.
+pub const ACCESS_DENIED: i64 = -32004;
 
 /// Where list results are kept between requests, shared by Envoy's workers (the wasm adapter
 /// uses Envoy's shared data). A cached list is keyed by its upstream's generation: `bump`,
@@ -109,6 +112,10 @@ pub struct RequestHead {
     pub session_id: Option<String>,
     /// The `MCP-Protocol-Version` header.
     pub protocol_version: Option<String>,
+    /// Who sent it, when clients authenticate ([`crate::access`]).
+    pub identity: Option<crate::access::Identity>,
+    /// The client's headers that upstreams take by pass-through (lower-case names).
+    pub pass_through: Vec<(String, String)>,
 }
 
 /// Time and a never-repeating seed for sealing tokens, from the host.
@@ -147,7 +154,7 @@ pub struct Route {
     /// Replacement body, when the message was rewritten.
     pub body: Option<Vec<u8>>,
     /// Headers to set (replacing the client's); `None` removes.
-    pub headers: Vec<(&'static str, Option<String>)>,
+    pub headers: Vec<(String, Option<String>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,6 +300,8 @@ pub struct Exchange {
     now_s: u64,
     /// The client's `MCP-Protocol-Version` header.
     client_version: Option<String>,
+    identity: Option<crate::access::Identity>,
+    pass_through: Vec<(String, String)>,
 }
 
 fn json_reply(status: u16, body: String) -> Reply {
@@ -325,9 +334,83 @@ impl Exchange {
         std::mem::take(&mut self.log)
     }
 
+    fn identity_key(&self) -> Option<String> {
+        self.identity.as_ref().map(crate::access::Identity::key)
+    }
+
+    /// Whether the client's access rules let it use `name` (everything without rules).
+    fn permits(&self, gw: &Gateway, kind: Kind, name: &str) -> bool {
+        match (&gw.config.access, &self.identity) {
+            (None, _) => true,
+            (Some(access), Some(who)) => access.allows(who, kind, name),
+            (Some(_), None) => false,
+        }
+    }
+
+    fn denied(&mut self, id: &RawValue, what: &str, name: &str) -> Step {
+        self.state = State::Done;
+        let who = self
+            .identity
+            .as_ref()
+            .map_or("this client", |i| i.client.as_str());
+        self.log
+            .push(format!("access denied: {who} may not use {what} {name:?}"));
+        error_reply(
+            200,
+            Some(id),
+            ACCESS_DENIED,
+            &format!("Access denied: {who} may not use {what} {name:?}"),
+        )
+    }
+
+    /// The client's pass-through headers for `upstream`, formatted.
+    fn pass_through_for(&self, upstream: &Upstream) -> Vec<(String, String)> {
+        upstream
+            .pass_through
+            .iter()
+            .filter_map(|p| {
+                let value = self
+                    .pass_through
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&p.source))?;
+                Some((p.target.clone(), p.format.replace("{value}", &value.1)))
+            })
+            .collect()
+    }
+
+    /// Adds each upstream's pass-through headers to the calls and the route of `step`.
+    fn with_pass_through(&self, gw: &Gateway, step: Step) -> Step {
+        if self.pass_through.is_empty() {
+            return step;
+        }
+        match step {
+            Step::AwaitCallouts(mut calls) => {
+                for c in &mut calls {
+                    if let Some(u) = gw.config.upstreams.iter().find(|u| u.cluster == c.cluster) {
+                        c.headers.extend(self.pass_through_for(u));
+                    }
+                }
+                Step::AwaitCallouts(calls)
+            }
+            Step::Route(mut r) => {
+                if let Some((_, u)) = gw.by_name(&r.upstream) {
+                    r.headers.extend(
+                        self.pass_through_for(u)
+                            .into_iter()
+                            .map(|(k, v)| (k, Some(v))),
+                    );
+                }
+                Step::Route(r)
+            }
+            other => other,
+        }
+    }
+
     pub fn on_request_headers(&mut self, gw: &Gateway, head: &RequestHead, now_s: u64) -> Step {
         self.now_s = now_s;
         self.client_version = head.protocol_version.clone();
+        self.identity = head.identity.clone();
+        self.pass_through = head.pass_through.clone();
         let path = head
             .path
             .split_once('?')
@@ -397,6 +480,11 @@ impl Exchange {
     }
 
     pub fn on_request_body(&mut self, gw: &Gateway, body: &[u8], clock: &Clock) -> Step {
+        let step = self.request_body(gw, body, clock);
+        self.with_pass_through(gw, step)
+    }
+
+    fn request_body(&mut self, gw: &Gateway, body: &[u8], clock: &Clock) -> Step {
         let session_id = match std::mem::take(&mut self.state) {
             State::Body { session_id } => session_id,
             _ => None,
@@ -614,6 +702,21 @@ impl Exchange {
             ));
         };
         match session::open(&gw.key, token, self.now_s, gw.config.session_max_age_s) {
+            // A session is its opener's: presented by anyone else, it does not exist.
+            Ok(s) if gw.config.access.is_some() && s.identity != self.identity_key() => {
+                self.state = State::Done;
+                self.log.push(format!(
+                    "refused a session opened by {:?}, presented by {:?}",
+                    s.identity.as_deref().unwrap_or("nobody"),
+                    self.identity_key().unwrap_or_default()
+                ));
+                Err(error_reply(
+                    404,
+                    id,
+                    SESSION_NOT_FOUND,
+                    "Session not found: send initialize again",
+                ))
+            }
             Ok(s) => match self.client_version.as_deref() {
                 // Without the header the specification says to assume 2025-03-26.
                 None => Ok(s),
@@ -669,7 +772,18 @@ impl Exchange {
         let body =
             json!({"jsonrpc": "2.0", "id": id_value, "method": "initialize", "params": params})
                 .to_string();
-        let targets: Vec<usize> = (0..gw.config.upstreams.len()).collect();
+        let targets: Vec<usize> = (0..gw.config.upstreams.len())
+            .filter(|&u| self.permits(gw, Kind::Upstream, &gw.config.upstreams[u].name))
+            .collect();
+        if targets.is_empty() && !gw.config.upstreams.is_empty() {
+            self.state = State::Done;
+            return error_reply(
+                200,
+                Some(id),
+                ACCESS_DENIED,
+                "Access denied: this client may use none of the gateway's upstreams",
+            );
+        }
         if targets.is_empty() {
             self.state = State::Done;
             return error_reply(
@@ -947,6 +1061,16 @@ impl Exchange {
         .filter(|(u, name)| {
             what != "tool" || glob::allowed(&u.tools_include, &u.tools_exclude, name)
         });
+        let kind = if what == "tool" {
+            Kind::Tool
+        } else {
+            Kind::Prompt
+        };
+        if let Some((u, _)) = found
+            && !(self.permits(gw, Kind::Upstream, &u.name) && self.permits(gw, kind, prefixed))
+        {
+            return self.denied(id, what, prefixed);
+        }
         let unknown = || {
             format!("Unknown {what}: {prefixed:?} (no upstream of this session has that prefix)")
         };
@@ -974,6 +1098,12 @@ impl Exchange {
             gw.config.upstreams.first().map(|u| (u, prefixed))
         }
         .filter(|(u, _)| session.upstream(&u.name).is_some());
+        if let Some((u, _)) = found
+            && !(self.permits(gw, Kind::Upstream, &u.name)
+                && self.permits(gw, Kind::Resource, prefixed))
+        {
+            return self.denied(id, "resource", prefixed);
+        }
         let unknown = || {
             format!(
                 "Unknown resource: {prefixed:?} (no upstream of this session has that URI prefix)"
@@ -1176,8 +1306,8 @@ impl Exchange {
             upstream: upstream.to_string(),
             body,
             headers: vec![
-                (SESSION_HEADER, us.session_id.clone()),
-                (VERSION_HEADER, Some(us.protocol_version.clone())),
+                (SESSION_HEADER.into(), us.session_id.clone()),
+                (VERSION_HEADER.into(), Some(us.protocol_version.clone())),
             ],
         })
     }
@@ -1185,6 +1315,17 @@ impl Exchange {
     /// The answer to callout `call`, or why there is none. Returns the final step once every
     /// callout has answered.
     pub fn on_callout_response(
+        &mut self,
+        gw: &Gateway,
+        call: usize,
+        answer: Result<CalloutAnswer, String>,
+        clock: &Clock,
+    ) -> Option<Step> {
+        let step = self.callout_response(gw, call, answer, clock)?;
+        Some(self.with_pass_through(gw, step))
+    }
+
+    fn callout_response(
         &mut self,
         gw: &Gateway,
         call: usize,
@@ -1352,6 +1493,7 @@ impl Exchange {
                     gw.config.get_stream,
                 );
                 let session = Session {
+                    identity: self.identity_key(),
                     protocol_version: version.to_string(),
                     issued_at: clock.now_s,
                     upstreams: ok
@@ -1383,6 +1525,9 @@ impl Exchange {
                 let prefixed = gw.prefixed();
                 for (u, _, mut result) in ok {
                     let up = &gw.config.upstreams[u];
+                    if !self.permits(gw, Kind::Upstream, &up.name) {
+                        continue;
+                    }
                     let prefixes = prefixed.then_some(Prefixes {
                         name: &up.prefix,
                         uri: &up.uri_prefix,
@@ -1399,6 +1544,20 @@ impl Exchange {
                         keep,
                         &mut items,
                     );
+                }
+                // A client never sees what it may not use.
+                if gw.config.access.is_some() {
+                    let (field, what) = match kind {
+                        ListKind::Tools => ("name", Kind::Tool),
+                        ListKind::Prompts => ("name", Kind::Prompt),
+                        ListKind::Resources => ("uri", Kind::Resource),
+                        ListKind::ResourceTemplates => ("uriTemplate", Kind::Resource),
+                    };
+                    items.retain(|i| {
+                        i[field]
+                            .as_str()
+                            .is_some_and(|name| self.permits(gw, what, name))
+                    });
                 }
                 let mut result = json!({ kind.key(): items });
                 if pages.iter().any(|p| matches!(p, Page::At(_))) {
@@ -1482,6 +1641,26 @@ impl Exchange {
             "prompt"
         };
         if let Some(name) = found {
+            let full = match prefix {
+                Some(p) => naming::prefix_name(p, &gw.config.separator, name),
+                None => name.to_string(),
+            };
+            let kind = if r.kind == ListKind::Tools {
+                Kind::Tool
+            } else {
+                Kind::Prompt
+            };
+            if !self.permits(gw, kind, &full) {
+                self.state = State::Done;
+                return Step::Respond(json_reply(
+                    200,
+                    error_body_value(
+                        Some(&id),
+                        ACCESS_DENIED,
+                        &format!("Access denied: this client may not use {what} {full:?}"),
+                    ),
+                ));
+            }
             if r.kind == ListKind::Tools
                 && !glob::allowed(&upstream.tools_include, &upstream.tools_exclude, name)
             {
@@ -1978,6 +2157,7 @@ mod tests {
             path: "/mcp".into(),
             session_id: session.map(str::to_string),
             protocol_version: None,
+            ..Default::default()
         }
     }
 
@@ -2085,6 +2265,155 @@ mod tests {
             .find(|(k, _)| k == SESSION_HEADER)
             .map(|(_, v)| v)
             .expect("a session header")
+    }
+
+    /// Runs `body` as `who`, with the client's `pass` headers, answering callouts in order.
+    fn run_as(
+        gw: &Gateway,
+        who: &str,
+        pass: &[(&str, &str)],
+        session: Option<&str>,
+        body: &str,
+        answers: Vec<Result<CalloutAnswer, String>>,
+    ) -> (Step, Vec<Callout>) {
+        let mut ex = Exchange::new();
+        let head = RequestHead {
+            identity: Some(crate::access::Identity {
+                client: who.into(),
+                claims: None,
+            }),
+            pass_through: pass
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..post(session)
+        };
+        ex.on_request_headers(gw, &head, CLOCK_S);
+        let step = ex.on_request_body(gw, body.as_bytes(), &clock());
+        let Step::AwaitCallouts(calls) = step else {
+            return (step, vec![]);
+        };
+        let mut last = None;
+        for (i, a) in answers.into_iter().enumerate() {
+            last = ex.on_callout_response(gw, i, a, &clock());
+        }
+        (last.expect("every callout answered"), calls)
+    }
+
+    #[test]
+    fn access_rules_filter_lists_refuse_calls_and_bind_sessions() {
+        use crate::access::{AccessConfig, Client, Lists, Rule};
+        use crate::filter_config::PassThrough;
+        let mut config = example(2);
+        config.access = Some(AccessConfig {
+            clients: vec![
+                Client {
+                    name: "ci".into(),
+                    ..Default::default()
+                },
+                Client {
+                    name: "eve".into(),
+                    ..Default::default()
+                },
+            ],
+            rules: vec![Rule {
+                clients: vec!["ci".into()],
+                allow: Lists {
+                    upstreams: vec!["u0".into()],
+                    tools: vec!["u0__*".into()],
+                    ..Default::default()
+                },
+                deny: Lists {
+                    tools: vec!["u0__secret".into()],
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            bridge_key_sha256: None,
+        });
+        config.upstreams[0].pass_through = vec![PassThrough {
+            source: "x-user-token".into(),
+            target: "authorization".into(),
+            format: "Bearer {value}".into(),
+        }];
+        let gw = Gateway::new(config);
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+        // Only the allowed upstream is initialized, with the pass-through header.
+        let (step, calls) = run_as(
+            &gw,
+            "ci",
+            &[("x-user-token", "t0k")],
+            None,
+            init,
+            vec![answer(
+                Some("s"),
+                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools": {}}))}),
+            )],
+        );
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].cluster, "upstream-u0");
+        assert!(
+            calls[0]
+                .headers
+                .contains(&("authorization".into(), "Bearer t0k".into()))
+        );
+        let token = session_header(step);
+        // The list shows only what ci may call.
+        let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+        let tools = json!({"jsonrpc":"2.0","id":2,"result":{"tools":[
+            {"name":"open","inputSchema":{}},{"name":"secret","inputSchema":{}}]}});
+        let (step, _) = run_as(
+            &gw,
+            "ci",
+            &[],
+            Some(&token),
+            list,
+            vec![answer(None, tools)],
+        );
+        let names: Vec<String> = reply(step).1["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["u0__open"]);
+        // A denied call is refused without contacting the upstream.
+        let call =
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"u0__secret"}}"#;
+        let (step, calls) = run_as(&gw, "ci", &[], Some(&token), call, vec![]);
+        assert!(calls.is_empty());
+        let (_, body, _) = reply(step);
+        assert_eq!(body["error"]["code"], ACCESS_DENIED);
+        // An allowed call is routed with the pass-through header.
+        let mut ex = Exchange::new();
+        let head = RequestHead {
+            identity: Some(crate::access::Identity {
+                client: "ci".into(),
+                claims: None,
+            }),
+            pass_through: vec![("x-user-token".into(), "t0k".into())],
+            ..post(Some(&token))
+        };
+        ex.on_request_headers(&gw, &head, CLOCK_S);
+        let Step::Route(route) = ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"u0__open"}}"#,
+            &clock(),
+        ) else {
+            panic!()
+        };
+        assert!(
+            route
+                .headers
+                .contains(&("authorization".into(), Some("Bearer t0k".into())))
+        );
+        // The session is ci's: eve presenting it finds nothing.
+        let (step, _) = run_as(&gw, "eve", &[], Some(&token), list, vec![]);
+        assert_eq!(reply(step).0, 404);
+        // eve may use no upstream at all.
+        let (step, calls) = run_as(&gw, "eve", &[], None, init, vec![]);
+        assert!(calls.is_empty());
+        assert_eq!(reply(step).1["error"]["code"], ACCESS_DENIED);
     }
 
     #[test]
@@ -2268,12 +2597,12 @@ mod tests {
         assert!(
             route
                 .headers
-                .contains(&(SESSION_HEADER, Some("sse-sid".into())))
+                .contains(&(SESSION_HEADER.to_string(), Some("sse-sid".into())))
         );
         assert!(
             route
                 .headers
-                .contains(&(VERSION_HEADER, Some("2025-06-18".into())))
+                .contains(&(VERSION_HEADER.to_string(), Some("2025-06-18".into())))
         );
         let body: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
         assert_eq!(
@@ -2448,6 +2777,7 @@ mod tests {
                 path: "/mcp".into(),
                 session_id: Some(token),
                 protocol_version: None,
+                ..Default::default()
             },
             CLOCK_S,
         ));
@@ -2573,6 +2903,7 @@ mod tests {
                 path: "/mcp".into(),
                 session_id: None,
                 protocol_version: None,
+                ..Default::default()
             },
             0,
         ));
@@ -2586,7 +2917,8 @@ mod tests {
                     method: "POST".into(),
                     path: "/other".into(),
                     session_id: None,
-                    protocol_version: None
+                    protocol_version: None,
+                    ..Default::default()
                 },
                 0
             ),
@@ -2795,6 +3127,7 @@ mod tests {
                 path: "/mcp".into(),
                 session_id: Some(token.clone()),
                 protocol_version: version.map(str::to_string),
+                ..Default::default()
             };
             ex.on_request_headers(&gw, &head, CLOCK_S);
             let step = ex.on_request_body(
@@ -2890,7 +3223,7 @@ mod tests {
         assert!(
             route
                 .headers
-                .contains(&(SESSION_HEADER, Some("sse-sid".into())))
+                .contains(&(SESSION_HEADER.to_string(), Some("sse-sid".into())))
         );
         let body: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
         assert_eq!(body, json!({"jsonrpc":"2.0","id":7,"result":{"model":"m"}}));
@@ -3092,6 +3425,7 @@ mod tests {
             path: "/mcp".into(),
             session_id: None,
             protocol_version: None,
+            ..Default::default()
         };
         assert_eq!(
             ex.on_request_headers(&gw, &head, CLOCK_S),

@@ -32,6 +32,16 @@ pub struct FilterConfig {
     pub get_stream: bool,
     /// Upstreams in configuration order.
     pub upstreams: Vec<Upstream>,
+    /// Client authentication and access rules; `None`: every request is let in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<crate::access::AccessConfig>,
+    /// Client headers that carry credentials: removed before anything goes upstream
+    /// (pass-through headers are set from them first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credential_headers: Vec<String>,
+    /// Base path of the per-upstream endpoints (`/upstreams`), where pass-through applies too.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub upstream_path: String,
 }
 
 /// Whether names get their upstream's prefix.
@@ -87,6 +97,19 @@ pub struct Upstream {
     /// when direct.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub via: String,
+    /// Client headers passed on to it, reformatted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_through: Vec<PassThrough>,
+}
+
+/// `source_header` of the client's request becomes `target_header: format` (`{value}` in
+/// `format` stands for the client's value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassThrough {
+    pub source: String,
+    pub target: String,
+    pub format: String,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -131,8 +154,12 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
                 tools_exclude: vec![],
                 cache_ms: 0,
                 via: String::new(),
+                pass_through: Vec::new(),
             })
             .collect(),
+        access: None,
+        credential_headers: Vec::new(),
+        upstream_path: String::new(),
     }
 }
 

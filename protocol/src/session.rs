@@ -96,6 +96,10 @@ pub struct Session {
     /// The upstreams that joined this session at `initialize`, in configuration order.
     #[serde(rename = "u")]
     pub upstreams: Vec<UpstreamSession>,
+    /// Who opened it ([`crate::access::Identity::key`]), when clients authenticate: a token
+    /// presented by anyone else is refused.
+    #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,6 +226,7 @@ mod tests {
 
     fn session() -> Session {
         Session {
+            identity: None,
             protocol_version: "2025-06-18".into(),
             issued_at: 1_000,
             upstreams: vec![

@@ -160,6 +160,7 @@ impl Gateway {
             stderr,
         };
         let out = gw.stdout.clone();
+        let err = gw.stderr.clone();
         let ready = eventually(
             Duration::from_secs(90),
             "the gateway to print its endpoints",
@@ -170,12 +171,19 @@ impl Gateway {
                         .rev()
                         .find_map(|l| l.strip_prefix(prefix).map(str::to_string))
                 };
-                let r = find("MCP endpoint: ").zip(find("Envoy admin: "));
+                let mut r = find("MCP endpoint: ").zip(find("Envoy admin: "));
+                // switchboard ends at once on a configuration it refuses: stop waiting.
+                if err.text().lines().any(|l| l.starts_with("switchboard: ")) {
+                    r = Some((String::new(), String::new()));
+                }
                 async move { r }
             },
         )
         .await;
         match ready {
+            Ok((endpoint, _)) if endpoint.is_empty() => {
+                bail!("switchboard refused to start\n{}", gw.logs())
+            }
             Ok((endpoint, admin)) => {
                 gw.endpoint = endpoint;
                 gw.admin = admin;

@@ -70,10 +70,11 @@ impl Source {
     pub fn update_bridge(&self, gateway: &config::Gateway) {
         if let Some(bridge) = &self.bridge {
             bridge.set_config(
-                translate::filter_config(gateway, &self.module.fallback_session_key),
+                translate::filter_config(gateway, &self.module),
                 gateway.server.upstream_path.clone(),
             );
             bridge.hosted.configure(hosted_configs(gateway));
+            bridge.set_key(self.module.bridge_key.clone());
         }
     }
 }
@@ -136,14 +137,26 @@ pub fn filter_module(path: &Path) -> FilterModule {
         fallback_session_key: process_session_key().to_string(),
         bridge: None,
         tunnels: Default::default(),
+        bridge_key: process_secret("bridge").to_string(),
     }
 }
 
 /// A random session key for this process, used when the gateway file sets none: sessions
 /// then end when switchboard restarts and cannot be shared with another control plane.
 pub fn process_session_key() -> &'static str {
-    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
+    process_secret("session")
+}
+
+/// 32 random bytes, hex, made once per process and `purpose`.
+fn process_secret(purpose: &str) -> &'static str {
+    static SESSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static BRIDGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cell = if purpose == "bridge" {
+        &BRIDGE
+    } else {
+        &SESSION
+    };
+    cell.get_or_init(|| {
         let mut bytes = [0u8; 32];
         if let Err(e) = getrandom::fill(&mut bytes) {
             // Without an OS random source nothing can be kept secret: refuse to run.

@@ -155,6 +155,7 @@ mod tests {
             fallback_session_key: "k".repeat(32),
             bridge: None,
             tunnels: Default::default(),
+            bridge_key: "b".repeat(32),
         };
         let yaml = snapshot_yaml(&Snapshot::new(&translate(&g, &m))).unwrap();
         for needle in [

@@ -153,6 +153,7 @@ mod tests {
             fallback_session_key: "k".repeat(32),
             bridge: None,
             tunnels: Default::default(),
+            bridge_key: "b".repeat(32),
         };
         Snapshot::new(&translate(&g, &m))
     }

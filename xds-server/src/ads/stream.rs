@@ -164,6 +164,7 @@ mod tests {
                 fallback_session_key: "k".repeat(32),
                 bridge: None,
                 tunnels: Default::default(),
+                bridge_key: "b".repeat(32),
             },
         ))
     }

@@ -27,6 +27,21 @@ pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FileError> {
             read(ca, base, "server.tls.client_ca", Kind::Certs)?;
         }
     }
+    for (i, c) in gateway
+        .auth
+        .iter_mut()
+        .flat_map(|a| a.clients.iter_mut())
+        .enumerate()
+    {
+        if let Some(file) = c.jwt.as_mut().and_then(|j| j.jwks.file.as_mut()) {
+            read(
+                file,
+                base,
+                &format!("auth.clients[{i}].jwt.jwks.file"),
+                Kind::Jwks,
+            )?;
+        }
+    }
     for (i, u) in gateway.upstreams.iter_mut().enumerate() {
         let Some(tls) = &mut u.tls else { continue };
         let field = |f: &str| format!("upstreams[{i}].tls.{f}");
@@ -48,6 +63,7 @@ pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FileError> {
 enum Kind {
     Certs,
     Key,
+    Jwks,
 }
 
 fn read(file: &mut PemFile, base: &Path, field: &str, kind: Kind) -> Result<(), FileError> {
@@ -61,6 +77,11 @@ fn read(file: &mut PemFile, base: &Path, field: &str, kind: Kind) -> Result<(), 
     match kind {
         Kind::Certs => certificates(&pem).map(|_| ()),
         Kind::Key => key(&pem).map(|_| ()),
+        Kind::Jwks => serde_json::from_slice::<serde_json::Value>(&pem)
+            .ok()
+            .filter(|v| v["keys"].is_array())
+            .map(|_| ())
+            .ok_or_else(|| "not a JWKS (a JSON object with \"keys\")".to_string()),
     }
     .map_err(|m| fail(format!("{}: {m}", path.display())))?;
     file.path = path;

@@ -257,7 +257,24 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         }
     }
 
+    if let Some(auth) = &parsed.auth {
+        auth.check().map_err(|(field, message)| {
+            let field = format!("auth.{field}");
+            let (line, col) = at(text, &field);
+            error(line, col, field, message)
+        })?;
+    }
     for (i, u) in upstreams.iter_mut().enumerate() {
+        if !u.auth.pass_through.headers.is_empty() && u.kind == super::model::UpstreamKind::Stdio {
+            let field = format!("upstreams[{i}].auth.pass_through");
+            let (line, col) = at(text, &field);
+            return Err(error(
+                line,
+                col,
+                field,
+                "pass-through applies to http and sse upstreams; a stdio process gets no client headers".into(),
+            ));
+        }
         check_kind(u)
             .and_then(|()| check_transport(u))
             .map_err(|(field, message)| {
@@ -271,6 +288,7 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         server,
         session: parsed.session,
         aggregation: parsed.aggregation,
+        auth: parsed.auth,
         upstreams,
     })
 }

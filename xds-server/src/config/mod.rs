@@ -2,6 +2,7 @@
 //! ([`load`]), `${VAR}` expansion ([`env`]) and the `mcpServers` format of desktop clients
 //! ([`mcp_servers`]).
 
+pub mod auth;
 pub mod certs;
 pub mod env;
 pub mod load;

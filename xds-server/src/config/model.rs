@@ -38,6 +38,9 @@ pub struct GatewayFile {
     pub session: SessionConfig,
     #[serde(default)]
     pub aggregation: Aggregation,
+    /// Client authentication and access rules.
+    #[serde(default)]
+    pub auth: Option<super::auth::Auth>,
     #[serde(default)]
     pub upstreams: Vec<Upstream>,
     /// The `mcpServers` object of desktop MCP clients, accepted as more upstreams.
@@ -51,6 +54,7 @@ pub struct Gateway {
     pub server: Server,
     pub session: SessionConfig,
     pub aggregation: Aggregation,
+    pub auth: Option<super::auth::Auth>,
     pub upstreams: Vec<Upstream>,
 }
 
@@ -93,6 +97,11 @@ impl Gateway {
         }
         for t in self.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
             out.extend(t.ca_cert.iter().chain(&t.client_cert).chain(&t.client_key));
+        }
+        for c in self.auth.iter().flat_map(|a| &a.clients) {
+            if let Some(f) = c.jwt.as_ref().and_then(|j| j.jwks.file.as_ref()) {
+                out.push(f);
+            }
         }
         out.into_iter().map(|f| f.path.as_path()).collect()
     }
@@ -251,6 +260,9 @@ pub struct Upstream {
     /// Reach it through a SOCKS5 proxy.
     #[serde(default)]
     pub proxy: Option<Proxy>,
+    /// Client headers passed on to it.
+    #[serde(default)]
+    pub auth: super::auth::UpstreamAuth,
     // How to run a `type: stdio` upstream (fields of the upstream itself, as in `mcpServers`).
     #[serde(default)]
     pub command: Option<Expanded>,
@@ -310,6 +322,7 @@ impl Upstream {
             transport: Transport::default(),
             tls: None,
             proxy: None,
+            auth: Default::default(),
             command: None,
             args: Vec::new(),
             env: BTreeMap::new(),

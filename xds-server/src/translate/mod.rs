@@ -17,9 +17,11 @@ use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, StringValue};
 use envoy_types::util::pack_any;
 use std::time::Duration;
+use switchboard_protocol::access::{self, AccessConfig};
 use switchboard_protocol::filter_config::{self, FanOut, FilterConfig, PrefixMode, ROUTE_HEADER};
 
 pub mod cluster;
+pub mod jwt;
 pub mod secret;
 
 pub use cluster::{cluster_name, single_host_cluster, stream_cluster_name};
@@ -40,6 +42,8 @@ pub struct FilterModule {
     pub fallback_session_key: String,
     /// Where the bridge listens, as Envoy reaches it; `None`: no merged GET stream.
     pub bridge: Option<std::net::SocketAddr>,
+    /// The bridge's key on its own requests to the gateway (one per control-plane process).
+    pub bridge_key: String,
     /// Upstreams the bridge stands in for, by name: the address Envoy connects to instead of
     /// the upstream's own (a SOCKS5 tunnel, or the bridge itself for a stdio upstream).
     pub tunnels: std::collections::BTreeMap<String, std::net::SocketAddr>,
@@ -68,6 +72,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
             ..single_host_cluster(BRIDGE_CLUSTER, &bridge.ip().to_string(), bridge.port())
         });
     }
+    clusters.extend(jwt::jwks_clusters(gateway));
     Resources {
         listeners: vec![mcp_listener(gateway, module)],
         routes: vec![route_configuration(gateway, module)],
@@ -77,8 +82,12 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
 }
 
 /// The contract the filter receives in its `PluginConfig.configuration`.
-pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
+pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
+    let session_key = module.fallback_session_key.as_str();
     FilterConfig {
+        access: access_config(gateway, module),
+        credential_headers: credential_headers(gateway),
+        upstream_path: gateway.server.upstream_path.clone(),
         mcp_path: gateway.server.mcp_path.clone(),
         max_request_bytes: gateway.server.max_request_bytes,
         server_name: "switchboard".into(),
@@ -122,6 +131,17 @@ pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
                 cache_ms: u
                     .cache
                     .map_or(0, |c| u64::try_from(c.as_millis()).unwrap_or(u64::MAX)),
+                pass_through: u
+                    .auth
+                    .pass_through
+                    .headers
+                    .iter()
+                    .map(|h| filter_config::PassThrough {
+                        source: h.source_header.to_ascii_lowercase(),
+                        target: h.target_header.to_ascii_lowercase(),
+                        format: h.format.clone(),
+                    })
+                    .collect(),
                 via: u
                     .proxy
                     .as_ref()
@@ -130,6 +150,86 @@ pub fn filter_config(gateway: &Gateway, session_key: &str) -> FilterConfig {
             })
             .collect(),
     }
+}
+
+/// The filter's view of `auth`: API keys as digests only; JWT clients by issuer (Envoy's
+/// `jwt_authn` verifies the tokens); the bridge's own key when a bridge runs.
+fn access_config(gateway: &Gateway, module: &FilterModule) -> Option<AccessConfig> {
+    let auth = gateway.auth.as_ref().filter(|a| !a.clients.is_empty())?;
+    Some(AccessConfig {
+        clients: auth
+            .clients
+            .iter()
+            .map(|c| access::Client {
+                name: c.name.clone(),
+                api_key: c.api_key.as_ref().map(|k| access::ApiKey {
+                    header: k.header.to_ascii_lowercase(),
+                    sha256: k
+                        .keys
+                        .iter()
+                        .map(|key| access::key_digest(&key.0))
+                        .chain(k.sha256.iter().map(|h| h.to_ascii_lowercase()))
+                        .collect(),
+                }),
+                jwt_issuer: c.jwt.as_ref().map(|j| j.issuer.clone()),
+                cidrs: c.cidrs.clone(),
+            })
+            .collect(),
+        rules: auth
+            .rules
+            .iter()
+            .map(|r| access::Rule {
+                clients: r.clients.clone(),
+                claims: r.claims.clone().into_iter().collect(),
+                allow: lists(&r.allow),
+                deny: lists(&r.deny),
+            })
+            .collect(),
+        bridge_key_sha256: module
+            .bridge
+            .map(|_| access::key_digest(&module.bridge_key)),
+    })
+}
+
+fn lists(l: &crate::config::auth::ListsConfig) -> access::Lists {
+    access::Lists {
+        upstreams: l.upstreams.clone(),
+        tools: l.tools.clone(),
+        prompts: l.prompts.clone(),
+        resources: l.resources.clone(),
+    }
+}
+
+/// Every client header that carries credentials: the filter removes them before anything
+/// goes upstream.
+fn credential_headers(gateway: &Gateway) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        access::JWT_PAYLOAD_HEADER,
+        access::BRIDGE_KEY_HEADER,
+        access::IDENTITY_HEADER,
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    let api_keys = gateway
+        .auth
+        .iter()
+        .flat_map(|a| &a.clients)
+        .filter_map(|c| c.api_key.as_ref().map(|k| k.header.to_ascii_lowercase()));
+    let sources = gateway
+        .upstreams
+        .iter()
+        .flat_map(|u| &u.auth.pass_through.headers)
+        .map(|h| h.source_header.to_ascii_lowercase());
+    for h in api_keys.chain(sources) {
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    out
 }
 
 /// "From the ADS stream", for LDS/CDS in the bootstrap and RDS in the listener.
@@ -188,7 +288,7 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
             configuration: Some(pack_any(StringValue {
                 value: FilterConfig {
                     get_stream: get_stream(gateway, module),
-                    ..filter_config(gateway, &module.fallback_session_key)
+                    ..filter_config(gateway, module)
                 }
                 .to_json(),
             })),
@@ -207,10 +307,13 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
                 route_config_name: ROUTE_CONFIG_NAME.into(),
             },
         )),
-        http_filters: vec![
-            http_filter(WASM_FILTER_NAME, pack_any(wasm)),
-            http_filter("envoy.filters.http.router", pack_any(Router::default())),
-        ],
+        http_filters: jwt::filters(gateway)
+            .into_iter()
+            .chain([
+                http_filter(WASM_FILTER_NAME, pack_any(wasm)),
+                http_filter("envoy.filters.http.router", pack_any(Router::default())),
+            ])
+            .collect(),
         normalize_path: Some(BoolValue { value: true }),
         merge_slashes: true,
         local_reply_config: Some(local_replies(gateway)),
@@ -326,7 +429,7 @@ fn local_replies(gateway: &Gateway) -> hcm::LocalReplyConfig {
     }
 }
 
-fn http_filter(name: &str, config: Any) -> hcm::HttpFilter {
+pub(crate) fn http_filter(name: &str, config: Any) -> hcm::HttpFilter {
     hcm::HttpFilter {
         name: name.into(),
         config_type: Some(hcm::http_filter::ConfigType::TypedConfig(config)),
@@ -381,11 +484,8 @@ fn route_configuration(gateway: &Gateway, module: &FilterModule) -> route::Route
                     "http://%DOWNSTREAM_LOCAL_ADDRESS%"
                 },
             )],
-            request_headers_to_remove: vec![
-                "authorization".into(),
-                "cookie".into(),
-                "proxy-authorization".into(),
-            ],
+            // The client's credentials were removed by the filter; the identity it found
+            // stays, for the bridge.
             ..Default::default()
         });
     }
@@ -524,12 +624,11 @@ fn upstream_routes(
                 .iter()
                 .map(|(k, v)| header_value(k, &v.0))
                 .collect(),
-            // Client credentials stay at the gateway; configured headers are added after this.
+            // The filter removed the client's credentials (and set pass-through headers);
+            // configured headers are added after this.
             request_headers_to_remove: vec![
                 ROUTE_HEADER.into(),
-                "authorization".into(),
-                "cookie".into(),
-                "proxy-authorization".into(),
+                switchboard_protocol::access::IDENTITY_HEADER.into(),
             ],
             ..Default::default()
         }
@@ -630,6 +729,7 @@ mod tests {
             fallback_session_key: "k".repeat(32),
             bridge: None,
             tunnels: Default::default(),
+            bridge_key: "b".repeat(32),
         }
     }
 
@@ -859,7 +959,7 @@ mod tests {
         let cfg = StringValue::decode(pc.configuration.unwrap().value.as_slice()).unwrap();
         assert_eq!(
             FilterConfig::from_json(cfg.value.as_bytes()).unwrap(),
-            filter_config(&g, &"k".repeat(32))
+            filter_config(&g, &module())
         );
     }
 

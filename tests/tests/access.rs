@@ -1,0 +1,250 @@
+//! Who may call what, through real Envoy: API keys, JWTs verified by Envoy's `jwt_authn`
+//! (minted here with a test key), source addresses, access rules on lists and calls,
+//! pass-through headers, and sessions bound to their client.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use switchboard_e2e::peers::RmcpServer;
+use switchboard_e2e::{Gateway, eventually, raw};
+
+const SECRET: &[u8] = b"a test signing key of 32 bytes!!";
+const API_KEY: &str = "ci-key-0123456789abcdef";
+
+fn jwt(claims: Value) -> String {
+    let header = B64.encode(json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}).to_string());
+    let payload = B64.encode(claims.to_string());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET).unwrap_or_else(|e| panic!("{e}"));
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let sig = B64.encode(mac.finalize().into_bytes());
+    format!("{header}.{payload}.{sig}")
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn token(role: &str, audience: &str, expires_in: i64) -> String {
+    let exp = (now() as i64 + expires_in).max(1);
+    jwt(
+        json!({"iss": "https://idp.test", "sub": format!("{role}-user"), "aud": audience, "exp": exp, "role": role}),
+    )
+}
+
+fn init() -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+}
+
+/// Status and `WWW-Authenticate` of a POST, whatever its body.
+async fn status_of(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<(u16, Option<String>)> {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("accept", raw::ACCEPT)
+        .body(init().to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await?;
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((r.status().as_u16(), challenge))
+}
+
+/// `initialize` + `initialized` with these headers; the session id.
+async fn session(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<String> {
+    let a = raw::post_with(url, None, &init(), headers).await?;
+    anyhow::ensure!(a.status == 200, "initialize: {a:?}");
+    let sid = a
+        .session_id()
+        .ok_or_else(|| anyhow::anyhow!("no session: {a:?}"))?;
+    raw::post_with(
+        url,
+        Some(&sid),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        headers,
+    )
+    .await?;
+    Ok(sid)
+}
+
+async fn tool_names(url: &str, sid: &str, headers: &[(&str, &str)]) -> anyhow::Result<Vec<String>> {
+    let a = raw::post_with(
+        url,
+        Some(sid),
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        headers,
+    )
+    .await?;
+    Ok(a.response()["result"]["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect())
+}
+
+fn yaml(alpha: &str, beta: &str, jwks: &str, office: &str) -> String {
+    format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nauth:\n  clients:\n    - name: ci\n      api_key: {{header: x-api-key, keys: [\"{API_KEY}\"]}}\n    - name: people\n      jwt: {{issuer: \"https://idp.test\", audiences: [switchboard], jwks: {{file: {jwks}}}}}\n    - name: office\n      cidrs: [\"{office}\"]\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [alpha], tools: [\"alpha__*\"]}}\n      deny: {{tools: [alpha__slow]}}\n    - claims: {{role: admin}}\n      allow: {{upstreams: [\"*\"]}}\n    - clients: [people, office]\n      allow: {{upstreams: [beta]}}\nupstreams:\n  - name: alpha\n    url: {alpha}\n    auth:\n      pass_through:\n        headers:\n          - {{source_header: X-User-Token, target_header: Authorization, format: \"Bearer {{value}}\"}}\n  - name: beta\n    url: {beta}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_authenticate_and_see_and_call_only_what_their_rules_allow() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let beta = RmcpServer::start("beta").await?;
+    let dir = tempfile::tempdir()?;
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        json!({"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": B64.encode(SECRET)}]})
+            .to_string(),
+    )?;
+    let jwks = jwks.display().to_string();
+    let gw = Gateway::start(&yaml(&alpha.url(), &beta.url(), &jwks, "192.0.2.0/24")).await?;
+    let ep = gw.endpoint.clone();
+
+    // No credentials, a wrong key: 401 with a challenge, and no upstream hears of it.
+    let before = alpha.request_count() + beta.request_count();
+    let (status, challenge) = status_of(&ep, &[]).await?;
+    assert_eq!(status, 401);
+    assert!(
+        challenge.is_some_and(|c| c.starts_with("Bearer")),
+        "{}",
+        gw.logs()
+    );
+    assert_eq!(
+        status_of(&ep, &[("x-api-key", "wrong-key-0123456789")])
+            .await?
+            .0,
+        401
+    );
+    assert_eq!(alpha.request_count() + beta.request_count(), before);
+
+    // The API key client: only alpha's tools, minus the denied one.
+    let ci = [("x-api-key", API_KEY), ("x-user-token", "t0k")];
+    let sid = session(&ep, &ci).await?;
+    let names = tool_names(&ep, &sid, &ci).await?;
+    assert!(names.contains(&"alpha__whoami".to_string()), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "alpha__slow" || n.starts_with("beta__")),
+        "{names:?}"
+    );
+    let calls_before = alpha.request_count();
+    let denied = raw::post_with(
+        &ep,
+        Some(&sid),
+        &raw::call(json!(2), "alpha__slow", json!({"ms": 1})),
+        &ci,
+    )
+    .await?;
+    assert_eq!(denied.response()["error"]["code"], -32004, "{denied:?}");
+    assert_eq!(
+        alpha.request_count(),
+        calls_before,
+        "a denied call never reaches the upstream"
+    );
+    let ok = raw::post_with(
+        &ep,
+        Some(&sid),
+        &raw::call(json!(3), "alpha__whoami", json!({})),
+        &ci,
+    )
+    .await?;
+    assert_eq!(
+        ok.response()["result"]["content"][0]["text"],
+        "alpha",
+        "{ok:?}"
+    );
+    // Pass-through: the client's token, formatted; its API key is not passed on.
+    let last = alpha.seen_headers().pop().unwrap_or_default();
+    assert_eq!(
+        last.get("authorization").and_then(|v| v.to_str().ok()),
+        Some("Bearer t0k")
+    );
+    assert!(
+        last.get("x-api-key").is_none() && last.get("x-user-token").is_none(),
+        "{last:?}"
+    );
+
+    // JWTs: an admin sees every upstream; a plain user only beta; expired or for another
+    // audience is refused by Envoy.
+    let admin = format!("Bearer {}", token("admin", "switchboard", 600));
+    let admin_h = [("authorization", admin.as_str())];
+    let admin_sid = session(&ep, &admin_h).await?;
+    let names = tool_names(&ep, &admin_sid, &admin_h).await?;
+    assert!(
+        names.iter().any(|n| n.starts_with("alpha__"))
+            && names.iter().any(|n| n.starts_with("beta__")),
+        "{names:?}"
+    );
+    let user = format!("Bearer {}", token("user", "switchboard", 600));
+    let user_h = [("authorization", user.as_str())];
+    let user_sid = session(&ep, &user_h).await?;
+    let names = tool_names(&ep, &user_sid, &user_h).await?;
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.starts_with("beta__")),
+        "{names:?}"
+    );
+    let beta_last = beta.seen_headers().pop().unwrap_or_default();
+    assert!(
+        beta_last.get("authorization").is_none(),
+        "the client's token stays at the gateway"
+    );
+    let expired = format!("Bearer {}", token("admin", "switchboard", -600));
+    let (status, challenge) = status_of(&ep, &[("authorization", &expired)]).await?;
+    assert_eq!(status, 401);
+    assert!(challenge.is_some_and(|c| c.contains("invalid_token")));
+    // A valid token for another service: Envoy's jwt_authn answers 403 (not for us).
+    let elsewhere = format!("Bearer {}", token("admin", "another-service", 600));
+    assert_eq!(
+        status_of(&ep, &[("authorization", &elsewhere)]).await?.0,
+        403
+    );
+    let forged = format!(
+        "Bearer {}",
+        token("admin", "switchboard", 600).replace('.', ".x")
+    );
+    assert_eq!(status_of(&ep, &[("authorization", &forged)]).await?.0, 401);
+
+    // A session is its client's: the admin's session presented by ci finds nothing.
+    let stolen = raw::post_with(
+        &ep,
+        Some(&admin_sid),
+        &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}),
+        &ci,
+    )
+    .await?;
+    assert_eq!(stolen.status, 404, "{stolen:?}");
+    // The per-upstream endpoint of an upstream ci may not use: 403.
+    let direct = raw::post_with(
+        &format!("{}/upstreams/beta/mcp", gw.base()),
+        None,
+        &init(),
+        &ci,
+    )
+    .await?;
+    assert_eq!(direct.status, 403, "{direct:?}");
+
+    // Source addresses: once loopback is an office address, no credentials are needed.
+    gw.write_config(&yaml(&alpha.url(), &beta.url(), &jwks, "127.0.0.1/32"))?;
+    eventually(Duration::from_secs(20), "loopback to be admitted", || {
+        let ep = ep.clone();
+        async move { (status_of(&ep, &[]).await.ok()?.0 == 200).then_some(()) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! JWT clients: Envoy's own `jwt_authn` verifies the token (issuer, audiences, signature
+//! against the JWKS, expiry) and forwards its payload to the filter in a header, which a
+//! `header_mutation` filter first removes from what the client sent, so it cannot be forged.
+//! A request without a token passes on to the filter (API keys and CIDRs may admit it); one
+//! with a bad token gets 401 from `jwt_authn`.
+
+use super::{duration, http_filter, single_host_cluster};
+use crate::config::auth::JwtConfig;
+use crate::config::model::Gateway;
+use envoy_types::pb::envoy::config::cluster::v3 as cluster;
+use envoy_types::pb::envoy::config::common::mutation_rules::v3 as mutation;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3 as header_mutation;
+use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3 as jwt_authn;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+use envoy_types::util::pack_any;
+use std::time::Duration;
+use switchboard_protocol::access::JWT_PAYLOAD_HEADER;
+
+fn jwt_clients(gateway: &Gateway) -> impl Iterator<Item = (&str, &JwtConfig)> {
+    gateway
+        .auth
+        .iter()
+        .flat_map(|a| &a.clients)
+        .filter_map(|c| c.jwt.as_ref().map(|j| (c.name.as_str(), j)))
+}
+
+fn jwks_cluster_name(client: &str) -> String {
+    format!("jwks-{client}")
+}
+
+/// The filters that run before Switchboard's when any client uses JWTs.
+pub fn filters(gateway: &Gateway) -> Vec<hcm::HttpFilter> {
+    let providers: std::collections::HashMap<String, jwt_authn::JwtProvider> = jwt_clients(gateway)
+        .map(|(name, j)| {
+            let source = match (&j.jwks.file, &j.jwks.url) {
+                (Some(f), _) => {
+                    jwt_authn::jwt_provider::JwksSourceSpecifier::LocalJwks(core::DataSource {
+                        specifier: Some(core::data_source::Specifier::InlineString(
+                            String::from_utf8_lossy(&f.pem).into_owned(),
+                        )),
+                        ..Default::default()
+                    })
+                }
+                (None, Some(u)) => jwt_authn::jwt_provider::JwksSourceSpecifier::RemoteJwks(
+                    jwt_authn::RemoteJwks {
+                        http_uri: Some(core::HttpUri {
+                            uri: u.url.to_string(),
+                            timeout: Some(duration(Duration::from_secs(5))),
+                            http_upstream_type: Some(core::http_uri::HttpUpstreamType::Cluster(
+                                jwks_cluster_name(name),
+                            )),
+                        }),
+                        cache_duration: Some(duration(Duration::from_secs(300))),
+                        ..Default::default()
+                    },
+                ),
+                // The loader refuses a JWKS with neither.
+                (None, None) => jwt_authn::jwt_provider::JwksSourceSpecifier::LocalJwks(
+                    core::DataSource::default(),
+                ),
+            };
+            (
+                name.to_string(),
+                jwt_authn::JwtProvider {
+                    issuer: j.issuer.clone(),
+                    audiences: j.audiences.clone(),
+                    jwks_source_specifier: Some(source),
+                    forward_payload_header: JWT_PAYLOAD_HEADER.into(),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    if providers.is_empty() {
+        return Vec::new();
+    }
+    let mut names: Vec<&String> = providers.keys().collect();
+    names.sort();
+    let requirements = names
+        .iter()
+        .map(|n| jwt_authn::JwtRequirement {
+            requires_type: Some(jwt_authn::jwt_requirement::RequiresType::ProviderName(
+                (*n).clone(),
+            )),
+        })
+        .chain(std::iter::once(jwt_authn::JwtRequirement {
+            requires_type: Some(jwt_authn::jwt_requirement::RequiresType::AllowMissing(
+                Default::default(),
+            )),
+        }))
+        .collect();
+    let authn = jwt_authn::JwtAuthentication {
+        providers,
+        rules: vec![jwt_authn::RequirementRule {
+            r#match: Some(route::RouteMatch {
+                path_specifier: Some(route::route_match::PathSpecifier::Prefix("/".into())),
+                ..Default::default()
+            }),
+            requirement_type: Some(jwt_authn::requirement_rule::RequirementType::Requires(
+                jwt_authn::JwtRequirement {
+                    requires_type: Some(jwt_authn::jwt_requirement::RequiresType::RequiresAny(
+                        jwt_authn::JwtRequirementOrList { requirements },
+                    )),
+                },
+            )),
+        }],
+        ..Default::default()
+    };
+    let strip = header_mutation::HeaderMutation {
+        mutations: Some(header_mutation::Mutations {
+            request_mutations: vec![mutation::HeaderMutation {
+                action: Some(mutation::header_mutation::Action::Remove(
+                    JWT_PAYLOAD_HEADER.into(),
+                )),
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    vec![
+        http_filter("envoy.filters.http.header_mutation", pack_any(strip)),
+        http_filter("envoy.filters.http.jwt_authn", pack_any(authn)),
+    ]
+}
+
+/// A cluster per JWKS URL, for `jwt_authn` to fetch the keys (TLS for https, against the
+/// system roots).
+pub fn jwks_clusters(gateway: &Gateway) -> Vec<cluster::Cluster> {
+    jwt_clients(gateway)
+        .filter_map(|(name, j)| j.jwks.url.as_ref().map(|u| (name, u)))
+        .map(|(name, u)| {
+            let host = u.host();
+            let tls = u.is_tls().then(|| core::TransportSocket {
+                name: "envoy.transport_sockets.tls".into(),
+                config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
+                    tls::UpstreamTlsContext {
+                        sni: host.clone(),
+                        common_tls_context: Some(tls::CommonTlsContext {
+                            validation_context_type: Some(
+                                tls::common_tls_context::ValidationContextType::ValidationContext(
+                                    tls::CertificateValidationContext {
+                                        system_root_certs: Some(
+                                            tls::certificate_validation_context::SystemRootCerts {},
+                                        ),
+                                        ..Default::default()
+                                    },
+                                ),
+                            ),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    },
+                ))),
+            });
+            cluster::Cluster {
+                connect_timeout: Some(duration(Duration::from_secs(5))),
+                transport_socket: tls,
+                dns_lookup_family: cluster::cluster::DnsLookupFamily::V4Preferred as i32,
+                ..single_host_cluster(&jwks_cluster_name(name), &host, u.port())
+            }
+        })
+        .collect()
+}
