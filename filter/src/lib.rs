@@ -66,6 +66,7 @@ impl RootContext for Root {
             awaiting_body: false,
             calls: HashMap::new(),
             response: ResponseMode::Stream,
+            cors: Vec::new(),
         }))
     }
 
@@ -97,6 +98,8 @@ struct Request {
     /// Host token of each callout → the exchange's call index.
     calls: HashMap<u32, usize>,
     response: ResponseMode,
+    /// CORS headers for this request's answer (an allowed `Origin`).
+    cors: Vec<(String, String)>,
 }
 
 impl Context for Request {
@@ -148,6 +151,37 @@ impl HttpContext for Request {
         // A client must never pick a route by sending the selector itself.
         let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
         let config = &self.gateway.config;
+        let origin = request_header("origin");
+        // A CORS preflight carries no credentials: answered before anything else.
+        if let Some(o) = &origin
+            && request_header(":method").as_deref() == Some("OPTIONS")
+            && request_header("access-control-request-method").is_some()
+            && let Some(headers) = config.preflight_headers(o)
+        {
+            self.send(&Reply {
+                status: 204,
+                headers,
+                body: Vec::new(),
+            });
+            return Action::Pause;
+        }
+        self.cors = origin
+            .as_deref()
+            .map(|o| config.cors_headers(o))
+            .unwrap_or_default();
+        // DNS rebinding: a page on another origin, or a name that resolves to us, gets 403.
+        if let Some(why) = config.refuses_origin(
+            request_header("origin").as_deref(),
+            request_header(":authority").as_deref(),
+        ) {
+            let body = jsonrpc::error_body(None, jsonrpc::code::INVALID_REQUEST, &why);
+            self.send(&Reply {
+                status: 403,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.into_bytes(),
+            });
+            return Action::Pause;
+        }
         let identity = match &config.access {
             None => None,
             Some(access) => {
@@ -299,6 +333,9 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        for (k, v) in &self.cors {
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, k, Some(v));
+        }
         let status = response_header(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
@@ -486,6 +523,7 @@ impl Request {
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
+            .chain(&self.cors)
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let body = (!reply.body.is_empty()).then_some(reply.body.as_slice());

@@ -42,6 +42,79 @@ pub struct FilterConfig {
     /// Base path of the per-upstream endpoints (`/upstreams`), where pass-through applies too.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub upstream_path: String,
+    /// Browser clients: the origins accepted (a request with any other `Origin` gets 403)
+    /// and what preflights answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
+    /// `Host` globs accepted; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Exact origins, or `*`.
+    pub origins: Vec<String>,
+    pub methods: String,
+    pub headers: String,
+    pub max_age_s: u64,
+}
+
+/// Response headers that let a page of an allowed origin read the answer, the session id
+/// included.
+pub const CORS_EXPOSED: &str = "mcp-session-id, mcp-protocol-version";
+
+impl FilterConfig {
+    fn origin_allowed(&self, origin: &str) -> bool {
+        self.cors.as_ref().is_some_and(|c| {
+            c.origins
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+        })
+    }
+
+    /// CORS headers for an answer to a request from `origin` (none for other origins).
+    pub fn cors_headers(&self, origin: &str) -> Vec<(String, String)> {
+        if !self.origin_allowed(origin) {
+            return Vec::new();
+        }
+        vec![
+            ("access-control-allow-origin".into(), origin.to_string()),
+            ("access-control-expose-headers".into(), CORS_EXPOSED.into()),
+            ("vary".into(), "origin".into()),
+        ]
+    }
+
+    /// The answer to a CORS preflight from an allowed `origin`.
+    pub fn preflight_headers(&self, origin: &str) -> Option<Vec<(String, String)>> {
+        let c = self.cors.as_ref().filter(|_| self.origin_allowed(origin))?;
+        let mut h = self.cors_headers(origin);
+        h.push(("access-control-allow-methods".into(), c.methods.clone()));
+        h.push(("access-control-allow-headers".into(), c.headers.clone()));
+        h.push(("access-control-max-age".into(), c.max_age_s.to_string()));
+        Some(h)
+    }
+
+    /// DNS-rebinding protection: why a request's `Origin` or `Host` is refused, if it is.
+    pub fn refuses_origin(&self, origin: Option<&str>, host: Option<&str>) -> Option<String> {
+        if let Some(o) = origin
+            && !self.origin_allowed(o)
+        {
+            return Some(format!("Forbidden: origin {o:?} is not allowed"));
+        }
+        if !self.allowed_hosts.is_empty() {
+            let h = host.unwrap_or_default();
+            if !self
+                .allowed_hosts
+                .iter()
+                .any(|g| crate::glob::matches(&g.to_ascii_lowercase(), &h.to_ascii_lowercase()))
+            {
+                return Some(format!("Forbidden: host {h:?} is not allowed"));
+            }
+        }
+        None
+    }
 }
 
 /// Whether names get their upstream's prefix.
@@ -128,6 +201,37 @@ impl FilterConfig {
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_and_hosts_are_checked() {
+        let mut c = example(1);
+        assert_eq!(c.refuses_origin(None, Some("anything")), None);
+        assert!(
+            c.refuses_origin(Some("https://evil.example"), None)
+                .is_some()
+        );
+        c.cors = Some(Cors {
+            origins: vec!["https://app.example".into()],
+            methods: "POST".into(),
+            headers: "content-type".into(),
+            max_age_s: 60,
+        });
+        assert_eq!(c.refuses_origin(Some("https://app.example"), None), None);
+        assert!(c.preflight_headers("https://app.example").is_some());
+        assert!(c.preflight_headers("https://evil.example").is_none());
+        assert!(c.cors_headers("https://evil.example").is_empty());
+        c.allowed_hosts = vec!["localhost:*".into(), "127.0.0.1:*".into()];
+        assert_eq!(c.refuses_origin(None, Some("127.0.0.1:8080")), None);
+        assert!(
+            c.refuses_origin(None, Some("attacker.example:8080"))
+                .is_some()
+        );
+    }
+}
+
+#[cfg(test)]
 pub(crate) fn example(upstreams: usize) -> FilterConfig {
     FilterConfig {
         mcp_path: "/mcp".into(),
@@ -160,6 +264,8 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         access: None,
         credential_headers: Vec::new(),
         upstream_path: String::new(),
+        cors: None,
+        allowed_hosts: Vec::new(),
     }
 }
 

@@ -248,3 +248,75 @@ async fn clients_authenticate_and_see_and_call_only_what_their_rules_allow() -> 
     .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_cors_and_other_origins_or_hosts_are_refused() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  cors:\n    origins: [\"https://app.example\"]\nupstreams:\n  - name: alpha\n    url: {}\n",
+        alpha.url()
+    ))
+    .await?;
+    let http = reqwest::Client::new();
+    // The preflight is answered by Envoy's CORS filter.
+    let pre = http
+        .request(reqwest::Method::OPTIONS, &gw.endpoint)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, mcp-session-id",
+        )
+        .send()
+        .await?;
+    assert!(pre.status().is_success(), "{pre:?}");
+    let h = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        h(&pre, "access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert!(h(&pre, "access-control-allow-methods").contains("POST"));
+    assert!(h(&pre, "access-control-allow-headers").contains("mcp-session-id"));
+    // The page can read the session id of the gateway's own answer to initialize.
+    let post = |origin: &str, host: Option<&str>| {
+        let mut req = http
+            .post(&gw.endpoint)
+            .header("content-type", "application/json")
+            .header("accept", raw::ACCEPT)
+            .header("origin", origin)
+            .body(init().to_string());
+        if let Some(host) = host {
+            req = req.header("host", host);
+        }
+        req.send()
+    };
+    let ok = post("https://app.example", None).await?;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(h(&ok, "access-control-allow-origin"), "https://app.example");
+    assert!(
+        h(&ok, "access-control-expose-headers").contains("mcp-session-id"),
+        "{ok:?}"
+    );
+    // Another origin, or a name that is not ours (DNS rebinding): 403.
+    assert_eq!(post("https://evil.example", None).await?.status(), 403);
+    let port = gw
+        .endpoint
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches("/mcp")
+        .to_string();
+    let rebound = post(
+        "https://app.example",
+        Some(&format!("attacker.example:{port}")),
+    )
+    .await?;
+    assert_eq!(rebound.status(), 403);
+    Ok(())
+}

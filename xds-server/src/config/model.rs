@@ -202,6 +202,37 @@ pub struct Server {
     pub sse_path: String,
     /// Where old clients post their messages.
     pub messages_path: String,
+    /// Browser clients: which origins may call the gateway.
+    pub cors: Option<Cors>,
+    /// `Host` values accepted (globs, like `mcp.example.com` or `localhost:*`); others get
+    /// 403 (DNS-rebinding protection). Default: any host, unless the listener is on loopback,
+    /// where only loopback names are.
+    pub allowed_hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cors {
+    /// Exact origins (`https://app.example.com`), or `*`.
+    pub origins: Vec<String>,
+    #[serde(default = "Cors::default_methods")]
+    pub methods: Vec<String>,
+    /// Request headers browsers may send, besides the MCP ones.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default = "Cors::default_max_age", deserialize_with = "duration")]
+    pub max_age: Duration,
+}
+
+impl Cors {
+    fn default_methods() -> Vec<String> {
+        ["GET", "POST", "DELETE", "OPTIONS"]
+            .map(String::from)
+            .to_vec()
+    }
+    fn default_max_age() -> Duration {
+        Duration::from_secs(600)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -223,6 +254,8 @@ impl Default for Server {
             transports: vec![ClientTransport::StreamableHttp],
             sse_path: "/sse".into(),
             messages_path: "/messages".into(),
+            cors: None,
+            allowed_hosts: None,
         }
     }
 }

@@ -86,6 +86,8 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
     let session_key = module.fallback_session_key.as_str();
     FilterConfig {
         access: access_config(gateway, module),
+        cors: cors(gateway),
+        allowed_hosts: allowed_hosts(gateway),
         credential_headers: credential_headers(gateway),
         upstream_path: gateway.server.upstream_path.clone(),
         mcp_path: gateway.server.mcp_path.clone(),
@@ -197,6 +199,28 @@ fn lists(l: &crate::config::auth::ListsConfig) -> access::Lists {
         tools: l.tools.clone(),
         prompts: l.prompts.clone(),
         resources: l.resources.clone(),
+    }
+}
+
+/// `server.allowed_hosts`, or for a loopback listener the loopback names (a browser page
+/// elsewhere cannot reach it by a name it controls: DNS rebinding).
+fn allowed_hosts(gateway: &Gateway) -> Vec<String> {
+    if let Some(h) = &gateway.server.allowed_hosts {
+        return h.clone();
+    }
+    if gateway.server.listen.0.ip().is_loopback() {
+        [
+            "localhost",
+            "localhost:*",
+            "127.0.0.1",
+            "127.0.0.1:*",
+            "[::1]",
+            "[::1]:*",
+        ]
+        .map(String::from)
+        .to_vec()
+    } else {
+        Vec::new()
     }
 }
 
@@ -339,6 +363,44 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
         }],
         ..Default::default()
     }
+}
+
+/// Browsers' CORS, answered by the filter: Envoy's CORS filter acts only on routes chosen
+/// before any filter runs, and the filter chooses `/mcp`'s route from the body (and answers
+/// `initialize` itself).
+fn cors(gateway: &Gateway) -> Option<filter_config::Cors> {
+    let c = gateway.server.cors.as_ref()?;
+    let mut headers: Vec<String> = [
+        "content-type",
+        "accept",
+        "authorization",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "last-event-id",
+    ]
+    .map(String::from)
+    .to_vec();
+    let api_key_headers = gateway
+        .auth
+        .iter()
+        .flat_map(|a| &a.clients)
+        .filter_map(|c| c.api_key.as_ref().map(|k| k.header.to_ascii_lowercase()));
+    for h in c
+        .headers
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .chain(api_key_headers)
+    {
+        if !headers.contains(&h) {
+            headers.push(h);
+        }
+    }
+    Some(filter_config::Cors {
+        origins: c.origins.clone(),
+        methods: c.methods.join(", "),
+        headers: headers.join(", "),
+        max_age_s: c.max_age.as_secs(),
+    })
 }
 
 /// TLS on the gateway's port: the certificate (and the CA that signs client certificates,
