@@ -201,7 +201,7 @@ impl FilterConfig {
 }
 
 #[cfg(test)]
-mod tests {
+mod origin_tests {
     use super::*;
 
     #[test]
