@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 use switchboard_protocol::access::{Credentials, IDENTITY_HEADER, Kind};
+use switchboard_protocol::audit;
 use switchboard_protocol::exchange::{
     ACCESS_DENIED, CalloutAnswer, Clock, Exchange, Gateway, ListCache, Reply, RequestHead,
     ResponseStep, Route, SESSION_HEADER, Step, VERSION_HEADER, forwarded_request_header,
@@ -67,6 +68,10 @@ impl RootContext for Root {
             calls: HashMap::new(),
             response: ResponseMode::Stream,
             cors: Vec::new(),
+            started_ms: 0,
+            recorded: Cell::new(false),
+            who: String::new(),
+            session: String::new(),
         }))
     }
 
@@ -100,6 +105,13 @@ struct Request {
     response: ResponseMode,
     /// CORS headers for this request's answer (an allowed `Origin`).
     cors: Vec<(String, String)>,
+    /// When the request arrived, for the latency metric.
+    started_ms: u64,
+    /// The outcome went to the audit log and the metrics already.
+    recorded: Cell<bool>,
+    /// The client's identity and the session digest, for the audit log.
+    who: String,
+    session: String,
 }
 
 impl Context for Request {
@@ -279,6 +291,11 @@ impl HttpContext for Request {
                 }
             }
         }
+        self.started_ms = now_ms();
+        self.who = identity.as_ref().map(|i| i.key()).unwrap_or_default();
+        self.session = request_header(SESSION_HEADER)
+            .map(|t| audit::session_digest(&t))
+            .unwrap_or_default();
         let head = RequestHead {
             method: request_header(":method").unwrap_or_default(),
             path,
@@ -348,6 +365,9 @@ impl HttpContext for Request {
             self.exchange
                 .on_response_headers(status, content_type.as_deref(), details.as_deref());
         self.flush_log();
+        if !matches!(step, ResponseStep::Replace(_)) {
+            self.record(status, None, details.as_deref());
+        }
         match step {
             ResponseStep::Stream { remove } => {
                 for h in remove {
@@ -372,6 +392,11 @@ impl HttpContext for Request {
                 }
             }
             ResponseStep::Replace(reply) => {
+                self.record(
+                    reply.status,
+                    audit::error_code(&reply.body),
+                    details.as_deref(),
+                );
                 if end_of_stream {
                     // No body will come to replace: answer anew instead.
                     self.send(&reply);
@@ -520,6 +545,7 @@ impl Request {
     }
 
     fn send(&self, reply: &Reply) {
+        self.record(reply.status, audit::error_code(&reply.body), None);
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
@@ -529,6 +555,53 @@ impl Request {
         let body = (!reply.body.is_empty()).then_some(reply.body.as_slice());
         if let Err(e) = hostcalls::send_http_response(u32::from(reply.status), headers, body) {
             error!("switchboard: cannot send a local response: {e:?}");
+        }
+    }
+
+    /// The outcome, once: properties for the access log (the audit line) and the metrics.
+    fn record(&self, status: u16, rpc_code: Option<i64>, details: Option<&str>) {
+        let a = self.exchange.audit();
+        if self.recorded.replace(true) {
+            return;
+        }
+        let class = audit::class(status, rpc_code, details);
+        let code = rpc_code.map(|c| c.to_string()).unwrap_or_default();
+        for (key, value) in [
+            ("switchboard_identity", self.who.as_str()),
+            ("switchboard_session", self.session.as_str()),
+            ("switchboard_method", a.method.as_str()),
+            ("switchboard_name", a.name.as_str()),
+            ("switchboard_upstream", a.upstream.as_str()),
+            ("switchboard_rpc_code", code.as_str()),
+            ("switchboard_class", class.unwrap_or("")),
+        ] {
+            if !value.is_empty() {
+                // Envoy keeps it as filter state `wasm.<key>`, which the access log reads.
+                let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+            }
+        }
+        // Metrics count MCP requests; a request refused before its body was read has no
+        // method (its line in the audit log has the status and class).
+        if a.method.is_empty() {
+            return;
+        }
+        // Fan-outs (initialize, lists) and answers of the gateway's own count apart.
+        let upstream = match a.upstream.as_str() {
+            "" => "gateway",
+            "*" => "fan_out",
+            u => u,
+        };
+        let mut series = vec![format!("switchboard.upstream.{}", stat_name(upstream))];
+        if a.method == "tools/call" && !a.name.is_empty() {
+            series.push(format!("switchboard.tool.{}", stat_name(&a.name)));
+        }
+        let latency = now_ms().saturating_sub(self.started_ms);
+        for base in series {
+            metrics::increment(&format!("{base}.calls"));
+            if let Some(class) = class {
+                metrics::increment(&format!("{base}.errors.{class}"));
+            }
+            metrics::record(&format!("{base}.latency_ms"), latency);
         }
     }
 
@@ -621,6 +694,59 @@ fn source_ip(address: &str) -> Option<std::net::IpAddr> {
         .map(|a| a.ip())
         .ok()
         .or_else(|| address.parse().ok())
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(now().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A name as one segment of a stat name: what Envoy's stats would split on becomes `_`.
+fn stat_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Envoy stats defined by the filter (Envoy names them `wasmcustom.<name>`), ids kept per
+/// VM: defining is a host call.
+mod metrics {
+    use proxy_wasm::hostcalls;
+    use proxy_wasm::types::MetricType;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    thread_local! {
+        static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    }
+
+    fn id(kind: MetricType, name: &str) -> Option<u32> {
+        IDS.with(|ids| {
+            if let Some(id) = ids.borrow().get(name) {
+                return Some(*id);
+            }
+            let id = hostcalls::define_metric(kind, name).ok()?;
+            ids.borrow_mut().insert(name.to_string(), id);
+            Some(id)
+        })
+    }
+
+    pub fn increment(name: &str) {
+        if let Some(id) = id(MetricType::Counter, name) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+
+    pub fn record(name: &str, value: u64) {
+        if let Some(id) = id(MetricType::Histogram, name) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
 }
 
 fn request_header(name: &str) -> Option<String> {

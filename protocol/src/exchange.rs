@@ -302,6 +302,7 @@ pub struct Exchange {
     client_version: Option<String>,
     identity: Option<crate::access::Identity>,
     pass_through: Vec<(String, String)>,
+    audit: crate::audit::Audit,
 }
 
 fn json_reply(status: u16, body: String) -> Reply {
@@ -332,6 +333,11 @@ impl Exchange {
     /// Lines for the operator's log, gathered since the last call.
     pub fn take_log(&mut self) -> Vec<String> {
         std::mem::take(&mut self.log)
+    }
+
+    /// What the request was, as far as it is known.
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
     }
 
     fn identity_key(&self) -> Option<String> {
@@ -481,6 +487,19 @@ impl Exchange {
 
     pub fn on_request_body(&mut self, gw: &Gateway, body: &[u8], clock: &Clock) -> Step {
         let step = self.request_body(gw, body, clock);
+        if let Step::AwaitCallouts(calls) = &step
+            && self.audit.upstream.is_empty()
+        {
+            self.audit.upstream = match calls.as_slice() {
+                [one] => gw
+                    .config
+                    .upstreams
+                    .iter()
+                    .find(|u| u.cluster == one.cluster)
+                    .map_or_else(String::new, |u| u.name.clone()),
+                _ => "*".into(),
+            };
+        }
         self.with_pass_through(gw, step)
     }
 
@@ -506,9 +525,11 @@ impl Exchange {
                 params,
             } => {
                 let method = method.to_string();
+                self.audit.method = method.clone();
                 self.request(gw, id, &method, params, session_id.as_deref(), clock)
             }
             Message::Notification { method, .. } => {
+                self.audit.method = method.to_string();
                 match self.open_session(gw, session_id.as_deref(), None) {
                     Ok(session) => self.broadcast(gw, session, None, body, &method, false),
                     Err(step) => step,
@@ -1045,6 +1066,7 @@ impl Exchange {
         prefixed: &str,
         what: &str,
     ) -> Step {
+        self.audit.name = prefixed.to_string();
         if naming::looks_shortened(prefixed)
             && let Some(step) =
                 self.resolve(gw, &session, id, method, &params, field, prefixed, what)
@@ -1069,6 +1091,7 @@ impl Exchange {
         if let Some((u, _)) = found
             && !(self.permits(gw, Kind::Upstream, &u.name) && self.permits(gw, kind, prefixed))
         {
+            self.audit.upstream = u.name.clone();
             return self.denied(id, what, prefixed);
         }
         let unknown = || {
@@ -1091,6 +1114,7 @@ impl Exchange {
         prefixed: &str,
         rewrite_answer: bool,
     ) -> Step {
+        self.audit.name = prefixed.to_string();
         let found = if gw.prefixed() {
             naming::split_uri(prefixed)
                 .and_then(|(prefix, uri)| gw.by_uri_prefix(prefix).map(|u| (u, uri)))
@@ -1102,6 +1126,7 @@ impl Exchange {
             && !(self.permits(gw, Kind::Upstream, &u.name)
                 && self.permits(gw, Kind::Resource, prefixed))
         {
+            self.audit.upstream = u.name.clone();
             return self.denied(id, "resource", prefixed);
         }
         let unknown = || {
@@ -1240,6 +1265,7 @@ impl Exchange {
         rewritten: Option<(&str, Value)>,
         uri_prefix: Option<String>,
     ) -> Step {
+        self.audit.upstream = upstream.to_string();
         // Only `params` changes; the method and the id stay the client's, byte for byte.
         let body = match (rewritten, id) {
             (Some((method, params)), Some(id)) => Some(

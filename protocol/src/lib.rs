@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod aggregate;
+pub mod audit;
 pub mod exchange;
 pub mod filter_config;
 pub mod glob;

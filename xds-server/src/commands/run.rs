@@ -123,7 +123,29 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         drain_timeout: args.drain_timeout,
         extra_args: args.envoy_args,
     };
+    let endpoints = ready_tx.subscribe();
     let supervisor = tokio::spawn(envoy::supervise(opts, stop_rx, ready_tx));
+    // SIGHUP also reopens Envoy's access logs (the audit log), for log rotation.
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        let http = reqwest::Client::new();
+        while hup.recv().await.is_some() {
+            let admin = endpoints.borrow().as_ref().map(|e| e.admin);
+            if let Some(admin) = admin {
+                match http
+                    .post(format!("http://{admin}/reopen_logs"))
+                    .send()
+                    .await
+                {
+                    Ok(_) => info!("Envoy's access logs reopened"),
+                    Err(e) => tracing::warn!("cannot reopen Envoy's access logs: {e}"),
+                }
+            }
+        }
+    });
     let mcp_path = gateway.server.mcp_path.clone();
     let scheme = if gateway.server.tls.is_some() {
         "https"

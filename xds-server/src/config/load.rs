@@ -289,6 +289,7 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         session: parsed.session,
         aggregation: parsed.aggregation,
         auth: parsed.auth,
+        audit: parsed.audit,
         upstreams,
     })
 }

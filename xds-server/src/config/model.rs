@@ -41,6 +41,9 @@ pub struct GatewayFile {
     /// Client authentication and access rules.
     #[serde(default)]
     pub auth: Option<super::auth::Auth>,
+    /// One JSON line per MCP request.
+    #[serde(default)]
+    pub audit: Option<AuditConfig>,
     #[serde(default)]
     pub upstreams: Vec<Upstream>,
     /// The `mcpServers` object of desktop MCP clients, accepted as more upstreams.
@@ -55,7 +58,20 @@ pub struct Gateway {
     pub session: SessionConfig,
     pub aggregation: Aggregation,
     pub auth: Option<super::auth::Auth>,
+    pub audit: Option<AuditConfig>,
     pub upstreams: Vec<Upstream>,
+}
+
+/// Where Envoy writes the audit log (its access log, with what the filter learned).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// A file (reopened on SIGHUP, for log rotation).
+    #[serde(default)]
+    pub file: Option<Expanded>,
+    /// Envoy's standard output.
+    #[serde(default)]
+    pub stdout: bool,
 }
 
 impl Gateway {

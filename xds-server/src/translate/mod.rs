@@ -20,6 +20,7 @@ use std::time::Duration;
 use switchboard_protocol::access::{self, AccessConfig};
 use switchboard_protocol::filter_config::{self, FanOut, FilterConfig, PrefixMode, ROUTE_HEADER};
 
+pub mod audit;
 pub mod cluster;
 pub mod jwt;
 pub mod secret;
@@ -341,6 +342,7 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
         normalize_path: Some(BoolValue { value: true }),
         merge_slashes: true,
         local_reply_config: Some(local_replies(gateway)),
+        access_log: audit::access_logs(gateway),
         ..Default::default()
     };
     let address = gateway.server.listen.0;

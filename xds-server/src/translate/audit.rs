@@ -1,0 +1,102 @@
+//! The audit log is Envoy's access log: one JSON line per request on the gateway's port, with
+//! what Envoy knows (time, source, status, duration, bytes) and what the filter learned (the
+//! identity, the session's digest, the JSON-RPC method, the tool/prompt/resource, the
+//! upstream, the JSON-RPC error code and the class of the outcome), which it leaves in filter
+//! state. No header value is logged, so no secret can be.
+
+use crate::config::model::Gateway;
+use envoy_types::pb::envoy::config::accesslog::v3 as accesslog;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3 as file;
+use envoy_types::pb::envoy::extensions::access_loggers::stream::v3 as stream;
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use envoy_types::util::pack_any;
+
+/// The fields of an audit line and the Envoy command each comes from.
+pub const FIELDS: [(&str, &str); 15] = [
+    ("time", "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"),
+    ("source", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
+    (
+        "identity",
+        "%FILTER_STATE(wasm.switchboard_identity:PLAIN)%",
+    ),
+    ("session", "%FILTER_STATE(wasm.switchboard_session:PLAIN)%"),
+    ("method", "%FILTER_STATE(wasm.switchboard_method:PLAIN)%"),
+    ("name", "%FILTER_STATE(wasm.switchboard_name:PLAIN)%"),
+    (
+        "upstream",
+        "%FILTER_STATE(wasm.switchboard_upstream:PLAIN)%",
+    ),
+    ("http_method", "%REQ(:METHOD)%"),
+    ("path", "%REQ_WITHOUT_QUERY(:PATH)%"),
+    ("status", "%RESPONSE_CODE%"),
+    (
+        "rpc_error",
+        "%FILTER_STATE(wasm.switchboard_rpc_code:PLAIN)%",
+    ),
+    ("class", "%FILTER_STATE(wasm.switchboard_class:PLAIN)%"),
+    ("duration_ms", "%DURATION%"),
+    ("bytes_received", "%BYTES_RECEIVED%"),
+    ("bytes_sent", "%BYTES_SENT%"),
+];
+
+fn format() -> core::SubstitutionFormatString {
+    let fields = FIELDS
+        .iter()
+        .map(|(k, v)| {
+            (
+                (*k).to_string(),
+                Value {
+                    kind: Some(Kind::StringValue((*v).to_string())),
+                },
+            )
+        })
+        .collect();
+    use envoy_types::pb::envoy::extensions::formatter::req_without_query::v3::ReqWithoutQuery;
+    core::SubstitutionFormatString {
+        format: Some(core::substitution_format_string::Format::JsonFormat(
+            Struct { fields },
+        )),
+        // `REQ_WITHOUT_QUERY` is an extension: the path, never a query string.
+        formatters: vec![core::TypedExtensionConfig {
+            name: "envoy.formatter.req_without_query".into(),
+            typed_config: Some(pack_any(ReqWithoutQuery::default())),
+        }],
+        ..Default::default()
+    }
+}
+
+pub fn access_logs(gateway: &Gateway) -> Vec<accesslog::AccessLog> {
+    let Some(audit) = &gateway.audit else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(path) = &audit.file {
+        out.push(accesslog::AccessLog {
+            name: "envoy.access_loggers.file".into(),
+            config_type: Some(accesslog::access_log::ConfigType::TypedConfig(pack_any(
+                file::FileAccessLog {
+                    path: path.0.clone(),
+                    access_log_format: Some(file::file_access_log::AccessLogFormat::LogFormat(
+                        format(),
+                    )),
+                },
+            ))),
+            ..Default::default()
+        });
+    }
+    if audit.stdout {
+        out.push(accesslog::AccessLog {
+            name: "envoy.access_loggers.stdout".into(),
+            config_type: Some(accesslog::access_log::ConfigType::TypedConfig(pack_any(
+                stream::StdoutAccessLog {
+                    access_log_format: Some(stream::stdout_access_log::AccessLogFormat::LogFormat(
+                        format(),
+                    )),
+                },
+            ))),
+            ..Default::default()
+        });
+    }
+    out
+}
