@@ -118,6 +118,13 @@ fn hosted_configs(gateway: &config::Gateway) -> Vec<HostedConfig> {
                 idle_timeout: u.idle_timeout,
                 max_processes: u.max_processes,
                 request_timeout: u.timeout,
+                pass_through: u
+                    .auth
+                    .pass_through
+                    .headers
+                    .iter()
+                    .map(|h| h.target_header.to_ascii_lowercase())
+                    .collect(),
             })
         })
         .collect()

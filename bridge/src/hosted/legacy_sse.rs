@@ -15,7 +15,11 @@ use tracing::{debug, info};
 /// How long the server may take to announce its message endpoint.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(30);
 
-pub(super) async fn connect(transport: &Transport, link: Link) -> Result<Arc<Proc>, String> {
+pub(super) async fn connect(
+    transport: &Transport,
+    passed: &[(String, String)],
+    link: Link,
+) -> Result<Arc<Proc>, String> {
     let Transport::LegacySse {
         url,
         headers,
@@ -24,6 +28,14 @@ pub(super) async fn connect(transport: &Transport, link: Link) -> Result<Arc<Pro
     else {
         return Err("not a legacy SSE server".into());
     };
+    // Configured headers win over pass-through ones of the same name, as on Envoy's routes.
+    let headers: Vec<(String, String)> = passed
+        .iter()
+        .filter(|(k, _)| !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)))
+        .chain(headers)
+        .cloned()
+        .collect();
+    let headers = &headers;
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()

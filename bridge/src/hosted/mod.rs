@@ -44,6 +44,9 @@ pub struct HostedConfig {
     pub max_processes: usize,
     /// How long a request may take (the upstream's timeout).
     pub request_timeout: Duration,
+    /// Headers the gateway sets by pass-through on a session's `initialize` (lower case): a
+    /// `per_session` legacy SSE connection is opened with them.
+    pub pass_through: Vec<String>,
 }
 
 /// How the bridge reaches the server.
@@ -256,7 +259,16 @@ async fn post(
                         ),
                     );
                 }
-                Arc::new(Slot::new(upstream.config.clone()))
+                let passed: Vec<(String, String)> = upstream
+                    .config
+                    .pass_through
+                    .iter()
+                    .filter_map(|h| {
+                        let v = headers.get(h.as_str())?.to_str().ok()?;
+                        Some((h.clone(), v.to_string()))
+                    })
+                    .collect();
+                Arc::new(Slot::with_headers(upstream.config.clone(), passed))
             }
         };
         let result = match slot.initialize(message["params"].clone()).await {

@@ -117,11 +117,19 @@ pub struct Slot {
     /// Server messages that belong to no request in flight: for the GET streams.
     pub unsolicited: broadcast::Sender<Value>,
     last_used: Mutex<Instant>,
+    /// More headers for a legacy SSE connection: the client's pass-through ones.
+    headers: Vec<(String, String)>,
 }
 
 impl Slot {
     pub fn new(config: Arc<HostedConfig>) -> Slot {
+        Self::with_headers(config, Vec::new())
+    }
+
+    /// A slot whose legacy SSE connection also carries `headers` (pass-through).
+    pub fn with_headers(config: Arc<HostedConfig>, headers: Vec<(String, String)>) -> Slot {
         Slot {
+            headers,
             config,
             init_params: Mutex::new(None),
             init_result: Mutex::new(None),
@@ -331,7 +339,7 @@ impl Slot {
         match &self.config.transport {
             Transport::Process { .. } => super::process::spawn(&self.config.transport, link),
             Transport::LegacySse { .. } => {
-                super::legacy_sse::connect(&self.config.transport, link).await
+                super::legacy_sse::connect(&self.config.transport, &self.headers, link).await
             }
         }
     }
