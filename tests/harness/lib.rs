@@ -362,6 +362,23 @@ impl Envoy {
         })
     }
 
+    /// One counter or gauge from this Envoy's admin `/stats`.
+    pub async fn stat(&self, name: &str) -> Option<u64> {
+        let text = reqwest::get(format!(
+            "{}/stats?filter=^{}$",
+            self.admin,
+            regex_escape(name)
+        ))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// The bound address of a listener, from `/listeners`.
     pub async fn listener(&self, name: &str) -> Option<String> {
         let v: serde_json::Value = reqwest::get(format!("{}/listeners?format=json", self.admin))
@@ -418,6 +435,10 @@ impl Background {
             stdout,
             stderr,
         })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits for a stdout line starting with `prefix` and returns the rest of it.

@@ -1,0 +1,155 @@
+//! A bad day, bounded and on loopback: an upstream that never answers, and a control plane
+//! killed and restarted under an Envoy that keeps serving.
+
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use switchboard_e2e::peers::RmcpServer;
+use switchboard_e2e::{
+    Background, Envoy, Gateway, call_text, connect, eventually, raw, switchboard_bin, wasm_path,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_never_answers_is_left_out_at_its_timeout() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    // Accepts connections, reads, never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let silent_addr = silent.local_addr()?;
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            open.push(tcp);
+        }
+    });
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: alpha\n    url: {}\n  - name: silent\n    url: http://{silent_addr}/mcp\n    timeout: 1500ms\n",
+        alpha.url()
+    ))
+    .await?;
+    let started = Instant::now();
+    let session = raw::initialize(&gw.endpoint).await?;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(3000),
+        "initialize waited {took:?} for an upstream with a 1500 ms timeout"
+    );
+    let a = raw::post(
+        &gw.endpoint,
+        Some(&session),
+        &raw::call(json!(1), "alpha__whoami", json!({})),
+    )
+    .await?;
+    assert_eq!(a.response()["result"]["content"][0]["text"], "alpha");
+    assert!(
+        gw.logs()
+            .contains("upstream \"silent\" failed during initialize: timed out after 1500 ms"),
+        "{}",
+        gw.logs()
+    );
+    held.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_keeps_serving_without_its_control_plane_and_a_new_one_resyncs_it()
+-> anyhow::Result<()> {
+    let upstream = RmcpServer::start("steady").await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("gateway.yaml");
+    // A fixed session key: a new control plane then produces the very same resources.
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\nsession:\n  key: a-fixed-key-for-this-test-0123456789\nupstreams:\n  - name: steady\n    url: {}\n",
+            upstream.url()
+        ),
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let xds = format!("127.0.0.1:{port}");
+    let wasm = wasm_path().display().to_string();
+    let args = [
+        "serve",
+        "-c",
+        &config.display().to_string(),
+        "--xds",
+        &xds,
+        "--wasm",
+        &wasm,
+    ]
+    .map(String::from);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let serve = Background::spawn(&args)?;
+    serve.line("xDS: ").await?;
+    let out = Command::new(switchboard_bin())
+        .args([
+            "bootstrap",
+            "--xds",
+            &xds,
+            "--node",
+            "steady-1",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await?;
+    let listener = envoy
+        .listener("switchboard-mcp")
+        .await
+        .ok_or_else(|| anyhow::anyhow!("no listener\n{}", envoy.log.text()))?;
+    let client = connect(&format!("http://{listener}/mcp")).await?;
+    assert_eq!(
+        call_text(&client, "steady__whoami", json!({})).await?,
+        "steady"
+    );
+
+    // The control plane dies: Envoy notices and goes on serving its last configuration.
+    switchboard_e2e::signal(serve.pid(), nix::sys::signal::Signal::SIGKILL);
+    eventually(Duration::from_secs(20), "Envoy to see the control plane gone", || {
+        let envoy = &envoy;
+        async move { (envoy.stat("control_plane.connected_state").await == Some(0)).then_some(()) }
+    })
+    .await?;
+    assert_eq!(
+        call_text(&client, "steady__whoami", json!({})).await?,
+        "steady"
+    );
+    let modified = envoy.stat("listener_manager.listener_modified").await;
+    let removed = envoy.stat("listener_manager.listener_removed").await;
+
+    // A new control plane on the same address: Envoy reconnects and finds nothing to change,
+    // so no listener is drained and the client's connection lives on.
+    let serve = Background::spawn(&args)?;
+    serve.line("xDS: ").await?;
+    eventually(Duration::from_secs(30), "Envoy to reconnect", || {
+        let envoy = &envoy;
+        async move { (envoy.stat("control_plane.connected_state").await == Some(1)).then_some(()) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}\n{}", serve.stderr.text(), envoy.log.text()))?;
+    assert!(
+        serve.stderr.contains("envoy accepted"),
+        "{}",
+        serve.stderr.text()
+    );
+    assert_eq!(
+        call_text(&client, "steady__whoami", json!({})).await?,
+        "steady"
+    );
+    assert_eq!(
+        envoy.stat("listener_manager.listener_modified").await,
+        modified
+    );
+    assert_eq!(
+        envoy.stat("listener_manager.listener_removed").await,
+        removed
+    );
+    client.cancel().await?;
+    Ok(())
+}
