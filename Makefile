@@ -6,7 +6,7 @@ WASM := target/wasm/wasm32-unknown-unknown/wasm/switchboard_filter.wasm
 SWITCHBOARD := target/release/switchboard
 CONFIG ?= examples/default.yaml
 
-.PHONY: run test setup wasm build lint fmt clean
+.PHONY: run test setup wasm build lint fmt clean fuzz
 
 run: setup wasm build
 	scripts/run-default.sh $(SWITCHBOARD) $(CONFIG)
@@ -25,6 +25,10 @@ wasm:
 
 build:
 	$(CARGO) build --release -p switchboard
+
+# Not part of `make test`: each fuzz target for FUZZ_SECONDS (default 60).
+fuzz:
+	scripts/fuzz.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -3,7 +3,6 @@
 mod ads;
 mod bootstrap;
 mod commands;
-mod config;
 mod envoy;
 mod gateway;
 mod render;
@@ -11,6 +10,9 @@ mod resources;
 mod translate;
 mod tunnels;
 mod watch;
+
+// The loader is the library's; `crate::config` paths go through this import.
+use switchboard::config;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

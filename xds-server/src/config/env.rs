@@ -14,13 +14,12 @@ use std::collections::{BTreeMap, HashMap};
 pub enum Environment {
     #[default]
     Process,
-    #[cfg_attr(not(test), expect(dead_code))]
+    /// A fixed map (tests, fuzzing, tools that check a file against a given environment).
     Fixed(HashMap<String, String>),
 }
 
 impl Environment {
-    /// A fixed environment, for tests.
-    #[cfg(test)]
+    /// A fixed environment.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
         Environment::Fixed(
             pairs

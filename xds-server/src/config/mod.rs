@@ -10,7 +10,5 @@ pub mod mcp_servers;
 pub mod model;
 pub mod position;
 
-pub use load::load_file;
-#[cfg(test)]
-pub use load::load_str;
+pub use load::{load_file, load_str};
 pub use model::Gateway;
