@@ -15,7 +15,8 @@ pub fn gateway() -> Gateway {
     let config = serde_json::json!({
         "mcp_path": "/mcp", "max_request_bytes": 1048576, "server_name": "switchboard",
         "server_version": "0", "session_key": "fuzzing key, fixed for the run",
-        "session_max_age_s": 3600, "separator": "__", "upstreams": [upstream("a"), upstream("b")]
+        "session_max_age_s": 3600, "separator": "__", "fan_out": "fail_open",
+        "upstreams": [upstream("a"), upstream("b")]
     });
     let config = FilterConfig::from_json(config.to_string().as_bytes())
         .unwrap_or_else(|e| panic!("the fuzz gateway's configuration: {e}"));
