@@ -153,3 +153,111 @@ async fn envoy_keeps_serving_without_its_control_plane_and_a_new_one_resyncs_it(
     client.cancel().await?;
     Ok(())
 }
+
+/// Envoy's heap in use, from its admin `/memory`.
+async fn envoy_allocated(gw: &Gateway) -> Option<u64> {
+    let v: serde_json::Value = reqwest::get(format!("{}/memory", gw.admin))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    v["allocated"].as_str()?.parse().ok()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_soak_has_no_errors_and_flat_memory() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let beta = RmcpServer::start("beta").await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: alpha\n    url: {}\n  - name: beta\n    url: {}\n",
+        alpha.url(),
+        beta.url()
+    ))
+    .await?;
+    // Moderate load, bounded by time and count: 4 clients, each a new session every 50 calls.
+    let run = |secs: u64| {
+        let ep = gw.endpoint.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for c in 0..4 {
+                let ep = ep.clone();
+                tasks.push(tokio::spawn(async move {
+                    let deadline = Instant::now() + Duration::from_secs(secs);
+                    let (mut ok, mut failed) = (0u64, Vec::new());
+                    'sessions: for _ in 0..1000 {
+                        let client = match connect(&ep).await {
+                            Ok(c) => c,
+                            Err(e) => {
+                                failed.push(format!("connect: {e}"));
+                                continue;
+                            }
+                        };
+                        for i in 0..50i64 {
+                            if Instant::now() > deadline {
+                                let _ = client.cancel().await;
+                                break 'sessions;
+                            }
+                            let tool = if i % 2 == 0 {
+                                "alpha__add"
+                            } else {
+                                "beta__add"
+                            };
+                            match call_text(&client, tool, json!({"a": i, "b": c})).await {
+                                Ok(t) if t == (i + c).to_string() => ok += 1,
+                                other => failed.push(format!("{tool}: {other:?}")),
+                            }
+                        }
+                        let _ = client.cancel().await;
+                    }
+                    (ok, failed)
+                }));
+            }
+            let mut total = 0;
+            let mut failures = Vec::new();
+            for t in tasks {
+                if let Ok((ok, failed)) = t.await {
+                    total += ok;
+                    failures.extend(failed);
+                }
+            }
+            (total, failures)
+        }
+    };
+    // Warm up, then measure memory across a longer stretch of the same load.
+    let (warm, failures) = run(10).await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let envoy_before = envoy_allocated(&gw).await.unwrap_or(0);
+    let switchboard_before = rss_kib(gw.pid()).unwrap_or(0);
+    let (calls, failures) = run(40).await;
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(warm + calls > 500, "only {} calls in 50 s", warm + calls);
+    let envoy_after = envoy_allocated(&gw).await.unwrap_or(u64::MAX);
+    let switchboard_after = rss_kib(gw.pid()).unwrap_or(u64::MAX);
+    eprintln!(
+        "soak: {calls} calls; Envoy heap {envoy_before} -> {envoy_after} bytes; switchboard RSS {switchboard_before} -> {switchboard_after} KiB"
+    );
+    // Flat: sessions are sealed tokens, not state. Allow allocator noise.
+    assert!(
+        envoy_after <= envoy_before + envoy_before / 5 + (4 << 20),
+        "Envoy's heap grew from {envoy_before} to {envoy_after} bytes"
+    );
+    assert!(
+        switchboard_after <= switchboard_before + switchboard_before / 5 + 4096,
+        "switchboard grew from {switchboard_before} to {switchboard_after} KiB"
+    );
+    Ok(())
+}
