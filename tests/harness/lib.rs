@@ -212,19 +212,7 @@ impl Gateway {
 
     /// One counter or gauge from Envoy's admin `/stats`.
     pub async fn stat(&self, name: &str) -> Option<u64> {
-        let text = reqwest::get(format!(
-            "{}/stats?filter=^{}$",
-            self.admin,
-            regex_escape(name)
-        ))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.trim().parse().ok())
+        admin_stat(&self.admin, name).await
     }
 
     /// A cluster as Envoy received it (admin `config_dump`), as JSON.
@@ -362,21 +350,36 @@ impl Envoy {
         })
     }
 
+    /// An Envoy started from `switchboard bootstrap --xds <xds> --node <node>`, as a fleet
+    /// member would be, with the address its MCP listener bound.
+    pub async fn from_bootstrap(xds: &str, node: &str) -> anyhow::Result<(Envoy, String)> {
+        let out = Command::new(switchboard_bin())
+            .args([
+                "bootstrap",
+                "--xds",
+                xds,
+                "--node",
+                node,
+                "--admin",
+                "127.0.0.1:0",
+            ])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await?;
+        let listener = envoy
+            .listener("switchboard-mcp")
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no listener\n{}", envoy.log.text()))?;
+        Ok((envoy, listener))
+    }
+
     /// One counter or gauge from this Envoy's admin `/stats`.
     pub async fn stat(&self, name: &str) -> Option<u64> {
-        let text = reqwest::get(format!(
-            "{}/stats?filter=^{}$",
-            self.admin,
-            regex_escape(name)
-        ))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.trim().parse().ok())
+        admin_stat(&self.admin, name).await
     }
 
     /// The bound address of a listener, from `/listeners`.
@@ -474,6 +477,19 @@ impl Drop for Background {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One counter or gauge from an Envoy admin's `/stats` (`admin`: `http://host:port`).
+pub async fn admin_stat(admin: &str, name: &str) -> Option<u64> {
+    let text = reqwest::get(format!("{admin}/stats?filter=^{}$", regex_escape(name)))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 pub fn signal(pid: u32, sig: nix::sys::signal::Signal) {

@@ -2,12 +2,9 @@
 //! and how Envoy's refusals (NACKs) are reported.
 
 use serde_json::json;
-use std::process::Command;
 use std::time::Duration;
 use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{
-    Background, Envoy, Gateway, call_text, connect, eventually, raw, switchboard_bin, wasm_path,
-};
+use switchboard_e2e::{Background, Envoy, Gateway, call_text, connect, eventually, raw, wasm_path};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envoy_started_from_the_printed_bootstrap_serves_mcp() -> anyhow::Result<()> {
@@ -38,27 +35,7 @@ async fn an_envoy_started_from_the_printed_bootstrap_serves_mcp() -> anyhow::Res
     let xds = serve.line("xDS: ").await?;
     serve.line("bridge: ").await?;
 
-    let out = Command::new(switchboard_bin())
-        .args([
-            "bootstrap",
-            "--xds",
-            &xds,
-            "--node",
-            "edge-1",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await?;
-    let listener = envoy
-        .listener("switchboard-mcp")
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no listener\n{}", envoy.log.text()))?;
+    let (envoy, listener) = Envoy::from_bootstrap(&xds, "edge-1").await?;
 
     let client = connect(&format!("http://{listener}/mcp")).await?;
     assert_eq!(

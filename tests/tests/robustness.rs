@@ -2,12 +2,9 @@
 //! killed and restarted under an Envoy that keeps serving.
 
 use serde_json::json;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{
-    Background, Envoy, Gateway, call_text, connect, eventually, raw, switchboard_bin, wasm_path,
-};
+use switchboard_e2e::{Background, Envoy, Gateway, call_text, connect, eventually, raw, wasm_path};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_is_left_out_at_its_timeout() -> anyhow::Result<()> {
@@ -82,27 +79,7 @@ async fn envoy_keeps_serving_without_its_control_plane_and_a_new_one_resyncs_it(
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let serve = Background::spawn(&args)?;
     serve.line("xDS: ").await?;
-    let out = Command::new(switchboard_bin())
-        .args([
-            "bootstrap",
-            "--xds",
-            &xds,
-            "--node",
-            "steady-1",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await?;
-    let listener = envoy
-        .listener("switchboard-mcp")
-        .await
-        .ok_or_else(|| anyhow::anyhow!("no listener\n{}", envoy.log.text()))?;
+    let (envoy, listener) = Envoy::from_bootstrap(&xds, "steady-1").await?;
     let client = connect(&format!("http://{listener}/mcp")).await?;
     assert_eq!(
         call_text(&client, "steady__whoami", json!({})).await?,

@@ -164,7 +164,12 @@ fn spawn(opts: &Options, admin_path: &Path) -> anyhow::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    die_with_parent(&mut cmd);
+    // Envoy must not outlive switchboard, even when switchboard is killed with SIGKILL; SIGTERM
+    // lets it close its listeners.
+    switchboard_bridge::hosted::process::die_with_parent(
+        &mut cmd,
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start envoy from {}", opts.bin.display()))?;
@@ -175,19 +180,6 @@ fn spawn(opts: &Options, admin_path: &Path) -> anyhow::Result<Child> {
         tokio::spawn(forward(BufReader::new(err)));
     }
     Ok(child)
-}
-
-/// Envoy must not outlive switchboard, even when switchboard is killed with SIGKILL.
-#[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
-    // is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
-                .map_err(std::io::Error::from)
-        });
-    }
 }
 
 async fn forward<R: tokio::io::AsyncRead + Unpin>(reader: BufReader<R>) {

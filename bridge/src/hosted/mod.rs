@@ -10,7 +10,7 @@
 //! clients never see each other's answers.
 
 mod legacy_sse;
-mod process;
+pub mod process;
 pub mod slot;
 pub mod wire;
 

@@ -45,7 +45,7 @@ pub(super) fn spawn(transport: &Transport, link: Link) -> Result<Arc<Proc>, Stri
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    die_with_parent(&mut cmd);
+    die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGKILL);
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {command:?}: {e}"))?;
@@ -94,15 +94,12 @@ pub(super) fn spawn(transport: &Transport, link: Link) -> Result<Arc<Proc>, Stri
     Ok(proc)
 }
 
-/// The child gets SIGKILL if switchboard dies, even by SIGKILL.
+/// The child gets `signal` from the kernel when switchboard dies, even by SIGKILL.
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command, signal: nix::sys::signal::Signal) {
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
     // is async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                .map_err(std::io::Error::from)
-        });
+        cmd.pre_exec(move || nix::sys::prctl::set_pdeathsig(signal).map_err(std::io::Error::from));
     }
 }
