@@ -320,3 +320,61 @@ async fn browsers_get_cors_and_other_origins_or_hosts_are_refused() -> anyhow::R
     assert_eq!(rebound.status(), 403);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_keys_can_come_from_a_jwks_url_envoy_fetches() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    // The identity provider's JWKS endpoint.
+    let jwks =
+        json!({"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": B64.encode(SECRET)}]});
+    let fetched = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = fetched.clone();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = jwks.to_string();
+            async move { ([("content-type", "application/json")], body) }
+        }),
+    );
+    let idp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let idp_addr = idp.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(idp, app).await;
+    });
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nauth:\n  clients:\n    - name: people\n      jwt: {{issuer: \"https://idp.test\", audiences: [switchboard], jwks: {{url: \"http://{idp_addr}/jwks.json\"}}}}\nupstreams:\n  - name: alpha\n    url: {}\n",
+        alpha.url()
+    ))
+    .await?;
+    let good = format!("Bearer {}", token("user", "switchboard", 600));
+    let status = eventually(
+        Duration::from_secs(20),
+        "a token checked against the fetched keys",
+        || {
+            let (ep, good) = (gw.endpoint.clone(), good.clone());
+            async move {
+                let s = status_of(&ep, &[("authorization", &good)]).await.ok()?.0;
+                (s == 200).then_some(s)
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    assert_eq!(status, 200);
+    assert!(
+        fetched.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "Envoy fetched the JWKS"
+    );
+    let forged = format!(
+        "Bearer {}",
+        token("user", "switchboard", 600).replace('.', ".x")
+    );
+    assert_eq!(
+        status_of(&gw.endpoint, &[("authorization", &forged)])
+            .await?
+            .0,
+        401
+    );
+    Ok(())
+}
