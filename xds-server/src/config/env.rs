@@ -219,12 +219,6 @@ pub fn apply_upstream_vars(upstreams: &mut Vec<Upstream>, env: &Environment) -> 
                 url,
                 headers: headers.collect(),
                 timeout: timeout.unwrap_or_else(default_timeout),
-                tool_prefix: None,
-                tools: Default::default(),
-                cache: None,
-                transport: Default::default(),
-                tls: None,
-                proxy: None,
                 ..Upstream::http_defaults()
             });
         }
@@ -285,14 +279,6 @@ mod tests {
             name: super::super::model::UpstreamName("gh".into()),
             kind: UpstreamKind::Http,
             url: UpstreamUrl::parse("http://a/mcp").unwrap(),
-            headers: BTreeMap::new(),
-            timeout: default_timeout(),
-            tool_prefix: None,
-            tools: Default::default(),
-            cache: None,
-            transport: Default::default(),
-            tls: None,
-            proxy: None,
             ..Upstream::http_defaults()
         }];
         apply_upstream_vars(

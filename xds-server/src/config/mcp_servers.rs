@@ -64,6 +64,9 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
     if raw.disabled {
         return Ok(None);
     }
+    let timeout = raw
+        .timeout
+        .map_or_else(default_timeout, Duration::from_millis);
     let kind = raw.kind.or(raw.transport);
     let stdio = raw.command.is_some() || !raw.args.is_empty() || !raw.env.is_empty();
     match kind.as_deref() {
@@ -78,9 +81,7 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
                 kind: UpstreamKind::Stdio,
                 url: UpstreamUrl::missing(),
                 headers: BTreeMap::new(),
-                timeout: raw
-                    .timeout
-                    .map_or_else(default_timeout, Duration::from_millis),
+                timeout,
                 command: Some(command),
                 args: raw.args,
                 env: raw.env,
@@ -93,9 +94,7 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
                 kind: UpstreamKind::Sse,
                 url,
                 headers: raw.headers,
-                timeout: raw
-                    .timeout
-                    .map_or_else(default_timeout, Duration::from_millis),
+                timeout,
                 command: None,
                 args: Vec::new(),
                 env: BTreeMap::new(),
@@ -116,9 +115,7 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
         kind: UpstreamKind::Http,
         url,
         headers: raw.headers,
-        timeout: raw
-            .timeout
-            .map_or_else(default_timeout, Duration::from_millis),
+        timeout,
         command: None,
         args: Vec::new(),
         env: BTreeMap::new(),
@@ -137,12 +134,6 @@ impl McpServers {
                     url: e.url,
                     headers: e.headers,
                     timeout: e.timeout,
-                    tool_prefix: None,
-                    tools: Default::default(),
-                    cache: None,
-                    transport: Default::default(),
-                    tls: None,
-                    proxy: None,
                     command: e.command,
                     args: e.args,
                     env: e.env,
