@@ -277,18 +277,8 @@ impl HttpContext for Request {
                 });
                 return Action::Pause;
             }
-            for p in &u.pass_through {
-                if let Some((_, v)) = pass_through
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(&p.source))
-                {
-                    let value = p.format.replace("{value}", v);
-                    let _ = hostcalls::set_map_value(
-                        MapType::HttpRequestHeaders,
-                        &p.target,
-                        Some(&value),
-                    );
-                }
+            for (name, value) in u.pass_through_headers(&pass_through) {
+                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &name, Some(&value));
             }
         }
         self.started_ms = now_ms();

@@ -369,21 +369,6 @@ impl Exchange {
         )
     }
 
-    /// The client's pass-through headers for `upstream`, formatted.
-    fn pass_through_for(&self, upstream: &Upstream) -> Vec<(String, String)> {
-        upstream
-            .pass_through
-            .iter()
-            .filter_map(|p| {
-                let value = self
-                    .pass_through
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(&p.source))?;
-                Some((p.target.clone(), p.format.replace("{value}", &value.1)))
-            })
-            .collect()
-    }
-
     /// Adds each upstream's pass-through headers to the calls and the route of `step`.
     fn with_pass_through(&self, gw: &Gateway, step: Step) -> Step {
         if self.pass_through.is_empty() {
@@ -393,7 +378,7 @@ impl Exchange {
             Step::AwaitCallouts(mut calls) => {
                 for c in &mut calls {
                     if let Some(u) = gw.config.upstreams.iter().find(|u| u.cluster == c.cluster) {
-                        c.headers.extend(self.pass_through_for(u));
+                        c.headers.extend(u.pass_through_headers(&self.pass_through));
                     }
                 }
                 Step::AwaitCallouts(calls)
@@ -401,7 +386,7 @@ impl Exchange {
             Step::Route(mut r) => {
                 if let Some((_, u)) = gw.by_name(&r.upstream) {
                     r.headers.extend(
-                        self.pass_through_for(u)
+                        u.pass_through_headers(&self.pass_through)
                             .into_iter()
                             .map(|(k, v)| (k, Some(v))),
                     );

@@ -175,6 +175,22 @@ pub struct Upstream {
     pub pass_through: Vec<PassThrough>,
 }
 
+impl Upstream {
+    /// The headers this upstream takes by pass-through, formatted from the client's
+    /// (`client`: lower-case names and values).
+    pub fn pass_through_headers(&self, client: &[(String, String)]) -> Vec<(String, String)> {
+        self.pass_through
+            .iter()
+            .filter_map(|p| {
+                let (_, value) = client
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(&p.source))?;
+                Some((p.target.clone(), p.format.replace("{value}", value)))
+            })
+            .collect()
+    }
+}
+
 /// `source_header` of the client's request becomes `target_header: format` (`{value}` in
 /// `format` stands for the client's value).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
