@@ -239,22 +239,31 @@ fn credential_headers(gateway: &Gateway) -> Vec<String> {
     .into_iter()
     .map(String::from)
     .collect();
-    let api_keys = gateway
-        .auth
-        .iter()
-        .flat_map(|a| &a.clients)
-        .filter_map(|c| c.api_key.as_ref().map(|k| k.header.to_ascii_lowercase()));
     let sources = gateway
         .upstreams
         .iter()
         .flat_map(|u| &u.auth.pass_through.headers)
         .map(|h| h.source_header.to_ascii_lowercase());
-    for h in api_keys.chain(sources) {
-        if !out.contains(&h) {
-            out.push(h);
+    push_new(&mut out, api_key_headers(gateway).chain(sources));
+    out
+}
+
+/// The headers API keys travel in (lower case).
+fn api_key_headers(gateway: &Gateway) -> impl Iterator<Item = String> + '_ {
+    gateway
+        .auth
+        .iter()
+        .flat_map(|a| &a.clients)
+        .filter_map(|c| c.api_key.as_ref().map(|k| k.header.to_ascii_lowercase()))
+}
+
+/// Appends the names `out` does not have yet, in order.
+fn push_new(out: &mut Vec<String>, names: impl Iterator<Item = String>) {
+    for n in names {
+        if !out.contains(&n) {
+            out.push(n);
         }
     }
-    out
 }
 
 /// "From the ADS stream", for LDS/CDS in the bootstrap and RDS in the listener.
@@ -382,21 +391,13 @@ fn cors(gateway: &Gateway) -> Option<filter_config::Cors> {
     ]
     .map(String::from)
     .to_vec();
-    let api_key_headers = gateway
-        .auth
-        .iter()
-        .flat_map(|a| &a.clients)
-        .filter_map(|c| c.api_key.as_ref().map(|k| k.header.to_ascii_lowercase()));
-    for h in c
-        .headers
-        .iter()
-        .map(|h| h.to_ascii_lowercase())
-        .chain(api_key_headers)
-    {
-        if !headers.contains(&h) {
-            headers.push(h);
-        }
-    }
+    push_new(
+        &mut headers,
+        c.headers
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .chain(api_key_headers(gateway)),
+    );
     Some(filter_config::Cors {
         origins: c.origins.clone(),
         methods: c.methods.join(", "),
