@@ -299,21 +299,24 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
 fn check_kind(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
     use super::model::{UpstreamKind, UpstreamUrl};
     let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
+    let needs_url = match u.kind {
+        UpstreamKind::Http => Some("an http upstream needs a url (or type: stdio with a command)"),
+        UpstreamKind::Sse => Some("an sse upstream needs the url of its event stream"),
+        UpstreamKind::Stdio => None,
+    };
+    if let Some(message) = needs_url.filter(|_| u.url.is_missing()) {
+        return err("url", message);
+    }
+    let runs_a_process =
+        u.command.is_some() || !u.args.is_empty() || !u.env.is_empty() || u.cwd.is_some();
+    if runs_a_process && u.kind != UpstreamKind::Stdio {
+        return err(
+            "command",
+            "command, args, env and cwd apply to type: stdio upstreams",
+        );
+    }
     match u.kind {
-        UpstreamKind::Http => {
-            if u.url.is_missing() {
-                return err(
-                    "url",
-                    "an http upstream needs a url (or type: stdio with a command)",
-                );
-            }
-            if u.command.is_some() || !u.args.is_empty() || !u.env.is_empty() || u.cwd.is_some() {
-                return err(
-                    "command",
-                    "command, args, env and cwd apply to type: stdio upstreams",
-                );
-            }
-        }
+        UpstreamKind::Http => {}
         UpstreamKind::Stdio => {
             if u.command.as_ref().is_none_or(|c| c.0.trim().is_empty()) {
                 return err("command", "a stdio upstream needs a command");
@@ -336,15 +339,6 @@ fn check_kind(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
             u.url = UpstreamUrl::hosted(&u.name);
         }
         UpstreamKind::Sse => {
-            if u.url.is_missing() {
-                return err("url", "an sse upstream needs the url of its event stream");
-            }
-            if u.command.is_some() || !u.args.is_empty() || !u.env.is_empty() || u.cwd.is_some() {
-                return err(
-                    "command",
-                    "command, args, env and cwd apply to type: stdio upstreams",
-                );
-            }
             if u.tls.is_some() || u.proxy.is_some() {
                 return err(
                     "type",
