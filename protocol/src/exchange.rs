@@ -2215,11 +2215,18 @@ mod tests {
         body: &str,
         answers: Vec<Result<CalloutAnswer, String>>,
     ) -> (Step, Vec<Callout>) {
+        run_head(gw, &post(session), body, answers)
+    }
+
+    /// [`run`] with the request head given.
+    fn run_head(
+        gw: &Gateway,
+        head: &RequestHead,
+        body: &str,
+        answers: Vec<Result<CalloutAnswer, String>>,
+    ) -> (Step, Vec<Callout>) {
         let mut ex = Exchange::new();
-        assert_eq!(
-            ex.on_request_headers(gw, &post(session), CLOCK_S),
-            Step::AwaitBody
-        );
+        assert_eq!(ex.on_request_headers(gw, head, CLOCK_S), Step::AwaitBody);
         let step = ex.on_request_body(gw, body.as_bytes(), &clock());
         let Step::AwaitCallouts(calls) = step else {
             return (step, vec![]);
@@ -2287,7 +2294,6 @@ mod tests {
         body: &str,
         answers: Vec<Result<CalloutAnswer, String>>,
     ) -> (Step, Vec<Callout>) {
-        let mut ex = Exchange::new();
         let head = RequestHead {
             identity: Some(crate::access::Identity {
                 client: who.into(),
@@ -2299,16 +2305,7 @@ mod tests {
                 .collect(),
             ..post(session)
         };
-        ex.on_request_headers(gw, &head, CLOCK_S);
-        let step = ex.on_request_body(gw, body.as_bytes(), &clock());
-        let Step::AwaitCallouts(calls) = step else {
-            return (step, vec![]);
-        };
-        let mut last = None;
-        for (i, a) in answers.into_iter().enumerate() {
-            last = ex.on_callout_response(gw, i, a, &clock());
-        }
-        (last.expect("every callout answered"), calls)
+        run_head(gw, &head, body, answers)
     }
 
     #[test]
@@ -2396,22 +2393,16 @@ mod tests {
         let (_, body, _) = reply(step);
         assert_eq!(body["error"]["code"], ACCESS_DENIED);
         // An allowed call is routed with the pass-through header.
-        let mut ex = Exchange::new();
-        let head = RequestHead {
-            identity: Some(crate::access::Identity {
-                client: "ci".into(),
-                claims: None,
-            }),
-            pass_through: vec![("x-user-token".into(), "t0k".into())],
-            ..post(Some(&token))
-        };
-        ex.on_request_headers(&gw, &head, CLOCK_S);
-        let Step::Route(route) = ex.on_request_body(
+        let (step, _) = run_as(
             &gw,
-            br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"u0__open"}}"#,
-            &clock(),
-        ) else {
-            panic!()
+            "ci",
+            &[("x-user-token", "t0k")],
+            Some(&token),
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"u0__open"}}"#,
+            vec![],
+        );
+        let Step::Route(route) = step else {
+            panic!("{step:?}")
         };
         assert!(
             route
