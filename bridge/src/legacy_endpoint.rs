@@ -43,7 +43,7 @@ struct LegacySession {
     mcp: Mutex<Option<(String, Option<String>)>>,
     get_started: std::sync::atomic::AtomicBool,
     /// Who the filter found the client to be, for the bridge's requests on its behalf.
-    on_behalf: Vec<(&'static str, String)>,
+    on_behalf: reqwest::header::HeaderMap,
     /// The same, as the filter stamped it: every message must come from that client.
     identity: Option<String>,
 }
@@ -83,11 +83,12 @@ impl Drop for Guard {
             let http = self.bridge.http.clone();
             let target = session.target.clone();
             tokio::spawn(async move {
-                let mut req = http.delete(&target).header(SESSION_HEADER, sid);
-                for (k, v) in &session.on_behalf {
-                    req = req.header(*k, v);
-                }
-                let _ = req.send().await;
+                let _ = http
+                    .delete(&target)
+                    .header(SESSION_HEADER, sid)
+                    .headers(session.on_behalf.clone())
+                    .send()
+                    .await;
             });
         }
         debug!(session = %self.id, "legacy SSE client left");
@@ -185,9 +186,7 @@ async fn forward(http: reqwest::Client, session: Arc<LegacySession>, message: Va
         }
     }
     // The client was authenticated on its way here; the filter takes the bridge's word.
-    for (k, v) in &session.on_behalf {
-        req = req.header(*k, v);
-    }
+    req = req.headers(session.on_behalf.clone());
     let fail = |why: String| {
         let tx = session.tx.clone();
         let id = id.clone();
@@ -273,9 +272,7 @@ fn follow_server_stream(http: reqwest::Client, session: Arc<LegacySession>) {
         if let Some(v) = version {
             req = req.header(VERSION_HEADER, v);
         }
-        for (k, v) in &session.on_behalf {
-            req = req.header(*k, v);
-        }
+        req = req.headers(session.on_behalf.clone());
         // 405: the gateway has no server-to-client stream here; answers still arrive.
         let Ok(response) = req.send().await else {
             return;

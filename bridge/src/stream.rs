@@ -71,12 +71,14 @@ impl BridgeState {
 
     /// Headers for the bridge's requests to the gateway on behalf of the client the filter
     /// identified (its [`IDENTITY_HEADER`] value), which only the bridge's key makes count.
-    pub(crate) fn on_behalf(&self, identity: Option<&str>) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        if let Some(key) = self.key.read().ok().and_then(|k| k.clone()) {
-            out.push((BRIDGE_KEY_HEADER, key));
-            if let Some(id) = identity {
-                out.push((IDENTITY_HEADER, id.to_string()));
+    pub(crate) fn on_behalf(&self, identity: Option<&str>) -> reqwest::header::HeaderMap {
+        use reqwest::header::HeaderValue;
+        let mut out = reqwest::header::HeaderMap::new();
+        let key = self.key.read().ok().and_then(|k| k.clone());
+        if let Some(key) = key.and_then(|k| HeaderValue::from_str(&k).ok()) {
+            out.insert(BRIDGE_KEY_HEADER, key);
+            if let Some(id) = identity.and_then(|i| HeaderValue::from_str(i).ok()) {
+                out.insert(IDENTITY_HEADER, id);
             }
         }
         out
@@ -312,7 +314,7 @@ fn tokio_stream_from(
 #[allow(clippy::too_many_arguments)]
 async fn follow(
     http: reqwest::Client,
-    on_behalf: Vec<(&'static str, String)>,
+    on_behalf: reqwest::header::HeaderMap,
     url: String,
     upstream: String,
     session_id: Option<String>,
@@ -332,9 +334,7 @@ async fn follow(
         if let Some(id) = &last_id {
             req = req.header("last-event-id", id);
         }
-        for (k, v) in &on_behalf {
-            req = req.header(*k, v);
-        }
+        req = req.headers(on_behalf.clone());
         let resp = tokio::select! {
             r = req.send() => r,
             () = tx.closed() => return,
