@@ -148,15 +148,45 @@ pub fn single_host_cluster(name: &str, host: &str, port: u16) -> cluster::Cluste
     }
 }
 
+/// How a server's certificate is checked.
+pub(super) enum Verify {
+    SystemRoots,
+    /// Against the CA in this SDS secret.
+    Ca(String),
+    /// Not at all (`insecure_skip_verify`).
+    Off,
+}
+
 /// HTTPS upstreams. SNI and the name the certificate must carry are `tls.server_name` or the
 /// URL's host. The certificate is verified against the system roots, or against `ca_cert`
 /// (by SDS); not at all with `insecure_skip_verify`. A client certificate comes by SDS.
-/// Envoy resumes TLS sessions by default, which stays so.
 fn upstream_tls(u: &Upstream) -> core::TransportSocket {
-    use tls::common_tls_context::ValidationContextType;
-    use tls::subject_alt_name_matcher::SanType;
     let config = u.tls.clone().unwrap_or_default();
     let name = config.server_name.clone().unwrap_or_else(|| u.url.host());
+    let verify = if config.insecure_skip_verify {
+        Verify::Off
+    } else if config.ca_cert.is_some() {
+        Verify::Ca(secret::upstream_ca(&u.name))
+    } else {
+        Verify::SystemRoots
+    };
+    let client_cert = config
+        .client_cert
+        .is_some()
+        .then(|| secret::upstream_client_cert(&u.name));
+    tls_to(&name, verify, client_cert)
+}
+
+/// TLS to the server `name` (a DNS name or an IP address): SNI, and a certificate that must
+/// carry that name, checked as `verify` says; `client_cert` names the SDS secret of a client
+/// certificate. Envoy resumes TLS sessions by default, which stays so.
+pub(super) fn tls_to(
+    name: &str,
+    verify: Verify,
+    client_cert: Option<String>,
+) -> core::TransportSocket {
+    use tls::common_tls_context::ValidationContextType;
+    use tls::subject_alt_name_matcher::SanType;
     let is_ip = name.parse::<IpAddr>().is_ok();
     let names = tls::CertificateValidationContext {
         match_typed_subject_alt_names: vec![tls::SubjectAltNameMatcher {
@@ -166,40 +196,34 @@ fn upstream_tls(u: &Upstream) -> core::TransportSocket {
                 SanType::Dns
             } as i32,
             matcher: Some(matcher::StringMatcher {
-                match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(name.clone())),
+                match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(name.into())),
                 ..Default::default()
             }),
             ..Default::default()
         }],
         ..Default::default()
     };
-    let validation = if config.insecure_skip_verify {
-        None
-    } else if config.ca_cert.is_some() {
-        Some(ValidationContextType::CombinedValidationContext(
+    let validation = match verify {
+        Verify::Off => None,
+        Verify::Ca(secret_name) => Some(ValidationContextType::CombinedValidationContext(
             tls::common_tls_context::CombinedCertificateValidationContext {
                 default_validation_context: Some(names),
-                validation_context_sds_secret_config: Some(secret::sds(&secret::upstream_ca(
-                    &u.name,
-                ))),
+                validation_context_sds_secret_config: Some(secret::sds(&secret_name)),
                 ..Default::default()
             },
-        ))
-    } else {
-        Some(ValidationContextType::ValidationContext(
+        )),
+        Verify::SystemRoots => Some(ValidationContextType::ValidationContext(
             tls::CertificateValidationContext {
                 system_root_certs: Some(tls::certificate_validation_context::SystemRootCerts {}),
                 ..names
             },
-        ))
+        )),
     };
     let context = tls::UpstreamTlsContext {
-        sni: if is_ip { String::new() } else { name },
+        sni: if is_ip { String::new() } else { name.into() },
         common_tls_context: Some(tls::CommonTlsContext {
-            tls_certificate_sds_secret_configs: config
-                .client_cert
-                .is_some()
-                .then(|| secret::sds(&secret::upstream_client_cert(&u.name)))
+            tls_certificate_sds_secret_configs: client_cert
+                .map(|c| secret::sds(&c))
                 .into_iter()
                 .collect(),
             validation_context_type: validation,

@@ -14,7 +14,6 @@ use envoy_types::pb::envoy::config::route::v3 as route;
 use envoy_types::pb::envoy::extensions::filters::http::header_mutation::v3 as header_mutation;
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3 as jwt_authn;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
-use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use envoy_types::util::pack_any;
 use std::time::Duration;
 use switchboard_protocol::access::JWT_PAYLOAD_HEADER;
@@ -127,34 +126,16 @@ pub fn filters(gateway: &Gateway) -> Vec<hcm::HttpFilter> {
 }
 
 /// A cluster per JWKS URL, for `jwt_authn` to fetch the keys (TLS for https, against the
-/// system roots).
+/// system roots and the URL's host, as for upstreams).
 pub fn jwks_clusters(gateway: &Gateway) -> Vec<cluster::Cluster> {
     jwt_clients(gateway)
         .filter_map(|(name, j)| j.jwks.url.as_ref().map(|u| (name, u)))
         .map(|(name, u)| {
             let host = u.host();
-            let tls = u.is_tls().then(|| core::TransportSocket {
-                name: "envoy.transport_sockets.tls".into(),
-                config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
-                    tls::UpstreamTlsContext {
-                        sni: host.clone(),
-                        common_tls_context: Some(tls::CommonTlsContext {
-                            validation_context_type: Some(
-                                tls::common_tls_context::ValidationContextType::ValidationContext(
-                                    tls::CertificateValidationContext {
-                                        system_root_certs: Some(
-                                            tls::certificate_validation_context::SystemRootCerts {},
-                                        ),
-                                        ..Default::default()
-                                    },
-                                ),
-                            ),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    },
-                ))),
-            });
+            // The keys decide who gets in: the server must prove it is `host`.
+            let tls = u
+                .is_tls()
+                .then(|| super::cluster::tls_to(&host, super::cluster::Verify::SystemRoots, None));
             cluster::Cluster {
                 connect_timeout: Some(duration(Duration::from_secs(5))),
                 transport_socket: tls,

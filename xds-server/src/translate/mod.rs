@@ -935,6 +935,33 @@ mod tests {
     }
 
     #[test]
+    fn a_jwks_url_is_fetched_over_tls_checked_like_an_upstreams() {
+        let g = gateway(
+            "auth:\n  clients:\n    - name: people\n      jwt: {issuer: i, jwks: {url: \"https://idp.example/jwks.json\"}}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n",
+        );
+        let r = translate(&g, &module());
+        let jwks = r.clusters.iter().find(|c| c.name == "jwks-people").unwrap();
+        let t = tls_context(jwks);
+        assert_eq!(t.sni, "idp.example");
+        let Some(tls::common_tls_context::ValidationContextType::ValidationContext(v)) =
+            t.common_tls_context.unwrap().validation_context_type
+        else {
+            panic!()
+        };
+        assert!(v.system_root_certs.is_some());
+        assert_eq!(
+            v.match_typed_subject_alt_names[0]
+                .matcher
+                .as_ref()
+                .unwrap()
+                .match_pattern,
+            Some(matcher::string_matcher::MatchPattern::Exact(
+                "idp.example".into()
+            ))
+        );
+    }
+
+    #[test]
     fn routes_select_by_header_and_per_upstream_path() {
         let r = translate(&gateway(TWO), &module());
         let routes = &r.routes[0].virtual_hosts[0].routes;
