@@ -283,9 +283,11 @@ impl HttpContext for Request {
         }
         self.started_ms = now_ms();
         self.who = identity.as_ref().map(|i| i.key()).unwrap_or_default();
-        self.session = request_header(SESSION_HEADER)
-            .map(|t| audit::session_digest(&t))
-            .unwrap_or_default();
+        if config.audit {
+            self.session = request_header(SESSION_HEADER)
+                .map(|t| audit::session_digest(&t))
+                .unwrap_or_default();
+        }
         let head = RequestHead {
             method: request_header(":method").unwrap_or_default(),
             path,
@@ -555,19 +557,22 @@ impl Request {
             return;
         }
         let class = audit::class(status, rpc_code, details);
-        let code = rpc_code.map(|c| c.to_string()).unwrap_or_default();
-        for (key, value) in [
-            ("switchboard_identity", self.who.as_str()),
-            ("switchboard_session", self.session.as_str()),
-            ("switchboard_method", a.method.as_str()),
-            ("switchboard_name", a.name.as_str()),
-            ("switchboard_upstream", a.upstream.as_str()),
-            ("switchboard_rpc_code", code.as_str()),
-            ("switchboard_class", class.unwrap_or("")),
-        ] {
-            if !value.is_empty() {
-                // Envoy keeps it as filter state `wasm.<key>`, which the access log reads.
-                let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+        // Seven host calls a request: only when an audit log reads them.
+        if self.gateway.config.audit {
+            let code = rpc_code.map(|c| c.to_string()).unwrap_or_default();
+            for (key, value) in [
+                ("switchboard_identity", self.who.as_str()),
+                ("switchboard_session", self.session.as_str()),
+                ("switchboard_method", a.method.as_str()),
+                ("switchboard_name", a.name.as_str()),
+                ("switchboard_upstream", a.upstream.as_str()),
+                ("switchboard_rpc_code", code.as_str()),
+                ("switchboard_class", class.unwrap_or("")),
+            ] {
+                if !value.is_empty() {
+                    // Envoy keeps it as filter state `wasm.<key>`, which the access log reads.
+                    let _ = hostcalls::set_property(vec![key], Some(value.as_bytes()));
+                }
             }
         }
         // Metrics count MCP requests; a request refused before its body was read has no

@@ -46,6 +46,9 @@ pub struct FilterConfig {
     /// and what preflights answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<Cors>,
+    /// An audit log reads the filter's findings: leave them in filter state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
     /// `Host` globs accepted; empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
@@ -281,6 +284,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         credential_headers: Vec::new(),
         upstream_path: String::new(),
         cors: None,
+        audit: false,
         allowed_hosts: Vec::new(),
     }
 }

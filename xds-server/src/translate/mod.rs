@@ -88,6 +88,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
     FilterConfig {
         access: access_config(gateway, module),
         cors: cors(gateway),
+        audit: gateway.audit.is_some(),
         allowed_hosts: allowed_hosts(gateway),
         credential_headers: credential_headers(gateway),
         upstream_path: gateway.server.upstream_path.clone(),
