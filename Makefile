@@ -6,7 +6,7 @@ WASM := target/wasm/wasm32-unknown-unknown/wasm/switchboard_filter.wasm
 SWITCHBOARD := target/release/switchboard
 CONFIG ?= examples/default.yaml
 
-.PHONY: run test setup wasm build lint fmt clean fuzz
+.PHONY: run test setup wasm build lint fmt clean fuzz bench
 
 run: setup wasm build
 	scripts/run-default.sh $(SWITCHBOARD) $(CONFIG)
@@ -15,7 +15,7 @@ run: setup wasm build
 test: setup wasm
 	$(CARGO) build -p switchboard
 	SWITCHBOARD_BIN=$(CURDIR)/target/debug/switchboard SWITCHBOARD_WASM=$(CURDIR)/$(WASM) \
-	  $(CARGO) test --workspace -- --test-threads=2
+	  $(CARGO) test --workspace --exclude switchboard-bench -- --test-threads=2
 
 setup:
 	scripts/setup.sh
@@ -39,3 +39,9 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# The side-by-side benchmark (BENCHMARKS.md): direct, Envoy plain route, Envoy's native
+# mcp_router and Switchboard, in one run. Not part of `make test`; about 10 minutes.
+bench: setup wasm build
+	$(CARGO) build --release -p switchboard-bench
+	target/release/switchboard-bench run --markdown BENCHMARKS.md --json bench/results/latest.json $(BENCH_ARGS)

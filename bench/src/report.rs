@@ -1,0 +1,292 @@
+//! Results as JSON and as the markdown of BENCHMARKS.md, with the issue's targets checked.
+
+use crate::targets::Binaries;
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Serialize)]
+pub struct Run {
+    pub machine: Machine,
+    pub command: String,
+    pub seconds_per_round: f64,
+    pub rounds: usize,
+    pub wasm_bytes: u64,
+    pub scenarios: Vec<Scenario>,
+    pub idle: Vec<Idle>,
+}
+
+#[derive(Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub envoy: String,
+    pub commit: String,
+    pub date: String,
+}
+
+#[derive(Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub targets: Vec<Measured>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Measured {
+    pub target: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Envoy's utime + stime over the rounds, per completed request.
+    pub envoy_cpu_us: Option<f64>,
+    pub envoy_peak_mb: Option<f64>,
+    pub switchboard_peak_mb: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct Idle {
+    pub target: String,
+    pub sessions: usize,
+    pub opened_per_second: f64,
+    pub verified: usize,
+    pub envoy_before_mb: f64,
+    pub envoy_after_mb: f64,
+    pub envoy_delta_mb: f64,
+    pub switchboard_delta_mb: Option<f64>,
+}
+
+fn run_text(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn machine(bin: &Binaries) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    let envoy = run_text(&bin.envoy.to_string_lossy(), &["--version"]);
+    Machine {
+        cpu: cpuinfo
+            .lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            .unwrap_or_default(),
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        memory_gib: kib / 1024.0 / 1024.0,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        envoy: envoy
+            .split_whitespace()
+            .find(|w| w.contains('/'))
+            .unwrap_or(&envoy)
+            .to_string(),
+        commit: run_text("git", &["rev-parse", "--short", "HEAD"]),
+        date: run_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+    }
+}
+
+fn find<'a>(s: &'a Scenario, target: &str) -> Option<&'a Measured> {
+    s.targets.iter().find(|m| m.target == target)
+}
+
+fn pair<'a>(s: Option<&'a Scenario>, a: &str, b: &str) -> Option<(&'a Measured, &'a Measured)> {
+    s.and_then(|s| Some((find(s, a)?, find(s, b)?)))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn x(r: Option<f64>) -> String {
+    r.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "–".into())
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "–".into())
+}
+
+pub fn markdown(run: &Run) -> String {
+    let m = &run.machine;
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Machine: {} ({} cores, {:.0} GiB), Linux {}, Envoy {}, commit {}, {}. \
+         Each Envoy runs with `--concurrency 2`; the load generator, the upstreams and every \
+         Envoy share the same cores. {} rounds of {} s per target, targets alternating. \
+         Filter: {} KB of wasm.\n",
+        m.cpu,
+        m.cores,
+        m.memory_gib,
+        m.kernel,
+        m.envoy,
+        m.commit,
+        m.date,
+        run.rounds,
+        run.seconds_per_round,
+        run.wasm_bytes / 1024
+    );
+    let _ = writeln!(out, "Command: `{}`\n", run.command);
+    let _ = writeln!(
+        out,
+        "Envoy CPU is utime + stime of the Envoy process over the rounds divided by the \
+         completed requests; it is the steadiest figure on a shared machine. Ratios compare \
+         with the plain route (the cost of Envoy itself) and with Envoy's native \
+         `mcp` + `mcp_router` from the same binary. Every answer is checked (text length, tool \
+         count, session), errors are counted.\n"
+    );
+    for s in &run.scenarios {
+        let plain = find(s, "plain route");
+        let native = find(s, "native mcp_router");
+        let _ = writeln!(out, "## {}\n", s.name);
+        let _ = writeln!(
+            out,
+            "| target | req/s | req/s × native | p50 ms | p99 ms | errors | Envoy CPU µs/req | CPU × plain | CPU × native | Envoy peak MB | switchboard peak MB |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for t in &s.targets {
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} |",
+                t.target,
+                t.rps,
+                x(ratio(Some(t.rps), native.map(|n| n.rps))),
+                t.p50_ms,
+                t.p99_ms,
+                t.errors,
+                opt(t.envoy_cpu_us, 0),
+                x(ratio(t.envoy_cpu_us, plain.and_then(|p| p.envoy_cpu_us))),
+                x(ratio(t.envoy_cpu_us, native.and_then(|n| n.envoy_cpu_us))),
+                opt(t.envoy_peak_mb, 1),
+                opt(t.switchboard_peak_mb, 1),
+            );
+        }
+        if let Some(e) = s
+            .targets
+            .iter()
+            .find_map(|t| t.first_error.as_ref().map(|e| format!("{}: {e}", t.target)))
+        {
+            let _ = writeln!(out, "\nFirst error: {e}");
+        }
+        let _ = writeln!(out);
+    }
+    if !run.idle.is_empty() {
+        let _ = writeln!(out, "## Idle sessions\n");
+        let _ = writeln!(
+            out,
+            "Resident memory after a warm-up of initializes, then after opening and keeping these \
+             sessions; every 100th session is used for a call afterwards.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| target | sessions | opened/s | answered later | Envoy RSS before MB | after MB | Envoy Δ MB | switchboard Δ MB |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+        for i in &run.idle {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:+.1} | {} |",
+                i.target,
+                i.sessions,
+                i.opened_per_second,
+                i.verified,
+                i.envoy_before_mb,
+                i.envoy_after_mb,
+                i.envoy_delta_mb,
+                i.switchboard_delta_mb
+                    .map(|d| format!("{d:+.1}"))
+                    .unwrap_or_else(|| "–".into())
+            );
+        }
+        let _ = writeln!(out);
+    }
+    out.push_str(&targets(run));
+    out
+}
+
+/// The issue's targets, each with the figure it was judged on.
+fn targets(run: &Run) -> String {
+    let mut out = String::from("## Targets\n\n| target | measured | met |\n|---|---|---|\n");
+    let mut row = |what: &str, measured: String, met: Option<bool>| {
+        let verdict = match met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "not measured",
+        };
+        let _ = writeln!(out, "| {what} | {measured} | {verdict} |");
+    };
+    let scenario = |prefix: &str| run.scenarios.iter().find(|s| s.name.starts_with(prefix));
+    let c16 = scenario("tools/call 64 B, c=16");
+    let cpu = pair(c16, "switchboard", "plain route")
+        .and_then(|(s, p)| ratio(s.envoy_cpu_us, p.envoy_cpu_us));
+    row(
+        "tools/call c=16: Envoy CPU/request ≤ 1.4× plain route",
+        x(cpu),
+        cpu.map(|r| r <= 1.4),
+    );
+    let rps = pair(c16, "switchboard", "native mcp_router").map(|(s, n)| s.rps / n.rps);
+    row(
+        "tools/call c=16: throughput ≥ 1.0× native",
+        x(rps),
+        rps.map(|r| r >= 1.0),
+    );
+    let p99 = pair(c16, "switchboard", "native mcp_router");
+    row(
+        "tools/call c=16: p99 ≤ native",
+        p99.map(|(s, n)| format!("{:.3} ms vs {:.3} ms", s.p99_ms, n.p99_ms))
+            .unwrap_or_else(|| "–".into()),
+        p99.map(|(s, n)| s.p99_ms <= n.p99_ms),
+    );
+    for n in [4, 16] {
+        let s = scenario(&format!("tools/list over {n} "));
+        for (target, bound) in [("switchboard", 3.0), ("switchboard + list cache", 20.0)] {
+            let r = pair(s, target, "native mcp_router").map(|(a, b)| a.rps / b.rps);
+            row(
+                &format!("tools/list over {n}: {target} ≥ {bound}× native throughput"),
+                x(r),
+                r.map(|r| r >= bound),
+            );
+        }
+    }
+    let fan = pair(scenario("fan-out"), "switchboard", "direct");
+    row(
+        "fan-out p50 ≤ slowest upstream (direct) + 20%",
+        fan.map(|(s, d)| format!("{:.1} ms vs {:.1} ms", s.p50_ms, d.p50_ms))
+            .unwrap_or_else(|| "–".into()),
+        fan.map(|(s, d)| s.p50_ms <= d.p50_ms * 1.2),
+    );
+    let idle = run.idle.iter().find(|i| i.target == "switchboard");
+    row(
+        "10,000 idle sessions within 5 MB of none (Envoy and switchboard)",
+        idle.map(|i| {
+            format!(
+                "Envoy {:+.1} MB, switchboard {:+.1} MB",
+                i.envoy_delta_mb,
+                i.switchboard_delta_mb.unwrap_or(0.0)
+            )
+        })
+        .unwrap_or_else(|| "–".into()),
+        idle.map(|i| i.envoy_delta_mb <= 5.0 && i.switchboard_delta_mb.unwrap_or(0.0) <= 5.0),
+    );
+    out
+}
