@@ -3,7 +3,10 @@
 
 use crate::naming;
 use crate::session::caps;
-use serde_json::Value;
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListKind {
@@ -62,17 +65,114 @@ pub struct Prefixes<'a> {
     pub uri: &'a str,
 }
 
-/// Appends one upstream's items to `out`: those `keep` accepts (by their own name), with the
-/// name or URI prefixed when `prefixes` is given.
+/// One upstream's list result, kept as the text it came as.
+#[derive(Debug, Clone)]
+pub struct RawList {
+    pub result: Box<RawValue>,
+    pub next_cursor: Option<String>,
+}
+
+/// The fields of a list result the gateway reads; items stay text.
+#[derive(Deserialize)]
+struct ListFields<'a> {
+    #[serde(borrow, default)]
+    tools: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    prompts: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    resources: Vec<&'a RawValue>,
+    #[serde(borrow, default, rename = "resourceTemplates")]
+    resource_templates: Vec<&'a RawValue>,
+    #[serde(default, rename = "nextCursor")]
+    next_cursor: Option<String>,
+}
+
+impl<'a> ListFields<'a> {
+    fn items(self, kind: ListKind) -> Vec<&'a RawValue> {
+        match kind {
+            ListKind::Tools => self.tools,
+            ListKind::Prompts => self.prompts,
+            ListKind::Resources => self.resources,
+            ListKind::ResourceTemplates => self.resource_templates,
+        }
+    }
+}
+
+impl RawList {
+    /// Checks that `result` is a list result object and reads its cursor.
+    pub fn parse(result: Box<RawValue>) -> Result<RawList, String> {
+        let fields: ListFields<'_> = serde_json::from_str(result.get())
+            .map_err(|e| format!("answered with a list that is not one ({e})"))?;
+        let next_cursor = fields.next_cursor;
+        Ok(RawList {
+            result,
+            next_cursor,
+        })
+    }
+}
+
+/// An object's members in their order, values as text; keys borrowed unless escaped.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((k, v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    members.push((k.0, v));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    // Serialising a str into a String cannot fail.
+    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\"")));
+}
+
+/// Appends one upstream's items to `out` as JSON text: those `keep` accepts (by their own
+/// name), with the name or URI prefixed when `prefixes` is given, and then only those
+/// `permit` accepts (by the name the client sees). Every other member is copied as it came.
 pub fn append_prefixed(
     kind: ListKind,
-    result: &mut Value,
+    list: &RawList,
     prefixes: Option<Prefixes<'_>>,
     separator: &str,
     keep: impl Fn(&str) -> bool,
-    out: &mut Vec<Value>,
+    permit: impl Fn(&str) -> bool,
+    out: &mut Vec<String>,
 ) {
-    let Some(items) = result.get_mut(kind.key()).and_then(Value::as_array_mut) else {
+    let Ok(fields) = serde_json::from_str::<ListFields<'_>>(list.result.get()) else {
         return;
     };
     let (field, uri) = match kind {
@@ -80,34 +180,82 @@ pub fn append_prefixed(
         ListKind::Resources => ("uri", true),
         ListKind::ResourceTemplates => ("uriTemplate", true),
     };
-    for mut item in items.drain(..) {
-        let Some(original) = item.get(field).and_then(Value::as_str) else {
+    for item in fields.items(kind) {
+        let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(item.get()) else {
             continue;
         };
-        if !keep(original) {
+        let Some(original) = members
+            .iter()
+            .find(|(k, _)| k == field)
+            .and_then(|(_, v)| serde_json::from_str::<Cow<'_, str>>(v.get()).ok())
+        else {
+            continue;
+        };
+        if !keep(&original) {
             continue;
         }
         let renamed = match (prefixes, uri) {
-            (Some(p), true) => Some(naming::prefix_uri(p.uri, original)),
+            (Some(p), true) => Some(naming::prefix_uri(p.uri, &original)),
             (Some(p), false) => Some(
-                naming::shorten(&naming::prefix_name(p.name, separator, original)).into_owned(),
+                naming::shorten(&naming::prefix_name(p.name, separator, &original)).into_owned(),
             ),
             (None, false) if original.len() > naming::MAX_NAME_LEN => {
-                Some(naming::shorten(original).into_owned())
+                Some(naming::shorten(&original).into_owned())
             }
             (None, _) => None,
         };
-        if let Some(renamed) = renamed {
-            item[field] = Value::String(renamed);
+        if !permit(renamed.as_deref().unwrap_or(&original)) {
+            continue;
         }
-        out.push(item);
+        let Some(renamed) = renamed else {
+            out.push(item.get().to_string());
+            continue;
+        };
+        let mut text = String::with_capacity(item.get().len() + renamed.len());
+        text.push('{');
+        for (i, (k, v)) in members.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            push_json_str(&mut text, k);
+            text.push(':');
+            if k == field {
+                push_json_str(&mut text, &renamed);
+            } else {
+                text.push_str(v.get());
+            }
+        }
+        text.push('}');
+        out.push(text);
     }
+}
+
+/// A merged list result: `{"<key>":[items…],"nextCursor":…}`.
+pub fn list_result(kind: ListKind, items: &[String], next_cursor: Option<&str>) -> String {
+    let size: usize = items.iter().map(|i| i.len() + 1).sum();
+    let mut out = String::with_capacity(size + 64);
+    out.push_str("{\"");
+    out.push_str(kind.key());
+    out.push_str("\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
+    if let Some(c) = next_cursor {
+        out.push_str(",\"nextCursor\":");
+        push_json_str(&mut out, c);
+    }
+    out.push('}');
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn gh() -> Option<Prefixes<'static>> {
         Some(Prefixes {
@@ -116,77 +264,151 @@ mod tests {
         })
     }
 
+    fn raw(v: &Value) -> RawList {
+        RawList::parse(RawValue::from_string(v.to_string()).unwrap()).unwrap()
+    }
+
+    /// Appends and reads the items back as values.
+    fn append(
+        kind: ListKind,
+        r: &Value,
+        prefixes: Option<Prefixes<'_>>,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<Value> {
+        let mut out = Vec::new();
+        append_prefixed(kind, &raw(r), prefixes, "__", keep, |_| true, &mut out);
+        out.iter()
+            .map(|t| serde_json::from_str(t).unwrap())
+            .collect()
+    }
+
     #[test]
-    fn tools_keep_every_field_and_get_a_prefix() {
-        let mut r = json!({"tools": [{
-            "name": "create_issue", "title": "Create", "description": "d",
+    fn tools_keep_every_field_in_order_and_get_a_prefix() {
+        let r = json!({"tools": [{
+            "title": "Create", "name": "create_issue", "description": "d",
             "inputSchema": {"type": "object"}, "outputSchema": {"type": "object"},
             "annotations": {"readOnlyHint": false}, "icons": [{"src": "x"}], "_meta": {"k": 1}
         }]});
-        let mut out = Vec::new();
-        append_prefixed(ListKind::Tools, &mut r, gh(), "__", |_| true, &mut out);
+        let out = append(ListKind::Tools, &r, gh(), |_| true);
         let want = json!({
-            "name": "gh__create_issue", "title": "Create", "description": "d",
+            "title": "Create", "name": "gh__create_issue", "description": "d",
             "inputSchema": {"type": "object"}, "outputSchema": {"type": "object"},
             "annotations": {"readOnlyHint": false}, "icons": [{"src": "x"}], "_meta": {"k": 1}
         });
-        assert_eq!(out, vec![want]);
+        assert_eq!(out, vec![want.clone()]);
+        // The order of members is the upstream's.
+        let mut text = Vec::new();
+        append_prefixed(
+            ListKind::Tools,
+            &raw(&r),
+            gh(),
+            "__",
+            |_| true,
+            |_| true,
+            &mut text,
+        );
+        assert_eq!(text[0], want.to_string());
+    }
+
+    #[test]
+    fn escaped_keys_and_names_survive() {
+        let body = r#"{"tools":[{"na\u006de":"a\"b","x\ny":1}]}"#;
+        let list = RawList::parse(RawValue::from_string(body.into()).unwrap()).unwrap();
+        let mut out = Vec::new();
+        append_prefixed(
+            ListKind::Tools,
+            &list,
+            gh(),
+            "__",
+            |_| true,
+            |_| true,
+            &mut out,
+        );
+        let v: Value = serde_json::from_str(&out[0]).unwrap();
+        assert_eq!(v, json!({"name": "gh__a\"b", "x\ny": 1}));
     }
 
     #[test]
     fn resources_and_templates_get_uri_prefixes() {
-        let mut r = json!({"resources": [{"uri": "file:///a", "name": "a"}], "resourceTemplates": [{"uriTemplate": "file:///{p}", "name": "t"}]});
-        let mut out = Vec::new();
+        let r = json!({"resources": [{"uri": "file:///a", "name": "a"}], "resourceTemplates": [{"uriTemplate": "file:///{p}", "name": "t"}]});
         let p = Some(Prefixes {
             name: "my_fs",
             uri: "my-fs",
         });
-        append_prefixed(ListKind::Resources, &mut r, p, "__", |_| true, &mut out);
-        append_prefixed(
-            ListKind::ResourceTemplates,
-            &mut r,
-            p,
-            "__",
-            |_| true,
-            &mut out,
-        );
-        assert_eq!(out[0]["uri"], "my-fs+file:///a");
-        assert_eq!(out[0]["name"], "a");
-        assert_eq!(out[1]["uriTemplate"], "my-fs+file:///{p}");
+        let resources = append(ListKind::Resources, &r, p, |_| true);
+        let templates = append(ListKind::ResourceTemplates, &r, p, |_| true);
+        assert_eq!(resources[0]["uri"], "my-fs+file:///a");
+        assert_eq!(resources[0]["name"], "a");
+        assert_eq!(templates[0]["uriTemplate"], "my-fs+file:///{p}");
     }
 
     #[test]
     fn items_without_their_key_field_are_dropped_and_filters_apply() {
-        let mut r =
-            json!({"tools": [{"description": "nameless"}, {"name": "ok"}, {"name": "secret"}]});
+        let r = json!({"tools": [{"description": "nameless"}, {"name": "ok"}, {"name": "secret"}, {"name": "hidden"}]});
         let mut out = Vec::new();
         append_prefixed(
             ListKind::Tools,
-            &mut r,
+            &raw(&r),
             gh(),
             "__",
             |n| n != "secret",
+            |n| n != "gh__hidden",
             &mut out,
         );
-        assert_eq!(out, vec![json!({"name": "gh__ok"})]);
+        assert_eq!(out, vec![json!({"name": "gh__ok"}).to_string()]);
     }
 
     #[test]
     fn long_names_are_shortened() {
         let long = "t".repeat(70);
-        let mut r = json!({"tools": [{"name": long}]});
-        let mut out = Vec::new();
-        append_prefixed(ListKind::Tools, &mut r, gh(), "__", |_| true, &mut out);
+        let out = append(
+            ListKind::Tools,
+            &json!({"tools": [{"name": long}]}),
+            gh(),
+            |_| true,
+        );
         let name = out[0]["name"].as_str().unwrap();
         assert_eq!(name.len(), 64);
         assert_eq!(name, naming::shorten(&format!("gh__{long}")));
     }
 
     #[test]
-    fn without_prefixes_names_stay() {
-        let mut r = json!({"tools": [{"name": "ok"}]});
+    fn without_prefixes_names_stay_and_the_text_is_untouched() {
+        let body = r#"{"tools":[ {"name": "ok" ,"a":1} ]}"#;
+        let list = RawList::parse(RawValue::from_string(body.into()).unwrap()).unwrap();
         let mut out = Vec::new();
-        append_prefixed(ListKind::Tools, &mut r, None, "__", |_| true, &mut out);
-        assert_eq!(out, vec![json!({"name": "ok"})]);
+        append_prefixed(
+            ListKind::Tools,
+            &list,
+            None,
+            "__",
+            |_| true,
+            |_| true,
+            &mut out,
+        );
+        assert_eq!(out, vec![r#"{"name": "ok" ,"a":1}"#.to_string()]);
+    }
+
+    #[test]
+    fn a_merged_result_has_the_items_and_the_cursor() {
+        let items = vec![r#"{"name":"a"}"#.to_string(), r#"{"name":"b"}"#.to_string()];
+        let v: Value =
+            serde_json::from_str(&list_result(ListKind::Prompts, &items, Some("c\"1"))).unwrap();
+        assert_eq!(
+            v,
+            json!({"prompts": [{"name": "a"}, {"name": "b"}], "nextCursor": "c\"1"})
+        );
+        let v: Value = serde_json::from_str(&list_result(ListKind::Tools, &[], None)).unwrap();
+        assert_eq!(v, json!({"tools": []}));
+    }
+
+    #[test]
+    fn a_result_that_is_not_a_list_is_refused() {
+        for bad in [r#"[1]"#, r#"{"tools": 3}"#, r#"{"nextCursor": 1}"#] {
+            assert!(
+                RawList::parse(RawValue::from_string(bad.into()).unwrap()).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

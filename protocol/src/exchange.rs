@@ -891,8 +891,7 @@ impl Exchange {
                 .as_deref()
                 .and_then(|k| cached(gw, k, generation, clock.now_ms))
             {
-                let body = json!({"jsonrpc": "2.0", "id": id_value, "result": result})
-                    .to_string()
+                let body = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#, id_value)
                     .into_bytes();
                 answers.push(Some(Ok(CalloutAnswer {
                     status: 200,
@@ -1401,6 +1400,8 @@ impl Exchange {
         }
         let id_ref = id.as_ref();
         let mut ok: Vec<(usize, CalloutAnswer, Value)> = Vec::new();
+        // List results stay text: only names are read and rewritten.
+        let mut lists: Vec<(usize, aggregate::RawList)> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         for (call, answer) in answers.into_iter().enumerate() {
             let upstream = &gw.config.upstreams[targets[call]];
@@ -1419,9 +1420,22 @@ impl Exchange {
                         return Err(http_failure(a.status, &a.body, timeout));
                     }
                     if !expect_response {
-                        return Ok((a, Value::Null));
+                        return Ok((a, Value::Null, None));
                     }
                     let want = id.clone().unwrap_or(Value::Null);
+                    if let Op::List { .. } = op {
+                        return match mcp::find_result_raw(&a.content_type, &a.body, &want)? {
+                            Ok(result) => {
+                                let list = aggregate::RawList::parse(result)?;
+                                Ok((a, Value::Null, Some(list)))
+                            }
+                            Err(err) => Err(format!(
+                                "answered with error {}: {}",
+                                err["code"],
+                                err["message"].as_str().unwrap_or_default()
+                            )),
+                        };
+                    }
                     let response = mcp::find_response(&a.content_type, &a.body, &want)?;
                     if let Some(err) = response.get("error") {
                         return Err(format!(
@@ -1437,25 +1451,32 @@ impl Exchange {
                             return Err(format!("negotiated protocol version {v:?}, which the gateway does not support"));
                         }
                     }
-                    Ok((a, result))
+                    Ok((a, result, None))
                 });
-            if let (Op::List { cache_keys, .. }, Ok((_, result))) = (&op, &outcome)
+            if let (Op::List { cache_keys, .. }, Ok((_, _, Some(list)))) = (&op, &outcome)
                 && let Some((key, generation)) = &cache_keys[call]
             {
-                let entry = json!({"g": generation, "e": clock.now_ms.saturating_add(upstream.cache_ms), "r": result});
-                gw.cache.put(key, entry.to_string().as_bytes());
+                let expires = clock.now_ms.saturating_add(upstream.cache_ms);
+                let entry = cache_entry(*generation, expires, list.result.get());
+                gw.cache.put(key, entry.as_bytes());
             }
             if let Op::List { pages, slots, .. } = &mut op {
                 // A failed upstream is left out of the following pages too.
                 pages[slots[call]] = match &outcome {
-                    Ok((_, result)) => result["nextCursor"]
-                        .as_str()
-                        .map_or(Page::Done, |c| Page::At(c.to_string())),
+                    Ok((_, _, list)) => list
+                        .as_ref()
+                        .and_then(|l| l.next_cursor.clone())
+                        .map_or(Page::Done, Page::At),
                     Err(_) => Page::Done,
                 };
             }
             match outcome {
-                Ok((a, result)) => ok.push((targets[call], a, result)),
+                Ok((a, result, list)) => {
+                    if let Some(list) = list {
+                        lists.push((targets[call], list));
+                    }
+                    ok.push((targets[call], a, result));
+                }
                 Err(why) => {
                     let line = format!(
                         "upstream {:?} failed during {}: {why}{}",
@@ -1534,8 +1555,16 @@ impl Exchange {
             } => {
                 let mut items = Vec::new();
                 let prefixed = gw.prefixed();
-                for (u, _, mut result) in ok {
-                    let up = &gw.config.upstreams[u];
+                // A client never sees what it may not use.
+                let what = match kind {
+                    ListKind::Tools => Kind::Tool,
+                    ListKind::Prompts => Kind::Prompt,
+                    ListKind::Resources | ListKind::ResourceTemplates => Kind::Resource,
+                };
+                let permit =
+                    |name: &str| gw.config.access.is_none() || self.permits(gw, what, name);
+                for (u, list) in &lists {
+                    let up = &gw.config.upstreams[*u];
                     if !self.permits(gw, Kind::Upstream, &up.name) {
                         continue;
                     }
@@ -1549,44 +1578,29 @@ impl Exchange {
                     };
                     aggregate::append_prefixed(
                         kind,
-                        &mut result,
+                        list,
                         prefixes,
                         &gw.config.separator,
                         keep,
+                        permit,
                         &mut items,
                     );
                 }
-                // A client never sees what it may not use.
-                if gw.config.access.is_some() {
-                    let (field, what) = match kind {
-                        ListKind::Tools => ("name", Kind::Tool),
-                        ListKind::Prompts => ("name", Kind::Prompt),
-                        ListKind::Resources => ("uri", Kind::Resource),
-                        ListKind::ResourceTemplates => ("uriTemplate", Kind::Resource),
-                    };
-                    items.retain(|i| {
-                        i[field]
-                            .as_str()
-                            .is_some_and(|name| self.permits(gw, what, name))
-                    });
-                }
-                let mut result = json!({ kind.key(): items });
-                if pages.iter().any(|p| matches!(p, Page::At(_))) {
+                let cursor = pages.iter().any(|p| matches!(p, Page::At(_))).then(|| {
                     let cursor = Cursor {
                         k: kind.method().to_string(),
                         t: issued_at,
                         p: pages,
                     };
-                    result["nextCursor"] = Value::String(session::seal_value(
-                        &gw.key,
-                        Sealed::Cursor,
-                        &cursor,
-                        &clock.seed,
-                    ));
-                }
+                    session::seal_value(&gw.key, Sealed::Cursor, &cursor, &clock.seed)
+                });
+                let result = aggregate::list_result(kind, &items, cursor.as_deref());
                 Step::Respond(json_reply(
                     200,
-                    result_body(id_ref.unwrap_or(&Value::Null), result),
+                    format!(
+                        r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#,
+                        id_ref.unwrap_or(&Value::Null)
+                    ),
                 ))
             }
             Op::Broadcast { reply_result } => {
@@ -1923,11 +1937,18 @@ pub fn forwarded_request_header(name: &str) -> bool {
         )
 }
 
-/// A cached list result of the upstream's current generation that has not expired.
-fn cached(gw: &Gateway, key: &str, generation: u64, now_ms: u64) -> Option<Value> {
-    let entry: Value = serde_json::from_slice(&gw.cache.get(key)?).ok()?;
-    (entry["g"].as_u64()? == generation && entry["e"].as_u64()? > now_ms)
-        .then(|| entry["r"].clone())
+/// A cached list result of the upstream's current generation that has not expired. Entries
+/// are `<generation> <expiry ms>\n<result JSON>`: checking one reads a line, not the list.
+fn cached(gw: &Gateway, key: &str, generation: u64, now_ms: u64) -> Option<String> {
+    let entry = String::from_utf8(gw.cache.get(key)?).ok()?;
+    let (head, result) = entry.split_once('\n')?;
+    let (g, e) = head.split_once(' ')?;
+    (g.parse::<u64>().ok()? == generation && e.parse::<u64>().ok()? > now_ms)
+        .then(|| result.to_string())
+}
+
+fn cache_entry(generation: u64, expires_ms: u64, result: &str) -> String {
+    format!("{generation} {expires_ms}\n{result}")
 }
 
 /// A callout to one upstream, with its configured headers.

@@ -17,6 +17,54 @@ pub fn negotiate(client_version: &str) -> &'static str {
         .unwrap_or(SUPPORTED_VERSIONS[0])
 }
 
+/// A JSON-RPC response read without building its result: lists of hundreds of items pass
+/// through the gateway as text, only their names are looked at.
+#[derive(serde::Deserialize)]
+struct RawResponse<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    result: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+/// What [`find_result_raw`] found: the result as JSON text, or the error object.
+pub type RawOutcome = Result<Box<serde_json::value::RawValue>, Value>;
+
+/// [`find_response`] that keeps the result as text.
+pub fn find_result_raw(content_type: &str, body: &[u8], id: &Value) -> Result<RawOutcome, String> {
+    let pick = |r: RawResponse<'_>| -> Option<RawOutcome> {
+        match (r.result, r.error) {
+            (_, Some(e)) => Some(Err(e)),
+            (Some(res), None) => Some(Ok(res.to_owned())),
+            (None, None) => None,
+        }
+    };
+    let is_sse = content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"));
+    if is_sse {
+        for event in sse::parse(body) {
+            let Ok(r) = serde_json::from_str::<RawResponse<'_>>(&event.data) else {
+                continue;
+            };
+            let same_id =
+                r.id.and_then(|i| serde_json::from_str::<Value>(i.get()).ok())
+                    .as_ref()
+                    == Some(id);
+            if same_id && let Some(found) = pick(r) {
+                return Ok(found);
+            }
+        }
+        return Err("its event stream ended without a response".into());
+    }
+    let r: RawResponse<'_> =
+        serde_json::from_slice(body).map_err(|_| "its answer is not JSON".to_string())?;
+    pick(r).ok_or_else(|| "its answer is not a JSON-RPC response".into())
+}
+
 /// Finds the JSON-RPC response with `id` in an upstream's answer to one request: a JSON body,
 /// or an SSE stream that may carry notifications and server requests before it.
 pub fn find_response(content_type: &str, body: &[u8], id: &Value) -> Result<Value, String> {
