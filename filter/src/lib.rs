@@ -160,14 +160,25 @@ impl Context for Request {
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        // One host call for every header: each call costs a crossing into Envoy and back.
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let request_header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let present = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         // A client must never pick a route by sending the selector itself.
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
+        if present(ROUTE_HEADER) {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, ROUTE_HEADER);
+        }
         let config = &self.gateway.config;
         let origin = request_header("origin");
         // A CORS preflight carries no credentials: answered before anything else.
         if let Some(o) = &origin
             && request_header(":method").as_deref() == Some("OPTIONS")
-            && request_header("access-control-request-method").is_some()
+            && present("access-control-request-method")
             && let Some(headers) = config.preflight_headers(o)
         {
             self.send(&Reply {
@@ -182,10 +193,9 @@ impl HttpContext for Request {
             .map(|o| config.cors_headers(o))
             .unwrap_or_default();
         // DNS rebinding: a page on another origin, or a name that resolves to us, gets 403.
-        if let Some(why) = config.refuses_origin(
-            request_header("origin").as_deref(),
-            request_header(":authority").as_deref(),
-        ) {
+        if let Some(why) =
+            config.refuses_origin(origin.as_deref(), request_header(":authority").as_deref())
+        {
             let body = jsonrpc::error_body(None, jsonrpc::code::INVALID_REQUEST, &why);
             self.send(&Reply {
                 status: 403,
@@ -239,7 +249,7 @@ impl HttpContext for Request {
                 pass_through.push((p.source.to_ascii_lowercase(), v));
             }
         }
-        for name in &config.credential_headers {
+        for name in config.credential_headers.iter().filter(|n| present(n)) {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
         }
         // For the bridge, which serves some requests through the gateway again; upstream
@@ -349,10 +359,16 @@ impl HttpContext for Request {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let content_type = response_header("content-type");
-        let details = hostcalls::get_property(vec!["response", "code_details"])
-            .ok()
-            .flatten()
-            .map(|b| String::from_utf8_lossy(&b).into_owned());
+        // A 2xx on a routed request can only be the upstream's: the details (a property
+        // lookup) matter for everything else.
+        let details = if (200..300).contains(&status) {
+            None
+        } else {
+            hostcalls::get_property(vec!["response", "code_details"])
+                .ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
         let step =
             self.exchange
                 .on_response_headers(status, content_type.as_deref(), details.as_deref());
@@ -742,12 +758,6 @@ mod metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
-}
-
-fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
 }
 
 fn response_header(name: &str) -> Option<String> {
