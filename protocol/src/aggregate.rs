@@ -65,13 +65,6 @@ pub struct Prefixes<'a> {
     pub uri: &'a str,
 }
 
-/// One upstream's list result, kept as the text it came as.
-#[derive(Debug, Clone)]
-pub struct RawList {
-    pub result: Box<RawValue>,
-    pub next_cursor: Option<String>,
-}
-
 /// The fields of a list result the gateway reads; items stay text.
 #[derive(Deserialize)]
 struct ListFields<'a> {
@@ -95,19 +88,6 @@ impl<'a> ListFields<'a> {
             ListKind::Resources => self.resources,
             ListKind::ResourceTemplates => self.resource_templates,
         }
-    }
-}
-
-impl RawList {
-    /// Checks that `result` is a list result object and reads its cursor.
-    pub fn parse(result: Box<RawValue>) -> Result<RawList, String> {
-        let fields: ListFields<'_> = serde_json::from_str(result.get())
-            .map_err(|e| format!("answered with a list that is not one ({e})"))?;
-        let next_cursor = fields.next_cursor;
-        Ok(RawList {
-            result,
-            next_cursor,
-        })
     }
 }
 
@@ -160,21 +140,79 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\"")));
 }
 
-/// Appends one upstream's items to `out` as JSON text: those `keep` accepts (by their own
-/// name), with the name or URI prefixed when `prefixes` is given, and then only those
-/// `permit` accepts (by the name the client sees). Every other member is copied as it came.
-pub fn append_prefixed(
+/// One item of a merged list: the name (or URI) the client sees and the item as JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub name: String,
+    pub text: String,
+}
+
+/// One upstream's page as the client will see it, before access rules: what the list cache
+/// keeps, so a cached page is joined, not parsed again.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub items: Vec<Item>,
+    pub next_cursor: Option<String>,
+}
+
+impl Page {
+    /// `<cursor as JSON>\n` then per item `<name bytes> <text bytes>\n<name><text>`.
+    pub fn encode(&self) -> String {
+        let size: usize = self
+            .items
+            .iter()
+            .map(|i| i.name.len() + i.text.len() + 16)
+            .sum();
+        let mut out = String::with_capacity(size + 64);
+        match &self.next_cursor {
+            Some(c) => push_json_str(&mut out, c),
+            None => out.push_str("null"),
+        }
+        out.push('\n');
+        for i in &self.items {
+            out.push_str(&format!("{} {}\n", i.name.len(), i.text.len()));
+            out.push_str(&i.name);
+            out.push_str(&i.text);
+        }
+        out
+    }
+
+    pub fn decode(text: &str) -> Option<Page> {
+        let (cursor, mut rest) = text.split_once('\n')?;
+        let next_cursor: Option<String> = serde_json::from_str(cursor).ok()?;
+        let mut items = Vec::new();
+        while !rest.is_empty() {
+            let (sizes, after) = rest.split_once('\n')?;
+            let (n, t) = sizes.split_once(' ')?;
+            let (n, t): (usize, usize) = (n.parse().ok()?, t.parse().ok()?);
+            let end = n.checked_add(t)?;
+            items.push(Item {
+                name: after.get(..n)?.to_string(),
+                text: after.get(n..end)?.to_string(),
+            });
+            rest = after.get(end..)?;
+        }
+        Some(Page { items, next_cursor })
+    }
+}
+
+/// One upstream's list result (JSON text) as the client will see it: the items `keep`
+/// accepts (by their own name), with the name or URI prefixed when `prefixes` is given.
+/// Every other member is copied as it came; the result is read once.
+pub fn prefixed_page(
     kind: ListKind,
-    list: &RawList,
+    result: &RawValue,
     prefixes: Option<Prefixes<'_>>,
     separator: &str,
     keep: impl Fn(&str) -> bool,
-    permit: impl Fn(&str) -> bool,
-    out: &mut Vec<String>,
-) {
-    let Ok(fields) = serde_json::from_str::<ListFields<'_>>(list.result.get()) else {
-        return;
+) -> Result<Page, String> {
+    let fields: ListFields<'_> = serde_json::from_str(result.get())
+        .map_err(|e| format!("answered with a list that is not one ({e})"))?;
+    let mut page = Page {
+        items: Vec::new(),
+        next_cursor: fields.next_cursor.clone(),
     };
+    let out = &mut page.items;
     let (field, uri) = match kind {
         ListKind::Tools | ListKind::Prompts => ("name", false),
         ListKind::Resources => ("uri", true),
@@ -204,11 +242,11 @@ pub fn append_prefixed(
             }
             (None, _) => None,
         };
-        if !permit(renamed.as_deref().unwrap_or(&original)) {
-            continue;
-        }
         let Some(renamed) = renamed else {
-            out.push(item.get().to_string());
+            out.push(Item {
+                name: original.into_owned(),
+                text: item.get().to_string(),
+            });
             continue;
         };
         let mut text = String::with_capacity(item.get().len() + renamed.len());
@@ -226,18 +264,26 @@ pub fn append_prefixed(
             }
         }
         text.push('}');
-        out.push(text);
+        out.push(Item {
+            name: renamed,
+            text,
+        });
     }
+    Ok(page)
 }
 
 /// A merged list result: `{"<key>":[items…],"nextCursor":…}`.
-pub fn list_result(kind: ListKind, items: &[String], next_cursor: Option<&str>) -> String {
-    let size: usize = items.iter().map(|i| i.len() + 1).sum();
+pub fn list_result<'a>(
+    kind: ListKind,
+    items: impl Iterator<Item = &'a str> + Clone,
+    next_cursor: Option<&str>,
+) -> String {
+    let size: usize = items.clone().map(|i| i.len() + 1).sum();
     let mut out = String::with_capacity(size + 64);
     out.push_str("{\"");
     out.push_str(kind.key());
     out.push_str("\":[");
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in items.enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -264,21 +310,35 @@ mod tests {
         })
     }
 
-    fn raw(v: &Value) -> RawList {
-        RawList::parse(RawValue::from_string(v.to_string()).unwrap()).unwrap()
+    fn raw(v: &Value) -> Box<RawValue> {
+        RawValue::from_string(v.to_string()).unwrap()
     }
 
-    /// Appends and reads the items back as values.
+    fn text(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.into()).unwrap()
+    }
+
+    /// Prefixes and reads the items back as values, checking each item's name.
     fn append(
         kind: ListKind,
         r: &Value,
         prefixes: Option<Prefixes<'_>>,
         keep: impl Fn(&str) -> bool,
     ) -> Vec<Value> {
-        let mut out = Vec::new();
-        append_prefixed(kind, &raw(r), prefixes, "__", keep, |_| true, &mut out);
-        out.iter()
-            .map(|t| serde_json::from_str(t).unwrap())
+        let key = match kind {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::ResourceTemplates => "uriTemplate",
+        };
+        prefixed_page(kind, &raw(r), prefixes, "__", keep)
+            .unwrap()
+            .items
+            .iter()
+            .map(|i| {
+                let v: Value = serde_json::from_str(&i.text).unwrap();
+                assert_eq!(v[key], i.name.as_str());
+                v
+            })
             .collect()
     }
 
@@ -289,43 +349,27 @@ mod tests {
             "inputSchema": {"type": "object"}, "outputSchema": {"type": "object"},
             "annotations": {"readOnlyHint": false}, "icons": [{"src": "x"}], "_meta": {"k": 1}
         }]});
-        let out = append(ListKind::Tools, &r, gh(), |_| true);
         let want = json!({
             "title": "Create", "name": "gh__create_issue", "description": "d",
             "inputSchema": {"type": "object"}, "outputSchema": {"type": "object"},
             "annotations": {"readOnlyHint": false}, "icons": [{"src": "x"}], "_meta": {"k": 1}
         });
-        assert_eq!(out, vec![want.clone()]);
-        // The order of members is the upstream's.
-        let mut text = Vec::new();
-        append_prefixed(
-            ListKind::Tools,
-            &raw(&r),
-            gh(),
-            "__",
-            |_| true,
-            |_| true,
-            &mut text,
+        assert_eq!(
+            append(ListKind::Tools, &r, gh(), |_| true),
+            vec![want.clone()]
         );
-        assert_eq!(text[0], want.to_string());
+        // The order of members is the upstream's.
+        let page = prefixed_page(ListKind::Tools, &raw(&r), gh(), "__", |_| true).unwrap();
+        assert_eq!(page.items[0].text, want.to_string());
     }
 
     #[test]
     fn escaped_keys_and_names_survive() {
         let body = r#"{"tools":[{"na\u006de":"a\"b","x\ny":1}]}"#;
-        let list = RawList::parse(RawValue::from_string(body.into()).unwrap()).unwrap();
-        let mut out = Vec::new();
-        append_prefixed(
-            ListKind::Tools,
-            &list,
-            gh(),
-            "__",
-            |_| true,
-            |_| true,
-            &mut out,
-        );
-        let v: Value = serde_json::from_str(&out[0]).unwrap();
+        let page = prefixed_page(ListKind::Tools, &text(body), gh(), "__", |_| true).unwrap();
+        let v: Value = serde_json::from_str(&page.items[0].text).unwrap();
         assert_eq!(v, json!({"name": "gh__a\"b", "x\ny": 1}));
+        assert_eq!(page.items[0].name, "gh__a\"b");
     }
 
     #[test]
@@ -344,18 +388,9 @@ mod tests {
 
     #[test]
     fn items_without_their_key_field_are_dropped_and_filters_apply() {
-        let r = json!({"tools": [{"description": "nameless"}, {"name": "ok"}, {"name": "secret"}, {"name": "hidden"}]});
-        let mut out = Vec::new();
-        append_prefixed(
-            ListKind::Tools,
-            &raw(&r),
-            gh(),
-            "__",
-            |n| n != "secret",
-            |n| n != "gh__hidden",
-            &mut out,
-        );
-        assert_eq!(out, vec![json!({"name": "gh__ok"}).to_string()]);
+        let r = json!({"tools": [{"description": "nameless"}, {"name": "ok"}, {"name": "secret"}]});
+        let out = append(ListKind::Tools, &r, gh(), |n| n != "secret");
+        assert_eq!(out, vec![json!({"name": "gh__ok"})]);
     }
 
     #[test]
@@ -374,41 +409,66 @@ mod tests {
 
     #[test]
     fn without_prefixes_names_stay_and_the_text_is_untouched() {
-        let body = r#"{"tools":[ {"name": "ok" ,"a":1} ]}"#;
-        let list = RawList::parse(RawValue::from_string(body.into()).unwrap()).unwrap();
-        let mut out = Vec::new();
-        append_prefixed(
-            ListKind::Tools,
-            &list,
-            None,
-            "__",
-            |_| true,
-            |_| true,
-            &mut out,
-        );
-        assert_eq!(out, vec![r#"{"name": "ok" ,"a":1}"#.to_string()]);
+        let body = r#"{"tools":[ {"name": "ok" ,"a":1} ], "nextCursor": "n"}"#;
+        let page = prefixed_page(ListKind::Tools, &text(body), None, "__", |_| true).unwrap();
+        assert_eq!(page.items[0].text, r#"{"name": "ok" ,"a":1}"#);
+        assert_eq!(page.items[0].name, "ok");
+        assert_eq!(page.next_cursor.as_deref(), Some("n"));
     }
 
     #[test]
     fn a_merged_result_has_the_items_and_the_cursor() {
-        let items = vec![r#"{"name":"a"}"#.to_string(), r#"{"name":"b"}"#.to_string()];
-        let v: Value =
-            serde_json::from_str(&list_result(ListKind::Prompts, &items, Some("c\"1"))).unwrap();
+        let items = [r#"{"name":"a"}"#, r#"{"name":"b"}"#];
+        let merged = list_result(ListKind::Prompts, items.iter().copied(), Some("c\"1"));
+        let v: Value = serde_json::from_str(&merged).unwrap();
         assert_eq!(
             v,
             json!({"prompts": [{"name": "a"}, {"name": "b"}], "nextCursor": "c\"1"})
         );
-        let v: Value = serde_json::from_str(&list_result(ListKind::Tools, &[], None)).unwrap();
-        assert_eq!(v, json!({"tools": []}));
+        let empty = list_result(ListKind::Tools, std::iter::empty(), None);
+        assert_eq!(
+            serde_json::from_str::<Value>(&empty).unwrap(),
+            json!({"tools": []})
+        );
     }
 
     #[test]
     fn a_result_that_is_not_a_list_is_refused() {
-        for bad in [r#"[1]"#, r#"{"tools": 3}"#, r#"{"nextCursor": 1}"#] {
+        for bad in [r#"{"tools": 3}"#, r#"{"nextCursor": 1}"#, "7"] {
             assert!(
-                RawList::parse(RawValue::from_string(bad.into()).unwrap()).is_err(),
+                prefixed_page(ListKind::Tools, &text(bad), None, "__", |_| true).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn a_page_survives_the_cache_encoding() {
+        let page = Page {
+            items: vec![
+                Item {
+                    name: "gh__a\nb é".into(),
+                    text: r#"{"name":"gh__a\nb é","d":"1 2\n3"}"#.into(),
+                },
+                Item {
+                    name: String::new(),
+                    text: "{}".into(),
+                },
+            ],
+            next_cursor: Some("c\n1".into()),
+        };
+        assert_eq!(Page::decode(&page.encode()), Some(page));
+        assert_eq!(
+            Page::decode(&Page::default().encode()),
+            Some(Page::default())
+        );
+        for bad in [
+            "",
+            "null\n3 2\nab",
+            "null\nx y\n",
+            "null\n1 99999999999999999999\na",
+        ] {
+            assert_eq!(Page::decode(bad), None, "{bad:?}");
         }
     }
 }

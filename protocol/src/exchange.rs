@@ -17,6 +17,7 @@ use crate::session::{self, Sealed, Session, SessionKey, UpstreamSession, caps};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
@@ -58,6 +59,9 @@ pub struct Gateway {
     pub config: FilterConfig,
     key: SessionKey,
     cache: Box<dyn ListCache>,
+    /// Per upstream: what its cached pages depend on besides the upstream (prefixes,
+    /// separator, tool filters), so a changed configuration never reads an older view.
+    views: Vec<String>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -75,7 +79,31 @@ impl Gateway {
 
     pub fn with_cache(config: FilterConfig, cache: Box<dyn ListCache>) -> Gateway {
         let key = SessionKey::derive(config.session_key.as_bytes());
-        Gateway { config, key, cache }
+        let prefixed =
+            !(config.prefix_mode == PrefixMode::WhenNeeded && config.upstreams.len() == 1);
+        let views = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let view = serde_json::to_string(&(
+                    prefixed,
+                    &u.prefix,
+                    &u.uri_prefix,
+                    &config.separator,
+                    &u.tools_include,
+                    &u.tools_exclude,
+                ))
+                .unwrap_or_default();
+                let digest = Sha256::digest(view.as_bytes());
+                digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+            })
+            .collect();
+        Gateway {
+            config,
+            key,
+            cache,
+            views,
+        }
     }
 
     /// Whether names carry their upstream's prefix (`prefix_mode: when_needed` drops it while
@@ -229,6 +257,8 @@ enum Op {
         /// Per call: where to cache its answer and the generation it belongs to (`None`: not
         /// cacheable, or from the cache).
         cache_keys: Vec<Option<(String, u64)>>,
+        /// Per call: the page the cache had, which no upstream was asked for.
+        hits: Vec<Option<aggregate::Page>>,
     },
     /// Notifications and `logging/setLevel`: answer once every upstream has it.
     Broadcast {
@@ -858,6 +888,7 @@ impl Exchange {
         let mut callouts = Vec::new();
         let mut answers = Vec::new();
         let mut cache_keys = Vec::new();
+        let mut hits = Vec::new();
         // Only plain lists are cached: anything besides the cursor may change the answer.
         let plain = base
             .as_object()
@@ -882,23 +913,28 @@ impl Exchange {
                     Page::At(c) => c.as_str(),
                     _ => "",
                 };
-                // One key per upstream, method and page (Envoy's shared data cannot delete): the
-                // generation lives in the entry.
-                format!("list/{}/{}/{page}", upstream.name, kind.method())
+                // One key per upstream, view, method and page (Envoy's shared data cannot
+                // delete): the generation lives in the entry.
+                format!(
+                    "list/{}/{}/{}/{page}",
+                    upstream.name,
+                    gw.views[index],
+                    kind.method()
+                )
             });
             let generation = gw.cache.generation(&upstream.name);
-            if let Some(result) = key
+            if let Some(page) = key
                 .as_deref()
                 .and_then(|k| cached(gw, k, generation, clock.now_ms))
             {
-                let body = format!(r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#, id_value)
-                    .into_bytes();
+                // Answered already: the page stands in for the callout.
                 answers.push(Some(Ok(CalloutAnswer {
                     status: 200,
-                    content_type: "application/json".into(),
+                    content_type: String::new(),
                     session_id: None,
-                    body,
+                    body: Vec::new(),
                 })));
+                hits.push(Some(page));
                 cache_keys.push(None);
             } else {
                 let mut msg = json!({"jsonrpc": "2.0", "id": id_value, "method": kind.method()});
@@ -914,6 +950,7 @@ impl Exchange {
                     msg.to_string().as_bytes(),
                 ));
                 answers.push(None);
+                hits.push(None);
                 cache_keys.push(key.map(|k| (k, generation)));
             }
             targets.push(index);
@@ -933,6 +970,7 @@ impl Exchange {
                 slots,
                 issued_at: session.issued_at,
                 cache_keys,
+                hits,
             },
             id: Some(id_value),
             answers,
@@ -1401,7 +1439,8 @@ impl Exchange {
         let id_ref = id.as_ref();
         let mut ok: Vec<(usize, CalloutAnswer, Value)> = Vec::new();
         // List results stay text: only names are read and rewritten.
-        let mut lists: Vec<(usize, aggregate::RawList)> = Vec::new();
+        let mut lists: Vec<(usize, aggregate::Page)> = Vec::new();
+        let prefixed = gw.prefixed();
         let mut failures: Vec<String> = Vec::new();
         for (call, answer) in answers.into_iter().enumerate() {
             let upstream = &gw.config.upstreams[targets[call]];
@@ -1423,11 +1462,32 @@ impl Exchange {
                         return Ok((a, Value::Null, None));
                     }
                     let want = id.clone().unwrap_or(Value::Null);
-                    if let Op::List { .. } = op {
+                    if let Op::List { kind, hits, .. } = &mut op {
+                        if let Some(page) = hits[call].take() {
+                            return Ok((a, Value::Null, Some(page)));
+                        }
                         return match mcp::find_result_raw(&a.content_type, &a.body, &want)? {
                             Ok(result) => {
-                                let list = aggregate::RawList::parse(result)?;
-                                Ok((a, Value::Null, Some(list)))
+                                let prefixes = prefixed.then_some(Prefixes {
+                                    name: &upstream.prefix,
+                                    uri: &upstream.uri_prefix,
+                                });
+                                let keep = |name: &str| {
+                                    *kind != ListKind::Tools
+                                        || glob::allowed(
+                                            &upstream.tools_include,
+                                            &upstream.tools_exclude,
+                                            name,
+                                        )
+                                };
+                                let page = aggregate::prefixed_page(
+                                    *kind,
+                                    &result,
+                                    prefixes,
+                                    &gw.config.separator,
+                                    keep,
+                                )?;
+                                Ok((a, Value::Null, Some(page)))
                             }
                             Err(err) => Err(format!(
                                 "answered with error {}: {}",
@@ -1457,7 +1517,7 @@ impl Exchange {
                 && let Some((key, generation)) = &cache_keys[call]
             {
                 let expires = clock.now_ms.saturating_add(upstream.cache_ms);
-                let entry = cache_entry(*generation, expires, list.result.get());
+                let entry = cache_entry(*generation, expires, list);
                 gw.cache.put(key, entry.as_bytes());
             }
             if let Op::List { pages, slots, .. } = &mut op {
@@ -1553,8 +1613,6 @@ impl Exchange {
                 issued_at,
                 ..
             } => {
-                let mut items = Vec::new();
-                let prefixed = gw.prefixed();
                 // A client never sees what it may not use.
                 let what = match kind {
                     ListKind::Tools => Kind::Tool,
@@ -1563,29 +1621,14 @@ impl Exchange {
                 };
                 let permit =
                     |name: &str| gw.config.access.is_none() || self.permits(gw, what, name);
-                for (u, list) in &lists {
-                    let up = &gw.config.upstreams[*u];
-                    if !self.permits(gw, Kind::Upstream, &up.name) {
-                        continue;
-                    }
-                    let prefixes = prefixed.then_some(Prefixes {
-                        name: &up.prefix,
-                        uri: &up.uri_prefix,
-                    });
-                    let keep = |name: &str| {
-                        kind != ListKind::Tools
-                            || glob::allowed(&up.tools_include, &up.tools_exclude, name)
-                    };
-                    aggregate::append_prefixed(
-                        kind,
-                        list,
-                        prefixes,
-                        &gw.config.separator,
-                        keep,
-                        permit,
-                        &mut items,
-                    );
-                }
+                let items = lists
+                    .iter()
+                    .filter(|(u, _)| {
+                        self.permits(gw, Kind::Upstream, &gw.config.upstreams[*u].name)
+                    })
+                    .flat_map(|(_, page)| &page.items)
+                    .filter(|i| permit(&i.name))
+                    .map(|i| i.text.as_str());
                 let cursor = pages.iter().any(|p| matches!(p, Page::At(_))).then(|| {
                     let cursor = Cursor {
                         k: kind.method().to_string(),
@@ -1594,7 +1637,7 @@ impl Exchange {
                     };
                     session::seal_value(&gw.key, Sealed::Cursor, &cursor, &clock.seed)
                 });
-                let result = aggregate::list_result(kind, &items, cursor.as_deref());
+                let result = aggregate::list_result(kind, items, cursor.as_deref());
                 Step::Respond(json_reply(
                     200,
                     format!(
@@ -1937,18 +1980,21 @@ pub fn forwarded_request_header(name: &str) -> bool {
         )
 }
 
-/// A cached list result of the upstream's current generation that has not expired. Entries
-/// are `<generation> <expiry ms>\n<result JSON>`: checking one reads a line, not the list.
-fn cached(gw: &Gateway, key: &str, generation: u64, now_ms: u64) -> Option<String> {
+/// A cached page of the upstream's current generation that has not expired. Entries are
+/// `<generation> <expiry ms>\n<page>` ([`aggregate::Page::encode`]): nothing in them is parsed
+/// as JSON again.
+fn cached(gw: &Gateway, key: &str, generation: u64, now_ms: u64) -> Option<aggregate::Page> {
     let entry = String::from_utf8(gw.cache.get(key)?).ok()?;
-    let (head, result) = entry.split_once('\n')?;
+    let (head, page) = entry.split_once('\n')?;
     let (g, e) = head.split_once(' ')?;
-    (g.parse::<u64>().ok()? == generation && e.parse::<u64>().ok()? > now_ms)
-        .then(|| result.to_string())
+    if g.parse::<u64>().ok()? != generation || e.parse::<u64>().ok()? <= now_ms {
+        return None;
+    }
+    aggregate::Page::decode(page)
 }
 
-fn cache_entry(generation: u64, expires_ms: u64, result: &str) -> String {
-    format!("{generation} {expires_ms}\n{result}")
+fn cache_entry(generation: u64, expires_ms: u64, page: &aggregate::Page) -> String {
+    format!("{generation} {expires_ms}\n{}", page.encode())
 }
 
 /// A callout to one upstream, with its configured headers.
