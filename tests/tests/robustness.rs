@@ -1,9 +1,10 @@
-//! A bad day, bounded and on loopback: an upstream that never answers, and a control plane
-//! killed and restarted under an Envoy that keeps serving.
+//! A bad day, bounded and on loopback: an upstream that never answers, one that crashes in
+//! the middle of a call, and a control plane killed and restarted under an Envoy that keeps
+//! serving.
 
 use serde_json::json;
 use std::time::{Duration, Instant};
-use switchboard_e2e::peers::RmcpServer;
+use switchboard_e2e::peers::{Everything, RmcpServer};
 use switchboard_e2e::{Background, Envoy, Gateway, call_text, connect, eventually, raw, wasm_path};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,6 +45,69 @@ async fn an_upstream_that_never_answers_is_left_out_at_its_timeout() -> anyhow::
         gw.logs()
     );
     held.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_killed_mid_call_fails_that_call_and_the_others_keep_working()
+-> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let mut everything = Everything::start().await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: alpha\n    url: {}\n  - name: everything\n    url: {}\n    timeout: 20s\n",
+        alpha.url(),
+        everything.url()
+    ))
+    .await?;
+    let session = raw::initialize(&gw.endpoint).await?;
+    let (endpoint, s) = (gw.endpoint.clone(), session.clone());
+    let started = Instant::now();
+    let call = tokio::spawn(async move {
+        let body = raw::call(
+            json!(7),
+            "everything__trigger-long-running-operation",
+            json!({"duration": 30, "steps": 30}),
+        );
+        raw::post(&endpoint, Some(&s), &body).await
+    });
+    // The call is under way upstream; then the upstream crashes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    everything.kill();
+    let outcome = tokio::time::timeout(Duration::from_secs(20), call).await??;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the failed call took {took:?}"
+    );
+    // The upstream had started its event stream, so Envoy had sent the answer's headers on:
+    // a crash can only cut the stream (as with a plain route). Before that point the client
+    // gets a JSON-RPC error naming the upstream.
+    if let Ok(answer) = &outcome {
+        let response = answer.response();
+        assert_eq!(response["error"]["code"], -32002, "{answer:?}");
+    }
+    // The next call to it is answered at once with an error that names it.
+    let started = Instant::now();
+    let again = raw::post(
+        &gw.endpoint,
+        Some(&session),
+        &raw::call(json!(9), "everything__echo", json!({"message": "hi"})),
+    )
+    .await?;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let response = again.response();
+    assert_eq!(response["id"], 9, "{again:?}");
+    assert_eq!(response["error"]["code"], -32002, "{again:?}");
+    let message = response["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("\"everything\""), "{message}");
+    // The other upstream, on the same session, is unaffected.
+    let a = raw::post(
+        &gw.endpoint,
+        Some(&session),
+        &raw::call(json!(8), "alpha__whoami", json!({})),
+    )
+    .await?;
+    assert_eq!(a.response()["result"]["content"][0]["text"], "alpha");
     Ok(())
 }
 
