@@ -88,10 +88,12 @@ pub fn machine(bin: &Binaries) -> Machine {
             .unwrap_or_default()
             .trim()
             .to_string(),
+        // `<path>  version: <sha>/<version>/Clean/RELEASE/BoringSSL`
         envoy: envoy
-            .split_whitespace()
-            .find(|w| w.contains('/'))
+            .split("version:")
+            .nth(1)
             .unwrap_or(&envoy)
+            .trim()
             .to_string(),
         commit: run_text("git", &["rev-parse", "--short", "HEAD"]),
         date: run_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -287,6 +289,10 @@ fn targets(run: &Run) -> String {
         })
         .unwrap_or_else(|| "–".into()),
         idle.map(|i| i.envoy_delta_mb <= 5.0 && i.switchboard_delta_mb.unwrap_or(0.0) <= 5.0),
+    );
+    out.push_str(
+        "\nWhere the time goes, what limits the targets that are missed, and the profiles behind \
+         that: [docs/performance.md](docs/performance.md).\n",
     );
     out
 }
