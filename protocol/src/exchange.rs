@@ -54,6 +54,11 @@ impl ListCache for NoCache {
     fn bump(&self, _upstream: &str) {}
 }
 
+/// Whether names carry their upstream's prefix under this configuration.
+fn names_prefixed(config: &FilterConfig) -> bool {
+    !(config.prefix_mode == PrefixMode::WhenNeeded && config.upstreams.len() == 1)
+}
+
 /// The configuration compiled for the data path: built once per configuration.
 pub struct Gateway {
     pub config: FilterConfig,
@@ -79,8 +84,7 @@ impl Gateway {
 
     pub fn with_cache(config: FilterConfig, cache: Box<dyn ListCache>) -> Gateway {
         let key = SessionKey::derive(config.session_key.as_bytes());
-        let prefixed =
-            !(config.prefix_mode == PrefixMode::WhenNeeded && config.upstreams.len() == 1);
+        let prefixed = names_prefixed(&config);
         let views = config
             .upstreams
             .iter()
@@ -109,7 +113,7 @@ impl Gateway {
     /// Whether names carry their upstream's prefix (`prefix_mode: when_needed` drops it while
     /// there is a single upstream).
     pub fn prefixed(&self) -> bool {
-        !(self.config.prefix_mode == PrefixMode::WhenNeeded && self.config.upstreams.len() == 1)
+        names_prefixed(&self.config)
     }
 
     fn by_name(&self, name: &str) -> Option<(usize, &Upstream)> {

@@ -17,6 +17,14 @@ pub fn negotiate(client_version: &str) -> &'static str {
         .unwrap_or(SUPPORTED_VERSIONS[0])
 }
 
+/// Whether an answer's `content-type` is an SSE stream (parameters such as `charset` aside).
+fn is_event_stream(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
 /// A JSON-RPC response read without building its result: lists of hundreds of items pass
 /// through the gateway as text, only their names are looked at.
 #[derive(serde::Deserialize)]
@@ -41,11 +49,7 @@ pub fn find_result_raw(content_type: &str, body: &[u8], id: &Value) -> Result<Ra
             (None, None) => None,
         }
     };
-    let is_sse = content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"));
-    if is_sse {
+    if is_event_stream(content_type) {
         for event in sse::parse(body) {
             let Ok(r) = serde_json::from_str::<RawResponse<'_>>(&event.data) else {
                 continue;
@@ -68,11 +72,7 @@ pub fn find_result_raw(content_type: &str, body: &[u8], id: &Value) -> Result<Ra
 /// Finds the JSON-RPC response with `id` in an upstream's answer to one request: a JSON body,
 /// or an SSE stream that may carry notifications and server requests before it.
 pub fn find_response(content_type: &str, body: &[u8], id: &Value) -> Result<Value, String> {
-    let is_sse = content_type
-        .split(';')
-        .next()
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"));
-    if is_sse {
+    if is_event_stream(content_type) {
         for event in sse::parse(body) {
             let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
                 continue;
