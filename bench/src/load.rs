@@ -26,11 +26,13 @@ pub struct Round {
 }
 
 impl Round {
+    /// Adds another round (or one client's part of this one) to this one; elapsed times add
+    /// up, as rounds run one after another ([`round`] sets its own from the clock).
     pub fn merge(&mut self, other: Round) {
         self.ok += other.ok;
         self.errors += other.errors;
         self.latencies_us.extend(other.latencies_us);
-        self.elapsed = self.elapsed.max(other.elapsed);
+        self.elapsed += other.elapsed;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }

@@ -63,11 +63,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run(opts) => {
             // The load generator gets its own two threads; Envoy and the upstream share the
             // rest of the machine with it, as in any single-host benchmark.
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(scenarios::run(opts))
+            runtime(2)?.block_on(scenarios::run(opts))
         }
         Cmd::Load {
             url,
@@ -75,23 +71,13 @@ fn main() -> anyhow::Result<()> {
             seconds,
             size,
             list,
-        } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            rt.block_on(scenarios::load_one(&url, concurrency, seconds, size, list))
-        }
+        } => runtime(2)?.block_on(scenarios::load_one(&url, concurrency, seconds, size, list)),
         Cmd::Upstream {
             listeners,
             tools,
             slow_list_ms,
         } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
+            runtime(1)?.block_on(async move {
                 let mut specs = vec![
                     upstream::Listener {
                         tools,
@@ -113,6 +99,13 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
 }
 
 /// GET a URL as text (Envoy's admin).

@@ -26,8 +26,15 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
 
 /// A `/proc/<pid>/status` size field (`VmRSS`, `VmHWM`) in KiB.
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| {
+    kib_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        field,
+    )
+}
+
+/// `<field>:   <n> kB` in a `/proc` text (`status`, `meminfo`), in KiB.
+pub fn kib_field(text: &str, field: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
         let v = l.strip_prefix(field)?.strip_prefix(':')?;
         v.trim().trim_end_matches("kB").trim().parse().ok()
     })

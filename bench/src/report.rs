@@ -70,11 +70,7 @@ fn run_text(cmd: &str, args: &[&str]) -> String {
 pub fn machine(bin: &Binaries) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let kib: f64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
+    let kib = crate::procfs::kib_field(&meminfo, "MemTotal").unwrap_or(0) as f64;
     let envoy = run_text(&bin.envoy.to_string_lossy(), &["--version"]);
     Machine {
         cpu: cpuinfo

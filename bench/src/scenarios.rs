@@ -316,13 +316,8 @@ pub async fn load_one(
     let op = if list {
         Op::List { tools: tools.len() }
     } else {
-        let tool = tools
-            .iter()
-            .filter_map(|t| t["name"].as_str())
-            .find(|n| *n == crate::upstream::ECHO || n.ends_with("__echo"))
-            .context("no echo tool")?;
         Op::Call {
-            tool: tool.to_string(),
+            tool: echo_tool(&tools)?,
             size,
         }
     };
@@ -360,6 +355,16 @@ fn gateway_yaml(urls: &[String], cache: Option<&str>) -> String {
     y
 }
 
+/// The upstream's echo tool as a target lists it: as is (native with one backend) or prefixed.
+fn echo_tool(tools: &[serde_json::Value]) -> anyhow::Result<String> {
+    tools
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .find(|n| *n == crate::upstream::ECHO || n.ends_with("__echo"))
+        .map(str::to_string)
+        .context("no echo tool")
+}
+
 /// Finds the echo tool's name as this target shows it (prefixed or not) and checks the list.
 async fn resolve(mcp: &Mcp, kind: Kind, upstreams: usize) -> anyhow::Result<Op> {
     let session = mcp.open().await?;
@@ -372,12 +377,7 @@ async fn resolve(mcp: &Mcp, kind: Kind, upstreams: usize) -> anyhow::Result<Op> 
     );
     Ok(match kind {
         Kind::Call { size } => {
-            let tool = tools
-                .iter()
-                .filter_map(|t| t["name"].as_str())
-                .find(|n| *n == crate::upstream::ECHO || n.ends_with("__echo"))
-                .context("no echo tool")?
-                .to_string();
+            let tool = echo_tool(&tools)?;
             let answer = mcp.call(&session, &tool, &json!({"size": size})).await?;
             check(&crate::client::Expect::Text(size), Some(&answer), None)?;
             Op::Call { tool, size }
@@ -400,7 +400,6 @@ async fn measure(
         _ => 1_000_000,
     };
     let mut totals: Vec<(Round, u64)> = vec![(Round::default(), 0); targets.len()];
-    let mut peaks: Vec<(Option<u64>, Option<u64>)> = vec![(None, None); targets.len()];
     for t in targets {
         for pid in t.envoy_pid.iter().chain(&t.switchboard_pid) {
             procfs::reset_peak(*pid);
@@ -428,23 +427,17 @@ async fn measure(
             if let (Some(b), Some(a)) = (before, after) {
                 totals[i].1 += a.saturating_sub(b);
             }
-            let elapsed = totals[i].0.elapsed + r.elapsed;
             totals[i].0.merge(r);
-            totals[i].0.elapsed = elapsed;
         }
     }
-    for (i, t) in targets.iter().enumerate() {
-        peaks[i] = (
-            t.envoy_pid.and_then(|p| procfs::status_kib(p, "VmHWM")),
-            t.switchboard_pid
-                .and_then(|p| procfs::status_kib(p, "VmHWM")),
-        );
-    }
+    let peak_mb = |pid: Option<u32>| {
+        pid.and_then(|p| procfs::status_kib(p, "VmHWM"))
+            .map(|k| k as f64 / 1024.0)
+    };
     targets
         .iter()
         .zip(totals)
-        .zip(peaks)
-        .map(|((t, (mut r, cpu_ticks)), (envoy_kib, sb_kib))| {
+        .map(|(t, (mut r, cpu_ticks))| {
             r.latencies_us.sort_unstable();
             let secs = r.elapsed.as_secs_f64().max(1e-9);
             Measured {
@@ -459,8 +452,8 @@ async fn measure(
                     .envoy_pid
                     .filter(|_| r.ok > 0)
                     .map(|_| cpu_ticks as f64 * 1e6 / ticks as f64 / r.ok as f64),
-                envoy_peak_mb: envoy_kib.map(|k| k as f64 / 1024.0),
-                switchboard_peak_mb: sb_kib.map(|k| k as f64 / 1024.0),
+                envoy_peak_mb: peak_mb(t.envoy_pid),
+                switchboard_peak_mb: peak_mb(t.switchboard_pid),
             }
         })
         .collect()
@@ -510,15 +503,7 @@ async fn idle_sessions(
     let envoy_after = procfs::status_kib(envoy_pid, "VmRSS").unwrap_or(0);
     let sb_after = switchboard_pid.and_then(|p| procfs::status_kib(p, "VmRSS"));
     // Every 100th session, still good for a call.
-    let tool = {
-        let s = &sessions[0];
-        mcp.list_tools(s)
-            .await?
-            .iter()
-            .filter_map(|t| t["name"].as_str().map(str::to_string))
-            .find(|n| n == crate::upstream::ECHO || n.ends_with("__echo"))
-            .context("no echo tool")?
-    };
+    let tool = echo_tool(&mcp.list_tools(&sessions[0]).await?)?;
     let mut verified = 0;
     for s in sessions.iter().step_by(100) {
         let answer = mcp.call(s, &tool, &json!({"size": 8})).await?;
