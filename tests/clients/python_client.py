@@ -6,7 +6,8 @@ PLAN: {"calls": [{"name": ..., "args": {...}}], "prompt": name, "prompt_args": {
 "resources": true, "sample": {"tool": name, "args": {...}}, "subscribe": {"uri": ...,
 "trigger": tool}, "log_level": level, "complete": {"prompt": name, "argument": name, "value": v},
 "elicit": {"tool": name}, "complete_resource": {"uri": template, "argument": name, "value": v}};
-"transport": "sse" uses the legacy HTTP+SSE client (URL: the /sse stream).
+"transport": "sse" uses the legacy HTTP+SSE client (URL: the /sse stream); "headers": {...}
+are sent on every request (credentials).
 "subscribe" may add "unsubscribe": true (then the trigger runs again; its text is
 "after_unsubscribe").
 Prints one JSON object with what the client saw; exits 1 on any error.
@@ -19,6 +20,8 @@ import sys
 from mcp import ClientSession, types
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.shared.exceptions import MCPError
 
 
 async def run(url: str, plan: dict) -> dict:
@@ -45,7 +48,11 @@ async def run(url: str, plan: dict) -> dict:
         return types.ElicitResult(action="accept", content={"name": "Ada"})
 
     # "transport": "sse" speaks the deprecated HTTP+SSE transport (URL: the event stream).
-    transport = sse_client(url) if plan.get("transport") == "sse" else streamable_http_client(url)
+    headers = plan.get("headers")
+    if plan.get("transport") == "sse":
+        transport = sse_client(url, headers=headers)
+    else:
+        transport = streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
     async with transport as streams:
         read, write = streams[0], streams[1]
         async with ClientSession(
@@ -66,7 +73,12 @@ async def run(url: str, plan: dict) -> dict:
             out["tools"], out["tool_pages"] = names, pages
             out["calls"] = []
             for call in plan.get("calls", []):
-                result = await session.call_tool(call["name"], call.get("args", {}))
+                try:
+                    result = await session.call_tool(call["name"], call.get("args", {}))
+                except MCPError as e:
+                    # A JSON-RPC error (a denied or unknown tool): what the client was told.
+                    out["calls"].append({"is_error": True, "code": e.code, "text": e.message})
+                    continue
                 text = result.content[0].text if result.content else None
                 out["calls"].append({"is_error": bool(result.is_error), "text": text})
             if plan.get("prompt"):

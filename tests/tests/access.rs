@@ -378,3 +378,263 @@ async fn jwt_keys_can_come_from_a_jwks_url_envoy_fetches() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+fn jwt_with(secret: &[u8], claims: Value) -> String {
+    let header = B64.encode(json!({"alg": "HS256", "typ": "JWT", "kid": "k1"}).to_string());
+    let payload = B64.encode(claims.to_string());
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap_or_else(|e| panic!("{e}"));
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let sig = B64.encode(mac.finalize().into_bytes());
+    format!("{header}.{payload}.{sig}")
+}
+
+/// Guarantees of issue 13: a client-sent JWT payload header is never taken for a verified
+/// one; a token signed with another key is refused; a session is bound to the token's
+/// subject, so two users of the same JWT client cannot use each other's session (POST or GET).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarantee_forged_payloads_other_keys_and_other_subjects_are_refused() -> anyhow::Result<()>
+{
+    let alpha = RmcpServer::start("alpha").await?;
+    let beta = RmcpServer::start("beta").await?;
+    let dir = tempfile::tempdir()?;
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(
+        &jwks,
+        json!({"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": B64.encode(SECRET)}]})
+            .to_string(),
+    )?;
+    let gw = Gateway::start(&yaml(
+        &alpha.url(),
+        &beta.url(),
+        &jwks.display().to_string(),
+        "192.0.2.0/24",
+    ))
+    .await?;
+    let ep = gw.endpoint.clone();
+    let admin_claims = json!({"iss": "https://idp.test", "sub": "mallory", "aud": "switchboard",
+        "exp": now() + 600, "role": "admin"});
+    let forged = B64.encode(admin_claims.to_string());
+
+    // A payload header alone is no credential.
+    let (status, _) = status_of(&ep, &[("x-switchboard-jwt-payload", &forged)]).await?;
+    assert_eq!(status, 401, "{}", gw.logs());
+    // Beside an API key it changes nothing: ci sees ci's tools, not an admin's.
+    let ci = [
+        ("x-api-key", API_KEY),
+        ("x-switchboard-jwt-payload", forged.as_str()),
+    ];
+    let sid = session(&ep, &ci).await?;
+    let names = tool_names(&ep, &sid, &ci).await?;
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.starts_with("alpha__")),
+        "a forged payload made ci an admin: {names:?}"
+    );
+    // A well-formed token signed with another key.
+    let other = format!(
+        "Bearer {}",
+        jwt_with(b"another signing key, 32 bytes!!!", admin_claims.clone())
+    );
+    assert_eq!(status_of(&ep, &[("authorization", &other)]).await?.0, 401);
+
+    // Two users of the same JWT client: each session is its subject's.
+    let user = |sub: &str| {
+        format!(
+            "Bearer {}",
+            jwt(
+                json!({"iss": "https://idp.test", "sub": sub, "aud": "switchboard", "exp": now() + 600, "role": "user"})
+            )
+        )
+    };
+    let (alice, bob) = (user("alice"), user("bob"));
+    let alice_h = [("authorization", alice.as_str())];
+    let bob_h = [("authorization", bob.as_str())];
+    let alice_sid = session(&ep, &alice_h).await?;
+    assert!(!tool_names(&ep, &alice_sid, &alice_h).await?.is_empty());
+    let stolen = raw::post_with(
+        &ep,
+        Some(&alice_sid),
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+        &bob_h,
+    )
+    .await?;
+    assert_eq!(stolen.status, 404, "{stolen:?}");
+    let stream = reqwest::Client::new()
+        .get(&ep)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &alice_sid)
+        .header("authorization", &bob)
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 404);
+    Ok(())
+}
+
+/// Guarantees of issue 13: access rules for prompts, resources, completion and subscribe
+/// end to end (server-everything), and a shortened tool name checked under its full name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarantee_rules_hold_for_prompts_resources_completion_subscribe_and_long_names()
+-> anyhow::Result<()> {
+    use switchboard_e2e::peers::Everything;
+    let everything = Everything::start().await?;
+    let long = RmcpServer::start_paged_long(3, 10).await?;
+    let denied_tool = format!("long__tool_001_{}", "x".repeat(71));
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nauth:\n  clients:\n    - name: ci\n      api_key: {{header: x-api-key, keys: [\"{API_KEY}\"]}}\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [ev, long], prompts: [\"ev__simple-prompt\"], resources: [\"ev+demo://resource/dynamic/*\"], tools: [\"ev__echo\", \"long__*\"]}}\n      deny: {{tools: [\"{denied_tool}\"]}}\nupstreams:\n  - name: ev\n    url: {}\n  - name: long\n    url: {}\n",
+        everything.url(),
+        long.url()
+    ))
+    .await?;
+    let ep = gw.endpoint.clone();
+    let ci = [("x-api-key", API_KEY)];
+    let sid = session(&ep, &ci).await?;
+    let ask = |method: &'static str, params: Value| {
+        let (ep, sid) = (ep.clone(), sid.clone());
+        async move {
+            raw::post_with(
+                &ep,
+                Some(&sid),
+                &json!({"jsonrpc": "2.0", "id": 5, "method": method, "params": params}),
+                &[("x-api-key", API_KEY)],
+            )
+            .await
+        }
+    };
+    let code = |a: &raw::Answer| a.response()["error"]["code"].clone();
+
+    // Prompts: only the allowed one is listed or given.
+    let prompts = ask("prompts/list", json!({})).await?;
+    let listed: Vec<&str> = prompts.response()["result"]["prompts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(listed, ["ev__simple-prompt"], "{prompts:?}");
+    assert!(
+        ask("prompts/get", json!({"name": "ev__simple-prompt"}))
+            .await?
+            .response()["result"]
+            .is_object()
+    );
+    assert_eq!(
+        code(
+            &ask(
+                "prompts/get",
+                json!({"name": "ev__args-prompt", "arguments": {"city": "x"}})
+            )
+            .await?
+        ),
+        -32004
+    );
+    // Completion follows the prompt's and the resource's rules.
+    let prompt_ref = json!({"ref": {"type": "ref/prompt", "name": "ev__completable-prompt"}, "argument": {"name": "department", "value": "E"}});
+    assert_eq!(code(&ask("completion/complete", prompt_ref).await?), -32004);
+    let template = json!({"ref": {"type": "ref/resource", "uri": "ev+demo://resource/dynamic/text/{resourceId}"}, "argument": {"name": "resourceId", "value": "1"}});
+    let completed = ask("completion/complete", template).await?;
+    assert!(completed.response()["result"].is_object(), "{completed:?}");
+
+    // Resources: listed, read and subscribed only where allowed.
+    let resources = ask("resources/list", json!({})).await?;
+    let uris: Vec<&str> = resources.response()["result"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    assert!(
+        uris.iter()
+            .all(|u| u.starts_with("ev+demo://resource/dynamic/")),
+        "{uris:?}"
+    );
+    let static_doc = "ev+demo://resource/static/document/architecture.md";
+    assert_eq!(
+        code(&ask("resources/read", json!({"uri": static_doc})).await?),
+        -32004
+    );
+    assert_eq!(
+        code(&ask("resources/subscribe", json!({"uri": static_doc})).await?),
+        -32004
+    );
+    let dynamic = "ev+demo://resource/dynamic/text/1";
+    assert!(
+        ask("resources/read", json!({"uri": dynamic}))
+            .await?
+            .response()["result"]
+            .is_object()
+    );
+    assert!(
+        ask("resources/subscribe", json!({"uri": dynamic}))
+            .await?
+            .response()["result"]
+            .is_object()
+    );
+
+    // A shortened name is checked under the full name it stands for.
+    let tools = tool_names(&ep, &sid, &ci).await?;
+    let short: Vec<&String> = tools.iter().filter(|t| t.starts_with("long__")).collect();
+    assert_eq!(short.len(), 2, "the denied tool is not listed: {tools:?}");
+    assert!(short.iter().all(|t| t.len() <= 64), "{short:?}");
+    let shortened_denied = format!("{}~{}", &denied_tool[..55], {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(denied_tool.as_bytes());
+        d[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
+    let denied = ask(
+        "tools/call",
+        json!({"name": shortened_denied, "arguments": {}}),
+    )
+    .await?;
+    assert_eq!(code(&denied), -32004, "{denied:?}");
+    let allowed = ask("tools/call", json!({"name": short[0], "arguments": {}})).await?;
+    assert!(
+        allowed.response()["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("tool_00")),
+        "{allowed:?}"
+    );
+    Ok(())
+}
+
+/// Guarantees of issue 13: a pagination cursor works only in the session whose list gave
+/// it, and `session.max_age` ends a session in the real filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarantee_cursors_stay_in_their_session_and_sessions_expire() -> anyhow::Result<()> {
+    let paged = RmcpServer::start_paged(10, 3).await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nsession:\n  max_age: 3s\nupstreams:\n  - name: p\n    url: {}\n",
+        paged.url()
+    ))
+    .await?;
+    let ep = gw.endpoint.clone();
+    let list = |sid: String, cursor: Option<String>| {
+        let ep = ep.clone();
+        async move {
+            let params = cursor.map_or(json!({}), |c| json!({"cursor": c}));
+            raw::post(
+                &ep,
+                Some(&sid),
+                &json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": params}),
+            )
+            .await
+        }
+    };
+    let a = raw::initialize(&ep).await?;
+    let b = raw::initialize(&ep).await?;
+    let first = list(a.clone(), None).await?;
+    let cursor = first.response()["result"]["nextCursor"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no cursor: {first:?}"))?;
+    let replayed = list(b, Some(cursor.clone())).await?;
+    assert_eq!(replayed.response()["error"]["code"], -32602, "{replayed:?}");
+    let own = list(a.clone(), Some(cursor)).await?;
+    assert!(own.response()["result"]["tools"].is_array(), "{own:?}");
+    // Past max_age the session is gone: 404, and the client initializes again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let expired = list(a, None).await?;
+    assert_eq!(expired.status, 404, "{expired:?}");
+    Ok(())
+}

@@ -166,3 +166,113 @@ fn validate_accepts_the_mcp_servers_json_of_desktop_clients() {
         "{stderr}"
     );
 }
+
+/// Item 6 of issue 13: no command prints a secret. A configuration with every kind of
+/// secret goes through `validate`, `render`, `bootstrap` and a `run` that serves a call
+/// (with debug logs); none of their output holds any of the secrets.
+#[test]
+fn no_command_prints_a_secret() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+        p.display().to_string()
+    };
+    let hmac_key = "jwks-secret-DDDD-32-bytes-long!!";
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac_key);
+    let jwks = write(
+        "jwks.json",
+        &format!(r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"k1","k":"{k}"}}]}}"#),
+    );
+    let ca = switchboard_e2e::tls::Ca::new("ca").unwrap_or_else(|e| panic!("{e}"));
+    let server = ca.server(&["localhost"]).unwrap_or_else(|e| panic!("{e}"));
+    let client = ca.client("gw").unwrap_or_else(|e| panic!("{e}"));
+    let server_key = write("server.key", &server.key);
+    let server_cert = write("server.crt", &server.cert);
+    let client_key = write("client.key", &client.key);
+    let client_cert = write("client.crt", &client.cert);
+    let ca_file = write("ca.crt", &ca.pem);
+    // The middle line of a PEM body: any part of a key printed would show it.
+    let key_line = |pem: &str| {
+        let lines: Vec<&str> = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        lines[lines.len() / 2].to_string()
+    };
+    let secrets = [
+        "session-secret-AAAA-0123456789".to_string(),
+        "header-secret-BBBB".to_string(),
+        "api-key-secret-CCCC".to_string(),
+        k.clone(),
+        hmac_key.to_string(),
+        "proxy-secret-EEEE".to_string(),
+        "env-secret-FFFF".to_string(),
+        "sse-secret-GGGG".to_string(),
+        key_line(&server.key),
+        key_line(&client.key),
+    ];
+    let config = write(
+        "gateway.yaml",
+        &format!(
+            "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  tls: {{cert_file: {server_cert}, key_file: {server_key}}}\nsession:\n  key: {}\nauth:\n  clients:\n    - name: ci\n      api_key: {{keys: [\"{}\"]}}\n    - name: people\n      jwt: {{issuer: \"https://idp.test\", audiences: [gw], jwks: {{file: {jwks}}}}}\nupstreams:\n  - name: web\n    url: https://localhost:9/mcp\n    headers: {{Authorization: \"Bearer {}\"}}\n    tls: {{ca_cert: {ca_file}, client_cert: {client_cert}, client_key: {client_key}}}\n    proxy: {{url: \"socks5://127.0.0.1:9\", username: proxy-user, password: \"{}\"}}\n  - name: local\n    type: stdio\n    command: sleep\n    args: [\"600\"]\n    startup_timeout: 1s\n    initialization_retries: 0\n    env: {{TOKEN: \"{}\"}}\n  - name: old\n    type: sse\n    url: http://127.0.0.1:9/sse\n    headers: {{Authorization: \"Bearer {}\"}}\n",
+            secrets[0], secrets[2], secrets[1], secrets[5], secrets[6], secrets[7]
+        ),
+    );
+    let run = |args: &[&str]| {
+        let out = Command::new(switchboard_bin())
+            .args(args)
+            .env("SWITCHBOARD_LOG", "debug")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let wasm = wasm_path().display().to_string();
+    let mut printed = vec![
+        ("validate", run(&["validate", "-c", &config])),
+        ("render", run(&["render", "-c", &config, "--wasm", &wasm])),
+        (
+            "bootstrap",
+            run(&["bootstrap", "--xds", "127.0.0.1:18000", "--node", "n"]),
+        ),
+    ];
+    // `run` with debug logs, until it has served, then stopped.
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let logs = rt.block_on(async {
+        let yaml = std::fs::read_to_string(&config).unwrap_or_else(|e| panic!("{e}"));
+        // Plain HTTP on the gateway's port so the test's client needs no CA.
+        let yaml = yaml.replace(
+            &format!("  tls: {{cert_file: {server_cert}, key_file: {server_key}}}\n"),
+            "",
+        );
+        let mut gw = switchboard_e2e::Gateway::start(&yaml)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _ = switchboard_e2e::raw::post_with(
+            &gw.endpoint,
+            None,
+            &serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+            &[("x-api-key", &secrets[2])],
+        )
+        .await;
+        let _ = gw.terminate(std::time::Duration::from_secs(15));
+        gw.logs()
+    });
+    printed.push(("run", logs));
+    for (command, output) in &printed {
+        for secret in &secrets {
+            assert!(
+                !output.contains(secret.as_str()),
+                "`switchboard {command}` printed the secret {secret:?}:\n{output}"
+            );
+        }
+    }
+}

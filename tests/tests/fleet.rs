@@ -124,3 +124,142 @@ async fn a_configuration_envoy_refuses_is_logged_with_its_error_and_traffic_cont
     );
     Ok(())
 }
+
+/// Item 5 of issue 13: ADS over TLS with client certificates. An Envoy whose bootstrap
+/// carries a certificate that names its node gets the configuration; one without TLS, with
+/// another node's id, or with a certificate from another CA gets nothing; and `serve`
+/// refuses a plaintext xDS port that is not on loopback unless told it is on purpose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item5_xds_is_served_over_tls_only_to_the_nodes_it_knows() -> anyhow::Result<()> {
+    use switchboard_e2e::tls::Ca;
+    let upstream = RmcpServer::start("fleet").await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\nsession:\n  key: a-session-key-of-the-fleet-0123\nupstreams:\n  - name: fleet\n    url: {}\n",
+            upstream.url()
+        ),
+    )?;
+    let ca = Ca::new("xds-ca")?;
+    let ca_file = ca.write(dir.path(), "ca")?;
+    let (server_cert, server_key) = ca.server(&["xds.test"])?.write(dir.path(), "server")?;
+    let (edge1_cert, edge1_key) = ca.client("edge-1")?.write(dir.path(), "edge-1")?;
+    let (edge2_cert, edge2_key) = ca.client("edge-2")?.write(dir.path(), "edge-2")?;
+    let rogue = Ca::new("rogue-ca")?;
+    let (rogue_cert, rogue_key) = rogue.client("edge-1")?.write(dir.path(), "rogue")?;
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+
+    // Plaintext on a non-loopback address: refused unless asked for.
+    let open = Background::spawn(&["serve", "-c", &path(&config), "--xds", "0.0.0.0:0"])?;
+    let exited = eventually(Duration::from_secs(15), "serve to refuse", || {
+        let err = open.stderr.text();
+        async move { err.contains("--xds-insecure").then_some(()) }
+    })
+    .await;
+    assert!(
+        exited.is_ok() && open.stdout.text().is_empty(),
+        "plaintext xDS on 0.0.0.0 was served: {}{}",
+        open.stdout.text(),
+        open.stderr.text()
+    );
+    drop(open);
+
+    let wasm = wasm_path();
+    let serve = Background::spawn(&[
+        "serve",
+        "-c",
+        &path(&config),
+        "--xds",
+        "127.0.0.1:0",
+        "--wasm",
+        &wasm.to_string_lossy(),
+        "--xds-cert",
+        &path(&server_cert),
+        "--xds-key",
+        &path(&server_key),
+        "--xds-client-ca",
+        &path(&ca_file),
+        "--xds-allow-node",
+        "edge-1",
+    ])?;
+    let xds = serve.line("xDS: ").await?;
+    let bootstrap = |node: &str, tls: Option<(&std::path::Path, &std::path::Path)>| {
+        let mut args = vec![
+            "bootstrap".to_string(),
+            "--xds".into(),
+            xds.clone(),
+            "--node".into(),
+            node.into(),
+            "--admin".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if let Some((cert, key)) = tls {
+            args.extend([
+                "--xds-ca".into(),
+                path(&ca_file),
+                "--xds-cert".into(),
+                path(cert),
+                "--xds-key".into(),
+                path(key),
+                "--xds-server-name".into(),
+                "xds.test".into(),
+            ]);
+        }
+        let out = std::process::Command::new(switchboard_e2e::switchboard_bin())
+            .args(&args)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "bootstrap: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok::<_, anyhow::Error>(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+
+    let good = Envoy::start(&bootstrap("edge-1", Some((&edge1_cert, &edge1_key)))?).await?;
+    let listener = eventually(Duration::from_secs(30), "edge-1's listener", || {
+        let good = &good;
+        async move { good.listener("switchboard-mcp").await }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}\n{}", serve.stderr.text(), good.log.text()))?;
+    let client = connect(&format!("http://{listener}/mcp")).await?;
+    assert_eq!(
+        call_text(&client, "fleet__whoami", json!({})).await?,
+        "fleet"
+    );
+    client.cancel().await?;
+
+    let refused = [
+        (
+            "plaintext",
+            Envoy::start(&bootstrap("edge-1", None)?).await?,
+        ),
+        (
+            "a node that is not allowed",
+            Envoy::start(&bootstrap("edge-2", Some((&edge2_cert, &edge2_key)))?).await?,
+        ),
+        (
+            "another node's id",
+            Envoy::start(&bootstrap("edge-1", Some((&edge2_cert, &edge2_key)))?).await?,
+        ),
+        (
+            "a certificate from another CA",
+            Envoy::start(&bootstrap("edge-1", Some((&rogue_cert, &rogue_key)))?).await?,
+        ),
+    ];
+    // The good Envoy got its listener within a second of connecting; give these longer.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (what, envoy) in &refused {
+        assert!(
+            envoy.listener("switchboard-mcp").await.is_none(),
+            "{what} got the configuration\n{}",
+            serve.stderr.text()
+        );
+    }
+    let log = serve.stderr.text();
+    assert!(log.contains("edge-2"), "refusals are logged:\n{log}");
+    Ok(())
+}
