@@ -20,7 +20,7 @@ fuzz_target!(|text: &str| {
         ListKind::Resources,
         ListKind::ResourceTemplates,
     ] {
-        if let Ok(page) = prefixed_page(kind, &result, prefixes, "__", |n| !n.is_empty()) {
+        if let Ok(page) = prefixed_page(kind, &result, prefixes, prefixes, "__", |n| !n.is_empty()) {
             assert_eq!(Page::decode(&page.encode()).as_ref(), Some(&page));
             let merged = list_result(
                 kind,

@@ -15,3 +15,4 @@ pub mod naming;
 pub mod server_message;
 pub mod session;
 pub mod sse;
+pub mod uri;
