@@ -10,11 +10,12 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
-use switchboard_protocol::access::{Credentials, IDENTITY_HEADER, Kind};
+use switchboard_protocol::access::{Credentials, IDENTITY_HEADER};
 use switchboard_protocol::audit;
 use switchboard_protocol::exchange::{
-    ACCESS_DENIED, CalloutAnswer, Clock, Exchange, Gateway, ListCache, Reply, RequestHead,
-    ResponseStep, Route, SESSION_HEADER, Step, VERSION_HEADER, forwarded_request_header,
+    CalloutAnswer, Clock, Exchange, Gateway, ListCache, Reply, RequestHead, ResponseStep, Route,
+    SESSION_HEADER, Step, UNKNOWN_TOOL, VERSION_HEADER, forwarded_request_header,
+    stripped_response_headers,
 };
 use switchboard_protocol::filter_config::{FilterConfig, ROUTE_HEADER};
 use switchboard_protocol::jsonrpc;
@@ -70,6 +71,7 @@ impl RootContext for Root {
             cors: Vec::new(),
             started_ms: 0,
             recorded: Cell::new(false),
+            local: Cell::new(false),
             who: String::new(),
             session: String::new(),
         }))
@@ -109,6 +111,8 @@ struct Request {
     started_ms: u64,
     /// The outcome went to the audit log and the metrics already.
     recorded: Cell<bool>,
+    /// The answer is the filter's own (its headers are the gateway's to keep).
+    local: Cell<bool>,
     /// The client's identity and the session digest, for the audit log.
     who: String,
     session: String,
@@ -204,20 +208,22 @@ impl HttpContext for Request {
             });
             return Action::Pause;
         }
+        let source = || {
+            hostcalls::get_property(vec!["source", "address"])
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|a| source_ip(&a))
+        };
         let identity = match &config.access {
             None => None,
-            Some(access) => {
-                let source = hostcalls::get_property(vec!["source", "address"])
-                    .ok()
-                    .flatten()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|a| source_ip(&a));
+            Some(_) => {
                 let credentials = Credentials {
                     header: &request_header,
-                    source,
+                    source: source(),
                 };
-                match access.authenticate(&credentials) {
-                    Ok(who) => Some(who),
+                match self.gateway.admit(&credentials, now().as_secs()) {
+                    Ok(who) => who,
                     Err(refused) => {
                         let body = jsonrpc::error_body(
                             None,
@@ -252,45 +258,17 @@ impl HttpContext for Request {
         for name in config.credential_headers.iter().filter(|n| present(n)) {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
         }
-        // For the bridge, which serves some requests through the gateway again; upstream
-        // routes remove it.
+        // For the bridge, which serves some requests through the gateway again: sealed, so
+        // only an identity established here ever counts. Upstream routes remove it.
         if let Some(who) = &identity {
+            let relayed = self.gateway.relay(who, &self.clock());
             let _ = hostcalls::set_map_value(
                 MapType::HttpRequestHeaders,
                 IDENTITY_HEADER,
-                Some(&who.encode()),
+                Some(&relayed),
             );
         }
         let path = request_header(":path").unwrap_or_default();
-        // An upstream's own endpoint gets its pass-through headers here; the aggregated one
-        // in the exchange.
-        if !config.upstream_path.is_empty()
-            && let Some(rest) = path.strip_prefix(&format!("{}/", config.upstream_path))
-            && let Some((name, _)) = rest.split_once('/')
-            && let Some(u) = config.upstreams.iter().find(|u| u.name == name)
-        {
-            if let (Some(access), Some(who)) = (&config.access, &identity)
-                && !access.allows(who, Kind::Upstream, &u.name)
-            {
-                let body = jsonrpc::error_body(
-                    None,
-                    ACCESS_DENIED,
-                    &format!(
-                        "Access denied: {} may not use upstream {:?}",
-                        who.client, u.name
-                    ),
-                );
-                self.send(&Reply {
-                    status: 403,
-                    headers: vec![("content-type".into(), "application/json".into())],
-                    body: body.into_bytes(),
-                });
-                return Action::Pause;
-            }
-            for (name, value) in u.pass_through_headers(&pass_through) {
-                let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, &name, Some(&value));
-            }
-        }
         self.started_ms = now_ms();
         self.who = identity.as_ref().map(|i| i.key()).unwrap_or_default();
         if config.audit {
@@ -352,13 +330,25 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        // The upstream's cookies and CORS grants stop here; the gateway's own CORS follows.
+        if !self.local.get() {
+            for name in stripped_response_headers(headers.iter().map(|(k, _)| k.as_str())) {
+                let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, name);
+            }
+        }
         for (k, v) in &self.cors {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, k, Some(v));
         }
-        let status = response_header(":status")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let content_type = response_header("content-type");
+        let status = header(":status").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let content_type = header("content-type");
+        let location = header("location");
         // A 2xx on a routed request can only be the upstream's: the details (a property
         // lookup) matter for everything else.
         let details = if (200..300).contains(&status) {
@@ -369,9 +359,12 @@ impl HttpContext for Request {
                 .flatten()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
         };
-        let step =
-            self.exchange
-                .on_response_headers(status, content_type.as_deref(), details.as_deref());
+        let step = self.exchange.on_response_headers(
+            status,
+            content_type.as_deref(),
+            location.as_deref(),
+            details.as_deref(),
+        );
         self.flush_log();
         if !matches!(step, ResponseStep::Replace(_)) {
             self.record(status, None, details.as_deref());
@@ -553,6 +546,7 @@ impl Request {
     }
 
     fn send(&self, reply: &Reply) {
+        self.local.set(true);
         self.record(reply.status, audit::error_code(&reply.body), None);
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -603,8 +597,14 @@ impl Request {
             u => u,
         };
         let mut series = vec![format!("switchboard.upstream.{}", stat_name(upstream))];
-        if a.method == "tools/call" && !a.name.is_empty() {
-            series.push(format!("switchboard.tool.{}", stat_name(&a.name)));
+        if a.method == "tools/call" {
+            // Only tools the gateway listed have a series of their own.
+            let tool = if a.tool_series.is_empty() {
+                UNKNOWN_TOOL
+            } else {
+                a.tool_series.as_str()
+            };
+            series.push(format!("switchboard.tool.{}", stat_name(tool)));
         }
         let latency = now_ms().saturating_sub(self.started_ms);
         for base in series {
@@ -758,10 +758,4 @@ mod metrics {
             let _ = hostcalls::record_metric(id, value);
         }
     }
-}
-
-fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
 }

@@ -3,6 +3,7 @@
 //! resources. Pure: the filter hands in what the request carries.
 
 use crate::glob;
+use crate::session::{self, Sealed, SessionKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -12,16 +13,13 @@ use std::net::IpAddr;
 /// JSON). The listener removes any a client sends before `jwt_authn` runs.
 pub const JWT_PAYLOAD_HEADER: &str = "x-switchboard-jwt-payload";
 
-/// The identity the filter established, on requests to the bridge (and from the bridge back,
-/// where only the bridge's own key makes it count). Upstream routes remove it.
+/// The identity the filter established, sealed ([`seal_relayed`]), on requests to the bridge;
+/// the bridge relays it back on the requests it makes on that client's behalf, where it
+/// counts only with the bridge's key and only if it opens. Upstream routes remove it.
 pub const IDENTITY_HEADER: &str = "x-switchboard-identity";
 
-/// The bridge's key on its own requests to the gateway.
+/// The bridge's key on the requests it makes to the gateway on a client's behalf.
 pub const BRIDGE_KEY_HEADER: &str = "x-switchboard-bridge-key";
-
-/// The identity of the bridge itself (its own requests, on nobody's behalf): not subject to
-/// access rules.
-pub const BRIDGE_CLIENT: &str = "switchboard-bridge";
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,21 +116,6 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// For [`IDENTITY_HEADER`]: base64url JSON.
-    pub fn encode(&self) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    pub fn decode(header: &str) -> Option<Identity> {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(header.trim())
-            .ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-
     /// What a session is bound to: the client, and the token's subject for JWT clients.
     pub fn key(&self) -> String {
         match self.claims.as_ref().and_then(|c| c["sub"].as_str()) {
@@ -140,6 +123,33 @@ impl Identity {
             None => self.client.clone(),
         }
     }
+}
+
+/// An identity as the filter hands it to the bridge: sealed with the session key, so the
+/// bridge can relay it but nobody can make one up, and dated, so one relayed long ago stops
+/// counting (after `session.max_age`, as the sessions it serves do).
+#[derive(Serialize, Deserialize)]
+struct Relayed {
+    #[serde(rename = "i")]
+    identity: Identity,
+    #[serde(rename = "t")]
+    at: u64,
+}
+
+/// The [`IDENTITY_HEADER`] value for `who`; `seed` as for [`crate::session::seal`].
+pub fn seal_relayed(key: &SessionKey, who: &Identity, now_s: u64, seed: &[u8]) -> String {
+    let relayed = Relayed {
+        identity: who.clone(),
+        at: now_s,
+    };
+    session::seal_value(key, Sealed::Identity, &relayed, seed)
+}
+
+/// The identity in an [`IDENTITY_HEADER`] value the filter sealed, if it is not older than
+/// `max_age_s` (0: no limit).
+pub fn open_relayed(key: &SessionKey, token: &str, now_s: u64, max_age_s: u64) -> Option<Identity> {
+    let r: Relayed = session::open_value(key, Sealed::Identity, token).ok()?;
+    (max_age_s == 0 || now_s.saturating_sub(r.at) <= max_age_s).then_some(r.identity)
 }
 
 /// What the request carries that can identify its client.
@@ -156,17 +166,25 @@ pub struct Refused {
 }
 
 impl AccessConfig {
-    pub fn authenticate(&self, c: &Credentials<'_>) -> Result<Identity, Refused> {
-        // The bridge, on its own behalf or on a client's the filter identified before.
+    /// Who sent a request. `relayed` opens an [`IDENTITY_HEADER`] value ([`open_relayed`]
+    /// with the gateway's key): the bridge's key vouches only for an identity the filter
+    /// itself sealed, never for one the bridge (or whoever holds its key) makes up.
+    pub fn authenticate(
+        &self,
+        c: &Credentials<'_>,
+        relayed: &dyn Fn(&str) -> Option<Identity>,
+    ) -> Result<Identity, Refused> {
         if let (Some(digest), Some(key)) = (&self.bridge_key_sha256, (c.header)(BRIDGE_KEY_HEADER))
             && hex_eq(digest, &Sha256::digest(key.trim().as_bytes()))
         {
-            return Ok((c.header)(IDENTITY_HEADER)
-                .and_then(|h| Identity::decode(&h))
-                .unwrap_or(Identity {
-                    client: BRIDGE_CLIENT.into(),
-                    claims: None,
-                }));
+            return (c.header)(IDENTITY_HEADER)
+                .and_then(|h| relayed(&h))
+                .ok_or_else(|| Refused {
+                    challenge: self.challenge(),
+                    message:
+                        "Unauthorized: the bridge relayed no identity this gateway established"
+                            .into(),
+                });
         }
         let claims = (c.header)(JWT_PAYLOAD_HEADER).and_then(|p| decode_payload(&p));
         for client in &self.clients {
@@ -219,7 +237,7 @@ impl AccessConfig {
     /// apply to `who` decide: a deny that matches wins, then an allow that matches; nothing
     /// that matches means no. An empty list in a rule says nothing about that kind.
     pub fn allows(&self, who: &Identity, kind: Kind, name: &str) -> bool {
-        if self.rules.is_empty() || who.client == BRIDGE_CLIENT {
+        if self.rules.is_empty() {
             return true;
         }
         let applying: Vec<&Rule> = self.rules.iter().filter(|r| r.applies(who)).collect();
@@ -400,10 +418,13 @@ mod tests {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
         };
-        config().authenticate(&Credentials {
-            header: &get,
-            source: source.parse().ok(),
-        })
+        config().authenticate(
+            &Credentials {
+                header: &get,
+                source: source.parse().ok(),
+            },
+            &|_| None,
+        )
     }
 
     fn payload(v: Value) -> String {
@@ -468,41 +489,46 @@ mod tests {
     }
 
     #[test]
-    fn the_bridge_speaks_for_the_client_it_serves_and_nobody_else_can() {
+    fn the_bridge_speaks_only_for_an_identity_the_filter_sealed() {
         let mut c = config();
         c.bridge_key_sha256 = Some(key_digest("bridge-secret-0123456789"));
+        let key = SessionKey::derive(b"session key");
         let ada = Identity {
             client: "people".into(),
-            claims: Some(json!({"sub": "ada"})),
+            claims: Some(json!({"sub": "ada", "groups": ["admin"]})),
         };
-        let headers = [
-            (BRIDGE_KEY_HEADER, "bridge-secret-0123456789"),
-            (IDENTITY_HEADER, &ada.encode()),
-        ];
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
+        let sealed = seal_relayed(&key, &ada, 1_000, b"seed");
+        let open = |h: &str| open_relayed(&key, h, 1_010, 3_600);
+        let run = |headers: &[(&str, &str)]| {
+            let get = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            };
+            c.authenticate(
+                &Credentials {
+                    header: &get,
+                    source: None,
+                },
+                &open,
+            )
         };
-        let creds = Credentials {
-            header: &get,
-            source: None,
-        };
-        assert_eq!(c.authenticate(&creds).unwrap(), ada);
-        // Without the bridge's key the identity header is nothing.
-        let forged = [(IDENTITY_HEADER, ada.encode())];
-        let get = |name: &str| {
-            forged
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let creds = Credentials {
-            header: &get,
-            source: None,
-        };
-        assert!(c.authenticate(&creds).is_err());
+        let bridge = ("x-switchboard-bridge-key", "bridge-secret-0123456789");
+        assert_eq!(run(&[bridge, (IDENTITY_HEADER, &sealed)]).unwrap(), ada);
+        // The key alone, or with an identity it made up, is nobody.
+        assert!(run(&[bridge]).is_err());
+        use base64::Engine;
+        let made_up = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&ada).unwrap());
+        assert!(run(&[bridge, (IDENTITY_HEADER, &made_up)]).is_err());
+        let other_key = seal_relayed(&SessionKey::derive(b"another"), &ada, 1_000, b"s");
+        assert!(run(&[bridge, (IDENTITY_HEADER, &other_key)]).is_err());
+        // A sealed identity without the key is nothing either.
+        assert!(run(&[(IDENTITY_HEADER, &sealed)]).is_err());
+        // A relayed identity gets old.
+        assert_eq!(open_relayed(&key, &sealed, 1_000 + 3_601, 3_600), None);
+        assert!(open_relayed(&key, &sealed, 9_999_999, 0).is_some());
     }
 
     #[test]

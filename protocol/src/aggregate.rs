@@ -145,6 +145,20 @@ fn push_json_str(out: &mut String, s: &str) {
 pub struct Item {
     pub name: String,
     pub text: String,
+    /// The name access rules judge it by, when that is not `name`: the aggregated
+    /// endpoint's full name (prefixed, never shortened), or the normalized URI.
+    pub rule: String,
+}
+
+impl Item {
+    /// The name access rules judge this item by.
+    pub fn rule_name(&self) -> &str {
+        if self.rule.is_empty() {
+            &self.name
+        } else {
+            &self.rule
+        }
+    }
 }
 
 /// One upstream's page as the client will see it, before access rules: what the list cache
@@ -156,12 +170,12 @@ pub struct Page {
 }
 
 impl Page {
-    /// `<cursor as JSON>\n` then per item `<name bytes> <text bytes>\n<name><text>`.
+    /// `<cursor as JSON>\n` then per item `<name bytes> <text bytes> <rule bytes>\n<name><text><rule>`.
     pub fn encode(&self) -> String {
         let size: usize = self
             .items
             .iter()
-            .map(|i| i.name.len() + i.text.len() + 16)
+            .map(|i| i.name.len() + i.text.len() + i.rule.len() + 24)
             .sum();
         let mut out = String::with_capacity(size + 64);
         match &self.next_cursor {
@@ -170,9 +184,15 @@ impl Page {
         }
         out.push('\n');
         for i in &self.items {
-            out.push_str(&format!("{} {}\n", i.name.len(), i.text.len()));
+            out.push_str(&format!(
+                "{} {} {}\n",
+                i.name.len(),
+                i.text.len(),
+                i.rule.len()
+            ));
             out.push_str(&i.name);
             out.push_str(&i.text);
+            out.push_str(&i.rule);
         }
         out
     }
@@ -183,12 +203,15 @@ impl Page {
         let mut items = Vec::new();
         while !rest.is_empty() {
             let (sizes, after) = rest.split_once('\n')?;
-            let (n, t) = sizes.split_once(' ')?;
-            let (n, t): (usize, usize) = (n.parse().ok()?, t.parse().ok()?);
-            let end = n.checked_add(t)?;
+            let mut sizes = sizes.splitn(3, ' ');
+            let mut size = || sizes.next()?.parse::<usize>().ok();
+            let (n, t, r) = (size()?, size()?, size()?);
+            let text_end = n.checked_add(t)?;
+            let end = text_end.checked_add(r)?;
             items.push(Item {
                 name: after.get(..n)?.to_string(),
-                text: after.get(n..end)?.to_string(),
+                text: after.get(n..text_end)?.to_string(),
+                rule: after.get(text_end..end)?.to_string(),
             });
             rest = after.get(end..)?;
         }
@@ -198,11 +221,14 @@ impl Page {
 
 /// One upstream's list result (JSON text) as the client will see it: the items `keep`
 /// accepts (by their own name), with the name or URI prefixed when `prefixes` is given.
-/// Every other member is copied as it came; the result is read once.
+/// `ruled`: the prefixes under which access rules know the names (the aggregated
+/// endpoint's, also where the client sees them unprefixed). Every other member is copied as
+/// it came; the result is read once.
 pub fn prefixed_page(
     kind: ListKind,
     result: &RawValue,
     prefixes: Option<Prefixes<'_>>,
+    ruled: Option<Prefixes<'_>>,
     separator: &str,
     keep: impl Fn(&str) -> bool,
 ) -> Result<Page, String> {
@@ -232,6 +258,7 @@ pub fn prefixed_page(
         if !keep(&original) {
             continue;
         }
+        let rule = rule_name(kind, &original, ruled, separator);
         let renamed = match (prefixes, uri) {
             (Some(p), true) => Some(naming::prefix_uri(p.uri, &original)),
             (Some(p), false) => Some(
@@ -243,9 +270,15 @@ pub fn prefixed_page(
             (None, _) => None,
         };
         let Some(renamed) = renamed else {
+            let rule = if rule == original {
+                String::new()
+            } else {
+                rule
+            };
             out.push(Item {
                 name: original.into_owned(),
                 text: item.get().to_string(),
+                rule,
             });
             continue;
         };
@@ -265,11 +298,40 @@ pub fn prefixed_page(
         }
         text.push('}');
         out.push(Item {
+            rule: if rule == renamed { String::new() } else { rule },
             name: renamed,
             text,
         });
     }
     Ok(page)
+}
+
+/// The name rules know an item by: prefixed as on the aggregated endpoint, never shortened;
+/// a URI normalized as every URI a client sends is ([`crate::uri`]).
+fn rule_name(
+    kind: ListKind,
+    original: &str,
+    ruled: Option<Prefixes<'_>>,
+    separator: &str,
+) -> String {
+    match (kind, ruled) {
+        (ListKind::Tools | ListKind::Prompts, Some(p)) => {
+            naming::prefix_name(p.name, separator, original)
+        }
+        (ListKind::Tools | ListKind::Prompts, None) => original.to_string(),
+        (ListKind::Resources | ListKind::ResourceTemplates, _) => {
+            let full = match ruled {
+                Some(p) => naming::prefix_uri(p.uri, original),
+                None => original.to_string(),
+            };
+            let normalized = if kind == ListKind::Resources {
+                crate::uri::normalize(&full)
+            } else {
+                crate::uri::normalize_template(&full)
+            };
+            normalized.unwrap_or(full)
+        }
+    }
 }
 
 /// A merged list result: `{"<key>":[items…],"nextCursor":…}`.
@@ -330,7 +392,7 @@ mod tests {
             ListKind::Resources => "uri",
             ListKind::ResourceTemplates => "uriTemplate",
         };
-        prefixed_page(kind, &raw(r), prefixes, "__", keep)
+        prefixed_page(kind, &raw(r), prefixes, prefixes, "__", keep)
             .unwrap()
             .items
             .iter()
@@ -359,14 +421,14 @@ mod tests {
             vec![want.clone()]
         );
         // The order of members is the upstream's.
-        let page = prefixed_page(ListKind::Tools, &raw(&r), gh(), "__", |_| true).unwrap();
+        let page = prefixed_page(ListKind::Tools, &raw(&r), gh(), gh(), "__", |_| true).unwrap();
         assert_eq!(page.items[0].text, want.to_string());
     }
 
     #[test]
     fn escaped_keys_and_names_survive() {
         let body = r#"{"tools":[{"na\u006de":"a\"b","x\ny":1}]}"#;
-        let page = prefixed_page(ListKind::Tools, &text(body), gh(), "__", |_| true).unwrap();
+        let page = prefixed_page(ListKind::Tools, &text(body), gh(), gh(), "__", |_| true).unwrap();
         let v: Value = serde_json::from_str(&page.items[0].text).unwrap();
         assert_eq!(v, json!({"name": "gh__a\"b", "x\ny": 1}));
         assert_eq!(page.items[0].name, "gh__a\"b");
@@ -405,12 +467,19 @@ mod tests {
         let name = out[0]["name"].as_str().unwrap();
         assert_eq!(name.len(), 64);
         assert_eq!(name, naming::shorten(&format!("gh__{long}")));
+        // Rules judge it by the full name it stands for.
+        let body = raw(&json!({"tools": [{"name": long}]}));
+        let page = prefixed_page(ListKind::Tools, &body, gh(), gh(), "__", |_| true).unwrap();
+        assert_eq!(page.items[0].rule_name(), format!("gh__{long}"));
+        // Unprefixed for the client, prefixed for the rules (a per-upstream endpoint).
+        let page = prefixed_page(ListKind::Tools, &body, None, gh(), "__", |_| true).unwrap();
+        assert_eq!(page.items[0].rule_name(), format!("gh__{long}"));
     }
 
     #[test]
     fn without_prefixes_names_stay_and_the_text_is_untouched() {
         let body = r#"{"tools":[ {"name": "ok" ,"a":1} ], "nextCursor": "n"}"#;
-        let page = prefixed_page(ListKind::Tools, &text(body), None, "__", |_| true).unwrap();
+        let page = prefixed_page(ListKind::Tools, &text(body), None, None, "__", |_| true).unwrap();
         assert_eq!(page.items[0].text, r#"{"name": "ok" ,"a":1}"#);
         assert_eq!(page.items[0].name, "ok");
         assert_eq!(page.next_cursor.as_deref(), Some("n"));
@@ -436,7 +505,7 @@ mod tests {
     fn a_result_that_is_not_a_list_is_refused() {
         for bad in [r#"{"tools": 3}"#, r#"{"nextCursor": 1}"#, "7"] {
             assert!(
-                prefixed_page(ListKind::Tools, &text(bad), None, "__", |_| true).is_err(),
+                prefixed_page(ListKind::Tools, &text(bad), None, None, "__", |_| true).is_err(),
                 "{bad}"
             );
         }
@@ -449,10 +518,12 @@ mod tests {
                 Item {
                     name: "gh__a\nb é".into(),
                     text: r#"{"name":"gh__a\nb é","d":"1 2\n3"}"#.into(),
+                    rule: "gh__a\nb é long".into(),
                 },
                 Item {
                     name: String::new(),
                     text: "{}".into(),
+                    rule: String::new(),
                 },
             ],
             next_cursor: Some("c\n1".into()),
@@ -464,9 +535,10 @@ mod tests {
         );
         for bad in [
             "",
-            "null\n3 2\nab",
-            "null\nx y\n",
-            "null\n1 99999999999999999999\na",
+            "null\n3 2 0\nab",
+            "null\nx y z\n",
+            "null\n1 2\nabc",
+            "null\n1 99999999999999999999 0\na",
         ] {
             assert_eq!(Page::decode(bad), None, "{bad:?}");
         }

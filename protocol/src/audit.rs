@@ -12,6 +12,9 @@ pub struct Audit {
     pub name: String,
     /// Where it was routed; `*` for a fan-out to the session's upstreams.
     pub upstream: String,
+    /// A `tools/call`'s metric series: the tool's full name once the gateway has listed it,
+    /// else [`crate::exchange::UNKNOWN_TOOL`], so a client cannot make series up.
+    pub tool_series: String,
 }
 
 /// The outcome classes of the audit log and the error metrics.

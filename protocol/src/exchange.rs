@@ -65,8 +65,31 @@ pub struct Gateway {
     key: SessionKey,
     cache: Box<dyn ListCache>,
     /// Per upstream: what its cached pages depend on besides the upstream (prefixes,
-    /// separator, tool filters), so a changed configuration never reads an older view.
-    views: Vec<String>,
+    /// separator, tool filters), so a changed configuration never reads an older view; on
+    /// the aggregated endpoint and on the upstream's own.
+    views: Vec<[String; 2]>,
+    /// Full names of the tools this gateway has listed: only these get a metric series of
+    /// their own; a name a client makes up counts as [`UNKNOWN_TOOL`]. Kept in the cache's
+    /// shared store too, since a list and the calls after it may be served by different
+    /// workers; this is the worker's own copy.
+    known_tools: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// The metric series of `tools/call`s of tools the gateway never listed.
+pub const UNKNOWN_TOOL: &str = "unknown";
+
+/// At most this many tools get a series of their own (an upstream that lists millions of
+/// tools must not make millions of stats).
+const MAX_KNOWN_TOOLS: usize = 4096;
+
+/// Where a request came in: the aggregated endpoint, or one upstream's own
+/// (`<upstream_path>/<name>/mcp`), which serves that upstream alone, unprefixed, under the
+/// same sessions, rules and filters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Scope {
+    #[default]
+    Aggregated,
+    Upstream(usize),
 }
 
 impl std::fmt::Debug for Gateway {
@@ -85,29 +108,90 @@ impl Gateway {
     pub fn with_cache(config: FilterConfig, cache: Box<dyn ListCache>) -> Gateway {
         let key = SessionKey::derive(config.session_key.as_bytes());
         let prefixed = names_prefixed(&config);
+        let view = |u: &Upstream, prefixed: bool| {
+            let view = serde_json::to_string(&(
+                prefixed,
+                &u.prefix,
+                &u.uri_prefix,
+                &config.separator,
+                &u.tools_include,
+                &u.tools_exclude,
+            ))
+            .unwrap_or_default();
+            let digest = Sha256::digest(view.as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        };
         let views = config
             .upstreams
             .iter()
-            .map(|u| {
-                let view = serde_json::to_string(&(
-                    prefixed,
-                    &u.prefix,
-                    &u.uri_prefix,
-                    &config.separator,
-                    &u.tools_include,
-                    &u.tools_exclude,
-                ))
-                .unwrap_or_default();
-                let digest = Sha256::digest(view.as_bytes());
-                digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-            })
+            .map(|u| [view(u, prefixed), view(u, false)])
             .collect();
         Gateway {
             config,
             key,
             cache,
             views,
+            known_tools: Default::default(),
         }
+    }
+
+    /// Who sent a request: `Ok(None)` when the gateway has no clients to tell apart. A
+    /// refused request gets 401 with the challenge.
+    pub fn admit(
+        &self,
+        credentials: &crate::access::Credentials<'_>,
+        now_s: u64,
+    ) -> Result<Option<crate::access::Identity>, crate::access::Refused> {
+        let Some(access) = &self.config.access else {
+            return Ok(None);
+        };
+        let relayed = |token: &str| {
+            crate::access::open_relayed(&self.key, token, now_s, self.config.session_max_age_s)
+        };
+        access.authenticate(credentials, &relayed).map(Some)
+    }
+
+    /// The sealed form of `who` that requests to the bridge carry ([`crate::access::IDENTITY_HEADER`]).
+    pub fn relay(&self, who: &crate::access::Identity, clock: &Clock) -> String {
+        crate::access::seal_relayed(&self.key, who, clock.now_s, &clock.seed)
+    }
+
+    fn learn_tools<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        if let Ok(mut known) = self.known_tools.lock() {
+            for n in names {
+                if known.len() >= MAX_KNOWN_TOOLS {
+                    return;
+                }
+                if known.insert(n.to_string()) {
+                    self.cache.put(&format!("tool/{n}"), b"1");
+                }
+            }
+        }
+    }
+
+    /// The metric series of a call of the tool `full`: its own once the gateway listed it.
+    fn tool_series(&self, full: &str) -> String {
+        let Ok(mut known) = self.known_tools.lock() else {
+            return UNKNOWN_TOOL.into();
+        };
+        if known.contains(full) {
+            return full.into();
+        }
+        // Listed by another worker?
+        if known.len() < MAX_KNOWN_TOOLS && self.cache.get(&format!("tool/{full}")).is_some() {
+            known.insert(full.to_string());
+            return full.into();
+        }
+        UNKNOWN_TOOL.into()
+    }
+
+    /// The upstream whose own endpoint `path` is.
+    fn own_endpoint(&self, path: &str) -> Option<usize> {
+        let rest = path
+            .strip_prefix(self.config.upstream_path.as_str())?
+            .strip_prefix('/')?
+            .strip_suffix("/mcp")?;
+        self.config.upstreams.iter().position(|u| u.name == rest)
     }
 
     /// Whether names carry their upstream's prefix (`prefix_mode: when_needed` drops it while
@@ -257,7 +341,8 @@ enum Op {
         kind: ListKind,
         pages: Vec<Page>,
         slots: Vec<usize>,
-        issued_at: u64,
+        /// [`Session::digest`]: the cursor is bound to it.
+        session: String,
         /// Per call: where to cache its answer and the generation it belongs to (`None`: not
         /// cacheable, or from the cache).
         cache_keys: Vec<Option<(String, u64)>>,
@@ -301,7 +386,8 @@ enum Page {
 #[derive(Debug, Serialize, Deserialize)]
 struct Cursor {
     k: String,
-    t: u64,
+    /// [`Session::digest`] of the session whose list gave it.
+    s: String,
     p: Vec<Page>,
 }
 
@@ -337,6 +423,7 @@ pub struct Exchange {
     identity: Option<crate::access::Identity>,
     pass_through: Vec<(String, String)>,
     audit: crate::audit::Audit,
+    scope: Scope,
 }
 
 fn json_reply(status: u16, body: String) -> Reply {
@@ -376,6 +463,22 @@ impl Exchange {
 
     fn identity_key(&self) -> Option<String> {
         self.identity.as_ref().map(crate::access::Identity::key)
+    }
+
+    /// Whether the client sees prefixed names here: on the aggregated endpoint as
+    /// configured; an upstream's own endpoint never prefixes.
+    fn prefixed(&self, gw: &Gateway) -> bool {
+        self.scope == Scope::Aggregated && gw.prefixed()
+    }
+
+    /// The name rules know `upstream`'s tool or prompt `name` (its own) by: the aggregated
+    /// endpoint's name, on every endpoint.
+    fn rule_name(gw: &Gateway, upstream: &Upstream, name: &str) -> String {
+        if gw.prefixed() {
+            naming::prefix_name(&upstream.prefix, &gw.config.separator, name)
+        } else {
+            name.to_string()
+        }
     }
 
     /// Whether the client's access rules let it use `name` (everything without rules).
@@ -440,9 +543,27 @@ impl Exchange {
             .path
             .split_once('?')
             .map_or(head.path.as_str(), |(p, _)| p);
-        if path != gw.config.mcp_path {
+        self.scope = if path == gw.config.mcp_path {
+            Scope::Aggregated
+        } else if let Some(index) = gw.own_endpoint(path) {
+            Scope::Upstream(index)
+        } else {
             self.state = State::Done;
             return Step::PassThrough;
+        };
+        if let Scope::Upstream(index) = self.scope {
+            let name = &gw.config.upstreams[index].name;
+            self.audit.upstream = name.clone();
+            if !self.permits(gw, Kind::Upstream, name) {
+                self.state = State::Done;
+                let who = self
+                    .identity
+                    .as_ref()
+                    .map_or("this client", |i| i.client.as_str());
+                let message = format!("Access denied: {who} may not use upstream {name:?}");
+                self.log.push(message.clone());
+                return error_reply(403, None, ACCESS_DENIED, &message);
+            }
         }
         match head.method.as_str() {
             "POST" => {
@@ -451,26 +572,7 @@ impl Exchange {
                 };
                 Step::AwaitBody
             }
-            // The merged server-to-client stream needs the bridge; the specification allows
-            // 405 for a server that offers none.
-            // The bridge merges the upstreams' streams; Envoy routes the GET to it.
-            "GET" if gw.config.get_stream => {
-                self.state = State::Stream(crate::sse::EventSplitter::new());
-                Step::PassThrough
-            }
-            "GET" => {
-                self.state = State::Done;
-                let mut r = json_reply(
-                    405,
-                    jsonrpc::error_body(
-                        None,
-                        code::INVALID_REQUEST,
-                        "This gateway offers no server-to-client event stream; use POST",
-                    ),
-                );
-                r.headers.push(("allow".into(), "POST, DELETE".into()));
-                Step::Respond(r)
-            }
+            "GET" => self.get(gw, head.session_id.as_deref()),
             "DELETE" => self.delete(gw, head.session_id.as_deref()),
             _ => {
                 self.state = State::Done;
@@ -482,8 +584,43 @@ impl Exchange {
                         "Method not allowed on the MCP endpoint",
                     ),
                 );
-                r.headers.push(("allow".into(), "POST, DELETE".into()));
+                r.headers.push(("allow".into(), "GET, POST, DELETE".into()));
                 Step::Respond(r)
+            }
+        }
+    }
+
+    /// The server-to-client stream of a session, opened exactly as a POST opens it: only by
+    /// the client that opened the session.
+    fn get(&mut self, gw: &Gateway, session_id: Option<&str>) -> Step {
+        if self.scope == Scope::Aggregated && !gw.config.get_stream {
+            // The merged stream needs the bridge; the specification allows 405 for a server
+            // that offers none.
+            self.state = State::Done;
+            let mut r = json_reply(
+                405,
+                jsonrpc::error_body(
+                    None,
+                    code::INVALID_REQUEST,
+                    "This gateway offers no server-to-client event stream; use POST",
+                ),
+            );
+            r.headers.push(("allow".into(), "POST, DELETE".into()));
+            return Step::Respond(r);
+        }
+        let session = match self.open_session(gw, session_id, None) {
+            Ok(s) => s,
+            Err(step) => return step,
+        };
+        match self.scope {
+            // The bridge merges the upstreams' streams; Envoy routes the GET to it.
+            Scope::Aggregated => {
+                self.state = State::Stream(crate::sse::EventSplitter::new());
+                Step::PassThrough
+            }
+            Scope::Upstream(index) => {
+                let name = gw.config.upstreams[index].name.clone();
+                self.route_with(gw, &session, &name, None, None, None)
             }
         }
     }
@@ -660,6 +797,7 @@ impl Exchange {
                     &["uri"],
                     uri,
                     rewrite,
+                    false,
                 )
             }
             "completion/complete" => {
@@ -689,6 +827,7 @@ impl Exchange {
                             &["ref", "uri"],
                             &uri,
                             false,
+                            true,
                         )
                     }
                     _ => {
@@ -759,8 +898,8 @@ impl Exchange {
             }
             Ok(s) => match self.client_version.as_deref() {
                 // Without the header the specification says to assume 2025-03-26.
-                None => Ok(s),
-                Some(v) if v == s.protocol_version => Ok(s),
+                None => self.in_scope(gw, s, id),
+                Some(v) if v == s.protocol_version => self.in_scope(gw, s, id),
                 Some(v) => {
                     self.state = State::Done;
                     let why = if mcp::SUPPORTED_VERSIONS.contains(&v) {
@@ -795,6 +934,32 @@ impl Exchange {
         }
     }
 
+    /// The part of `session` this request may use: on an upstream's own endpoint, that
+    /// upstream alone (a session without it does not exist there).
+    fn in_scope(
+        &mut self,
+        gw: &Gateway,
+        mut session: Session,
+        id: Option<&RawValue>,
+    ) -> Result<Session, Step> {
+        if let Scope::Upstream(index) = self.scope {
+            let name = &gw.config.upstreams[index].name;
+            session.upstreams.retain(|u| u.name == *name);
+            if session.upstreams.is_empty() {
+                self.state = State::Done;
+                return Err(error_reply(
+                    404,
+                    id,
+                    SESSION_NOT_FOUND,
+                    &format!(
+                        "Session not found: it has no session with upstream {name:?}; send initialize again"
+                    ),
+                ));
+            }
+        }
+        Ok(session)
+    }
+
     fn initialize(
         &mut self,
         gw: &Gateway,
@@ -812,9 +977,13 @@ impl Exchange {
         let body =
             json!({"jsonrpc": "2.0", "id": id_value, "method": "initialize", "params": params})
                 .to_string();
-        let targets: Vec<usize> = (0..gw.config.upstreams.len())
-            .filter(|&u| self.permits(gw, Kind::Upstream, &gw.config.upstreams[u].name))
-            .collect();
+        let targets: Vec<usize> = match self.scope {
+            // Its permission was checked with the headers.
+            Scope::Upstream(index) => vec![index],
+            Scope::Aggregated => (0..gw.config.upstreams.len())
+                .filter(|&u| self.permits(gw, Kind::Upstream, &gw.config.upstreams[u].name))
+                .collect(),
+        };
         if targets.is_empty() && !gw.config.upstreams.is_empty() {
             self.state = State::Done;
             return error_reply(
@@ -871,7 +1040,7 @@ impl Exchange {
         let pages = match params.get("cursor").and_then(Value::as_str) {
             None => vec![Page::Start; n],
             Some(token) => match session::open_value::<Cursor>(&gw.key, Sealed::Cursor, token) {
-                Ok(c) if c.k == kind.method() && c.t == session.issued_at && c.p.len() == n => c.p,
+                Ok(c) if c.k == kind.method() && c.s == session.digest() && c.p.len() == n => c.p,
                 _ => {
                     self.state = State::Done;
                     return error_reply(
@@ -919,10 +1088,11 @@ impl Exchange {
                 };
                 // One key per upstream, view, method and page (Envoy's shared data cannot
                 // delete): the generation lives in the entry.
+                let view = usize::from(self.scope != Scope::Aggregated);
                 format!(
                     "list/{}/{}/{}/{page}",
                     upstream.name,
-                    gw.views[index],
+                    gw.views[index][view],
                     kind.method()
                 )
             });
@@ -972,7 +1142,7 @@ impl Exchange {
                 kind,
                 pages,
                 slots,
-                issued_at: session.issued_at,
+                session: session.digest(),
                 cache_keys,
                 hits,
             },
@@ -1099,11 +1269,13 @@ impl Exchange {
         {
             return step;
         }
-        let found = if gw.prefixed() {
-            naming::split_name(prefixed, &gw.config.separator)
-                .and_then(|(prefix, name)| gw.by_prefix(prefix).map(|u| (u, name)))
-        } else {
-            gw.config.upstreams.first().map(|u| (u, prefixed))
+        let found = match self.scope {
+            Scope::Upstream(index) => Some((&gw.config.upstreams[index], prefixed)),
+            Scope::Aggregated if gw.prefixed() => {
+                naming::split_name(prefixed, &gw.config.separator)
+                    .and_then(|(prefix, name)| gw.by_prefix(prefix).map(|u| (u, name)))
+            }
+            Scope::Aggregated => gw.config.upstreams.first().map(|u| (u, prefixed)),
         }
         .filter(|(u, _)| session.upstream(&u.name).is_some())
         .filter(|(u, name)| {
@@ -1114,11 +1286,17 @@ impl Exchange {
         } else {
             Kind::Prompt
         };
-        if let Some((u, _)) = found
-            && !(self.permits(gw, Kind::Upstream, &u.name) && self.permits(gw, kind, prefixed))
-        {
-            self.audit.upstream = u.name.clone();
-            return self.denied(id, what, prefixed);
+        if let Some((u, name)) = found {
+            let full = Self::rule_name(gw, u, name);
+            if method == "tools/call" {
+                self.audit.tool_series = gw.tool_series(&full);
+            }
+            if !(self.permits(gw, Kind::Upstream, &u.name) && self.permits(gw, kind, &full)) {
+                self.audit.upstream = u.name.clone();
+                return self.denied(id, what, &full);
+            }
+        } else if method == "tools/call" {
+            self.audit.tool_series = UNKNOWN_TOOL.into();
         }
         let unknown = || {
             format!("Unknown {what}: {prefixed:?} (no upstream of this session has that prefix)")
@@ -1128,6 +1306,8 @@ impl Exchange {
         )
     }
 
+    /// `template`: the URI is a URI template (a `completion/complete` reference), which is
+    /// judged normalized but sent as the client wrote it, so the upstream finds its template.
     #[allow(clippy::too_many_arguments)]
     fn route_by_uri(
         &mut self,
@@ -1137,27 +1317,61 @@ impl Exchange {
         method: &str,
         params: Value,
         field: &[&str],
-        prefixed: &str,
+        requested: &str,
         rewrite_answer: bool,
+        template: bool,
     ) -> Step {
-        self.audit.name = prefixed.to_string();
-        let found = if gw.prefixed() {
-            naming::split_uri(prefixed)
-                .and_then(|(prefix, uri)| gw.by_uri_prefix(prefix).map(|u| (u, uri)))
+        let normalized = if template {
+            crate::uri::normalize_template(requested)
         } else {
-            gw.config.upstreams.first().map(|u| (u, prefixed))
+            crate::uri::normalize(requested)
+        };
+        let normalized = match normalized {
+            Ok(u) => u,
+            Err(e) => {
+                self.audit.name = requested.to_string();
+                self.state = State::Done;
+                return error_reply(
+                    200,
+                    Some(id),
+                    code::INVALID_PARAMS,
+                    &format!("Invalid params: {e}"),
+                );
+            }
+        };
+        self.audit.name.clone_from(&normalized);
+        let found = match self.scope {
+            Scope::Upstream(index) => Some((&gw.config.upstreams[index], normalized.as_str())),
+            Scope::Aggregated if gw.prefixed() => naming::split_uri(&normalized)
+                .and_then(|(prefix, uri)| gw.by_uri_prefix(prefix).map(|u| (u, uri))),
+            Scope::Aggregated => gw
+                .config
+                .upstreams
+                .first()
+                .map(|u| (u, normalized.as_str())),
         }
         .filter(|(u, _)| session.upstream(&u.name).is_some());
-        if let Some((u, _)) = found
-            && !(self.permits(gw, Kind::Upstream, &u.name)
-                && self.permits(gw, Kind::Resource, prefixed))
-        {
-            self.audit.upstream = u.name.clone();
-            return self.denied(id, "resource", prefixed);
+        if let Some((u, uri)) = found {
+            let full = match self.scope {
+                Scope::Upstream(_) if gw.prefixed() => naming::prefix_uri(&u.uri_prefix, uri),
+                _ => normalized.clone(),
+            };
+            if !(self.permits(gw, Kind::Upstream, &u.name)
+                && self.permits(gw, Kind::Resource, &full))
+            {
+                self.audit.upstream = u.name.clone();
+                return self.denied(id, "resource", &full);
+            }
         }
+        // A template goes as the client spelled it, without the prefix.
+        let as_sent = match (self.scope, gw.prefixed()) {
+            (Scope::Aggregated, true) => naming::split_uri(requested).map_or(requested, |(_, u)| u),
+            _ => requested,
+        };
+        let found = found.map(|(u, uri)| (u, if template { as_sent } else { uri }));
         let unknown = || {
             format!(
-                "Unknown resource: {prefixed:?} (no upstream of this session has that URI prefix)"
+                "Unknown resource: {requested:?} (no upstream of this session has that URI prefix)"
             )
         };
         self.route_found(
@@ -1193,7 +1407,8 @@ impl Exchange {
             return error_reply(200, Some(id), code::INVALID_PARAMS, &unknown());
         };
         set_path(&mut params, field, Value::String(unprefixed.to_string()));
-        let uri_prefix = (prefix_answer_uris && gw.prefixed()).then(|| upstream.uri_prefix.clone());
+        let uri_prefix =
+            (prefix_answer_uris && self.prefixed(gw)).then(|| upstream.uri_prefix.clone());
         let name = upstream.name.clone();
         self.route(
             gw,
@@ -1219,15 +1434,17 @@ impl Exchange {
         requested: &str,
         what: &str,
     ) -> Option<Step> {
-        let (index, upstream) = if gw.prefixed() {
-            let (prefix, _) = naming::split_name(requested, &gw.config.separator)?;
-            gw.config
-                .upstreams
-                .iter()
-                .enumerate()
-                .find(|(_, u)| u.prefix == prefix)?
-        } else {
-            (0, gw.config.upstreams.first()?)
+        let (index, upstream) = match self.scope {
+            Scope::Upstream(index) => (index, &gw.config.upstreams[index]),
+            Scope::Aggregated if gw.prefixed() => {
+                let (prefix, _) = naming::split_name(requested, &gw.config.separator)?;
+                gw.config
+                    .upstreams
+                    .iter()
+                    .enumerate()
+                    .find(|(_, u)| u.prefix == prefix)?
+            }
+            Scope::Aggregated => (0, gw.config.upstreams.first()?),
         };
         let us = session.upstream(&upstream.name)?;
         let kind = if what == "tool" {
@@ -1349,7 +1566,7 @@ impl Exchange {
             tag_requests: session.upstreams.len() > 1,
             watch_lists: config.is_some_and(|u| u.cache_ms > 0),
             event_uri_prefix: config
-                .filter(|_| gw.prefixed())
+                .filter(|_| self.prefixed(gw))
                 .map(|u| u.uri_prefix.clone()),
             via: config.map(|u| u.via.clone()).unwrap_or_default(),
             splitter: None,
@@ -1444,7 +1661,8 @@ impl Exchange {
         let mut ok: Vec<(usize, CalloutAnswer, Value)> = Vec::new();
         // List results stay text: only names are read and rewritten.
         let mut lists: Vec<(usize, aggregate::Page)> = Vec::new();
-        let prefixed = gw.prefixed();
+        let prefixed = self.prefixed(gw);
+        let ruled = gw.prefixed();
         let mut failures: Vec<String> = Vec::new();
         for (call, answer) in answers.into_iter().enumerate() {
             let upstream = &gw.config.upstreams[targets[call]];
@@ -1472,10 +1690,10 @@ impl Exchange {
                         }
                         return match mcp::find_result_raw(&a.content_type, &a.body, &want)? {
                             Ok(result) => {
-                                let prefixes = prefixed.then_some(Prefixes {
+                                let prefixes = Prefixes {
                                     name: &upstream.prefix,
                                     uri: &upstream.uri_prefix,
-                                });
+                                };
                                 let keep = |name: &str| {
                                     *kind != ListKind::Tools
                                         || glob::allowed(
@@ -1487,7 +1705,8 @@ impl Exchange {
                                 let page = aggregate::prefixed_page(
                                     *kind,
                                     &result,
-                                    prefixes,
+                                    prefixed.then_some(prefixes),
+                                    ruled.then_some(prefixes),
                                     &gw.config.separator,
                                     keep,
                                 )?;
@@ -1574,23 +1793,37 @@ impl Exchange {
                         ),
                     ));
                 }
-                let joined: Vec<mcp::Joined<'_>> = ok
-                    .iter()
-                    .map(|(u, _, r)| mcp::Joined {
-                        name: &gw.config.upstreams[*u].name,
-                        result: r,
-                    })
-                    .collect();
-                let result = mcp::merged_initialize(
-                    version,
-                    &gw.config.server_name,
-                    &gw.config.server_version,
-                    &joined,
-                    gw.config.get_stream,
-                );
+                let (result, version) = match (self.scope, ok.first()) {
+                    // An upstream's own endpoint is that upstream: its own answer, its
+                    // version; its own stream is routed to it.
+                    (Scope::Upstream(_), Some((_, _, own))) => (
+                        own.clone(),
+                        own["protocolVersion"]
+                            .as_str()
+                            .unwrap_or(version)
+                            .to_string(),
+                    ),
+                    _ => {
+                        let joined: Vec<mcp::Joined<'_>> = ok
+                            .iter()
+                            .map(|(u, _, r)| mcp::Joined {
+                                name: &gw.config.upstreams[*u].name,
+                                result: r,
+                            })
+                            .collect();
+                        let merged = mcp::merged_initialize(
+                            version,
+                            &gw.config.server_name,
+                            &gw.config.server_version,
+                            &joined,
+                            gw.config.get_stream,
+                        );
+                        (merged, version.to_string())
+                    }
+                };
                 let session = Session {
                     identity: self.identity_key(),
-                    protocol_version: version.to_string(),
+                    protocol_version: version.clone(),
                     issued_at: clock.now_s,
                     upstreams: ok
                         .iter()
@@ -1599,7 +1832,7 @@ impl Exchange {
                             session_id: a.session_id.clone(),
                             protocol_version: r["protocolVersion"]
                                 .as_str()
-                                .unwrap_or(version)
+                                .unwrap_or(&version)
                                 .to_string(),
                             capabilities: mcp::capability_bits(r),
                         })
@@ -1614,7 +1847,7 @@ impl Exchange {
             Op::List {
                 kind,
                 pages,
-                issued_at,
+                session,
                 ..
             } => {
                 // A client never sees what it may not use.
@@ -1625,18 +1858,27 @@ impl Exchange {
                 };
                 let permit =
                     |name: &str| gw.config.access.is_none() || self.permits(gw, what, name);
+                if kind == ListKind::Tools {
+                    // Every tool the gateway offers, whoever may call it.
+                    gw.learn_tools(
+                        lists
+                            .iter()
+                            .flat_map(|(_, page)| &page.items)
+                            .map(aggregate::Item::rule_name),
+                    );
+                }
                 let items = lists
                     .iter()
                     .filter(|(u, _)| {
                         self.permits(gw, Kind::Upstream, &gw.config.upstreams[*u].name)
                     })
                     .flat_map(|(_, page)| &page.items)
-                    .filter(|i| permit(&i.name))
+                    .filter(|i| permit(i.rule_name()))
                     .map(|i| i.text.as_str());
                 let cursor = pages.iter().any(|p| matches!(p, Page::At(_))).then(|| {
                     let cursor = Cursor {
                         k: kind.method().to_string(),
-                        t: issued_at,
+                        s: session,
                         p: pages,
                     };
                     session::seal_value(&gw.key, Sealed::Cursor, &cursor, &clock.seed)
@@ -1694,7 +1936,7 @@ impl Exchange {
                 ));
             }
         };
-        let prefix = gw.prefixed().then_some(upstream.prefix.as_str());
+        let prefix = self.prefixed(gw).then_some(upstream.prefix.as_str());
         let found = result[r.kind.key()]
             .as_array()
             .into_iter()
@@ -1713,10 +1955,15 @@ impl Exchange {
             "prompt"
         };
         if let Some(name) = found {
-            let full = match prefix {
-                Some(p) => naming::prefix_name(p, &gw.config.separator, name),
-                None => name.to_string(),
+            // Rules know it by its full name on the aggregated endpoint.
+            let full = if gw.prefixed() {
+                naming::prefix_name(&upstream.prefix, &gw.config.separator, name)
+            } else {
+                name.to_string()
             };
+            if r.method == "tools/call" {
+                self.audit.tool_series = gw.tool_series(&full);
+            }
             let kind = if r.kind == ListKind::Tools {
                 Kind::Tool
             } else {
@@ -1784,11 +2031,12 @@ impl Exchange {
 
     /// Response headers of a routed request. `code_details` is Envoy's
     /// `response.code_details`: `via_upstream` when the upstream answered, else why Envoy
-    /// answered itself (connection failure, timeout…).
+    /// answered itself (connection failure, timeout…). `location`: the answer's `Location`.
     pub fn on_response_headers(
         &mut self,
         status: u16,
         content_type: Option<&str>,
+        location: Option<&str>,
         code_details: Option<&str>,
     ) -> ResponseStep {
         if let State::Stream(_) = &self.state {
@@ -1806,6 +2054,21 @@ impl Exchange {
                 || t.eq_ignore_ascii_case("text/event-stream")
         });
         let from_upstream = code_details.is_none_or(|d| d == "via_upstream");
+        // A redirect is never passed on: a client (a browser above all) would follow it to
+        // wherever the upstream says, with what it holds.
+        if from_upstream && (300..400).contains(&status) && status != 304 {
+            let message = format!(
+                "Upstream {:?} answered with a redirect (HTTP {status}), which the gateway does not follow",
+                routed.upstream
+            );
+            self.log.push(format!(
+                "{message}; it pointed to {}",
+                location.map_or_else(|| "no location".into(), redirect_target)
+            ));
+            let body = jsonrpc::error_body(routed.id.as_deref(), UPSTREAM_ERROR, &message);
+            self.state = State::Done;
+            return ResponseStep::Replace(json_reply(200, body));
+        }
         if !from_upstream || (status >= 400 && !json_or_sse) {
             let (code, mut message) = describe_failure(
                 &routed.upstream,
@@ -2038,6 +2301,31 @@ fn callout(
     }
 }
 
+/// Where a redirect pointed, for the operator's log: scheme and host only (a path or query
+/// may carry a token).
+fn redirect_target(location: &str) -> String {
+    match location.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = host.rsplit('@').next().unwrap_or(host);
+            format!("{scheme}://{host}")
+        }
+        None => "a path on the same host".into(),
+    }
+}
+
+/// Response headers of an upstream's answer that never reach the client: cookies (the
+/// gateway's origin is not the upstream's) and CORS grants (only the gateway's own CORS
+/// policy speaks for its origin; the filter adds those after this).
+pub fn stripped_response_headers<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    names
+        .filter(|n| {
+            let n = n.to_ascii_lowercase();
+            n == "set-cookie" || n == "set-cookie2" || n.starts_with("access-control-")
+        })
+        .collect()
+}
+
 /// Says that a failure may be the proxy's: Envoy only sees the tunnel close.
 fn via_note(via: &str) -> String {
     if via.is_empty() {
@@ -2065,6 +2353,9 @@ fn http_failure(status: u16, body: &[u8], timeout_ms: u64) -> String {
             "unreachable (the connection or its TLS handshake failed)".into()
         }
         504 => format!("timed out after {timeout_ms} ms"),
+        300..=399 => {
+            format!("answered with a redirect (HTTP {status}), which the gateway does not follow")
+        }
         _ => format!("answered HTTP {status}"),
     }
 }
@@ -2489,6 +2780,397 @@ mod tests {
         assert_eq!(reply(step).1["error"]["code"], ACCESS_DENIED);
     }
 
+    /// `example(2)` with clients `ci` and `eve`, per-upstream endpoints under `/upstreams`,
+    /// and a rule that lets both use everything but the tool `u0__secret` and the
+    /// resources under `u0+file:///secret/`.
+    fn guarded() -> Gateway {
+        use crate::access::{AccessConfig, Client, Lists, Rule};
+        let mut config = example(2);
+        config.upstream_path = "/upstreams".into();
+        config.get_stream = true;
+        let client = |name: &str| Client {
+            name: name.into(),
+            ..Default::default()
+        };
+        config.access = Some(AccessConfig {
+            clients: vec![client("ci"), client("eve")],
+            rules: vec![Rule {
+                clients: vec!["*".into()],
+                allow: Lists {
+                    upstreams: vec!["*".into()],
+                    ..Default::default()
+                },
+                deny: Lists {
+                    tools: vec!["u0__secret".into(), format!("u0__{}", "L".repeat(70))],
+                    resources: vec!["u0+file:///secret/*".into()],
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+            bridge_key_sha256: None,
+        });
+        Gateway::new(config)
+    }
+
+    /// A request of `who` at `path`.
+    fn head_at(who: &str, method: &str, path: &str, session: Option<&str>) -> RequestHead {
+        RequestHead {
+            method: method.into(),
+            path: path.into(),
+            session_id: session.map(str::to_string),
+            identity: Some(crate::access::Identity {
+                client: who.into(),
+                claims: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn call_at(gw: &Gateway, who: &str, path: &str, token: &str, body: &str) -> Step {
+        run_head(gw, &head_at(who, "POST", path, Some(token)), body, vec![]).0
+    }
+
+    /// `ci`'s session on `/upstreams/u0/mcp`, its upstream session `own-0`.
+    fn own_session(gw: &Gateway) -> (Step, String) {
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+        let mine = json!({"protocolVersion": "2025-03-26", "capabilities": {"tools": {"listChanged": true}},
+            "serverInfo": {"name": "u0-itself", "version": "7"}});
+        let (step, calls) = run_head(
+            gw,
+            &head_at("ci", "POST", "/upstreams/u0/mcp", None),
+            init,
+            vec![answer(
+                Some("own-0"),
+                json!({"jsonrpc":"2.0","id":1,"result": mine}),
+            )],
+        );
+        assert_eq!(calls.len(), 1, "only its own upstream");
+        assert_eq!(calls[0].cluster, "upstream-u0");
+        let token = session_header(step.clone());
+        (step, token)
+    }
+
+    #[test]
+    fn a_get_stream_is_bound_to_its_session_as_a_post_is() {
+        let gw = guarded();
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+        let ok = |sid| {
+            answer(
+                Some(sid),
+                json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}}))}),
+            )
+        };
+        let (step, _) = run_head(
+            &gw,
+            &head_at("ci", "POST", "/mcp", None),
+            init,
+            vec![ok("a"), ok("b")],
+        );
+        let token = session_header(step);
+        let get = |who: &str, token: Option<&str>| {
+            Exchange::new().on_request_headers(&gw, &head_at(who, "GET", "/mcp", token), CLOCK_S)
+        };
+        assert_eq!(get("ci", Some(&token)), Step::PassThrough);
+        assert_eq!(
+            reply(get("eve", Some(&token))).0,
+            404,
+            "another client's session"
+        );
+        assert_eq!(reply(get("ci", None)).0, 400);
+        assert_eq!(reply(get("ci", Some("sb1.forged"))).0, 404);
+    }
+
+    #[test]
+    fn an_upstreams_own_endpoint_serves_it_alone_under_the_same_rules() {
+        let gw = guarded();
+        let (step, token) = own_session(&gw);
+        // Its own answer to initialize, not the gateway's merged one.
+        let (_, body, _) = reply(step);
+        assert_eq!(body["result"]["serverInfo"]["name"], "u0-itself");
+        assert_eq!(body["result"]["capabilities"]["tools"]["listChanged"], true);
+        assert!(token.starts_with("sb1.") && !token.contains("own-0"));
+        let own = "/upstreams/u0/mcp";
+        // Lists: unprefixed, and filtered by the rules under the aggregated names.
+        let long = "L".repeat(70);
+        let (step, _) = run_head(
+            &gw,
+            &RequestHead {
+                protocol_version: Some("2025-03-26".into()),
+                ..head_at("ci", "POST", own, Some(&token))
+            },
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+            vec![answer(
+                None,
+                json!({"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"open"},{"name":"secret"},{"name": long}]}}),
+            )],
+        );
+        let names: Vec<String> = reply(step).1["result"]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["open"],
+            "a shortened name is judged by its full one"
+        );
+        // Calls: the rule sees u0__secret; the upstream gets its own name and session.
+        let denied = call_at(
+            &gw,
+            "ci",
+            own,
+            &token,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"secret"}}"#,
+        );
+        let (_, body, _) = reply(denied);
+        assert_eq!(body["error"]["code"], ACCESS_DENIED);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("u0__secret")
+        );
+        let Step::Route(route) = call_at(
+            &gw,
+            "ci",
+            own,
+            &token,
+            r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"open"}}"#,
+        ) else {
+            panic!("not routed")
+        };
+        assert_eq!(route.upstream, "u0");
+        assert!(
+            route
+                .headers
+                .contains(&(SESSION_HEADER.into(), Some("own-0".into())))
+        );
+        let sent: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
+        assert_eq!(sent["params"]["name"], "open");
+        // The session is ci's, and u0's: nobody else's, nowhere else.
+        let stolen = call_at(
+            &gw,
+            "eve",
+            own,
+            &token,
+            r#"{"jsonrpc":"2.0","id":5,"method":"tools/list"}"#,
+        );
+        assert_eq!(reply(stolen).0, 404);
+        let elsewhere = call_at(
+            &gw,
+            "ci",
+            "/upstreams/u1/mcp",
+            &token,
+            r#"{"jsonrpc":"2.0","id":6,"method":"tools/list"}"#,
+        );
+        assert_eq!(reply(elsewhere).0, 404);
+        // Its stream goes to the upstream with the upstream's own session, for ci alone.
+        let mut ex = Exchange::new();
+        let Step::Route(get) =
+            ex.on_request_headers(&gw, &head_at("ci", "GET", own, Some(&token)), CLOCK_S)
+        else {
+            panic!("GET not routed")
+        };
+        assert!(
+            get.headers
+                .contains(&(SESSION_HEADER.into(), Some("own-0".into())))
+        );
+        let stolen = Exchange::new().on_request_headers(
+            &gw,
+            &head_at("eve", "GET", own, Some(&token)),
+            CLOCK_S,
+        );
+        assert_eq!(reply(stolen).0, 404);
+        // Anything else under the base path is not an endpoint of the filter's.
+        let other = Exchange::new().on_request_headers(
+            &gw,
+            &head_at("ci", "POST", "/upstreams/u0/sse", None),
+            CLOCK_S,
+        );
+        assert_eq!(other, Step::PassThrough);
+    }
+
+    #[test]
+    fn an_own_endpoint_the_client_may_not_use_is_403() {
+        use crate::access::{Lists, Rule};
+        let mut config = example(2);
+        config.upstream_path = "/upstreams".into();
+        let mut access = guarded().config.access.unwrap();
+        access.rules = vec![Rule {
+            clients: vec!["ci".into()],
+            allow: Lists {
+                upstreams: vec!["u1".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        }];
+        config.access = Some(access);
+        let gw = Gateway::new(config);
+        let step = Exchange::new().on_request_headers(
+            &gw,
+            &head_at("ci", "POST", "/upstreams/u0/mcp", None),
+            CLOCK_S,
+        );
+        let (status, body, _) = reply(step);
+        assert_eq!(
+            (status, body["error"]["code"].clone()),
+            (403, json!(ACCESS_DENIED))
+        );
+    }
+
+    #[test]
+    fn resource_rules_judge_the_normalized_uri_and_the_upstream_reads_it() {
+        let gw = guarded();
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+        let ok = json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"resources":{}}))});
+        let (step, _) = run_head(
+            &gw,
+            &head_at("ci", "POST", "/mcp", None),
+            init,
+            vec![answer(Some("a"), ok.clone()), answer(Some("b"), ok)],
+        );
+        let token = session_header(step);
+        let read = |uri: &str| {
+            let body =
+                json!({"jsonrpc":"2.0","id":9,"method":"resources/read","params":{"uri": uri}});
+            call_at(&gw, "ci", "/mcp", &token, &body.to_string())
+        };
+        for spelled in [
+            "u0+file:///secret/a",
+            "U0+file:///secret/a",
+            "u0+FILE:///public/../secret/a",
+            "u0+file:///./secret/a",
+            "u0+file:///%73ecret/a",
+        ] {
+            assert_eq!(
+                reply(read(spelled)).1["error"]["code"],
+                ACCESS_DENIED,
+                "{spelled}"
+            );
+        }
+        let hidden = reply(read("u0+file:///public/..%2Fsecret/a")).1;
+        assert_eq!(hidden["error"]["code"], code::INVALID_PARAMS, "{hidden}");
+        let Step::Route(route) = read("U0+File:///public/./a") else {
+            panic!("not routed")
+        };
+        let sent: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
+        assert_eq!(sent["params"]["uri"], "file:///public/a");
+    }
+
+    #[test]
+    fn a_cursor_works_only_in_the_session_that_listed() {
+        let gw = Gateway::new(example(1));
+        let session = |sid: &str| {
+            let (step, _) = run(
+                &gw,
+                None,
+                r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#,
+                vec![answer(
+                    Some(sid),
+                    json!({"jsonrpc":"2.0","id":1,"result": init_result(json!({"tools":{}}))}),
+                )],
+            );
+            session_header(step)
+        };
+        // Opened in the same second: only their upstream sessions tell them apart.
+        let (a, b) = (session("a"), session("b"));
+        let (page, _) = list_page(
+            &gw,
+            &a,
+            None,
+            vec![answer(
+                None,
+                json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"t"}],"nextCursor":"2"}}),
+            )],
+        );
+        let cursor = page["result"]["nextCursor"].as_str().unwrap().to_string();
+        let (other, calls) = list_page(&gw, &b, Some(&cursor), vec![]);
+        assert!(calls.is_empty());
+        assert_eq!(other["error"]["code"], code::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn an_upstream_redirect_becomes_an_error_and_its_cookies_and_cors_stay_behind() {
+        let gw = Gateway::new(example(1));
+        let token = single_session(&gw, json!({"tools":{}}));
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        let step = ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"u0__go"}}"#,
+            &clock(),
+        );
+        assert!(matches!(step, Step::Route(_)));
+        let ResponseStep::Replace(r) = ex.on_response_headers(
+            302,
+            None,
+            Some("https://user@evil.example/x?token=t0k"),
+            Some("via_upstream"),
+        ) else {
+            panic!("a redirect was passed on")
+        };
+        let body: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (r.status, body["error"]["code"].clone()),
+            (200, json!(UPSTREAM_ERROR))
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("redirect")
+        );
+        let log = ex.take_log().join("\n");
+        assert!(
+            log.contains("https://evil.example") && !log.contains("t0k") && !log.contains("user@"),
+            "{log}"
+        );
+        let names = [
+            "Set-Cookie",
+            "content-type",
+            "Access-Control-Allow-Origin",
+            "access-control-allow-credentials",
+            "mcp-session-id",
+        ];
+        assert_eq!(
+            stripped_response_headers(names.into_iter()),
+            [
+                "Set-Cookie",
+                "Access-Control-Allow-Origin",
+                "access-control-allow-credentials"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_tools_the_gateway_listed_get_a_series_of_their_own() {
+        let gw = Gateway::new(example(1));
+        let token = single_session(&gw, json!({"tools":{}}));
+        let series = |name: &str| {
+            let mut ex = Exchange::new();
+            ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+            let body =
+                json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name": name}});
+            ex.on_request_body(&gw, body.to_string().as_bytes(), &clock());
+            ex.audit().tool_series.clone()
+        };
+        assert_eq!(series("u0__open"), UNKNOWN_TOOL, "not listed yet");
+        list_page(
+            &gw,
+            &token,
+            None,
+            vec![answer(
+                None,
+                json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"open"}]}}),
+            )],
+        );
+        assert_eq!(series("u0__open"), "u0__open");
+        for made_up in ["u0__zz1", "zz2", "x__y"] {
+            assert_eq!(series(made_up), UNKNOWN_TOOL, "{made_up}");
+        }
+    }
+
     #[test]
     fn initialize_fans_out_and_seals_the_upstream_sessions() {
         let gw = Gateway::new(example(2));
@@ -2684,7 +3366,7 @@ mod tests {
         );
         // Several upstreams share the session: the SSE answer goes through the tagger.
         assert_eq!(
-            ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
+            ex.on_response_headers(200, Some("text/event-stream"), None, Some("via_upstream")),
             ResponseStep::Transform
         );
     }
@@ -2698,9 +3380,10 @@ mod tests {
         let Step::Route(route) = ex.on_request_body(&gw, br#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"U0+file:///a b"}}"#, &clock()) else { panic!() };
         assert_eq!(route.upstream, "u0");
         let body: Value = serde_json::from_slice(&route.body.unwrap()).unwrap();
-        assert_eq!(body["params"]["uri"], "file:///a b");
+        // Normalized (RFC 3986) before anything is decided, and sent so.
+        assert_eq!(body["params"]["uri"], "file:///a%20b");
         assert_eq!(
-            ex.on_response_headers(200, Some("application/json"), Some("via_upstream")),
+            ex.on_response_headers(200, Some("application/json"), None, Some("via_upstream")),
             ResponseStep::Buffer
         );
         let out = ex.on_response_body(
@@ -2928,7 +3611,7 @@ mod tests {
                 &clock(),
             );
             let ResponseStep::Replace(r) =
-                ex.on_response_headers(status, Some("text/plain"), Some(details))
+                ex.on_response_headers(status, Some("text/plain"), None, Some(details))
             else {
                 panic!()
             };
@@ -3138,7 +3821,7 @@ mod tests {
             "file:///x"
         );
         assert_eq!(
-            ex.on_response_headers(200, Some("application/json"), Some("via_upstream")),
+            ex.on_response_headers(200, Some("application/json"), None, Some("via_upstream")),
             ResponseStep::Stream {
                 remove: vec![SESSION_HEADER]
             },
@@ -3260,7 +3943,7 @@ mod tests {
             &clock(),
         );
         assert_eq!(
-            ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
+            ex.on_response_headers(200, Some("text/event-stream"), None, Some("via_upstream")),
             ResponseStep::Transform
         );
         let stream = "event: message\nid: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/resources/updated\",\"params\":{\"uri\":\"file:///a\"}}\n\n: ping\n\n";
@@ -3456,7 +4139,7 @@ mod tests {
             &clock(),
         );
         assert_eq!(
-            ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
+            ex.on_response_headers(200, Some("text/event-stream"), None, Some("via_upstream")),
             ResponseStep::Transform
         );
         let out = ex.on_response_chunk(
@@ -3492,11 +4175,12 @@ mod tests {
             },
             Box::new(cache.clone()),
         );
+        let token = session_token(&gw);
         let mut ex = Exchange::new();
         let head = RequestHead {
             method: "GET".into(),
             path: "/mcp".into(),
-            session_id: None,
+            session_id: Some(token),
             protocol_version: None,
             ..Default::default()
         };
@@ -3505,7 +4189,7 @@ mod tests {
             Step::PassThrough
         );
         assert_eq!(
-            ex.on_response_headers(200, Some("text/event-stream"), Some("via_upstream")),
+            ex.on_response_headers(200, Some("text/event-stream"), None, Some("via_upstream")),
             ResponseStep::Transform
         );
         let stream = ": switchboard list_changed u1\n\nevent: message\nid: x\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n";

@@ -26,6 +26,8 @@ const NONCE_LEN: usize = 24;
 pub enum Sealed {
     Session,
     Cursor,
+    /// An identity the filter established, relayed by the bridge ([`crate::access`]).
+    Identity,
 }
 
 impl Sealed {
@@ -33,6 +35,7 @@ impl Sealed {
         match self {
             Sealed::Session => "sb1.",
             Sealed::Cursor => "sbc1.",
+            Sealed::Identity => "sbi1.",
         }
     }
 
@@ -40,6 +43,7 @@ impl Sealed {
         match self {
             Sealed::Session => b"switchboard-session-v1",
             Sealed::Cursor => b"switchboard-cursor-v1",
+            Sealed::Identity => b"switchboard-identity-v1",
         }
     }
 }
@@ -119,6 +123,17 @@ pub struct UpstreamSession {
 impl Session {
     pub fn upstream(&self, name: &str) -> Option<&UpstreamSession> {
         self.upstreams.iter().find(|u| u.name == name)
+    }
+
+    /// 16 hex digits that tell this session from any other (its opener, its time and every
+    /// upstream's own session): what a cursor is bound to.
+    pub fn digest(&self) -> String {
+        use sha2::Digest as _;
+        let text = serde_json::to_vec(self).unwrap_or_default();
+        sha2::Sha256::digest(&text)[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

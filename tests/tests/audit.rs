@@ -49,6 +49,9 @@ async fn every_mcp_request_leaves_an_audit_line_and_counts_in_the_stats() -> any
     assert_eq!(refused.status, 401);
     let a = raw::post_with(&ep, None, &init, &key).await?;
     let sid = a.session_id().unwrap_or_default();
+    // Tools get a metric series of their own once the gateway has listed them.
+    let listed = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"});
+    raw::post_with(&ep, Some(&sid), &listed, &key).await?;
     down.stop();
     for (id, tool) in [(1, "alpha__add"), (2, "alpha__slow"), (3, "down__whoami")] {
         let args = if tool == "alpha__add" {
