@@ -44,7 +44,7 @@ struct LegacySession {
     get_started: std::sync::atomic::AtomicBool,
     /// Who the filter found the client to be, for the bridge's requests on its behalf.
     on_behalf: reqwest::header::HeaderMap,
-    /// The same, as the filter stamped it: every message must come from that client.
+    /// Its identity key: every message must come from that client.
     identity: Option<String>,
 }
 
@@ -108,8 +108,15 @@ async fn open(State(bridge): State<crate::Bridge>, headers: HeaderMap) -> Respon
         return (StatusCode::INTERNAL_SERVER_ERROR, "no random source").into_response();
     }
     let (tx, rx) = mpsc::channel::<Value>(64);
-    let identity = header(&headers, IDENTITY_HEADER);
-    let on_behalf = bridge.state.on_behalf(identity.as_deref());
+    let relayed = header(&headers, IDENTITY_HEADER);
+    let Some(identity) = bridge.state.relayed(relayed.as_deref()) else {
+        return (
+            StatusCode::FORBIDDEN,
+            "not an identity the gateway established",
+        )
+            .into_response();
+    };
+    let on_behalf = bridge.state.on_behalf(relayed.as_deref());
     let session = Arc::new(LegacySession {
         target: format!("{gateway}{target}"),
         tx,
@@ -158,19 +165,28 @@ async fn message(
             .and_then(|s| s.get(id).cloned())
     });
     // A session is its opener's: posted by anyone else, it does not exist.
-    let Some(session) = session.filter(|s| s.identity == header(&headers, IDENTITY_HEADER)) else {
+    let relayed = header(&headers, IDENTITY_HEADER);
+    let who = bridge.state.relayed(relayed.as_deref());
+    let Some(session) = session.filter(|s| who.as_ref() == Some(&s.identity)) else {
         return (StatusCode::NOT_FOUND, "Could not find session").into_response();
     };
     let Ok(message) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "Could not parse message").into_response();
     };
     let http = bridge.http.clone();
-    tokio::spawn(async move { forward(http, session, message).await });
+    // On behalf of the client as the filter found it for this very message.
+    let on_behalf = bridge.state.on_behalf(relayed.as_deref());
+    tokio::spawn(async move { forward(http, session, message, on_behalf).await });
     (StatusCode::ACCEPTED, "Accepted").into_response()
 }
 
 /// One message to the gateway's endpoint; what comes back goes to the client's stream.
-async fn forward(http: reqwest::Client, session: Arc<LegacySession>, message: Value) {
+async fn forward(
+    http: reqwest::Client,
+    session: Arc<LegacySession>,
+    message: Value,
+    on_behalf: reqwest::header::HeaderMap,
+) {
     let id = message.get("id").cloned().unwrap_or(Value::Null);
     let is_request = message.get("method").is_some() && !id.is_null();
     let mcp = session.mcp.lock().ok().and_then(|m| m.clone());
@@ -185,8 +201,8 @@ async fn forward(http: reqwest::Client, session: Arc<LegacySession>, message: Va
             req = req.header(VERSION_HEADER, v);
         }
     }
-    // The client was authenticated on its way here; the filter takes the bridge's word.
-    req = req.headers(session.on_behalf.clone());
+    // The client was authenticated on its way here; the filter takes the identity it sealed.
+    req = req.headers(on_behalf);
     let fail = |why: String| {
         let tx = session.tx.clone();
         let id = id.clone();

@@ -14,4 +14,4 @@ pub mod merge;
 pub mod stream;
 pub mod tunnel;
 
-pub use stream::{Bridge, BridgeState, GATEWAY_HEADER};
+pub use stream::{Bridge, BridgeState, GATEWAY_HEADER, INGRESS_HEADER};

@@ -33,6 +33,35 @@ pub struct BridgeConfig {
     pub upstream_path: String,
 }
 
+impl BridgeConfig {
+    /// The identity key of the client the filter sealed into an [`IDENTITY_HEADER`] value
+    /// (`None` without one, when the gateway has no clients to tell apart); `Err` when the
+    /// value is there but is not the filter's.
+    pub(crate) fn relayed(&self, header: Option<&str>) -> Result<Option<String>, ()> {
+        let Some(h) = header else { return Ok(None) };
+        switchboard_protocol::access::open_relayed(
+            &self.key,
+            h,
+            now_s(),
+            self.filter.session_max_age_s,
+        )
+        .map(|who| Some(who.key()))
+        .ok_or(())
+    }
+}
+
+pub(crate) fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The header in which Envoy proves to the bridge that a request is Envoy's: a secret of
+/// this control plane's that Envoy adds (its `credential_injector` on the bridge's clusters,
+/// the value by SDS) and no client can know. Nothing else reaches the bridge.
+pub const INGRESS_HEADER: &str = "x-switchboard-bridge-auth";
+
 /// The header in which Envoy tells the bridge the listener address the client came in on
 /// (`%DOWNSTREAM_LOCAL_ADDRESS%`, set by the route, so a client cannot choose it).
 pub const GATEWAY_HEADER: &str = "x-switchboard-gateway";
@@ -49,6 +78,8 @@ pub struct BridgeState {
     pub legacy: crate::legacy_endpoint::LegacySessions,
     /// The key the gateway's filter knows the bridge by.
     key: RwLock<Option<String>>,
+    /// What Envoy shows in [`INGRESS_HEADER`].
+    ingress: RwLock<Option<String>>,
 }
 
 impl BridgeState {
@@ -69,6 +100,30 @@ impl BridgeState {
         }
     }
 
+    /// The secret Envoy's requests carry in [`INGRESS_HEADER`].
+    pub fn set_ingress_secret(&self, secret: String) {
+        if let Ok(mut k) = self.ingress.write() {
+            *k = Some(secret);
+        }
+    }
+
+    /// Whether `presented` is the ingress secret (compared in constant time).
+    fn admits(&self, presented: Option<&[u8]>) -> bool {
+        let Some(secret) = self.ingress.read().ok().and_then(|k| k.clone()) else {
+            return false;
+        };
+        let Some(presented) = presented else {
+            return false;
+        };
+        let secret = secret.as_bytes();
+        presented.len() == secret.len()
+            && presented
+                .iter()
+                .zip(secret)
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+
     /// Headers for the bridge's requests to the gateway on behalf of the client the filter
     /// identified (its [`IDENTITY_HEADER`] value), which only the bridge's key makes count.
     pub(crate) fn on_behalf(&self, identity: Option<&str>) -> reqwest::header::HeaderMap {
@@ -82,6 +137,13 @@ impl BridgeState {
             }
         }
         out
+    }
+
+    /// The identity key sealed in an [`IDENTITY_HEADER`] value: `Some(None)` without one,
+    /// `None` when the value is not the filter's (or the bridge has no configuration yet).
+    pub(crate) fn relayed(&self, header: Option<&str>) -> Option<Option<String>> {
+        let config = self.config.read().ok()?.clone()?;
+        config.relayed(header).ok()
     }
 
     pub fn set_gateway(&self, base_url: Option<String>) {
@@ -118,9 +180,11 @@ pub struct Bridge {
 impl Bridge {
     pub fn new(state: Arc<BridgeState>) -> Bridge {
         // The gateway's own listener, at the address Envoy stamped: its certificate names the
-        // public host, not this address, so it is not verified on this one hop.
+        // public host, not this address, so it is not verified on this one hop. Redirects
+        // are never followed: the bridge's key goes to the gateway and nowhere else.
         let http = reqwest::Client::builder()
             .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
             .tls_danger_accept_invalid_certs(true)
             .build()
             .unwrap_or_default();
@@ -142,9 +206,30 @@ impl Bridge {
                 }
             }
         });
+        let state = self.state.clone();
         crate::hosted::router()
             .merge(crate::legacy_endpoint::router())
             .fallback(axum::routing::get(merged_stream))
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let state = state.clone();
+                    async move {
+                        // Every request must be Envoy's: whoever else can reach this port
+                        // (a local process, say) gets nothing, not even a hint.
+                        let presented = req.headers().get(INGRESS_HEADER).map(|v| v.as_bytes());
+                        if state.admits(presented) {
+                            next.run(req).await
+                        } else {
+                            warn!(path = %req.uri().path(), "refused a request that did not come from Envoy");
+                            error(
+                                StatusCode::UNAUTHORIZED,
+                                code::INVALID_REQUEST,
+                                "Unauthorized: the bridge serves only the gateway's Envoy",
+                            )
+                        }
+                    }
+                },
+            ))
             .with_state(self)
     }
 }
@@ -193,11 +278,12 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
             "Bad Request: the Mcp-Session-Id header is required",
         );
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let session = match session::open(&config.key, &token, now, config.filter.session_max_age_s) {
+    let session = match session::open(
+        &config.key,
+        &token,
+        now_s(),
+        config.filter.session_max_age_s,
+    ) {
         Ok(s) => s,
         Err(e) => {
             return error(
@@ -207,6 +293,17 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
             );
         }
     };
+    // The filter checked this already; the session is its opener's here too.
+    let identity = header(IDENTITY_HEADER);
+    if config.filter.access.is_some()
+        && config.relayed(identity.as_deref()) != Ok(session.identity.clone())
+    {
+        return error(
+            StatusCode::NOT_FOUND,
+            SESSION_NOT_FOUND,
+            "Session not found: send initialize again",
+        );
+    }
     let mut position: Map<String, Value> = header("last-event-id")
         .map(|l| merge::decode_position(&l))
         .unwrap_or_default();
@@ -221,13 +318,14 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
             .get(&us.name)
             .and_then(Value::as_str)
             .map(str::to_string);
+        // Each upstream's own endpoint serves its part of the client's session.
         tokio::spawn(follow(
             bridge.http.clone(),
-            bridge.state.on_behalf(header(IDENTITY_HEADER).as_deref()),
+            bridge.state.on_behalf(identity.as_deref()),
             url,
             us.name.clone(),
-            us.session_id.clone(),
-            us.protocol_version.clone(),
+            token.clone(),
+            session.protocol_version.clone(),
             last,
             tx.clone(),
         ));
@@ -317,7 +415,7 @@ async fn follow(
     on_behalf: reqwest::header::HeaderMap,
     url: String,
     upstream: String,
-    session_id: Option<String>,
+    token: String,
     version: String,
     mut last_id: Option<String>,
     tx: mpsc::Sender<Incoming>,
@@ -327,10 +425,8 @@ async fn follow(
         let mut req = http
             .get(&url)
             .header("accept", "text/event-stream")
-            .header(VERSION_HEADER, &version);
-        if let Some(sid) = &session_id {
-            req = req.header(SESSION_HEADER, sid);
-        }
+            .header(VERSION_HEADER, &version)
+            .header(SESSION_HEADER, &token);
         if let Some(id) = &last_id {
             req = req.header("last-event-id", id);
         }

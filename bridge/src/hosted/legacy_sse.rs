@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_protocol::sse;
 use tokio::sync::oneshot;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// How long the server may take to announce its message endpoint.
 const ENDPOINT_WAIT: Duration = Duration::from_secs(30);
@@ -36,8 +36,10 @@ pub(super) async fn connect(
         .cloned()
         .collect();
     let headers = &headers;
+    // Its configured headers are for this server alone: never carried along a redirect.
     let http = reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| e.to_string())?;
     let mut req = http.get(url).header("accept", "text/event-stream");
@@ -72,9 +74,23 @@ pub(super) async fn connect(
     })
     .await
     .map_err(|_| "it did not announce its message endpoint".to_string())??;
-    let post_url = reqwest::Url::parse(url)
-        .and_then(|base| base.join(endpoint.trim()))
+    let base = reqwest::Url::parse(url).map_err(|e| format!("its URL is unusable: {e}"))?;
+    let post_url = base
+        .join(endpoint.trim())
         .map_err(|e| format!("it announced an unusable endpoint {endpoint:?}: {e}"))?;
+    // The message endpoint gets the configured (secret) headers: only the server's own
+    // origin may have them, wherever its event says to post.
+    if post_url.origin() != base.origin() {
+        warn!(
+            upstream = %link.name,
+            announced = %post_url.origin().ascii_serialization(),
+            "refused a legacy SSE server's message endpoint on another origin"
+        );
+        return Err(format!(
+            "announced a message endpoint on another origin ({}), which the gateway refuses",
+            post_url.origin().ascii_serialization()
+        ));
+    }
     debug!(upstream = %link.name, endpoint = %post_url, "legacy SSE message endpoint");
     let (kill_tx, mut kill_rx) = oneshot::channel::<()>();
     let proc = Proc::new(
