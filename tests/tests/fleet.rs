@@ -232,26 +232,34 @@ async fn item5_xds_is_served_over_tls_only_to_the_nodes_it_knows() -> anyhow::Re
     );
     client.cancel().await?;
 
-    let refused = [
-        (
-            "plaintext",
-            Envoy::start(&bootstrap("edge-1", None)?).await?,
-        ),
+    let attempts = [
+        ("plaintext", bootstrap("edge-1", None)?),
         (
             "a node that is not allowed",
-            Envoy::start(&bootstrap("edge-2", Some((&edge2_cert, &edge2_key)))?).await?,
+            bootstrap("edge-2", Some((&edge2_cert, &edge2_key)))?,
         ),
         (
             "another node's id",
-            Envoy::start(&bootstrap("edge-1", Some((&edge2_cert, &edge2_key)))?).await?,
+            bootstrap("edge-1", Some((&edge2_cert, &edge2_key)))?,
         ),
         (
             "a certificate from another CA",
-            Envoy::start(&bootstrap("edge-1", Some((&rogue_cert, &rogue_key)))?).await?,
+            bootstrap("edge-1", Some((&rogue_cert, &rogue_key)))?,
         ),
     ];
-    // The good Envoy got its listener within a second of connecting; give these longer.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // An Envoy without its configuration is ready only once its initial fetch times out
+    // (15 s): start them side by side. The good one had its listener a moment after it
+    // connected, so by then these would have theirs.
+    let started = futures::future::join_all(
+        attempts
+            .iter()
+            .map(|(what, yaml)| async move { (*what, Envoy::start(yaml).await) }),
+    )
+    .await;
+    let mut refused = Vec::new();
+    for (what, envoy) in started {
+        refused.push((what, envoy?));
+    }
     for (what, envoy) in &refused {
         assert!(
             envoy.listener("switchboard-mcp").await.is_none(),

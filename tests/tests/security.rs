@@ -356,6 +356,18 @@ async fn item2_the_bridge_port_serves_only_envoy() -> anyhow::Result<()> {
         keys.is_empty(),
         "a local process made the bridge send its key to {thief_addr}"
     );
+    // The secret Envoy shows the bridge is not in Envoy's configuration dump either.
+    let secrets = reqwest::get(format!(
+        "{}/config_dump?resource=dynamic_active_secrets",
+        gw.admin
+    ))
+    .await?
+    .text()
+    .await?;
+    assert!(
+        secrets.contains("switchboard-bridge-ingress") && secrets.contains("[redacted]"),
+        "{secrets}"
+    );
     // Envoy's own requests still work.
     let sid = session(&gw.endpoint, &[("x-api-key", KEY_A)]).await?;
     let echo = request(

@@ -14,10 +14,34 @@ pub const XDS_CLUSTER: &str = "switchboard-xds";
 #[derive(Debug, Clone)]
 pub struct BootstrapParams {
     pub node_id: String,
-    /// Where switchboard serves ADS, `host:port`.
-    pub xds_host: String,
-    pub xds_port: u16,
+    /// Where switchboard serves ADS.
+    pub xds: XdsAddress,
     pub admin: std::net::SocketAddr,
+}
+
+/// Where Envoy reaches switchboard's ADS.
+#[derive(Debug, Clone)]
+pub enum XdsAddress {
+    /// `host:port`, over TLS when `tls` is given.
+    Tcp {
+        host: String,
+        port: u16,
+        tls: Option<XdsClientTls>,
+    },
+    /// A Unix socket that only its owner can open (`switchboard run`).
+    Unix(std::path::PathBuf),
+}
+
+/// TLS from Envoy to the control plane: files on the Envoy host.
+#[derive(Debug, Clone)]
+pub struct XdsClientTls {
+    /// The CA the control plane's certificate must chain to.
+    pub ca: String,
+    /// This Envoy's client certificate and key.
+    pub cert: String,
+    pub key: String,
+    /// The name the control plane's certificate must carry (also SNI).
+    pub server_name: String,
 }
 
 pub fn bootstrap(p: &BootstrapParams) -> bootstrap::Bootstrap {
@@ -41,6 +65,13 @@ pub fn bootstrap(p: &BootstrapParams) -> bootstrap::Bootstrap {
         )),
         ..Default::default()
     };
+    let target = match &p.xds {
+        XdsAddress::Tcp { host, port, tls } => cluster::Cluster {
+            transport_socket: tls.as_ref().map(xds_tls),
+            ..single_host_cluster(XDS_CLUSTER, host, *port)
+        },
+        XdsAddress::Unix(path) => pipe_cluster(XDS_CLUSTER, path),
+    };
     let xds = cluster::Cluster {
         connect_timeout: Some(duration(Duration::from_secs(1))),
         typed_extension_protocol_options: [(
@@ -48,7 +79,7 @@ pub fn bootstrap(p: &BootstrapParams) -> bootstrap::Bootstrap {
             pack_any(h2),
         )]
         .into(),
-        ..single_host_cluster(XDS_CLUSTER, &p.xds_host, p.xds_port)
+        ..target
     };
     bootstrap::Bootstrap {
         node: Some(core::Node {
@@ -88,6 +119,97 @@ pub fn bootstrap(p: &BootstrapParams) -> bootstrap::Bootstrap {
     }
 }
 
+/// A static cluster of one Unix socket.
+fn pipe_cluster(name: &str, path: &std::path::Path) -> cluster::Cluster {
+    use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
+    let address = core::Address {
+        address: Some(core::address::Address::Pipe(core::Pipe {
+            path: path.display().to_string(),
+            ..Default::default()
+        })),
+    };
+    cluster::Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::Static as i32,
+        )),
+        load_assignment: Some(endpoint::ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![endpoint::LocalityLbEndpoints {
+                lb_endpoints: vec![endpoint::LbEndpoint {
+                    host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
+                        endpoint::Endpoint {
+                            address: Some(address),
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// TLS to the control plane: its certificate checked against `ca` and `server_name`, this
+/// Envoy's own certificate shown; HTTP/2 by ALPN, as gRPC needs.
+fn xds_tls(t: &XdsClientTls) -> core::TransportSocket {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+    use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+    let file = |path: &str| core::DataSource {
+        specifier: Some(core::data_source::Specifier::Filename(path.into())),
+        ..Default::default()
+    };
+    let is_ip = t.server_name.parse::<std::net::IpAddr>().is_ok();
+    let context = tls::UpstreamTlsContext {
+        sni: if is_ip {
+            String::new()
+        } else {
+            t.server_name.clone()
+        },
+        common_tls_context: Some(tls::CommonTlsContext {
+            tls_certificates: vec![tls::TlsCertificate {
+                certificate_chain: Some(file(&t.cert)),
+                private_key: Some(file(&t.key)),
+                ..Default::default()
+            }],
+            validation_context_type: Some(
+                tls::common_tls_context::ValidationContextType::ValidationContext(
+                    tls::CertificateValidationContext {
+                        trusted_ca: Some(file(&t.ca)),
+                        match_typed_subject_alt_names: vec![tls::SubjectAltNameMatcher {
+                            san_type: if is_ip {
+                                tls::subject_alt_name_matcher::SanType::IpAddress
+                            } else {
+                                tls::subject_alt_name_matcher::SanType::Dns
+                            } as i32,
+                            matcher: Some(matcher::StringMatcher {
+                                match_pattern: Some(matcher::string_matcher::MatchPattern::Exact(
+                                    t.server_name.clone(),
+                                )),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    },
+                ),
+            ),
+            alpn_protocols: vec!["h2".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    core::TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(
+            context,
+        ))),
+    }
+}
+
 /// The bootstrap as YAML, as Envoy reads it with `-c`.
 pub fn bootstrap_yaml(p: &BootstrapParams) -> Result<String, crate::render::RenderError> {
     crate::render::to_yaml(&crate::render::message_to_json(&bootstrap(p))?)
@@ -101,8 +223,11 @@ mod tests {
     fn bootstrap_points_ads_at_switchboard() {
         let yaml = bootstrap_yaml(&BootstrapParams {
             node_id: "edge-1".into(),
-            xds_host: "xds.internal".into(),
-            xds_port: 18000,
+            xds: XdsAddress::Tcp {
+                host: "xds.internal".into(),
+                port: 18000,
+                tls: None,
+            },
             admin: "127.0.0.1:9901".parse().unwrap(),
         })
         .unwrap();
@@ -117,5 +242,46 @@ mod tests {
         ] {
             assert!(yaml.contains(needle), "missing {needle:?} in\n{yaml}");
         }
+    }
+
+    #[test]
+    fn tls_to_the_control_plane_shows_a_certificate_and_checks_its_name() {
+        let yaml = bootstrap_yaml(&BootstrapParams {
+            node_id: "edge-1".into(),
+            xds: XdsAddress::Tcp {
+                host: "10.0.0.5".into(),
+                port: 18000,
+                tls: Some(XdsClientTls {
+                    ca: "/etc/envoy/xds-ca.pem".into(),
+                    cert: "/etc/envoy/edge-1.pem".into(),
+                    key: "/etc/envoy/edge-1.key".into(),
+                    server_name: "xds.internal".into(),
+                }),
+            },
+            admin: "127.0.0.1:9901".parse().unwrap(),
+        })
+        .unwrap();
+        for needle in [
+            "envoy.transport_sockets.tls",
+            "sni: xds.internal",
+            "filename: /etc/envoy/xds-ca.pem",
+            "filename: /etc/envoy/edge-1.pem",
+            "filename: /etc/envoy/edge-1.key",
+            "exact: xds.internal",
+            "- h2",
+        ] {
+            assert!(yaml.contains(needle), "missing {needle:?} in\n{yaml}");
+        }
+    }
+
+    #[test]
+    fn run_reaches_ads_on_a_unix_socket() {
+        let yaml = bootstrap_yaml(&BootstrapParams {
+            node_id: "run".into(),
+            xds: XdsAddress::Unix("/run/sb/xds.sock".into()),
+            admin: "127.0.0.1:9901".parse().unwrap(),
+        })
+        .unwrap();
+        assert!(yaml.contains("path: /run/sb/xds.sock"), "{yaml}");
     }
 }

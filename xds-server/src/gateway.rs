@@ -75,6 +75,7 @@ impl Source {
             );
             bridge.hosted.configure(hosted_configs(gateway));
             bridge.set_key(self.module.bridge_key.clone());
+            bridge.set_ingress_secret(self.module.bridge_ingress.clone());
         }
     }
 }
@@ -145,6 +146,7 @@ pub fn filter_module(path: &Path) -> FilterModule {
         bridge: None,
         tunnels: Default::default(),
         bridge_key: process_secret("bridge").to_string(),
+        bridge_ingress: process_secret("bridge-ingress").to_string(),
     }
 }
 
@@ -158,10 +160,11 @@ pub fn process_session_key() -> &'static str {
 fn process_secret(purpose: &str) -> &'static str {
     static SESSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static BRIDGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let cell = if purpose == "bridge" {
-        &BRIDGE
-    } else {
-        &SESSION
+    static INGRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cell = match purpose {
+        "bridge" => &BRIDGE,
+        "bridge-ingress" => &INGRESS,
+        _ => &SESSION,
     };
     cell.get_or_init(|| {
         let mut bytes = [0u8; 32];

@@ -49,6 +49,10 @@ enum Command {
         /// Path of the filter's .wasm as Envoy will load it.
         #[arg(long, env = "SWITCHBOARD_WASM")]
         wasm: Option<PathBuf>,
+        /// Render as `serve --bridge ADDR` would push (default: as `run` does, the bridge on
+        /// loopback, at port 0 where `run` picks one).
+        #[arg(long)]
+        bridge: Option<std::net::SocketAddr>,
     },
 }
 
@@ -67,7 +71,11 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Bootstrap(args) => commands::bootstrap::run(args),
         Command::Validate { config } => commands::validate(&config),
-        Command::Render { config, wasm } => commands::render(&config, wasm.as_deref()),
+        Command::Render {
+            config,
+            wasm,
+            bridge,
+        } => commands::render(&config, wasm.as_deref(), bridge),
     };
     match result {
         Ok(code) => code,

@@ -154,6 +154,7 @@ mod tests {
             bridge: None,
             tunnels: Default::default(),
             bridge_key: "b".repeat(32),
+            bridge_ingress: "i".repeat(32),
         };
         Snapshot::new(&translate(&g, &m))
     }

@@ -3,6 +3,7 @@
 //! [`stream::StreamState`] holds the protocol rules per stream and type (nonces, ACK, NACK)
 //! as a pure state machine; this module only moves messages between it and tonic.
 
+pub mod peer;
 pub mod stream;
 
 use crate::resources::Snapshot;
@@ -26,11 +27,23 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[derive(Clone)]
 pub struct Ads {
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    nodes: Arc<peer::NodePolicy>,
 }
 
 impl Ads {
     pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>) -> Self {
-        Ads { snapshots }
+        Ads {
+            snapshots,
+            nodes: Arc::default(),
+        }
+    }
+
+    /// Serves only the nodes `nodes` allows.
+    pub fn with_nodes(self, nodes: peer::NodePolicy) -> Self {
+        Ads {
+            nodes: Arc::new(nodes),
+            ..self
+        }
     }
 
     pub fn into_service(self) -> AggregatedDiscoveryServiceServer<Self> {
@@ -51,6 +64,11 @@ impl AggregatedDiscoveryService for Ads {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        // What the client certificate (with TLS) says the peer is.
+        let names: Option<Vec<String>> = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| peer::certificate_names(c)));
+        let nodes = self.nodes.clone();
         let mut inbound = request.into_inner();
         let mut snapshots = self.snapshots.clone();
         let (tx, rx) = mpsc::channel(16);
@@ -61,8 +79,14 @@ impl AggregatedDiscoveryService for Ads {
                 let responses = tokio::select! {
                     msg = inbound.message() => match msg {
                         Ok(Some(req)) => {
-                            if let Some(n) = &req.node && node.is_empty() {
-                                node = n.id.clone();
+                            if node.is_empty() {
+                                let id = req.node.as_ref().map(|n| n.id.clone()).unwrap_or_default();
+                                if let Some(why) = nodes.refuses(&id, names.as_deref()) {
+                                    warn!(node = %id, peer = %peer, "refused an Envoy: {why}");
+                                    let _ = tx.send(Err(Status::permission_denied(why))).await;
+                                    return;
+                                }
+                                node = id;
                                 info!(node = %node, peer = %peer, "envoy connected");
                             }
                             // Clone out of the watch so no lock is held across an await.

@@ -165,6 +165,7 @@ mod tests {
                 bridge: None,
                 tunnels: Default::default(),
                 bridge_key: "b".repeat(32),
+                bridge_ingress: "i".repeat(32),
             },
         ))
     }

@@ -30,15 +30,27 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub fn render(path: &Path, wasm: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// `bridge`: where `serve --bridge` would run it; else as `run` does, on loopback (the port
+/// `run` picks at start shows as 0).
+pub fn render(
+    path: &Path,
+    wasm: Option<&Path>,
+    bridge: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    let mut module = filter_module(&wasm_path(wasm));
+    module.bridge = Some(bridge.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()));
     let source = Source {
         config: path.to_path_buf(),
-        module: filter_module(&wasm_path(wasm)),
+        module,
         bridge: None,
         tunnels: std::sync::Arc::new(crate::tunnels::Tunnels::Placeholder),
     };
-    let (_, snapshot) = source.load()?;
-    print!("{}", crate::render::snapshot_yaml(&snapshot)?);
+    let (gateway, snapshot) = source.load()?;
+    let yaml = crate::render::snapshot_yaml(&snapshot)?;
+    print!(
+        "{}",
+        crate::render::redact_values(&yaml, &gateway.secrets())
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,5 +1,5 @@
 use crate::ads::Ads;
-use crate::bootstrap::{BootstrapParams, bootstrap_yaml};
+use crate::bootstrap::{BootstrapParams, XdsAddress, bootstrap_yaml};
 use crate::commands::serve::{serve_ads, shutdown_signal};
 use crate::commands::wasm_path;
 use crate::envoy::{self, Endpoints};
@@ -71,11 +71,22 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
 
     let (tx, rx) = watch::channel(Arc::new(snapshot));
     let _watch = crate::watch::spawn(source, tx, files)?;
-    let xds = TcpListener::bind("127.0.0.1:0")
-        .await
-        .context("cannot bind the xDS port")?;
-    let xds_addr = xds.local_addr()?;
-    info!("serving ADS on {xds_addr}");
+    // The snapshots carry the session key and upstream credentials: only the Envoy started
+    // here reaches ADS, on a Unix socket in a directory only this user can open (tempfile
+    // makes it 0700), not on a port any local process could connect to.
+    let workdir = tempfile::Builder::new()
+        .prefix("switchboard-")
+        .tempdir()
+        .context("cannot create a working directory")?;
+    let socket = workdir.path().join("xds.sock");
+    let xds = tokio::net::UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot restrict {}", socket.display()))?;
+    }
+    info!("serving ADS on {}", socket.display());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ads_stop = {
         let mut rx = stop_rx.clone();
@@ -83,7 +94,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let ads = tokio::spawn(serve_ads(xds, Ads::new(rx), ads_stop));
+    let ads = tokio::spawn(serve_ads(
+        tokio_stream::wrappers::UnixListenerStream::new(xds),
+        None,
+        Ads::new(rx),
+        ads_stop,
+    ));
     let bridge_stop = {
         let mut rx = stop_rx.clone();
         async move {
@@ -100,14 +116,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         }
     });
 
-    let workdir = std::env::temp_dir().join(format!("switchboard-{}", std::process::id()));
-    std::fs::create_dir_all(&workdir)
-        .with_context(|| format!("cannot create {}", workdir.display()))?;
-    let bootstrap_file = workdir.join("bootstrap.yaml");
+    let bootstrap_file = workdir.path().join("bootstrap.yaml");
     let params = BootstrapParams {
         node_id: format!("switchboard-run-{}", std::process::id()),
-        xds_host: xds_addr.ip().to_string(),
-        xds_port: xds_addr.port(),
+        xds: XdsAddress::Unix(socket.clone()),
         admin: gateway.server.admin.0,
     };
     std::fs::write(&bootstrap_file, bootstrap_yaml(&params)?)
@@ -117,7 +129,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     let opts = envoy::Options {
         bin,
         bootstrap: bootstrap_file,
-        workdir: workdir.clone(),
+        workdir: workdir.path().to_path_buf(),
         concurrency: args.concurrency,
         log_level: args.envoy_log_level,
         drain_timeout: args.drain_timeout,
@@ -189,6 +201,6 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     };
     announce.abort();
     let _ = ads.await;
-    let _ = std::fs::remove_dir_all(&workdir);
+    drop(workdir);
     outcome.map(|()| ExitCode::SUCCESS)
 }

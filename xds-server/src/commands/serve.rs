@@ -22,6 +22,32 @@ pub struct Args {
     /// must reach and nothing else should (like the xDS port). Without it, `GET /mcp` is 405.
     #[arg(long)]
     bridge: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    tls: XdsTls,
+}
+
+/// ADS over TLS. Every snapshot carries the session key and upstream credentials: serve it
+/// only to Envoys that prove who they are.
+#[derive(clap::Args)]
+pub struct XdsTls {
+    /// The control plane's certificate (PEM), for ADS over TLS.
+    #[arg(long, requires = "xds_key")]
+    xds_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, requires = "xds_cert")]
+    xds_key: Option<PathBuf>,
+    /// CA (PEM) that signs the Envoys' client certificates: each must show one.
+    #[arg(long, requires = "xds_cert")]
+    xds_client_ca: Option<PathBuf>,
+    /// Serve only this node id (repeat for more), and only to a client certificate that names
+    /// it (common name, DNS or URI name).
+    #[arg(long = "xds-allow-node", value_name = "ID", requires = "xds_client_ca")]
+    allowed: Vec<String>,
+    /// Serve plain-text ADS on an address that is not loopback: whoever reaches the port gets
+    /// the whole configuration, secrets included. Only behind a network that does the
+    /// authenticating (a mesh's mTLS, say).
+    #[arg(long)]
+    xds_insecure: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -63,28 +89,79 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         source.update_bridge(&gateway);
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
         let _watch = crate::watch::spawn(source, tx, files)?;
+        let tls = args.tls.server_config()?;
         let listener = TcpListener::bind(&args.xds)
             .await
             .with_context(|| format!("cannot listen on {}", args.xds))?;
+        let addr = listener.local_addr()?;
+        match &tls {
+            None if !addr.ip().is_loopback() && !args.tls.xds_insecure => anyhow::bail!(
+                "refusing plain-text ADS on {addr}: every Envoy that reaches it would get the configuration with its session key and upstream credentials. Give --xds-cert, --xds-key and --xds-client-ca (and --xds-allow-node), or --xds-insecure if the network authenticates the Envoys"
+            ),
+            None => tracing::warn!(
+                "ADS on {addr} is plain text: any process that reaches it gets the configuration with its secrets (use --xds-cert, --xds-key and --xds-client-ca)"
+            ),
+            Some(_) if args.tls.xds_client_ca.is_none() => tracing::warn!(
+                "ADS on {addr} asks no client certificate: any client that reaches it gets the configuration with its secrets (add --xds-client-ca)"
+            ),
+            Some(_) => {}
+        }
         // stdout, one line, so scripts (and `switchboard bootstrap --xds`) can use a port 0 bind.
-        println!("xDS: {}", listener.local_addr()?);
-        serve_ads(listener, Ads::new(rx), shutdown_signal()).await?;
+        println!("xDS: {addr}");
+        let ads = Ads::new(rx).with_nodes(crate::ads::peer::NodePolicy {
+            allowed: args.tls.allowed.clone(),
+        });
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        serve_ads(incoming, tls, ads, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-pub async fn serve_ads(
-    listener: TcpListener,
+impl XdsTls {
+    fn server_config(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        let (Some(cert), Some(key)) = (&self.xds_cert, &self.xds_key) else {
+            return Ok(None);
+        };
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(read(cert)?, read(key)?),
+        );
+        if let Some(ca) = &self.xds_client_ca {
+            config = config
+                .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
+                .client_auth_optional(false);
+        }
+        Ok(Some(config))
+    }
+}
+
+/// Serves ADS on `incoming` (TCP, or the Unix socket of `run`), over TLS when `tls` is set.
+pub async fn serve_ads<S, IO, E>(
+    incoming: S,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     ads: Ads,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+) -> anyhow::Result<()>
+where
+    S: futures::Stream<Item = Result<IO, E>> + Send + 'static,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)));
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).context("invalid xDS TLS settings")?;
+    }
+    server
         .add_service(ads.into_service())
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("ADS server failed")
 }

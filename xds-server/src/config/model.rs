@@ -122,6 +122,41 @@ impl Gateway {
         out.into_iter().map(|f| f.path.as_path()).collect()
     }
 
+    /// Every secret value in the configuration (the session key, header values, API keys,
+    /// proxy credentials, stdio environment values, the secret members of JWKS keys), for
+    /// redacting whatever the commands print.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        out.extend(self.session.key.iter().map(|k| k.0.clone()));
+        for u in &self.upstreams {
+            out.extend(u.headers.values().map(|v| v.0.clone()));
+            out.extend(u.env.values().map(|v| v.0.clone()));
+            if let Some((_, headers)) = &u.sse {
+                out.extend(headers.values().map(|v| v.0.clone()));
+            }
+            if let Some(p) = &u.proxy {
+                out.extend(p.username.iter().chain(&p.password).map(|v| v.0.clone()));
+            }
+        }
+        for c in self.auth.iter().flat_map(|a| &a.clients) {
+            if let Some(k) = &c.api_key {
+                out.extend(k.keys.iter().map(|k| k.0.clone()));
+            }
+            let jwks = c.jwt.as_ref().and_then(|j| j.jwks.file.as_ref());
+            if let Some(v) =
+                jwks.and_then(|f| serde_json::from_slice::<serde_json::Value>(&f.pem).ok())
+            {
+                for key in v["keys"].as_array().into_iter().flatten() {
+                    for member in ["k", "d", "p", "q", "dp", "dq", "qi"] {
+                        out.extend(key[member].as_str().map(str::to_string));
+                    }
+                }
+            }
+        }
+        out.retain(|s| !s.is_empty());
+        out
+    }
+
     /// The prefix of an upstream's tool and prompt names.
     pub fn prefix<'a>(&self, u: &'a Upstream) -> &'a str {
         u.tool_prefix.as_deref().unwrap_or(&u.name)
@@ -738,6 +773,15 @@ pub fn check_upstream_name(name: &str) -> Result<(), String> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && !name.contains("__");
+    // The metrics count the gateway's own answers and its fan-outs under these names.
+    if ["gateway", "fan_out"]
+        .iter()
+        .any(|r| name.eq_ignore_ascii_case(r))
+    {
+        return Err(format!(
+            "upstream name {name:?} is reserved: the metrics count the gateway's own answers as \"gateway\" and its fan-outs as \"fan_out\""
+        ));
+    }
     if ok {
         Ok(())
     } else {

@@ -9,6 +9,7 @@ use crate::config::model::{Transport, Upstream};
 use envoy_types::pb::envoy::config::cluster::v3 as cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as http_options;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
@@ -30,8 +31,13 @@ pub fn stream_cluster_name(upstream: &str) -> String {
 }
 
 /// The upstream's two clusters. `tunnel`: the loopback SOCKS5 tunnel to connect to instead of
-/// the upstream's own address (TLS still goes end to end, with the upstream's name).
-pub fn upstream_clusters(u: &Upstream, tunnel: Option<SocketAddr>) -> [cluster::Cluster; 2] {
+/// the upstream's own address (TLS still goes end to end, with the upstream's name), or the
+/// bridge, for an upstream the bridge hosts (`hosted`).
+pub fn upstream_clusters(
+    u: &Upstream,
+    tunnel: Option<SocketAddr>,
+    hosted: bool,
+) -> [cluster::Cluster; 2] {
     let (host, port) = match tunnel {
         Some(t) => (t.ip().to_string(), t.port()),
         None => (u.url.host(), u.url.port()),
@@ -42,7 +48,14 @@ pub fn upstream_clusters(u: &Upstream, tunnel: Option<SocketAddr>) -> [cluster::
         transport_socket: u.url.is_tls().then(|| upstream_tls(u)),
         typed_extension_protocol_options: [(
             HTTP_OPTIONS.to_string(),
-            pack_any(protocol_options(&u.transport, u.url.is_tls())),
+            pack_any(http_options::HttpProtocolOptions {
+                http_filters: if hosted {
+                    to_bridge_filters()
+                } else {
+                    Vec::new()
+                },
+                ..protocol_options(&u.transport, u.url.is_tls())
+            }),
         )]
         .into_iter()
         .collect(),
@@ -113,6 +126,61 @@ fn protocol_options(t: &Transport, is_tls: bool) -> http_options::HttpProtocolOp
         upstream_protocol_options: Some(protocol),
         ..Default::default()
     }
+}
+
+/// The cluster of the bridge's own endpoints (the merged stream, `/sse`): HTTP/1.1, with the
+/// proof that its requests are Envoy's.
+pub fn bridge_cluster(name: &str, bridge: SocketAddr) -> cluster::Cluster {
+    use http_options::http_protocol_options::{
+        ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config,
+    };
+    let options = http_options::HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(explicit_http_config::ProtocolConfig::HttpProtocolOptions(
+                    Default::default(),
+                )),
+            },
+        )),
+        http_filters: to_bridge_filters(),
+        ..Default::default()
+    };
+    cluster::Cluster {
+        connect_timeout: Some(duration(CONNECT_TIMEOUT)),
+        typed_extension_protocol_options: [(HTTP_OPTIONS.to_string(), pack_any(options))]
+            .into_iter()
+            .collect(),
+        ..single_host_cluster(name, &bridge.ip().to_string(), bridge.port())
+    }
+}
+
+/// Upstream filters of every cluster that reaches the bridge: a credential injector puts the
+/// bridge's ingress secret (by SDS, so it is in no cluster's configuration) in
+/// [`switchboard_bridge::INGRESS_HEADER`], over whatever a client sent. The bridge serves
+/// nothing without it, so a local process that finds its port gets nothing.
+fn to_bridge_filters() -> Vec<hcm::HttpFilter> {
+    use envoy_types::pb::envoy::extensions::filters::http::credential_injector::v3::CredentialInjector;
+    use envoy_types::pb::envoy::extensions::filters::http::upstream_codec::v3::UpstreamCodec;
+    use envoy_types::pb::envoy::extensions::http::injected_credentials::generic::v3::Generic;
+    let injector = CredentialInjector {
+        overwrite: true,
+        allow_request_without_credential: false,
+        credential: Some(core::TypedExtensionConfig {
+            name: "envoy.http.injected_credentials.generic".into(),
+            typed_config: Some(pack_any(Generic {
+                credential: Some(secret::sds(secret::BRIDGE_INGRESS)),
+                header: switchboard_bridge::INGRESS_HEADER.into(),
+                ..Default::default()
+            })),
+        }),
+    };
+    vec![
+        super::http_filter("envoy.filters.http.credential_injector", pack_any(injector)),
+        super::http_filter(
+            "envoy.filters.http.upstream_codec",
+            pack_any(UpstreamCodec {}),
+        ),
+    ]
 }
 
 /// A cluster of one `host:port`: static for an IP address; for a hostname, logical DNS (one

@@ -3,7 +3,7 @@
 //! Resource names are deterministic (`upstream-<name>`, `switchboard`), so an unchanged
 //! upstream produces byte-identical resources and is never re-pushed.
 
-use crate::config::model::{FanOutPolicy, Gateway, PrefixModeConfig, Upstream};
+use crate::config::model::{FanOutPolicy, Gateway, PrefixModeConfig, Upstream, UpstreamKind};
 use envoy_types::pb::envoy::config::cluster::v3 as envoy_cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::listener::v3 as listener;
@@ -30,7 +30,6 @@ pub use cluster::{cluster_name, single_host_cluster, stream_cluster_name};
 pub const LISTENER_NAME: &str = "switchboard-mcp";
 pub const ROUTE_CONFIG_NAME: &str = "switchboard";
 pub const WASM_FILTER_NAME: &str = "switchboard.mcp";
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The compiled filter as Envoy will load it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +44,8 @@ pub struct FilterModule {
     pub bridge: Option<std::net::SocketAddr>,
     /// The bridge's key on its own requests to the gateway (one per control-plane process).
     pub bridge_key: String,
+    /// What Envoy shows the bridge on every request to it (one per control-plane process).
+    pub bridge_ingress: String,
     /// Upstreams the bridge stands in for, by name: the address Envoy connects to instead of
     /// the upstream's own (a SOCKS5 tunnel, or the bridge itself for a stdio upstream).
     pub tunnels: std::collections::BTreeMap<String, std::net::SocketAddr>,
@@ -65,20 +66,25 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
     let mut clusters: Vec<envoy_cluster::Cluster> = gateway
         .upstreams
         .iter()
-        .flat_map(|u| cluster::upstream_clusters(u, module.tunnels.get(&*u.name).copied()))
+        .flat_map(|u| {
+            let hosted = u.kind != UpstreamKind::Http;
+            cluster::upstream_clusters(u, module.tunnels.get(&*u.name).copied(), hosted)
+        })
         .collect();
+    let mut secrets = secret::secrets(gateway);
     if let Some(bridge) = module.bridge {
-        clusters.push(envoy_cluster::Cluster {
-            connect_timeout: Some(duration(CONNECT_TIMEOUT)),
-            ..single_host_cluster(BRIDGE_CLUSTER, &bridge.ip().to_string(), bridge.port())
-        });
+        clusters.push(cluster::bridge_cluster(BRIDGE_CLUSTER, bridge));
+        secrets.push(secret::generic(
+            secret::BRIDGE_INGRESS,
+            &module.bridge_ingress,
+        ));
     }
     clusters.extend(jwt::jwks_clusters(gateway));
     Resources {
         listeners: vec![mcp_listener(gateway, module)],
         routes: vec![route_configuration(gateway, module)],
         clusters,
-        secrets: secret::secrets(gateway),
+        secrets,
     }
 }
 
@@ -200,7 +206,23 @@ fn lists(l: &crate::config::auth::ListsConfig) -> access::Lists {
         upstreams: l.upstreams.clone(),
         tools: l.tools.clone(),
         prompts: l.prompts.clone(),
-        resources: l.resources.clone(),
+        resources: l.resources.iter().map(|p| resource_pattern(p)).collect(),
+    }
+}
+
+/// A resource glob as rules compare it: the filter normalizes every URI before a rule sees
+/// it (RFC 3986: scheme and host in lower case), so the pattern's scheme and host are too.
+fn resource_pattern(pattern: &str) -> String {
+    match pattern.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            format!(
+                "{}://{}{path}",
+                scheme.to_ascii_lowercase(),
+                authority.to_ascii_lowercase()
+            )
+        }
+        None => pattern.to_string(),
     }
 }
 
@@ -796,6 +818,7 @@ mod tests {
             bridge: None,
             tunnels: Default::default(),
             bridge_key: "b".repeat(32),
+            bridge_ingress: "i".repeat(32),
         }
     }
 

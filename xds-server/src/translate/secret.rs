@@ -7,6 +7,8 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 
 pub const SERVER_CERT: &str = "switchboard-server-cert";
+/// What Envoy shows the bridge on every request ([`switchboard_bridge::INGRESS_HEADER`]).
+pub const BRIDGE_INGRESS: &str = "switchboard-bridge-ingress";
 pub const SERVER_CLIENT_CA: &str = "switchboard-server-client-ca";
 
 pub fn upstream_ca(upstream: &str) -> String {
@@ -44,6 +46,20 @@ pub fn secrets(gateway: &Gateway) -> Vec<tls::Secret> {
         }
     }
     out
+}
+
+/// A secret of Envoy's generic kind (read by filters, such as the credential injector).
+pub fn generic(name: &str, value: &str) -> tls::Secret {
+    tls::Secret {
+        name: name.into(),
+        r#type: Some(tls::secret::Type::GenericSecret(tls::GenericSecret {
+            secret: Some(core::DataSource {
+                specifier: Some(core::data_source::Specifier::InlineString(value.into())),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
 }
 
 fn bytes(file: &PemFile) -> core::DataSource {
