@@ -258,16 +258,6 @@ impl HttpContext for Request {
         for name in config.credential_headers.iter().filter(|n| present(n)) {
             let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
         }
-        // For the bridge, which serves some requests through the gateway again: sealed, so
-        // only an identity established here ever counts. Upstream routes remove it.
-        if let Some(who) = &identity {
-            let relayed = self.gateway.relay(who, &self.clock());
-            let _ = hostcalls::set_map_value(
-                MapType::HttpRequestHeaders,
-                IDENTITY_HEADER,
-                Some(&relayed),
-            );
-        }
         let path = request_header(":path").unwrap_or_default();
         self.started_ms = now_ms();
         self.who = identity.as_ref().map(|i| i.key()).unwrap_or_default();
@@ -287,6 +277,19 @@ impl HttpContext for Request {
         let step = self
             .exchange
             .on_request_headers(&self.gateway, &head, now().as_secs());
+        // What passes on untouched goes to the bridge (the merged stream, `/sse`), which
+        // serves it through the gateway again on the client's behalf: it gets the identity
+        // found here, sealed, so only an identity established here ever counts.
+        if step == Step::PassThrough
+            && let Some(who) = &head.identity
+        {
+            let relayed = self.gateway.relay(who, &self.clock());
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                IDENTITY_HEADER,
+                Some(&relayed),
+            );
+        }
         match step {
             Step::AwaitBody if end_of_stream => {
                 let clock = self.clock();

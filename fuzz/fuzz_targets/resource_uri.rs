@@ -8,12 +8,13 @@ use switchboard_protocol::uri::normalize;
 fuzz_target!(|uri: &str| {
     if let Ok(once) = normalize(uri) {
         assert_eq!(normalize(&once).as_deref(), Ok(once.as_str()), "{uri:?}");
-        let path = once
-            .split_once("://")
-            .map_or(once.as_str(), |(_, rest)| rest)
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default();
+        // The path: after the scheme and any authority, before a query or fragment.
+        let no_query = once.split(['?', '#']).next().unwrap_or_default();
+        let hier = no_query.split_once(':').map_or(no_query, |(_, rest)| rest);
+        let path = match hier.strip_prefix("//") {
+            Some(rest) => rest.find('/').map_or("", |i| &rest[i..]),
+            None => hier,
+        };
         assert!(
             !path.split('/').any(|s| s == ".." || s == "."),
             "{uri:?} -> {once:?}"
