@@ -114,6 +114,11 @@ impl Gateway {
     /// Starts the gateway on `yaml`; `server.listen` and `server.admin` default to
     /// ephemeral loopback ports unless the YAML sets them.
     pub async fn start(yaml: &str) -> anyhow::Result<Gateway> {
+        Self::start_with_env(yaml, &[]).await
+    }
+
+    /// [`Gateway::start`] with these environment variables for switchboard.
+    pub async fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> anyhow::Result<Gateway> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, yaml)?;
@@ -137,6 +142,7 @@ impl Gateway {
                 "SWITCHBOARD_LOG",
                 "info,switchboard=debug,switchboard_bridge=debug",
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -498,3 +498,77 @@ async fn the_gateway_serves_tls_and_requires_client_certificates_when_asked() ->
     assert_eq!(r.status(), 200);
     Ok(())
 }
+
+/// Issue 14, item 1: an `https://` upstream without a CA of its own (the README's GitHub
+/// example) is checked against the system roots for real: the CA bundle the gateway takes
+/// for "the system" (`tls.system_ca_file`, or `SSL_CERT_FILE`), pushed by SDS and pushed
+/// again when the file changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_https_upstream_is_checked_against_the_system_bundle() -> anyhow::Result<()> {
+    let public = Ca::new("a public CA")?;
+    let other = Ca::new("another public CA")?;
+    let up = TlsUpstream::start("public", &public.server(&["localhost"])?, None, true).await?;
+    let dir = tempfile::tempdir()?;
+    let bundle = dir.path().join("bundle.pem");
+    // The "system" at first trusts another CA only.
+    std::fs::write(&bundle, &other.pem)?;
+    let yaml = |top: &str| {
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n{top}upstreams:\n  - name: gh\n    url: https://localhost:{}/mcp\n",
+            up.addr.port()
+        )
+    };
+    let gw = Gateway::start(&yaml(&format!(
+        "tls:\n  system_ca_file: {}\n",
+        path(&bundle)
+    )))
+    .await?;
+    let init = raw::post(
+        &gw.endpoint,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    )
+    .await?;
+    let message = init.response()["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("gh") && message.to_ascii_lowercase().contains("tls"),
+        "an upstream the system does not trust: {init:?}\n{}",
+        gw.logs()
+    );
+    // The system learns the CA: the next session works, without a restart.
+    std::fs::write(&bundle, format!("{}{}", other.pem, public.pem))?;
+    let ep = gw.endpoint.clone();
+    eventually(
+        Duration::from_secs(30),
+        "the new bundle to be trusted",
+        || {
+            let ep = ep.clone();
+            async move {
+                let client = connect(&ep).await.ok()?;
+                let text = call_text(&client, "gh__whoami", json!({})).await.ok();
+                let _ = client.cancel().await;
+                (text.as_deref() == Some("public")).then_some(())
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    assert_eq!(up.handshakes()[0].sni.as_deref(), Some("localhost"));
+    drop(gw);
+
+    // OpenSSL's SSL_CERT_FILE names the system's bundle too.
+    let only_public = dir.path().join("system.pem");
+    std::fs::write(&only_public, &public.pem)?;
+    let gw = Gateway::start_with_env(&yaml(""), &[("SSL_CERT_FILE", &path(&only_public))]).await?;
+    let client = connect(&gw.endpoint).await?;
+    assert_eq!(
+        call_text(&client, "gh__whoami", json!({}))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?,
+        "public"
+    );
+    Ok(())
+}

@@ -16,6 +16,9 @@ pub struct FileError {
 
 /// Reads every PEM file `gateway` names (relative paths from `base`) and checks them.
 pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FileError> {
+    if let Some(bundle) = &mut gateway.system_ca {
+        read(bundle, base, "tls.system_ca_file", Kind::Certs)?;
+    }
     if let Some(t) = &mut gateway.server.tls {
         read(&mut t.cert_file, base, "server.tls.cert_file", Kind::Certs)?;
         read(&mut t.key_file, base, "server.tls.key_file", Kind::Key)?;

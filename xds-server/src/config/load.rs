@@ -47,6 +47,22 @@ pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError>
         message: format!("cannot read the file: {e}"),
     })?;
     let mut gateway = load_str(&text, &name, env)?;
+    if gateway.system_ca.is_none() && gateway.needs_system_roots() {
+        let found = system_bundle(env).ok_or_else(|| ConfigError {
+            file: name.clone(),
+            line: None,
+            column: None,
+            path: "tls.system_ca_file".into(),
+            message: format!(
+                "an HTTPS upstream is checked against the system roots, and there is no CA bundle at SSL_CERT_FILE or {}: give one (or the upstream's tls.ca_cert)",
+                SYSTEM_BUNDLES.join(", ")
+            ),
+        })?;
+        gateway.system_ca = Some(super::model::PemFile {
+            path: found,
+            pem: Vec::new(),
+        });
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     super::certs::read_all(&mut gateway, base).map_err(|e| {
         let (line, column) = at(&text, &e.field);
@@ -291,7 +307,30 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         auth: parsed.auth,
         audit: parsed.audit,
         upstreams,
+        system_ca: parsed.tls.system_ca_file,
     })
+}
+
+/// Where operating systems keep their CA bundle (Debian and Ubuntu, Alpine, RHEL and
+/// Fedora, SUSE, macOS and BSD), in the order they are tried.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system CA bundle: `SSL_CERT_FILE` (OpenSSL's variable), else the first bundle of
+/// [`SYSTEM_BUNDLES`] that exists.
+fn system_bundle(env: &Environment) -> Option<std::path::PathBuf> {
+    if let Some(f) = env.get("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+        return Some(f.into());
+    }
+    SYSTEM_BUNDLES
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
 }
 
 /// What each `type` needs and allows: `http` a `url`; `stdio` a `command` and nothing of

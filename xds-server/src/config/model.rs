@@ -49,6 +49,19 @@ pub struct GatewayFile {
     /// The `mcpServers` object of desktop MCP clients, accepted as more upstreams.
     #[serde(default, rename = "mcpServers")]
     pub mcp_servers: Option<super::mcp_servers::McpServers>,
+    /// Trust shared by every HTTPS upstream without a CA of its own.
+    #[serde(default)]
+    pub tls: TrustConfig,
+}
+
+/// What "the system roots" are for Envoy: a CA bundle the control plane reads and pushes by
+/// SDS (Envoy will not check a certificate's name against roots it was not given).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// Default: `SSL_CERT_FILE`, else the operating system's bundle.
+    #[serde(default)]
+    pub system_ca_file: Option<PemFile>,
 }
 
 /// The validated gateway: what the translation to Envoy resources takes.
@@ -60,6 +73,9 @@ pub struct Gateway {
     pub auth: Option<super::auth::Auth>,
     pub audit: Option<AuditConfig>,
     pub upstreams: Vec<Upstream>,
+    /// The CA bundle that HTTPS upstreams (and JWKS URLs) without a CA of their own are
+    /// checked against; found at load when one needs it.
+    pub system_ca: Option<PemFile>,
 }
 
 /// Where Envoy writes the audit log (its access log, with what the filter learned).
@@ -107,6 +123,7 @@ impl Gateway {
     /// so a rotated file is pushed to Envoy.
     pub fn pem_files(&self) -> Vec<&std::path::Path> {
         let mut out = Vec::new();
+        out.extend(&self.system_ca);
         if let Some(t) = &self.server.tls {
             out.extend([&t.cert_file, &t.key_file]);
             out.extend(&t.client_ca);
@@ -155,6 +172,25 @@ impl Gateway {
         }
         out.retain(|s| !s.is_empty());
         out
+    }
+
+    /// Whether anything is checked against the system roots: an HTTPS upstream without a
+    /// CA of its own (and not `insecure_skip_verify`), or a JWKS fetched over HTTPS.
+    pub fn needs_system_roots(&self) -> bool {
+        let upstream = self.upstreams.iter().any(|u| {
+            u.kind == UpstreamKind::Http
+                && u.url.is_tls()
+                && u.tls
+                    .as_ref()
+                    .is_none_or(|t| t.ca_cert.is_none() && !t.insecure_skip_verify)
+        });
+        let jwks = self
+            .auth
+            .iter()
+            .flat_map(|a| &a.clients)
+            .filter_map(|c| c.jwt.as_ref()?.jwks.url.as_ref())
+            .any(|u| u.is_tls());
+        upstream || jwks
     }
 
     /// The prefix of an upstream's tool and prompt names.

@@ -218,6 +218,9 @@ pub fn single_host_cluster(name: &str, host: &str, port: u16) -> cluster::Cluste
 
 /// How a server's certificate is checked.
 pub(super) enum Verify {
+    /// Against the system CA bundle the control plane pushes by SDS ([`secret::SYSTEM_ROOTS`]):
+    /// Envoy 1.40 refuses to match names against roots it was not given
+    /// (`system_root_certs` with a SAN matcher is a NACK).
     SystemRoots,
     /// Against the CA in this SDS secret.
     Ca(String),
@@ -280,10 +283,11 @@ pub(super) fn tls_to(
                 ..Default::default()
             },
         )),
-        Verify::SystemRoots => Some(ValidationContextType::ValidationContext(
-            tls::CertificateValidationContext {
-                system_root_certs: Some(tls::certificate_validation_context::SystemRootCerts {}),
-                ..names
+        Verify::SystemRoots => Some(ValidationContextType::CombinedValidationContext(
+            tls::common_tls_context::CombinedCertificateValidationContext {
+                default_validation_context: Some(names),
+                validation_context_sds_secret_config: Some(secret::sds(secret::SYSTEM_ROOTS)),
+                ..Default::default()
             },
         )),
     };

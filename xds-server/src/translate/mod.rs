@@ -967,12 +967,18 @@ mod tests {
         let jwks = r.clusters.iter().find(|c| c.name == "jwks-people").unwrap();
         let t = tls_context(jwks);
         assert_eq!(t.sni, "idp.example");
-        let Some(tls::common_tls_context::ValidationContextType::ValidationContext(v)) =
+        let Some(tls::common_tls_context::ValidationContextType::CombinedValidationContext(c)) =
             t.common_tls_context.unwrap().validation_context_type
         else {
             panic!()
         };
-        assert!(v.system_root_certs.is_some());
+        // The system roots as the control plane found them, by SDS; the name checked here.
+        assert_eq!(
+            c.validation_context_sds_secret_config.unwrap().name,
+            secret::SYSTEM_ROOTS
+        );
+        let v = c.default_validation_context.unwrap();
+        assert!(v.system_root_certs.is_none());
         assert_eq!(
             v.match_typed_subject_alt_names[0]
                 .matcher

@@ -10,6 +10,8 @@ pub const SERVER_CERT: &str = "switchboard-server-cert";
 /// What Envoy shows the bridge on every request ([`switchboard_bridge::INGRESS_HEADER`]).
 pub const BRIDGE_INGRESS: &str = "switchboard-bridge-ingress";
 pub const SERVER_CLIENT_CA: &str = "switchboard-server-client-ca";
+/// The system roots: what HTTPS upstreams without a CA of their own are checked against.
+pub const SYSTEM_ROOTS: &str = "switchboard-system-roots";
 
 pub fn upstream_ca(upstream: &str) -> String {
     format!("upstream-{upstream}-ca")
@@ -30,6 +32,9 @@ pub fn sds(name: &str) -> tls::SdsSecretConfig {
 /// Every secret the gateway's clusters and listener name.
 pub fn secrets(gateway: &Gateway) -> Vec<tls::Secret> {
     let mut out = Vec::new();
+    if let Some(bundle) = &gateway.system_ca {
+        out.push(trusted_ca(SYSTEM_ROOTS, bundle));
+    }
     if let Some(t) = &gateway.server.tls {
         out.push(certificate(SERVER_CERT, &t.cert_file, &t.key_file));
         if let Some(ca) = &t.client_ca {
