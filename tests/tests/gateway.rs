@@ -361,3 +361,83 @@ fn child_envoy(parent: u32) -> Option<u32> {
                 .is_ok_and(|c| c.trim().starts_with("envoy"))
         })
 }
+
+/// Issue 14, item 3: one edit, one reload. The watcher does not see its own reads (a JWKS
+/// file and an audit log configured, which made it loop), an unchanged configuration pushes
+/// nothing (the listener keeps its version), and a refused edit is logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_edit_is_one_reload_and_an_unchanged_configuration_pushes_nothing() -> anyhow::Result<()>
+{
+    use base64::Engine;
+    let alpha = RmcpServer::start("alpha").await?;
+    let dir = tempfile::tempdir()?;
+    let jwks = dir.path().join("jwks.json");
+    let k =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("a signing key of 32 bytes long!!");
+    std::fs::write(
+        &jwks,
+        format!(r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"k1","k":"{k}"}}]}}"#),
+    )?;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\naudit:\n  file: {}\nauth:\n  clients:\n    - name: people\n      jwt: {{issuer: i, audiences: [a], jwks: {{file: {}}}}}\n    - name: ci\n      api_key: {{keys: [\"a-key-of-sixteen-chars\"]}}\nupstreams:\n  - name: alpha\n    url: {}\n",
+        dir.path().join("audit.log").display(),
+        jwks.display(),
+        alpha.url()
+    );
+    let mut gw = Gateway::start(&yaml).await?;
+    let count = |gw: &Gateway, needle: &str| gw.stderr.text().matches(needle).count();
+    let listener_version = |admin: String| async move {
+        let v: serde_json::Value =
+            reqwest::get(format!("{admin}/config_dump?resource=dynamic_listeners"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+        v["configs"][0]["active_state"]["version_info"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let before = listener_version(gw.admin.clone()).await;
+    assert!(before.is_some(), "{}", gw.logs());
+    // Quiet: nothing reloads by itself.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&gw, "file changed"), 0, "{}", gw.logs());
+
+    // An edit that changes nothing: one reload, and nothing pushed.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&gw.config)?;
+    std::io::Write::write_all(&mut file, b"# a comment\n")?;
+    drop(file);
+    eventually(Duration::from_secs(10), "the reload", || {
+        let n = count(&gw, "configuration unchanged");
+        async move { (n >= 1).then_some(()) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&gw, "configuration unchanged"), 1, "{}", gw.logs());
+    assert_eq!(count(&gw, "file changed"), 1, "{}", gw.logs());
+    assert_eq!(listener_version(gw.admin.clone()).await, before);
+
+    // SIGHUP (log rotation): one reload more.
+    switchboard_e2e::signal(gw.pid(), nix::sys::signal::Signal::SIGHUP);
+    eventually(Duration::from_secs(10), "the reload on SIGHUP", || {
+        let n = count(&gw, "configuration unchanged");
+        async move { (n >= 2).then_some(()) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&gw, "configuration unchanged"), 2, "{}", gw.logs());
+
+    // A refused edit: its error once.
+    gw.write_config(&yaml.replace("listen: 127.0.0.1:0", "listen: nowhere"))?;
+    eventually(Duration::from_secs(10), "the refusal", || {
+        let n = count(&gw, "configuration refused");
+        async move { (n >= 1).then_some(()) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&gw, "configuration refused"), 1, "{}", gw.logs());
+    gw.terminate(Duration::from_secs(15))?;
+    Ok(())
+}

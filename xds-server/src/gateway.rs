@@ -188,7 +188,7 @@ pub fn reload(source: &Source, tx: &watch::Sender<Arc<Snapshot>>) -> Option<Vec<
                 .collect();
             source.update_bridge(&gateway);
             let changed = tx.send_if_modified(|current| {
-                if **current == snapshot {
+                if current.same_content(&snapshot) {
                     false
                 } else {
                     *current = Arc::new(snapshot);

@@ -19,7 +19,8 @@ pub const SECRET_TYPE: &str =
 /// The resources of one type with the version that names them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TypedResources {
-    /// Hex prefix of a SHA-256 over the encoded resources: unchanged content, unchanged version.
+    /// Hex prefix of a SHA-256 over the resources' content (see [`typed`]): unchanged
+    /// content, unchanged version.
     pub version: String,
     pub items: Vec<(String, Any)>,
 }
@@ -30,6 +31,16 @@ pub struct Snapshot {
     pub routes: TypedResources,
     pub clusters: TypedResources,
     pub secrets: TypedResources,
+}
+
+impl Snapshot {
+    /// Whether `other` holds the same content (its bytes may differ: protobuf maps encode in
+    /// hash order).
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        TYPE_ORDER
+            .iter()
+            .all(|t| self.of_type(t).map(|r| &r.version) == other.of_type(t).map(|r| &r.version))
+    }
 }
 
 /// Push order for ADS: secrets before the clusters that name them, clusters before the
@@ -125,6 +136,10 @@ impl Snapshot {
     }
 }
 
+/// The version of `items` is a hash of their content, not of their encoding: protobuf maps
+/// (a `Struct`'s fields in the audit log's format, `jwt_authn`'s providers) encode in the
+/// order of a randomly seeded hash map, so the same configuration would get a new version,
+/// and be pushed again, on every load. Each resource is hashed as its JSON with sorted keys.
 fn typed(items: impl Iterator<Item = (String, Any)>) -> TypedResources {
     let items: Vec<(String, Any)> = items.collect();
     let mut hash = Sha256::new();
@@ -132,11 +147,43 @@ fn typed(items: impl Iterator<Item = (String, Any)>) -> TypedResources {
         hash.update(name.as_bytes());
         hash.update([0]);
         hash.update(any.type_url.as_bytes());
-        hash.update(any.encode_to_vec());
+        match crate::render::any_to_json(any) {
+            Ok(json) => hash_canonical(&json, &mut hash),
+            Err(_) => hash.update(any.encode_to_vec()),
+        }
     }
     let digest = hash.finalize();
     let version = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     TypedResources { version, items }
+}
+
+/// Feeds `value` to `hash` with every object's keys in order; a `StringValue` that holds JSON
+/// (the filter's configuration) is not reordered, it is the control plane's own text.
+fn hash_canonical(value: &serde_json::Value, hash: &mut Sha256) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            hash.update(b"{");
+            for k in keys {
+                hash.update(k.as_bytes());
+                hash.update(b":");
+                hash_canonical(&map[k], hash);
+                hash.update(b",");
+            }
+            hash.update(b"}");
+        }
+        Value::Array(items) => {
+            hash.update(b"[");
+            for i in items {
+                hash_canonical(i, hash);
+                hash.update(b",");
+            }
+            hash.update(b"]");
+        }
+        other => hash.update(other.to_string().as_bytes()),
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +219,19 @@ mod tests {
         assert_eq!(a.clusters.version, d.clusters.version);
         assert_ne!(a.routes.version, d.routes.version);
         a.check_consistent().unwrap();
+    }
+
+    #[test]
+    fn maps_in_resources_do_not_change_versions() {
+        // The audit log's JSON format is a `Struct` and jwt_authn's providers a map: both
+        // encode in hash order, which differs between two translations of one file.
+        let yaml = "audit:\n  file: /var/log/a.log\nauth:\n  clients:\n    - name: p1\n      jwt: {issuer: i1, jwks: {url: \"http://idp1/j\"}}\n    - name: p2\n      jwt: {issuer: i2, jwks: {url: \"http://idp2/j\"}}\n    - name: p3\n      jwt: {issuer: i3, jwks: {url: \"http://idp3/j\"}}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n";
+        let first = snapshot(yaml);
+        for _ in 0..20 {
+            let again = snapshot(yaml);
+            assert_eq!(again.listeners.version, first.listeners.version);
+            assert!(again.same_content(&first));
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub fn spawn(
     let hup_tx = events_tx.clone();
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            // Reading a file (which every reload does) is no change: reacting to it made
+            // each reload the cause of the next.
+            Ok(ev) if matches!(ev.kind, notify::EventKind::Access(_)) => {}
             Ok(ev) => {
                 let relevant = seen
                     .lock()
