@@ -450,6 +450,18 @@ impl Background {
         self.child.id()
     }
 
+    /// Waits up to `timeout` for the process to exit; whether it did.
+    pub async fn exits_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     /// Waits for a stdout line starting with `prefix` and returns the rest of it.
     pub async fn line(&self, prefix: &str) -> anyhow::Result<String> {
         let out = self.stdout.clone();

@@ -271,3 +271,40 @@ async fn item5_xds_is_served_over_tls_only_to_the_nodes_it_knows() -> anyhow::Re
     assert!(log.contains("edge-2"), "refusals are logged:\n{log}");
     Ok(())
 }
+
+/// Issue 14, item 4: `serve` exits promptly on SIGTERM while an Envoy holds its ADS stream
+/// (it used to wait 40 s and more, which hangs rolling restarts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exits_promptly_on_sigterm_with_an_envoy_connected() -> anyhow::Result<()> {
+    let upstream = RmcpServer::start("fleet").await?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "server:\n  listen: 127.0.0.1:0\nupstreams:\n  - name: fleet\n    url: {}\n",
+            upstream.url()
+        ),
+    )?;
+    let wasm = wasm_path();
+    let mut serve = Background::spawn(&[
+        "serve",
+        "-c",
+        &config.to_string_lossy(),
+        "--xds",
+        "127.0.0.1:0",
+        "--wasm",
+        &wasm.to_string_lossy(),
+    ])?;
+    let xds = serve.line("xDS: ").await?;
+    let (_envoy, _listener) = Envoy::from_bootstrap(&xds, "edge-1").await?;
+    let started = std::time::Instant::now();
+    switchboard_e2e::signal(serve.pid(), nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        serve.exits_within(Duration::from_secs(5)).await,
+        "serve still runs {:?} after SIGTERM\n{}",
+        started.elapsed(),
+        serve.stderr.text()
+    );
+    Ok(())
+}

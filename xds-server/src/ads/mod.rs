@@ -28,6 +28,9 @@ type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 pub struct Ads {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     nodes: Arc<peer::NodePolicy>,
+    /// Turns true when the server stops: every stream ends then, so the server does not wait
+    /// for Envoys to hang up (they reconnect to whichever control plane comes next).
+    stopping: watch::Receiver<bool>,
 }
 
 impl Ads {
@@ -35,7 +38,13 @@ impl Ads {
         Ads {
             snapshots,
             nodes: Arc::default(),
+            stopping: watch::channel(false).1,
         }
+    }
+
+    /// Ends every stream once `stopping` turns true.
+    pub fn with_stopping(self, stopping: watch::Receiver<bool>) -> Self {
+        Ads { stopping, ..self }
     }
 
     /// Serves only the nodes `nodes` allows.
@@ -69,6 +78,7 @@ impl AggregatedDiscoveryService for Ads {
             .peer_certs()
             .and_then(|certs| certs.first().map(|c| peer::certificate_names(c)));
         let nodes = self.nodes.clone();
+        let mut stopping = self.stopping.clone();
         let mut inbound = request.into_inner();
         let mut snapshots = self.snapshots.clone();
         let (tx, rx) = mpsc::channel(16);
@@ -77,6 +87,10 @@ impl AggregatedDiscoveryService for Ads {
             let mut node = String::new();
             loop {
                 let responses = tokio::select! {
+                    () = until_true(&mut stopping) => {
+                        info!(node = %node, "closing the ADS stream: shutting down");
+                        return;
+                    }
                     msg = inbound.message() => match msg {
                         Ok(Some(req)) => {
                             if node.is_empty() {
@@ -122,6 +136,15 @@ impl AggregatedDiscoveryService for Ads {
         Err(Status::unimplemented(
             "switchboard serves state-of-the-world ADS; set ads_config.api_type to GRPC",
         ))
+    }
+}
+
+/// Returns once `flag` is true (or its sender is gone, which never happens while serving).
+async fn until_true(flag: &mut watch::Receiver<bool>) {
+    while !*flag.borrow_and_update() {
+        if flag.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -159,9 +159,19 @@ where
     if let Some(tls) = tls {
         server = server.tls_config(tls).context("invalid xDS TLS settings")?;
     }
+    // A graceful stop waits for open requests, and an ADS stream is one that never ends by
+    // itself: end them first.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stopped = stop_rx.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
     server
-        .add_service(ads.into_service())
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .add_service(ads.with_stopping(stop_rx).into_service())
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
         .await
         .context("ADS server failed")
 }
