@@ -441,3 +441,41 @@ async fn one_edit_is_one_reload_and_an_unchanged_configuration_pushes_nothing() 
     gw.terminate(Duration::from_secs(15))?;
     Ok(())
 }
+
+/// Issue 14, item 5: `run` on an address something else holds fails at once, naming the
+/// address, the field and the reason, instead of running without ever serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_on_a_busy_listen_or_admin_address_fails_at_once() -> anyhow::Result<()> {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = busy.local_addr()?.port();
+    for (field, yaml) in [
+        (
+            "server.listen",
+            format!("server:\n  listen: 127.0.0.1:{port}\n  admin: 127.0.0.1:0\nupstreams: []\n"),
+        ),
+        (
+            "server.admin",
+            format!("server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:{port}\nupstreams: []\n"),
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let refused = Gateway::start(&yaml).await;
+        let Err(e) = refused else {
+            anyhow::bail!("run served on a busy {field}");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("127.0.0.1:{port}"))
+                && text.contains(field)
+                && text.contains("in use"),
+            "{text}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    drop(busy);
+    Ok(())
+}

@@ -80,6 +80,7 @@ pub async fn supervise(
     ready: watch::Sender<Option<Endpoints>>,
 ) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(500);
+    let mut first = true;
     loop {
         let started = Instant::now();
         let admin_path = opts.workdir.join("admin-address");
@@ -91,6 +92,11 @@ pub async fn supervise(
         let outcome = tokio::select! {
             r = wait_ready(&admin_path) => Some(r),
             status = child.wait() => {
+                // The first start failing is a setting (a busy admin port, a bad binary), not
+                // bad luck: retrying would only hide it.
+                if first {
+                    bail!("envoy exited during start-up ({}); its log above says why", describe(status));
+                }
                 error!("envoy exited during start-up: {}", describe(status));
                 None
             }
@@ -101,6 +107,7 @@ pub async fn supervise(
         };
         match outcome {
             Some(Ok(endpoints)) => {
+                first = false;
                 let admin = Some(endpoints.admin);
                 let _ = ready.send(Some(endpoints));
                 tokio::select! {

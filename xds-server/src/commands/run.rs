@@ -65,6 +65,16 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         tunnels: Arc::new(crate::tunnels::Tunnels::live(bridge_addr.ip())),
     };
     let (gateway, snapshot) = source.load()?;
+    // Envoy would refuse a busy address and go on without serving: say so at once.
+    for (field, addr) in [
+        ("server.listen", gateway.server.listen.0),
+        ("server.admin", gateway.server.admin.0),
+    ] {
+        if addr.port() != 0 {
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} ({field})"))?;
+        }
+    }
     let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();
     source.update_bridge(&gateway);
     info!("bridge on {bridge_addr}");
