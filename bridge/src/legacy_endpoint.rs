@@ -289,8 +289,15 @@ fn follow_server_stream(http: reqwest::Client, session: Arc<LegacySession>) {
             req = req.header(VERSION_HEADER, v);
         }
         req = req.headers(session.on_behalf.clone());
+        // The client leaving ends this at once (its stream's receiver is gone), not at the
+        // next event: the gateway's stream, and each upstream's behind it, close with it.
+        let gone = session.tx.clone();
         // 405: the gateway has no server-to-client stream here; answers still arrive.
-        let Ok(response) = req.send().await else {
+        let response = tokio::select! {
+            r = req.send() => r,
+            () = gone.closed() => return,
+        };
+        let Ok(response) = response else {
             return;
         };
         if !response.status().is_success() {
@@ -298,7 +305,12 @@ fn follow_server_stream(http: reqwest::Client, session: Arc<LegacySession>) {
         }
         let mut body = response.bytes_stream();
         let mut decoder = sse::Decoder::default();
-        while let Some(Ok(chunk)) = body.next().await {
+        loop {
+            let chunk = tokio::select! {
+                c = body.next() => c,
+                () = gone.closed() => return,
+            };
+            let Some(Ok(chunk)) = chunk else { return };
             for event in decoder.push(&chunk) {
                 if let Ok(m) = serde_json::from_str::<Value>(&event.data)
                     && session.tx.send(m).await.is_err()

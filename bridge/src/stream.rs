@@ -407,8 +407,8 @@ fn tokio_stream_from(
 }
 
 /// Reads one upstream's stream through Envoy until the client leaves, opening it again
-/// (from its last event id) when it ends. An upstream without a stream (405) or without the
-/// session (404) is left out.
+/// (from its last event id) when it ends. An upstream that refuses it for good (405 no
+/// stream, 404 or 400 no such session, any 4xx but 408 and 429) is left out.
 #[allow(clippy::too_many_arguments)]
 async fn follow(
     http: reqwest::Client,
@@ -436,9 +436,12 @@ async fn follow(
             () = tx.closed() => return,
         };
         match resp {
+            // A refusal that asking again would not change (no stream, no such session, a
+            // request it cannot take): stop, rather than ask every few seconds forever.
             Ok(r)
-                if r.status() == StatusCode::METHOD_NOT_ALLOWED
-                    || r.status() == StatusCode::NOT_FOUND =>
+                if r.status().is_client_error()
+                    && r.status() != StatusCode::REQUEST_TIMEOUT
+                    && r.status() != StatusCode::TOO_MANY_REQUESTS =>
             {
                 debug!(upstream, status = %r.status(), "upstream offers no event stream for this session");
                 return;
