@@ -302,3 +302,40 @@ async fn a_short_soak_has_no_errors_and_flat_memory() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Issue 14, item 7: a client whose headers or body trickle in is timed out (408 and the
+/// connection closed) after the configured time, not held without end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_timed_out() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let alpha = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  request_headers_timeout: 1s\n  request_timeout: 2s\nupstreams:\n  - name: alpha\n    url: {}\n",
+        alpha.url()
+    ))
+    .await?;
+    let addr = gw.base().trim_start_matches("http://").to_string();
+    for (what, sent) in [
+        ("headers", "POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: appl".to_string()),
+        (
+            "body",
+            "POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{\"jsonrpc\":".to_string(),
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let mut tcp = tokio::net::TcpStream::connect(&addr).await?;
+        tcp.write_all(sent.as_bytes()).await?;
+        let mut answer = Vec::new();
+        // Bounded: a gateway that never times out fails here, it does not hang the suite.
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "slow {what}: still open after 10 s");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with("HTTP/1.1 408"), "slow {what}: {text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "slow {what}: {:?}",
+            started.elapsed()
+        );
+    }
+    Ok(())
+}

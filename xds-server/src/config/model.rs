@@ -295,6 +295,17 @@ pub struct Server {
     /// 403 (DNS-rebinding protection). Default: any host, unless the listener is on loopback,
     /// where only loopback names are.
     pub allowed_hosts: Option<Vec<String>>,
+    /// A client must have sent all its request headers within this (Envoy's
+    /// `request_headers_timeout`; answered 408).
+    #[serde(deserialize_with = "duration")]
+    pub request_headers_timeout: Duration,
+    /// ... and its whole request, body included (`request_timeout`; 408).
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// A request or answer with no bytes either way for this long is ended
+    /// (`stream_idle_timeout`); event streams stay busy with keep-alives.
+    #[serde(deserialize_with = "duration")]
+    pub stream_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -343,6 +354,9 @@ impl Default for Server {
             messages_path: "/messages".into(),
             cors: None,
             allowed_hosts: None,
+            request_headers_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            stream_idle_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -373,6 +373,10 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
             .collect(),
         normalize_path: Some(BoolValue { value: true }),
         merge_slashes: true,
+        // Slow clients (headers or a body trickling in) are not waited for without end.
+        request_headers_timeout: Some(duration(gateway.server.request_headers_timeout)),
+        request_timeout: Some(duration(gateway.server.request_timeout)),
+        stream_idle_timeout: Some(duration(gateway.server.stream_idle_timeout)),
         local_reply_config: Some(local_replies(gateway)),
         access_log: audit::access_logs(gateway),
         ..Default::default()
