@@ -1436,13 +1436,19 @@ impl Exchange {
     ) -> Option<Step> {
         let (index, upstream) = match self.scope {
             Scope::Upstream(index) => (index, &gw.config.upstreams[index]),
+            // The shortened name's head may end inside a long prefix, before any separator:
+            // the upstream is the session's one whose prefix and separator fit that head.
             Scope::Aggregated if gw.prefixed() => {
-                let (prefix, _) = naming::split_name(requested, &gw.config.separator)?;
+                let head = requested.rsplit_once('~').map_or(requested, |(h, _)| h);
                 gw.config
                     .upstreams
                     .iter()
                     .enumerate()
-                    .find(|(_, u)| u.prefix == prefix)?
+                    .filter(|(_, u)| session.upstream(&u.name).is_some())
+                    .find(|(_, u)| {
+                        let start = naming::prefix_name(&u.prefix, &gw.config.separator, "");
+                        head.starts_with(&start) || start.starts_with(head)
+                    })?
             }
             Scope::Aggregated => (0, gw.config.upstreams.first()?),
         };

@@ -365,3 +365,58 @@ async fn client_notifications_reach_every_upstream_of_the_session() -> anyhow::R
     }
     Ok(())
 }
+
+/// Issue 14, item 8: with a prefix so long that a shortened name's 55-character head holds
+/// no separator, every tool is still callable by the name the list gave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_shortened_behind_a_58_character_prefix_are_callable() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let beta = RmcpServer::start("beta").await?;
+    let long = format!("p{}", "x".repeat(57));
+    assert_eq!(long.len(), 58);
+    let gw = Gateway::start(&gateway_yaml(
+        "",
+        &[
+            ("alpha", alpha.url(), &format!("    tool_prefix: {long}\n")),
+            ("beta", beta.url(), ""),
+        ],
+    ))
+    .await?;
+    let session = raw::initialize(&gw.endpoint).await?;
+    let listed = raw::post(
+        &gw.endpoint,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+    )
+    .await?;
+    let tools = names(listed.response());
+    let whoami = tools
+        .iter()
+        .find(|t| t.starts_with(&long[..20]) && t.contains('~'))
+        .ok_or_else(|| anyhow::anyhow!("no shortened name: {tools:?}"))?
+        .clone();
+    assert!(!whoami[..55].contains("__"), "{whoami}");
+    for name in tools.iter().filter(|t| t.starts_with(&long[..20])) {
+        let args = if name.ends_with("add") {
+            json!({"a": 1, "b": 2})
+        } else {
+            json!({"ms": 1})
+        };
+        let called = raw::post(
+            &gw.endpoint,
+            Some(&session),
+            &raw::call(json!(2), name, args),
+        )
+        .await?;
+        assert!(
+            called.response()["result"]["content"][0]["text"].is_string(),
+            "{name}: {called:?}"
+        );
+    }
+    let client = connect(&gw.endpoint).await?;
+    assert!(
+        ["alpha", "3", "done"].contains(&call_text(&client, &whoami, json!({})).await?.as_str())
+    );
+    assert_eq!(call_text(&client, "beta__whoami", json!({})).await?, "beta");
+    Ok(())
+}
