@@ -84,7 +84,7 @@ pub struct BridgeState {
 
 impl BridgeState {
     pub fn set_config(&self, filter: FilterConfig, upstream_path: String) {
-        let key = SessionKey::derive(filter.session_key.as_bytes());
+        let key = filter.session_keys();
         if let Ok(mut c) = self.config.write() {
             *c = Some(Arc::new(BridgeConfig {
                 filter,

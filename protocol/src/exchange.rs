@@ -106,7 +106,7 @@ impl Gateway {
     }
 
     pub fn with_cache(config: FilterConfig, cache: Box<dyn ListCache>) -> Gateway {
-        let key = SessionKey::derive(config.session_key.as_bytes());
+        let key = config.session_keys();
         let prefixed = names_prefixed(&config);
         let view = |u: &Upstream, prefixed: bool| {
             let view = serde_json::to_string(&(

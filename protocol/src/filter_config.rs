@@ -20,6 +20,9 @@ pub struct FilterConfig {
     pub server_version: String,
     /// The secret that seals session tokens; every replica must have the same.
     pub session_key: String,
+    /// Earlier session keys: tokens they sealed still open (key rotation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_session_keys: Vec<String>,
     /// Seconds a session token stays valid after `initialize` (0: forever).
     pub session_max_age_s: u64,
     /// Between prefix and name: `github__create_issue`.
@@ -69,6 +72,16 @@ pub struct Cors {
 pub const CORS_EXPOSED: &str = "mcp-session-id, mcp-protocol-version";
 
 impl FilterConfig {
+    /// The key set that seals and opens tokens: the session key, then the earlier ones.
+    pub fn session_keys(&self) -> crate::session::SessionKey {
+        let previous: Vec<&[u8]> = self
+            .previous_session_keys
+            .iter()
+            .map(|k| k.as_bytes())
+            .collect();
+        crate::session::SessionKey::rotating(self.session_key.as_bytes(), &previous)
+    }
+
     fn origin_allowed(&self, origin: &str) -> bool {
         self.cors.as_ref().is_some_and(|c| {
             c.origins
@@ -258,6 +271,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         server_name: "switchboard".into(),
         server_version: "0.1.0".into(),
         session_key: "test-key".into(),
+        previous_session_keys: Vec::new(),
         session_max_age_s: 3600,
         separator: "__".into(),
         fan_out: FanOut::FailOpen,

@@ -48,12 +48,15 @@ impl Sealed {
     }
 }
 
-/// Keys derived from the configured secret (HKDF-SHA256).
+/// Keys derived from the configured secret (HKDF-SHA256): the one that seals, and earlier
+/// ones that still open what they sealed, so a key can be rotated without ending sessions.
 #[derive(Clone)]
 pub struct SessionKey {
     cipher: XChaCha20Poly1305,
     /// Keyed with a full SHA-256 block, so construction is infallible; cloned per token.
     nonce_mac: Hmac<Sha256>,
+    /// Keys being rotated out: they open, never seal.
+    previous: Vec<XChaCha20Poly1305>,
 }
 
 impl std::fmt::Debug for SessionKey {
@@ -63,6 +66,17 @@ impl std::fmt::Debug for SessionKey {
 }
 
 impl SessionKey {
+    /// `current` seals and opens; each of `previous` only opens.
+    pub fn rotating(current: &[u8], previous: &[&[u8]]) -> SessionKey {
+        SessionKey {
+            previous: previous
+                .iter()
+                .map(|p| SessionKey::derive(p).cipher)
+                .collect(),
+            ..SessionKey::derive(current)
+        }
+    }
+
     pub fn derive(secret: &[u8]) -> SessionKey {
         let hk = hkdf::Hkdf::<Sha256>::new(Some(b"switchboard session key"), secret);
         let mut okm = [0u8; 96];
@@ -75,6 +89,7 @@ impl SessionKey {
         SessionKey {
             cipher: XChaCha20Poly1305::new(&enc.into()),
             nonce_mac: <Hmac<Sha256> as Mac>::new(&nonce_key.into()),
+            previous: Vec::new(),
         }
     }
 }
@@ -210,16 +225,14 @@ pub fn open_value<T: serde::de::DeserializeOwned>(
         return Err(SessionError::Malformed);
     }
     let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
-    let plaintext = key
-        .cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: kind.aad(),
-            },
-        )
-        .map_err(|_| SessionError::Tampered)?;
+    let payload = || Payload {
+        msg: ciphertext,
+        aad: kind.aad(),
+    };
+    let plaintext = std::iter::once(&key.cipher)
+        .chain(&key.previous)
+        .find_map(|c| c.decrypt(XNonce::from_slice(nonce), payload()).ok())
+        .ok_or(SessionError::Tampered)?;
     serde_json::from_slice(&plaintext).map_err(|_| SessionError::Malformed)
 }
 
@@ -313,6 +326,25 @@ mod tests {
         assert_eq!(
             open_value::<Session>(&key, Sealed::Cursor, &cursor),
             Ok(session())
+        );
+    }
+
+    #[test]
+    fn a_rotated_key_still_opens_what_it_sealed_and_seals_nothing() {
+        let old = SessionKey::derive(b"old secret");
+        let token = seal(&old, &session(), b"seed");
+        let rotating = SessionKey::rotating(b"new secret", &[b"old secret"]);
+        assert_eq!(open(&rotating, &token, 1_000, 0), Ok(session()));
+        let fresh = seal(&rotating, &session(), b"seed-2");
+        assert_eq!(
+            open(&SessionKey::derive(b"new secret"), &fresh, 1_000, 0),
+            Ok(session()),
+            "the new key seals"
+        );
+        assert_eq!(
+            open(&SessionKey::derive(b"new secret"), &token, 1_000, 0),
+            Err(SessionError::Tampered),
+            "once the old key is gone, so are its sessions"
         );
     }
 

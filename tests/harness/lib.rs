@@ -678,3 +678,9 @@ pub async fn connect_rich(
     let client = handler.clone().serve(transport).await?;
     Ok((client, handler))
 }
+
+/// Whether a gateway session token was sealed with the session key `key`.
+pub fn sealed_with(key: &str) -> impl Fn(&str) -> bool + use<> {
+    let k = switchboard_protocol::session::SessionKey::derive(key.as_bytes());
+    move |token| switchboard_protocol::session::open(&k, token, 0, 0).is_ok()
+}

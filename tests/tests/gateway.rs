@@ -479,3 +479,63 @@ async fn run_on_a_busy_listen_or_admin_address_fails_at_once() -> anyhow::Result
     drop(busy);
     Ok(())
 }
+
+/// Issue 14, item 11: a session key is rotated without ending sessions. The new key seals
+/// new sessions; the old one, listed in `previous_keys`, still opens the sessions it sealed;
+/// once it is dropped from the list, so are they.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_key_rotates_without_ending_sessions() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let yaml = |session: &str| {
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nsession:\n{session}upstreams:\n  - name: alpha\n    url: {}\n",
+            alpha.url()
+        )
+    };
+    let old = "the-old-session-key-0123456789";
+    let new = "the-new-session-key-0123456789";
+    let gw = Gateway::start(&yaml(&format!("  key: {old}\n"))).await?;
+    let ep = gw.endpoint.clone();
+    let sid = raw::initialize(&ep).await?;
+    let works = |sid: String| {
+        let ep = ep.clone();
+        async move {
+            let a = raw::post(
+                &ep,
+                Some(&sid),
+                &raw::call(json!(1), "alpha__whoami", json!({})),
+            )
+            .await
+            .ok()?;
+            Some(a.status)
+        }
+    };
+    assert_eq!(works(sid.clone()).await, Some(200));
+    gw.write_config(&yaml(&format!("  key: {new}\n  previous_keys: [{old}]\n")))?;
+    // Wait until the new key seals: a session opened now must not open under the old key alone.
+    let fresh = eventually(Duration::from_secs(20), "the new key to seal", || {
+        let ep = ep.clone();
+        let old_only = switchboard_e2e::sealed_with(old);
+        async move {
+            let sid = raw::initialize(&ep).await.ok()?;
+            (!old_only(&sid)).then_some(sid)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    assert_eq!(
+        works(sid.clone()).await,
+        Some(200),
+        "a session of the old key"
+    );
+    assert_eq!(works(fresh.clone()).await, Some(200));
+    // The old key retired: its sessions end (404, initialize again); the new ones stay.
+    gw.write_config(&yaml(&format!("  key: {new}\n")))?;
+    eventually(Duration::from_secs(20), "the old key to be retired", || {
+        let w = works(sid.clone());
+        async move { (w.await == Some(404)).then_some(()) }
+    })
+    .await?;
+    assert_eq!(works(fresh).await, Some(200));
+    Ok(())
+}

@@ -83,6 +83,9 @@ pub fn redact(value: &mut Value) {
                     switchboard_protocol::filter_config::FilterConfig::from_json(inner.as_bytes())
             {
                 config.session_key = REDACTED.into();
+                for k in &mut config.previous_session_keys {
+                    *k = REDACTED.into();
+                }
                 for u in &mut config.upstreams {
                     for (_, v) in &mut u.headers {
                         *v = REDACTED.into();

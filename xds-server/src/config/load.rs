@@ -223,6 +223,30 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
             "expected at least 16 characters (32 random bytes, base64, are a good key)".into(),
         ));
     }
+    if let Some(i) = parsed
+        .session
+        .previous_keys
+        .iter()
+        .position(|k| k.0.len() < 16)
+    {
+        let field = format!("session.previous_keys[{i}]");
+        let (line, col) = at(text, &field);
+        return Err(error(
+            line,
+            col,
+            field,
+            "expected at least 16 characters, as session.key".into(),
+        ));
+    }
+    if !parsed.session.previous_keys.is_empty() && parsed.session.key.is_none() {
+        let (line, col) = find_key(text, "previous_keys");
+        return Err(error(
+            line,
+            col,
+            "session.previous_keys".into(),
+            "needs session.key: the key that seals new sessions".into(),
+        ));
+    }
 
     let mut seen = std::collections::HashSet::new();
     let mut prefixes = std::collections::HashMap::new();

@@ -145,6 +145,7 @@ impl Gateway {
     pub fn secrets(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         out.extend(self.session.key.iter().map(|k| k.0.clone()));
+        out.extend(self.session.previous_keys.iter().map(|k| k.0.clone()));
         for u in &self.upstreams {
             out.extend(u.headers.values().map(|v| v.0.clone()));
             out.extend(u.env.values().map(|v| v.0.clone()));
@@ -205,6 +206,9 @@ pub struct SessionConfig {
     /// Seals session tokens. Every control plane (and so every Envoy) serving the same
     /// clients needs the same key; without one, `switchboard` makes a random key per process.
     pub key: Option<Expanded>,
+    /// Keys rotated out: sessions they sealed stay valid (new ones are sealed with `key`).
+    #[serde(default)]
+    pub previous_keys: Vec<Expanded>,
     /// How long a session stays valid after `initialize`.
     #[serde(deserialize_with = "duration")]
     pub max_age: Duration,
@@ -214,6 +218,7 @@ impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
             key: None,
+            previous_keys: Vec::new(),
             max_age: Duration::from_secs(24 * 3600),
         }
     }

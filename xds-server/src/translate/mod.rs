@@ -108,6 +108,12 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
             .as_ref()
             .map_or(session_key, |k| k.0.as_str())
             .to_string(),
+        previous_session_keys: gateway
+            .session
+            .previous_keys
+            .iter()
+            .map(|k| k.0.clone())
+            .collect(),
         session_max_age_s: gateway.session.max_age.as_secs(),
         separator: gateway.aggregation.separator.clone(),
         fan_out: match gateway.aggregation.fan_out {
