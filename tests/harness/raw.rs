@@ -212,3 +212,41 @@ pub async fn post_streaming(
     }
     Ok(out)
 }
+
+/// `initialize` + `notifications/initialized` with these headers (credentials); the answer to
+/// `initialize` and the session id.
+pub async fn initialize_with_headers(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(Answer, String)> {
+    let a = post_with(
+        url,
+        None,
+        &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}),
+        headers,
+    )
+    .await?;
+    anyhow::ensure!(
+        a.status == 200,
+        "initialize: HTTP {} {:?}",
+        a.status,
+        a.messages
+    );
+    let session = a
+        .session_id()
+        .context("initialize answered without mcp-session-id")?;
+    let n = post_with(
+        url,
+        Some(&session),
+        &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        headers,
+    )
+    .await?;
+    anyhow::ensure!(
+        n.status == 202,
+        "notifications/initialized: HTTP {}",
+        n.status
+    );
+    Ok((a, session))
+}

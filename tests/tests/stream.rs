@@ -146,3 +146,170 @@ fn base64_url(s: &str) -> anyhow::Result<Vec<u8>> {
     use base64::Engine as _;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s)?)
 }
+
+/// Issue 14, item 2: edits of rules, CORS and upstreams reach Envoy without replacing the
+/// listener (the filter's configuration by ECDS, routes by RDS), so open streams survive them:
+/// the merged GET stream and a legacy `/sse` client keep working across the edits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_stay_open_across_edits_of_rules_cors_and_upstreams() -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let alpha = RmcpServer::start("alpha").await?;
+    let beta = RmcpServer::start("beta").await?;
+    let everything = Everything::start().await?;
+    let key = "a-client-key-0123456789";
+    let yaml = |deny: &str, origin: &str, with_beta: bool| {
+        let beta = if with_beta {
+            format!("  - name: beta\n    url: {}\n", beta.url())
+        } else {
+            String::new()
+        };
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  transports: [streamable_http, sse]\n  cors: {{origins: [\"{origin}\"]}}\nauth:\n  clients:\n    - name: ci\n      api_key: {{keys: [\"{key}\"]}}\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [\"*\"]}}\n      deny: {{tools: [\"{deny}\"]}}\nupstreams:\n  - name: alpha\n    url: {}\n  - name: ev\n    url: {}\n{beta}",
+            alpha.url(),
+            everything.url()
+        )
+    };
+    let gw = Gateway::start(&yaml("alpha__slow", "https://a.example", false)).await?;
+    let ep = gw.endpoint.clone();
+    let base = gw.base();
+    let auth = [("x-api-key", key)];
+    // Envoy counts every change of its listener, in place or not; an edit must make none.
+    let modified = || {
+        let gw = &gw;
+        async move {
+            gw.stat("listener_manager.listener_modified")
+                .await
+                .unwrap_or(u64::MAX)
+        }
+    };
+    assert_eq!(modified().await, 0, "{}", gw.logs());
+
+    // The merged stream of a session.
+    let (_, session) = raw::initialize_with_headers(&ep, &auth).await?;
+    let resp = reqwest::Client::new()
+        .get(&ep)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("x-api-key", key)
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let (_task, mut events) = raw::follow(resp);
+    // A legacy client: its stream, initialize, initialized.
+    let legacy = reqwest::Client::new()
+        .get(format!("{base}/sse"))
+        .header("accept", "text/event-stream")
+        .header("x-api-key", key)
+        .send()
+        .await?;
+    let (tx, mut legacy_events) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut lines =
+        tokio_util::io::StreamReader::new(futures::StreamExt::map(legacy.bytes_stream(), |c| {
+            c.map_err(std::io::Error::other)
+        }))
+        .lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(data) = line.strip_prefix("data:") {
+                let _ = tx.send(data.trim().to_string());
+            }
+        }
+    });
+    let messages = format!("{base}{}", next(&mut legacy_events, "endpoint").await?);
+    let post = |body: Value| {
+        let messages = messages.clone();
+        async move {
+            reqwest::Client::new()
+                .post(&messages)
+                .header("content-type", "application/json")
+                .header("x-api-key", key)
+                .body(body.to_string())
+                .send()
+                .await
+        }
+    };
+    post(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "old", "version": "1"}}}))
+    .await?;
+    next(&mut legacy_events, "the initialize answer").await?;
+    post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
+
+    // Three edits: a rule, CORS, a new upstream; each in force before the next.
+    for (deny, origin, with_beta) in [
+        ("alpha__add", "https://a.example", false),
+        ("alpha__add", "https://b.example", false),
+        ("alpha__add", "https://b.example", true),
+    ] {
+        gw.write_config(&yaml(deny, origin, with_beta))?;
+        let ep = ep.clone();
+        eventually(Duration::from_secs(20), "the edit to be in force", || {
+            let ep = ep.clone();
+            async move {
+                let (_, sid) = raw::initialize_with_headers(&ep, &auth).await.ok()?;
+                let a = raw::post_with(
+                    &ep,
+                    Some(&sid),
+                    &raw::call(json!(1), "alpha__add", json!({"a": 1, "b": 1})),
+                    &auth,
+                )
+                .await
+                .ok()?;
+                let denied = a.response()["error"]["code"] == -32004;
+                let listed = raw::post_with(
+                    &ep,
+                    Some(&sid),
+                    &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+                    &auth,
+                )
+                .await
+                .ok()?;
+                let has_beta = listed.response().to_string().contains("beta__whoami");
+                (denied && has_beta == with_beta).then_some(())
+            }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    }
+
+    // Longer than any drain of a replaced listener or filter chain (the harness runs Envoy with
+    // a 1 s drain), then both streams still carry what they carry.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    raw::post_with(
+        &ep,
+        Some(&session),
+        &raw::call(json!(3), "ev__toggle-simulated-logging", json!({})),
+        &auth,
+    )
+    .await?;
+    raw::wait_for(&mut events, "a log message after the edits", |m| {
+        m["method"] == "notifications/message"
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    post(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "alpha__whoami", "arguments": {}}})).await?;
+    loop {
+        let m = next(&mut legacy_events, "the call's answer").await?;
+        if m.contains("\"id\":4") {
+            assert!(m.contains("alpha"), "{m}");
+            break;
+        }
+    }
+    assert_eq!(
+        modified().await,
+        0,
+        "the listener was replaced\n{}",
+        gw.logs()
+    );
+    Ok(())
+}
+
+/// The next `data:` of a legacy event stream, within 15 s.
+async fn next(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    what: &str,
+) -> anyhow::Result<String> {
+    tokio::time::timeout(Duration::from_secs(15), rx.recv())
+        .await
+        .map_err(|_| anyhow::anyhow!("no {what} on the legacy stream"))?
+        .ok_or_else(|| anyhow::anyhow!("the legacy stream closed, waiting for {what}"))
+}

@@ -163,6 +163,7 @@ pub fn snapshot_yaml(snapshot: &Snapshot) -> Result<String, RenderError> {
         "listeners": section(&snapshot.listeners)?,
         "routes": section(&snapshot.routes)?,
         "secrets": section(&snapshot.secrets)?,
+        "extension_configs": section(&snapshot.extension_configs)?,
     });
     to_yaml(&doc)
 }

@@ -15,6 +15,8 @@ pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteCon
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 pub const SECRET_TYPE: &str =
     "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+/// ECDS: the configurations of the listener's HTTP filters.
+pub const EXTENSION_TYPE: &str = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig";
 
 /// The resources of one type with the version that names them.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -31,6 +33,7 @@ pub struct Snapshot {
     pub routes: TypedResources,
     pub clusters: TypedResources,
     pub secrets: TypedResources,
+    pub extension_configs: TypedResources,
 }
 
 impl Snapshot {
@@ -44,8 +47,14 @@ impl Snapshot {
 }
 
 /// Push order for ADS: secrets before the clusters that name them, clusters before the
-/// listeners and routes that name them.
-pub const TYPE_ORDER: [&str; 4] = [SECRET_TYPE, CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+/// filter configurations, listeners and routes that name them.
+pub const TYPE_ORDER: [&str; 5] = [
+    SECRET_TYPE,
+    CLUSTER_TYPE,
+    EXTENSION_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+];
 
 impl Snapshot {
     pub fn new(r: &Resources) -> Self {
@@ -70,6 +79,11 @@ impl Snapshot {
                     .iter()
                     .map(|x| (x.name.clone(), pack_any(x.clone()))),
             ),
+            extension_configs: typed(
+                r.extension_configs
+                    .iter()
+                    .map(|x| (x.name.clone(), pack_any(x.clone()))),
+            ),
         }
     }
 
@@ -79,6 +93,7 @@ impl Snapshot {
             ROUTE_TYPE => Some(&self.routes),
             CLUSTER_TYPE => Some(&self.clusters),
             SECRET_TYPE => Some(&self.secrets),
+            EXTENSION_TYPE => Some(&self.extension_configs),
             _ => None,
         }
     }
@@ -113,6 +128,21 @@ impl Snapshot {
                             "listener {name} names missing route configuration {}",
                             rds.route_config_name
                         ));
+                    }
+                    for f in &m.http_filters {
+                        if let Some(hcm::http_filter::ConfigType::ConfigDiscovery(_)) =
+                            &f.config_type
+                            && !self
+                                .extension_configs
+                                .items
+                                .iter()
+                                .any(|(n, _)| *n == f.name)
+                        {
+                            return Err(format!(
+                                "listener {name} names missing filter configuration {}",
+                                f.name
+                            ));
+                        }
                     }
                 }
             }

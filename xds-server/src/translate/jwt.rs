@@ -30,8 +30,8 @@ fn jwks_cluster_name(client: &str) -> String {
     format!("jwks-{client}")
 }
 
-/// The filters that run before Switchboard's when any client uses JWTs.
-pub fn filters(gateway: &Gateway) -> Vec<hcm::HttpFilter> {
+/// `jwt_authn`'s configuration: a provider per JWT client (none: it checks nothing).
+pub fn authentication(gateway: &Gateway) -> jwt_authn::JwtAuthentication {
     let providers: std::collections::HashMap<String, jwt_authn::JwtProvider> = jwt_clients(gateway)
         .map(|(name, j)| {
             let source = match (&j.jwks.file, &j.jwks.url) {
@@ -74,7 +74,7 @@ pub fn filters(gateway: &Gateway) -> Vec<hcm::HttpFilter> {
         })
         .collect();
     if providers.is_empty() {
-        return Vec::new();
+        return jwt_authn::JwtAuthentication::default();
     }
     let mut names: Vec<&String> = providers.keys().collect();
     names.sort();
@@ -91,7 +91,7 @@ pub fn filters(gateway: &Gateway) -> Vec<hcm::HttpFilter> {
             )),
         }))
         .collect();
-    let authn = jwt_authn::JwtAuthentication {
+    jwt_authn::JwtAuthentication {
         providers,
         rules: vec![jwt_authn::RequirementRule {
             r#match: Some(route::RouteMatch {
@@ -107,7 +107,12 @@ pub fn filters(gateway: &Gateway) -> Vec<hcm::HttpFilter> {
             )),
         }],
         ..Default::default()
-    };
+    }
+}
+
+/// Removes a payload header a client sent itself, before `jwt_authn` runs: only a token
+/// `jwt_authn` verified ever puts one there.
+pub fn strip_payload_filter() -> hcm::HttpFilter {
     let strip = header_mutation::HeaderMutation {
         mutations: Some(header_mutation::Mutations {
             request_mutations: vec![mutation::HeaderMutation {
@@ -119,10 +124,7 @@ pub fn filters(gateway: &Gateway) -> Vec<hcm::HttpFilter> {
         }),
         ..Default::default()
     };
-    vec![
-        http_filter("envoy.filters.http.header_mutation", pack_any(strip)),
-        http_filter("envoy.filters.http.jwt_authn", pack_any(authn)),
-    ]
+    http_filter("envoy.filters.http.header_mutation", pack_any(strip))
 }
 
 /// A cluster per JWKS URL, for `jwt_authn` to fetch the keys (TLS for https, against the

@@ -58,7 +58,14 @@ pub struct Resources {
     pub routes: Vec<route::RouteConfiguration>,
     pub clusters: Vec<envoy_cluster::Cluster>,
     pub secrets: Vec<tls::Secret>,
+    /// The HTTP filters' configurations, by ECDS: what edits change most (rules, CORS,
+    /// upstreams, JWT clients) changes here, never the listener, whose replacement would
+    /// drain every open connection (merged streams, legacy `/sse` clients).
+    pub extension_configs: Vec<core::TypedExtensionConfig>,
 }
+
+/// The `jwt_authn` filter's name, and its ECDS resource's.
+pub const JWT_FILTER_NAME: &str = "switchboard.jwt_authn";
 
 pub const BRIDGE_CLUSTER: &str = "switchboard-bridge";
 
@@ -81,10 +88,20 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
     }
     clusters.extend(jwt::jwks_clusters(gateway));
     Resources {
-        listeners: vec![mcp_listener(gateway, module)],
+        listeners: vec![mcp_listener(gateway)],
         routes: vec![route_configuration(gateway, module)],
         clusters,
         secrets,
+        extension_configs: vec![
+            core::TypedExtensionConfig {
+                name: JWT_FILTER_NAME.into(),
+                typed_config: Some(pack_any(jwt::authentication(gateway))),
+            },
+            core::TypedExtensionConfig {
+                name: WASM_FILTER_NAME.into(),
+                typed_config: Some(pack_any(wasm_filter(gateway, module))),
+            },
+        ],
     }
 }
 
@@ -325,8 +342,9 @@ pub fn duration(d: Duration) -> PbDuration {
     }
 }
 
-fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener {
-    let wasm = Wasm {
+/// The Switchboard filter as Envoy loads it: the module, and the filter's configuration.
+fn wasm_filter(gateway: &Gateway, module: &FilterModule) -> Wasm {
+    Wasm {
         config: Some(wasm::PluginConfig {
             name: "switchboard".into(),
             root_id: "switchboard".into(),
@@ -360,7 +378,28 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
             failure_policy: wasm::FailurePolicy::FailClosed as i32,
             ..Default::default()
         }),
-    };
+    }
+}
+
+/// An HTTP filter whose configuration comes by ECDS, as `type_url` (Envoy waits for it
+/// before the listener serves, and applies a new one to new streams without draining).
+fn discovered_filter(name: &str, type_url: &str) -> hcm::HttpFilter {
+    hcm::HttpFilter {
+        name: name.into(),
+        config_type: Some(hcm::http_filter::ConfigType::ConfigDiscovery(
+            core::ExtensionConfigSource {
+                config_source: Some(ads()),
+                type_urls: vec![type_url.into()],
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// The listener holds only what changes with its address and TLS (and the settings of its
+/// connection manager); the filters' configurations come by ECDS, routes by RDS.
+fn mcp_listener(gateway: &Gateway) -> listener::Listener {
     let manager = hcm::HttpConnectionManager {
         stat_prefix: "switchboard".into(),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
@@ -370,13 +409,20 @@ fn mcp_listener(gateway: &Gateway, module: &FilterModule) -> listener::Listener 
                 route_config_name: ROUTE_CONFIG_NAME.into(),
             },
         )),
-        http_filters: jwt::filters(gateway)
-            .into_iter()
-            .chain([
-                http_filter(WASM_FILTER_NAME, pack_any(wasm)),
-                http_filter("envoy.filters.http.router", pack_any(Router::default())),
-            ])
-            .collect(),
+        // Always the same four, whatever the clients: adding the first JWT client is an edit
+        // like any other.
+        http_filters: vec![
+            jwt::strip_payload_filter(),
+            discovered_filter(
+                JWT_FILTER_NAME,
+                "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            ),
+            discovered_filter(
+                WASM_FILTER_NAME,
+                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            ),
+            http_filter("envoy.filters.http.router", pack_any(Router::default())),
+        ],
         normalize_path: Some(BoolValue { value: true }),
         merge_slashes: true,
         // Slow clients (headers or a body trickling in) are not waited for without end.
@@ -1076,13 +1122,29 @@ mod tests {
             panic!()
         };
         let m = hcm::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
-        assert_eq!(m.http_filters[0].name, WASM_FILTER_NAME);
-        assert_eq!(m.http_filters[1].name, "envoy.filters.http.router");
-        let Some(hcm::http_filter::ConfigType::TypedConfig(any)) = &m.http_filters[0].config_type
+        let names: Vec<&str> = m.http_filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "envoy.filters.http.header_mutation",
+                JWT_FILTER_NAME,
+                WASM_FILTER_NAME,
+                "envoy.filters.http.router"
+            ]
+        );
+        // The filter's configuration is not in the listener: it comes by ECDS.
+        let Some(hcm::http_filter::ConfigType::ConfigDiscovery(source)) =
+            &m.http_filters[2].config_type
         else {
-            panic!()
+            panic!("the wasm filter is not discovered")
         };
-        let w = Wasm::decode(any.value.as_slice()).unwrap();
+        assert!(source.type_urls[0].ends_with("wasm.v3.Wasm"));
+        let ext = r
+            .extension_configs
+            .iter()
+            .find(|e| e.name == WASM_FILTER_NAME)
+            .unwrap();
+        let w = Wasm::decode(ext.typed_config.as_ref().unwrap().value.as_slice()).unwrap();
         let pc = w.config.unwrap();
         assert_eq!(
             pc.allow_on_headers_stop_iteration,
@@ -1093,6 +1155,18 @@ mod tests {
             FilterConfig::from_json(cfg.value.as_bytes()).unwrap(),
             filter_config(&g, &module())
         );
+    }
+
+    #[test]
+    fn edits_of_rules_cors_upstreams_and_jwt_clients_leave_the_listener_as_it_is() {
+        let base = "server:\n  cors: {origins: [\"https://a\"]}\nauth:\n  clients:\n    - name: ci\n      api_key: {keys: [\"0123456789abcdef\"]}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n";
+        let edited = "server:\n  cors: {origins: [\"https://b\"]}\nauth:\n  clients:\n    - name: ci\n      api_key: {keys: [\"0123456789abcdef\"]}\n    - name: people\n      jwt: {issuer: i, jwks: {url: \"http://idp/j\"}}\n  rules:\n    - clients: [ci]\n      allow: {upstreams: [a]}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n  - name: b\n    url: http://127.0.0.1:2/mcp\n";
+        let (one, two) = (
+            translate(&gateway(base), &module()),
+            translate(&gateway(edited), &module()),
+        );
+        assert_eq!(one.listeners, two.listeners);
+        assert_ne!(one.extension_configs, two.extension_configs);
     }
 
     #[test]
