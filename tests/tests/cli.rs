@@ -276,3 +276,164 @@ fn no_command_prints_a_secret() {
         }
     }
 }
+
+fn validate_file(path: &std::path::Path, env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(switchboard_bin())
+        .arg("validate")
+        .arg("-c")
+        .arg(path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run switchboard: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Issue 14, item 12: the files desktop clients keep, as they are. Claude Desktop's with
+/// keys of its own beside `mcpServers`, VS Code's `mcp.json` with `servers` and `inputs`:
+/// their servers are read, the rest set aside with a warning; a VS Code input variable is
+/// refused with a message that says what it is.
+#[test]
+fn desktop_config_files_are_read_as_they_are() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let claude = dir.path().join("claude_desktop_config.json");
+    std::fs::write(
+        &claude,
+        r#"{"globalShortcut": "Ctrl+Space", "mcpServers": {
+            "remote": {"type": "http", "url": "https://mcp.example.com/mcp", "headers": {"Authorization": "Bearer ${TOKEN}"}, "timeout": 30000},
+            "files": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-filesystem", "/tmp"]}}}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (ok, out, err) = validate_file(&claude, &[("TOKEN", "t")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(2 upstreams)"), "{out}");
+    assert!(err.contains("globalShortcut"), "{err}");
+
+    let vscode = dir.path().join("mcp.json");
+    let text = r#"{"inputs": [{"type": "promptString", "id": "key", "password": true}], "servers": {
+        "everything": {"type": "stdio", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"], "cwd": "/tmp"},
+        "docs": {"type": "http", "url": "http://127.0.0.1:9/mcp"},
+        "old": {"type": "sse", "url": "http://127.0.0.1:9/sse"}}}"#;
+    std::fs::write(&vscode, text).unwrap_or_else(|e| panic!("{e}"));
+    let (ok, out, err) = validate_file(&vscode, &[]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("(3 upstreams)") && err.contains("inputs"),
+        "{out}{err}"
+    );
+    std::fs::write(
+        &vscode,
+        text.replace(
+            r#""cwd": "/tmp""#,
+            r#""cwd": "/tmp", "env": {"K": "${input:key}"}"#,
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, err) = validate_file(&vscode, &[]);
+    assert!(
+        !ok && err.contains("VS Code") && err.contains("servers.everything.env.K"),
+        "{err}"
+    );
+    // A gateway file still knows every key it accepts: a typo there is an error.
+    let gw = dir.path().join("gw.yaml");
+    std::fs::write(
+        &gw,
+        "server: {listen: 127.0.0.1:0}\nmcpServers: {}\nglobalShortcut: x\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, err) = validate_file(&gw, &[]);
+    assert!(!ok && err.contains("globalShortcut"), "{err}");
+}
+
+/// Issue 14, item 14: the transport seed's file as written: `server.port` (every interface)
+/// and `server.transport` with its spelling of the transports.
+#[test]
+fn the_transport_seed_file_is_accepted_as_written() {
+    let file = switchboard_e2e::repo_root().join("examples/transport-seed.yaml");
+    let (ok, out, err) = validate_file(&file, &[("GITHUB_TOKEN", "t"), ("HOME", "/root")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("(2 upstreams)"), "{out}");
+    let rendered = Command::new(switchboard_bin())
+        .args(["render", "-c"])
+        .arg(&file)
+        .env("GITHUB_TOKEN", "t")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let doc = serde_yaml_doc(&String::from_utf8_lossy(&rendered.stdout));
+    let address = &doc["listeners"]["resources"][0]["address"]["socket_address"];
+    assert_eq!(
+        (address["address"].as_str(), address["port_value"].as_u64()),
+        (Some("0.0.0.0"), Some(8080)),
+        "{doc}"
+    );
+    let routes = doc["routes"].to_string();
+    assert!(
+        routes.contains("/sse") && routes.contains("/messages"),
+        "the sse transport: {routes}"
+    );
+    // Both spellings at once say which to keep.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let both = dir.path().join("both.yaml");
+    std::fs::write(&both, "server: {port: 8080, listen: 127.0.0.1:8080}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, err) = validate_file(&both, &[]);
+    assert!(!ok && err.contains("server.port"), "{err}");
+}
+
+/// Issue 14, item 13: upstreams from the environment in the compact forms of the gateway this
+/// replaces: stdio servers (`_COMMAND`, `_ARGS`, `_ENV_<VAR>`) and pass-through headers
+/// (`_AUTH_PASS_THROUGH_HEADERS` as `source:target:format`), with errors naming the variable.
+#[test]
+fn upstreams_come_from_the_environment_in_every_form() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let empty = dir.path().join("empty.yaml");
+    std::fs::write(&empty, "").unwrap_or_else(|e| panic!("{e}"));
+    let env = [
+        ("SWITCHBOARD_UPSTREAMS_FILES_COMMAND", "npx"),
+        (
+            "SWITCHBOARD_UPSTREAMS_FILES_ARGS",
+            "-y @modelcontextprotocol/server-filesystem '/srv/my files'",
+        ),
+        ("SWITCHBOARD_UPSTREAMS_FILES_ENV_LOG_LEVEL", "debug"),
+        ("SWITCHBOARD_UPSTREAMS_GH_URL", "https://gh.example/mcp"),
+        ("SWITCHBOARD_UPSTREAMS_GH_AUTH_PASS_THROUGH_ENABLED", "true"),
+        (
+            "SWITCHBOARD_UPSTREAMS_GH_AUTH_PASS_THROUGH_HEADERS",
+            "X-Token:Authorization:Bearer\\ {value}",
+        ),
+    ];
+    let out = Command::new(switchboard_bin())
+        .args(["render", "-c"])
+        .arg(&empty)
+        .envs(env)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("upstream-files") && yaml.contains("upstream-gh"),
+        "{yaml}"
+    );
+    assert!(
+        yaml.contains(r#""target":"authorization","format":"Bearer {value}""#),
+        "{yaml}"
+    );
+    let (ok, _, err) = validate(
+        "",
+        &[
+            ("SWITCHBOARD_UPSTREAMS_FILES_COMMAND", "npx"),
+            ("SWITCHBOARD_UPSTREAMS_FILES_ARGS", "'unbalanced"),
+        ],
+    );
+    assert!(
+        !ok && err.contains("SWITCHBOARD_UPSTREAMS_FILES_ARGS"),
+        "{err}"
+    );
+}

@@ -108,12 +108,22 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
             message,
         };
 
+    // A desktop client's file (Claude Desktop's, VS Code's `mcp.json`) holds more than its
+    // servers: read those, and set the rest aside with a warning, instead of refusing it.
+    let desktop = desktop_file(text);
+    let ignored_keys = desktop
+        .as_ref()
+        .map(|(_, ignored)| ignored.clone())
+        .unwrap_or_default();
     let parsed: GatewayFile = if text.trim().is_empty() {
         serde_yaml_ng::from_str("{}")
             .map_err(|e| error(None, None, String::new(), e.to_string()))?
     } else {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        env::with_environment(env, || serde_path_to_error::deserialize(de)).map_err(|e| {
+        let parse = || match desktop {
+            Some((servers, _)) => serde_path_to_error::deserialize(servers),
+            None => serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text)),
+        };
+        env::with_environment(env, parse).map_err(|e| {
             let path = if e.path().iter().next().is_none() {
                 String::new()
             } else {
@@ -142,13 +152,30 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
     };
 
     let mut upstreams = parsed.upstreams;
-    if let Some(servers) = parsed.mcp_servers {
+    for servers in [parsed.mcp_servers, parsed.servers].into_iter().flatten() {
         upstreams.extend(servers.into_upstreams());
     }
     env::apply_upstream_vars(&mut upstreams, env)
         .map_err(|m| error(None, None, String::new(), format!("environment: {m}")))?;
 
-    let server = parsed.server;
+    let mut server = parsed.server;
+    server.listen = match (server.listen_as_written, server.port) {
+        (Some(_), Some(_)) => {
+            let (line, col) = at(text, "server.port");
+            return Err(error(
+                line,
+                col,
+                "server.port".into(),
+                "give server.listen or server.port, not both".into(),
+            ));
+        }
+        (Some(listen), None) => listen,
+        // As the gateway this spelling comes from: every interface.
+        (None, Some(port)) => {
+            super::model::Address(std::net::SocketAddr::from(([0, 0, 0, 0], port)))
+        }
+        (None, None) => server.listen,
+    };
     for (field, value) in [
         ("server.mcp_path", &server.mcp_path),
         ("server.upstream_path", &server.upstream_path),
@@ -332,7 +359,48 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         audit: parsed.audit,
         upstreams,
         system_ca: parsed.tls.system_ca_file,
+        ignored_keys,
     })
+}
+
+/// The keys of a gateway file; a file with none of them but with servers is a desktop
+/// client's.
+const GATEWAY_KEYS: [&str; 7] = [
+    "server",
+    "session",
+    "aggregation",
+    "auth",
+    "audit",
+    "upstreams",
+    "tls",
+];
+const SERVER_KEYS: [&str; 2] = ["mcpServers", "servers"];
+
+/// A desktop client's file: its servers alone (as a document to deserialize), and the
+/// top-level keys set aside. `None` for a gateway file (whose every key must be known).
+fn desktop_file(text: &str) -> Option<(serde_yaml_ng::Value, Vec<String>)> {
+    let serde_yaml_ng::Value::Mapping(map) = serde_yaml_ng::from_str(text).ok()? else {
+        return None;
+    };
+    let key = |k: &serde_yaml_ng::Value| k.as_str().map(str::to_string);
+    let keys: Vec<String> = map.keys().filter_map(key).collect();
+    if !keys.iter().any(|k| SERVER_KEYS.contains(&k.as_str()))
+        || keys.iter().any(|k| GATEWAY_KEYS.contains(&k.as_str()))
+    {
+        return None;
+    }
+    let mut servers = serde_yaml_ng::Mapping::new();
+    let mut ignored = Vec::new();
+    for (k, v) in map {
+        match key(&k) {
+            Some(name) if SERVER_KEYS.contains(&name.as_str()) => {
+                servers.insert(k, v);
+            }
+            Some(name) => ignored.push(name),
+            None => {}
+        }
+    }
+    Some((serde_yaml_ng::Value::Mapping(servers), ignored))
 }
 
 /// Where operating systems keep their CA bundle (Debian and Ubuntu, Alpine, RHEL and

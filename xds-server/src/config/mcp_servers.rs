@@ -26,6 +26,7 @@ pub struct Entry {
     pub command: Option<Expanded>,
     pub args: Vec<Expanded>,
     pub env: BTreeMap<String, Expanded>,
+    pub cwd: Option<Expanded>,
     pub sse_read_timeout: Option<Duration>,
 }
 
@@ -47,6 +48,8 @@ struct RawEntry {
     args: Vec<Expanded>,
     #[serde(default)]
     env: BTreeMap<String, Expanded>,
+    /// The working directory of a stdio server.
+    cwd: Option<Expanded>,
     #[serde(default)]
     disabled: bool,
 }
@@ -85,6 +88,7 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
                 command: Some(command),
                 args: raw.args,
                 env: raw.env,
+                cwd: raw.cwd,
                 sse_read_timeout: None,
             }));
         }
@@ -98,12 +102,13 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
                 command: None,
                 args: Vec::new(),
                 env: BTreeMap::new(),
+                cwd: None,
                 sse_read_timeout: raw.sse_read_timeout.map(Duration::from_millis),
             }));
         }
         Some(other) => {
             return Err(format!(
-                "unknown server type {other:?}; expected \"http\" or \"streamable-http\""
+                "unknown server type {other:?}; expected \"http\" (also \"streamable-http\", \"streamableHttp\", \"streamable_http\"), \"sse\" or \"stdio\""
             ));
         }
     }
@@ -119,6 +124,7 @@ fn convert(raw: RawEntry) -> Result<Option<Entry>, String> {
         command: None,
         args: Vec::new(),
         env: BTreeMap::new(),
+        cwd: None,
         sse_read_timeout: None,
     }))
 }
@@ -137,6 +143,7 @@ impl McpServers {
                     command: e.command,
                     args: e.args,
                     env: e.env,
+                    cwd: e.cwd,
                     sse_read_timeout: e
                         .sse_read_timeout
                         .unwrap_or_else(super::model::Stdio::sse_read_timeout),

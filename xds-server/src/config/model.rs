@@ -49,6 +49,9 @@ pub struct GatewayFile {
     /// The `mcpServers` object of desktop MCP clients, accepted as more upstreams.
     #[serde(default, rename = "mcpServers")]
     pub mcp_servers: Option<super::mcp_servers::McpServers>,
+    /// The same object as VS Code's `mcp.json` names it.
+    #[serde(default)]
+    pub servers: Option<super::mcp_servers::McpServers>,
     /// Trust shared by every HTTPS upstream without a CA of its own.
     #[serde(default)]
     pub tls: TrustConfig,
@@ -76,6 +79,9 @@ pub struct Gateway {
     /// The CA bundle that HTTPS upstreams (and JWKS URLs) without a CA of their own are
     /// checked against; found at load when one needs it.
     pub system_ca: Option<PemFile>,
+    /// Top-level keys of a desktop client's file that are not the gateway's (Claude
+    /// Desktop's `globalShortcut`, VS Code's `inputs`): ignored, and warned about.
+    pub ignored_keys: Vec<String>,
 }
 
 /// Where Envoy writes the audit log (its access log, with what the filter learned).
@@ -99,7 +105,11 @@ impl Gateway {
     /// Things that work but that an operator should know: printed by `validate` and logged
     /// at load.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> = self
+            .ignored_keys
+            .iter()
+            .map(|k| format!("ignored the top-level key {k:?}: this is a desktop client's file, of which the gateway reads only the servers"))
+            .collect();
         for u in &self.upstreams {
             if u.tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
                 out.push(format!(
@@ -276,7 +286,14 @@ pub enum FanOutPolicy {
 #[serde(deny_unknown_fields, default)]
 pub struct Server {
     /// Address Envoy's MCP listener binds. Port 0 picks a free port (printed by `run`).
+    /// Set at load from what was written: `listen`, or `port` (all interfaces).
+    #[serde(skip)]
     pub listen: Address,
+    /// `listen` as written.
+    #[serde(rename = "listen")]
+    pub listen_as_written: Option<Address>,
+    /// The transport seed's spelling: listen on all interfaces, on this port.
+    pub port: Option<u16>,
     /// Envoy's admin interface. Keep it on loopback: it can stop Envoy.
     pub admin: Address,
     /// The aggregated MCP endpoint.
@@ -289,6 +306,7 @@ pub struct Server {
     pub tls: Option<ServerTls>,
     /// Client transports: `streamable_http` always; `sse` adds the deprecated HTTP+SSE
     /// transport for old clients (`sse_path`, `messages_path`, and per upstream).
+    #[serde(alias = "transport")]
     pub transports: Vec<ClientTransport>,
     /// The legacy event stream of old clients.
     pub sse_path: String,
@@ -341,6 +359,7 @@ impl Cors {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientTransport {
+    #[serde(alias = "streamable-http", alias = "streamableHttp", alias = "http")]
     StreamableHttp,
     Sse,
 }
@@ -349,6 +368,8 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             listen: Address(SocketAddr::from(([127, 0, 0, 1], 8080))),
+            listen_as_written: None,
+            port: None,
             admin: Address(SocketAddr::from(([127, 0, 0, 1], 9901))),
             mcp_path: "/mcp".into(),
             upstream_path: "/upstreams".into(),
