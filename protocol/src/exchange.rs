@@ -896,30 +896,22 @@ impl Exchange {
                     "Session not found: send initialize again",
                 ))
             }
+            // The specification asks for 400 for an invalid or unsupported version only (and
+            // to assume 2025-03-26 without the header); every upstream gets its own version.
             Ok(s) => match self.client_version.as_deref() {
-                // Without the header the specification says to assume 2025-03-26.
-                None => self.in_scope(gw, s, id),
-                Some(v) if v == s.protocol_version => self.in_scope(gw, s, id),
-                Some(v) => {
+                Some(v) if !mcp::SUPPORTED_VERSIONS.contains(&v) => {
                     self.state = State::Done;
-                    let why = if mcp::SUPPORTED_VERSIONS.contains(&v) {
-                        format!(
-                            "MCP-Protocol-Version {v} is not the version this session negotiated ({})",
-                            s.protocol_version
-                        )
-                    } else {
-                        format!(
-                            "Unsupported MCP-Protocol-Version {v:?}; supported: {}",
-                            mcp::SUPPORTED_VERSIONS.join(", ")
-                        )
-                    };
                     Err(error_reply(
                         400,
                         id,
                         code::INVALID_REQUEST,
-                        &format!("Bad Request: {why}"),
+                        &format!(
+                            "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                            mcp::SUPPORTED_VERSIONS.join(", ")
+                        ),
                     ))
                 }
+                _ => self.in_scope(gw, s, id),
             },
             Err(e) => {
                 self.state = State::Done;
@@ -3874,14 +3866,16 @@ mod tests {
     }
 
     #[test]
-    fn the_protocol_version_header_must_match_the_session() {
+    fn an_unsupported_protocol_version_header_is_400() {
         let gw = Gateway::new(example(1));
         let token = single_session(&gw, json!({"tools":{}}));
         for (version, status) in [
             (Some("2025-06-18"), None),
             (None, None),
-            (Some("2025-03-26"), Some(400)),
+            // Supported, though not the session's: the specification allows it.
+            (Some("2025-03-26"), None),
             (Some("1999-01-01"), Some(400)),
+            (Some("garbage"), Some(400)),
         ] {
             let mut ex = Exchange::new();
             let head = RequestHead {

@@ -55,6 +55,10 @@ pub struct FilterConfig {
     /// `Host` globs accepted; empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
+    /// The listener is on loopback: an `Origin` on a loopback host (a page served from this
+    /// machine) is no DNS rebinding and is let in without CORS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loopback_origins: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -116,6 +120,7 @@ impl FilterConfig {
     pub fn refuses_origin(&self, origin: Option<&str>, host: Option<&str>) -> Option<String> {
         if let Some(o) = origin
             && !self.origin_allowed(o)
+            && !(self.loopback_origins && is_loopback_origin(o))
         {
             return Some(format!("Forbidden: origin {o:?} is not allowed"));
         }
@@ -131,6 +136,24 @@ impl FilterConfig {
         }
         None
     }
+}
+
+/// `http(s)://localhost`, `127.0.0.1` or `[::1]`, with or without a port.
+fn is_loopback_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().map(|h| format!("[{h}]")),
+        None => rest.split(':').next().map(str::to_string),
+    };
+    matches!(
+        host.as_deref().map(str::to_ascii_lowercase).as_deref(),
+        Some("localhost" | "127.0.0.1" | "[::1]")
+    ) && !rest.contains(['/', '@'])
 }
 
 /// Whether names get their upstream's prefix.
@@ -300,12 +323,42 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         cors: None,
         audit: false,
         allowed_hosts: Vec::new(),
+        loopback_origins: false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loopback_origin_on_a_loopback_listener_is_no_rebinding() {
+        let mut c = example(1);
+        c.allowed_hosts = vec!["localhost:*".into(), "127.0.0.1:*".into()];
+        let host = Some("127.0.0.1:8080");
+        assert!(
+            c.refuses_origin(Some("http://localhost:3000"), host)
+                .is_some()
+        );
+        c.loopback_origins = true;
+        for ok in [
+            "http://localhost:3000",
+            "http://127.0.0.1",
+            "https://[::1]:9",
+            "http://LOCALHOST:1",
+        ] {
+            assert_eq!(c.refuses_origin(Some(ok), host), None, "{ok}");
+        }
+        for bad in [
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "http://127.0.0.1.nip.io",
+            "http://localhost@evil.example",
+            "null",
+        ] {
+            assert!(c.refuses_origin(Some(bad), host).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn round_trips_and_rejects_unknown_fields() {

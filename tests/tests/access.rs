@@ -318,6 +318,14 @@ async fn browsers_get_cors_and_other_origins_or_hosts_are_refused() -> anyhow::R
     )
     .await?;
     assert_eq!(rebound.status(), 403);
+    // A page of this machine, on this loopback listener, is no rebinding (issue 14, item 15:
+    // the conformance suite's dns-rebinding-protection).
+    let local = post(&format!("http://localhost:{port}"), None).await?;
+    assert_eq!(local.status(), 200, "{local:?}");
+    assert_eq!(
+        post("http://localhost.evil.example", None).await?.status(),
+        403
+    );
     Ok(())
 }
 

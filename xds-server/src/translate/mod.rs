@@ -113,6 +113,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
         cors: cors(gateway),
         audit: gateway.audit.is_some(),
         allowed_hosts: allowed_hosts(gateway),
+        loopback_origins: gateway.server.listen.0.ip().is_loopback(),
         credential_headers: credential_headers(gateway),
         upstream_path: gateway.server.upstream_path.clone(),
         mcp_path: gateway.server.mcp_path.clone(),
