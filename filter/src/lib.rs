@@ -129,9 +129,13 @@ impl Context for Request {
         let Some(call) = self.calls.remove(&token) else {
             return;
         };
+        let limit = self.exchange.callout_limit(&self.gateway, call);
         let answer = if num_headers == 0 {
             // Envoy reports a failed callout (no connection, timeout) with no headers.
             Err("no answer: unreachable, TLS handshake failed or timed out (the upstream's cluster stats in Envoy say which)".to_string())
+        } else if body_size as u64 > limit {
+            // Not copied into the VM, whose memory would keep the size for good.
+            Err(switchboard_protocol::exchange::too_big(body_size, limit))
         } else {
             let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
             let find = |name: &str| {

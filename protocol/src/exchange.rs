@@ -1579,6 +1579,19 @@ impl Exchange {
         })
     }
 
+    /// The largest body the answer to callout `call` may have: a list page beyond its
+    /// upstream's `max_list_bytes` is a failure, which the shell reports without copying it.
+    pub fn callout_limit(&self, gw: &Gateway, call: usize) -> u64 {
+        match &self.state {
+            State::FanOut(f) if matches!(f.op, Op::List { .. } | Op::Resolve(_)) => f
+                .targets
+                .get(call)
+                .and_then(|&u| gw.config.upstreams.get(u))
+                .map_or(u64::MAX, |u| u.max_list_bytes),
+            _ => u64::MAX,
+        }
+    }
+
     /// The answer to callout `call`, or why there is none. Returns the final step once every
     /// callout has answered.
     pub fn on_callout_response(
@@ -1686,6 +1699,9 @@ impl Exchange {
                         if let Some(page) = hits[call].take() {
                             return Ok((a, Value::Null, Some(page)));
                         }
+                        if a.body.len() as u64 > upstream.max_list_bytes {
+                            return Err(too_big(a.body.len(), upstream.max_list_bytes));
+                        }
                         return match mcp::find_result_raw(&a.content_type, &a.body, &want)? {
                             Ok(result) => {
                                 let prefixes = Prefixes {
@@ -1708,6 +1724,13 @@ impl Exchange {
                                     &gw.config.separator,
                                     keep,
                                 )?;
+                                if page.items.len() as u64 > upstream.max_list_items {
+                                    return Err(format!(
+                                        "answered a page of {} items, more than its max_list_items of {}",
+                                        page.items.len(),
+                                        upstream.max_list_items
+                                    ));
+                                }
                                 Ok((a, Value::Null, Some(page)))
                             }
                             Err(err) => Err(format!(
@@ -1916,7 +1939,12 @@ impl Exchange {
         let upstream = &gw.config.upstreams[r.upstream];
         let listed = answer
             .unwrap_or_else(|| Err("no answer".into()))
-            .and_then(|a| mcp::find_response(&a.content_type, &a.body, &id))
+            .and_then(|a| {
+                if a.body.len() as u64 > upstream.max_list_bytes {
+                    return Err(too_big(a.body.len(), upstream.max_list_bytes));
+                }
+                mcp::find_response(&a.content_type, &a.body, &id)
+            })
             .map(|v| v["result"].clone());
         let result = match listed {
             Ok(result) => result,
@@ -2322,6 +2350,11 @@ pub fn stripped_response_headers<'a>(names: impl Iterator<Item = &'a str>) -> Ve
             n == "set-cookie" || n == "set-cookie2" || n.starts_with("access-control-")
         })
         .collect()
+}
+
+/// Why a list answer of `size` bytes is not read.
+pub fn too_big(size: usize, limit: u64) -> String {
+    format!("answered a list of {size} bytes, more than its max_list_bytes of {limit}")
 }
 
 /// Says that a failure may be the proxy's: Envoy only sees the tunnel close.

@@ -212,6 +212,17 @@ pub struct Upstream {
     /// Client headers passed on to it, reformatted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pass_through: Vec<PassThrough>,
+    /// The largest list answer read from it (bytes): Envoy has it whole already, but the
+    /// filter does not copy or parse more.
+    #[serde(default = "unlimited")]
+    pub max_list_bytes: u64,
+    /// The most items of one page of its lists.
+    #[serde(default = "unlimited")]
+    pub max_list_items: u64,
+}
+
+fn unlimited() -> u64 {
+    u64::MAX
 }
 
 impl Upstream {
@@ -315,6 +326,8 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
                 cache_ms: 0,
                 via: String::new(),
                 pass_through: Vec::new(),
+                max_list_bytes: 1 << 20,
+                max_list_items: 100,
             })
             .collect(),
         access: None,

@@ -6,7 +6,7 @@ use rmcp::model::{CompleteRequestParams, GetPromptRequestParams, ReadResourceReq
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use switchboard_e2e::peers::{Everything, RmcpServer};
-use switchboard_e2e::{Gateway, call_text, connect, inspector, raw};
+use switchboard_e2e::{Gateway, call_text, connect, eventually, inspector, raw};
 
 struct Up<'a> {
     name: &'a str,
@@ -801,4 +801,106 @@ async fn call_text_rich(
         .filter_map(|c| c["text"].as_str())
         .collect();
     Ok(texts.join("\n"))
+}
+
+/// An MCP server (JSON answers, no session) whose tools/list holds `tools` tools.
+async fn huge_list_upstream(tools: usize) -> anyhow::Result<std::net::SocketAddr> {
+    let list: Vec<Value> = (0..tools)
+        .map(|i| json!({"name": format!("tool_{i:05}"), "description": "x".repeat(200), "inputSchema": {"type": "object"}}))
+        .collect();
+    let app = axum::Router::new().route(
+        "/mcp",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let list = list.clone();
+            async move {
+                use axum::response::IntoResponse;
+                let m: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let result = match m["method"].as_str() {
+                    Some("initialize") => json!({"protocolVersion": "2025-06-18",
+                        "capabilities": {"tools": {}}, "serverInfo": {"name": "huge", "version": "1"}}),
+                    Some("tools/list") => json!({"tools": list}),
+                    _ => return axum::http::StatusCode::ACCEPTED.into_response(),
+                };
+                (
+                    [("content-type", "application/json")],
+                    json!({"jsonrpc": "2.0", "id": m["id"], "result": result}).to_string(),
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}
+
+/// Issue 14, item 10: an upstream's list is bounded (items and bytes per page, per upstream,
+/// with defaults): beyond it the upstream counts as failed, is logged, and `fan_out` decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_upstream_list_is_a_failure_of_that_upstream() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let huge = huge_list_upstream(2500).await?;
+    let yaml = |extra: &str, fan_out: &str| {
+        format!(
+            "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\naggregation:\n  fan_out: {fan_out}\nupstreams:\n  - name: alpha\n    url: {}\n  - name: huge\n    url: http://{huge}/mcp\n{extra}",
+            alpha.url()
+        )
+    };
+    // The default of 2000 items a page.
+    let gw = Gateway::start(&yaml("", "fail_open")).await?;
+    let sid = raw::initialize(&gw.endpoint).await?;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    let a = raw::post(&gw.endpoint, Some(&sid), &list).await?;
+    let names: Vec<&str> = a.response()["result"]["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.starts_with("alpha__")),
+        "{} names",
+        names.len()
+    );
+    eventually(Duration::from_secs(10), "the log line", || {
+        let seen = gw.logs().contains("more than its max_list_items of 2000");
+        async move { seen.then_some(()) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    drop(gw);
+    // A byte limit, and fail_closed: the client is told which upstream and why.
+    let gw = Gateway::start(&yaml(
+        "    max_list_items: 5000\n    max_list_bytes: 100000\n",
+        "fail_closed",
+    ))
+    .await?;
+    let sid = raw::initialize(&gw.endpoint).await?;
+    let a = raw::post(&gw.endpoint, Some(&sid), &list).await?;
+    let message = a.response()["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("huge") && message.contains("max_list_bytes of 100000"),
+        "{a:?}"
+    );
+    // Within the limits, every tool.
+    drop(gw);
+    let gw = Gateway::start(&yaml(
+        "    max_list_items: 5000\n    max_list_bytes: 10000000\n",
+        "fail_closed",
+    ))
+    .await?;
+    let sid = raw::initialize(&gw.endpoint).await?;
+    let a = raw::post(&gw.endpoint, Some(&sid), &list).await?;
+    assert_eq!(
+        a.response()["result"]["tools"].as_array().map(Vec::len),
+        Some(2500 + 3),
+        "{}",
+        gw.logs()
+    );
+    Ok(())
 }

@@ -411,6 +411,13 @@ pub struct Upstream {
     /// every client.
     #[serde(default, deserialize_with = "optional_duration")]
     pub cache: Option<Duration>,
+    /// The largest list answer (one page) the gateway reads from it, in bytes; a larger one
+    /// counts as a failure of the upstream (`aggregation.fan_out` decides what follows).
+    #[serde(default = "default_max_list_bytes")]
+    pub max_list_bytes: u64,
+    /// The most items one page of its lists may hold; more count as a failure too.
+    #[serde(default = "default_max_list_items")]
+    pub max_list_items: u64,
     /// How Envoy connects to it: timeout, connection pool, HTTP/2.
     #[serde(default)]
     pub transport: Transport,
@@ -479,6 +486,8 @@ impl Upstream {
             tool_prefix: None,
             tools: ToolFilter::default(),
             cache: None,
+            max_list_bytes: default_max_list_bytes(),
+            max_list_items: default_max_list_items(),
             transport: Transport::default(),
             tls: None,
             proxy: None,
@@ -673,6 +682,14 @@ pub struct ServerTls {
 
 fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+pub fn default_max_list_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+
+pub fn default_max_list_items() -> u64 {
+    2000
 }
 
 pub fn default_timeout() -> Duration {

@@ -181,6 +181,8 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
                     .as_ref()
                     .map(|p| format!("SOCKS5 proxy {}:{}", p.url.host, p.url.port))
                     .unwrap_or_default(),
+                max_list_bytes: u.max_list_bytes,
+                max_list_items: u.max_list_items,
             })
             .collect(),
     }
