@@ -446,6 +446,18 @@ async fn follow(
                 debug!(upstream, status = %r.status(), "upstream offers no event stream for this session");
                 return;
             }
+            // An answer that is no event stream (the gateway's JSON error for an upstream it
+            // could not reach) is a failure: wait longer each time.
+            Ok(r)
+                if r.status().is_success()
+                    && !r
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|t| t.starts_with("text/event-stream")) =>
+            {
+                warn!(upstream, status = %r.status(), "upstream event stream refused: not an event stream");
+            }
             Ok(r) if r.status().is_success() => {
                 backoff = Duration::from_millis(250);
                 let mut body = r.bytes_stream();

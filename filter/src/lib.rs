@@ -73,6 +73,7 @@ impl RootContext for Root {
             recorded: Cell::new(false),
             local: Cell::new(false),
             who: String::new(),
+            via_bridge: false,
             session: String::new(),
         }))
     }
@@ -115,6 +116,8 @@ struct Request {
     local: Cell<bool>,
     /// The client's identity and the session digest, for the audit log.
     who: String,
+    /// The bridge sent this on the client's behalf.
+    via_bridge: bool,
     session: String,
 }
 
@@ -265,6 +268,7 @@ impl HttpContext for Request {
         let path = request_header(":path").unwrap_or_default();
         self.started_ms = now_ms();
         self.who = identity.as_ref().map(|i| i.key()).unwrap_or_default();
+        self.via_bridge = identity.as_ref().is_some_and(|i| i.via_bridge);
         if config.audit {
             self.session = request_header(SESSION_HEADER)
                 .map(|t| audit::session_digest(&t))
@@ -585,6 +589,10 @@ impl Request {
                 ("switchboard_upstream", a.upstream.as_str()),
                 ("switchboard_rpc_code", code.as_str()),
                 ("switchboard_class", class.unwrap_or("")),
+                (
+                    "switchboard_via",
+                    if self.via_bridge { "bridge" } else { "" },
+                ),
             ] {
                 if !value.is_empty() {
                     // Envoy keeps it as filter state `wasm.<key>`, which the access log reads.

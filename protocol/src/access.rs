@@ -113,6 +113,10 @@ pub struct Identity {
     /// The verified token's payload, for JWT clients.
     #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
     pub claims: Option<Value>,
+    /// The bridge made this request on the client's behalf (the merged stream reading an
+    /// upstream's, a legacy `/sse` message): the audit log says so.
+    #[serde(skip)]
+    pub via_bridge: bool,
 }
 
 impl Identity {
@@ -179,6 +183,10 @@ impl AccessConfig {
         {
             return (c.header)(IDENTITY_HEADER)
                 .and_then(|h| relayed(&h))
+                .map(|who| Identity {
+                    via_bridge: true,
+                    ..who
+                })
                 .ok_or_else(|| Refused {
                     challenge: self.challenge(),
                     message:
@@ -196,6 +204,7 @@ impl AccessConfig {
                     return Ok(Identity {
                         client: client.name.clone(),
                         claims: None,
+                        ..Default::default()
                     });
                 }
             }
@@ -205,6 +214,7 @@ impl AccessConfig {
                 return Ok(Identity {
                     client: client.name.clone(),
                     claims: Some(claims.clone()),
+                    ..Default::default()
                 });
             }
             if let Some(ip) = c.source
@@ -213,6 +223,7 @@ impl AccessConfig {
                 return Ok(Identity {
                     client: client.name.clone(),
                     claims: None,
+                    ..Default::default()
                 });
             }
         }
@@ -459,6 +470,7 @@ mod tests {
         let ci = Identity {
             client: "ci".into(),
             claims: None,
+            ..Default::default()
         };
         assert!(c.allows(&ci, Kind::Tool, "gh__create_issue"));
         assert!(!c.allows(&ci, Kind::Tool, "gh__delete_repo"), "deny wins");
@@ -470,6 +482,7 @@ mod tests {
         let admin = Identity {
             client: "people".into(),
             claims: Some(json!({"groups": ["admin"]})),
+            ..Default::default()
         };
         assert!(c.allows(&admin, Kind::Upstream, "jira"));
         assert!(
@@ -479,6 +492,7 @@ mod tests {
         let plain = Identity {
             client: "people".into(),
             claims: Some(json!({"groups": ["dev"]})),
+            ..Default::default()
         };
         assert!(!c.allows(&plain, Kind::Tool, "gh__create_issue"));
         let open = AccessConfig::default();
@@ -496,6 +510,7 @@ mod tests {
         let ada = Identity {
             client: "people".into(),
             claims: Some(json!({"sub": "ada", "groups": ["admin"]})),
+            ..Default::default()
         };
         let sealed = seal_relayed(&key, &ada, 1_000, b"seed");
         let open = |h: &str| open_relayed(&key, h, 1_010, 3_600);
@@ -515,7 +530,8 @@ mod tests {
             )
         };
         let bridge = ("x-switchboard-bridge-key", "bridge-secret-0123456789");
-        assert_eq!(run(&[bridge, (IDENTITY_HEADER, &sealed)]).unwrap(), ada);
+        let relayed = run(&[bridge, (IDENTITY_HEADER, &sealed)]).unwrap();
+        assert_eq!((relayed.key(), relayed.via_bridge), (ada.key(), true));
         // The key alone, or with an identity it made up, is nobody.
         assert!(run(&[bridge]).is_err());
         use base64::Engine;

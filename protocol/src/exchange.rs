@@ -1269,10 +1269,12 @@ impl Exchange {
             }
             Scope::Aggregated => gw.config.upstreams.first().map(|u| (u, prefixed)),
         }
-        .filter(|(u, _)| session.upstream(&u.name).is_some())
-        .filter(|(u, name)| {
-            what != "tool" || glob::allowed(&u.tools_include, &u.tools_exclude, name)
+        .filter(|(u, _)| session.upstream(&u.name).is_some());
+        // A tool the gateway does not offer (tools.include / exclude) is unknown, and said so.
+        let filtered_out = found.is_some_and(|(u, name)| {
+            what == "tool" && !glob::allowed(&u.tools_include, &u.tools_exclude, name)
         });
+        let found = found.filter(|_| !filtered_out);
         let kind = if what == "tool" {
             Kind::Tool
         } else {
@@ -1291,7 +1293,13 @@ impl Exchange {
             self.audit.tool_series = UNKNOWN_TOOL.into();
         }
         let unknown = || {
-            format!("Unknown {what}: {prefixed:?} (no upstream of this session has that prefix)")
+            if filtered_out {
+                format!("Unknown {what}: {prefixed:?} (the gateway does not offer it)")
+            } else {
+                format!(
+                    "Unknown {what}: {prefixed:?} (no upstream of this session has that prefix)"
+                )
+            }
         };
         self.route_found(
             gw, &session, id, method, params, field, found, unknown, false,
@@ -2107,9 +2115,12 @@ impl Exchange {
             }
             let body = jsonrpc::error_body(routed.id.as_deref(), code, &message);
             self.log.push(message);
-            // A session the upstream no longer knows is one the client must renew.
+            // A session the upstream no longer knows is one the client must renew; what
+            // answers no request (a stream, a notification) gets an HTTP error, not a body.
             let status = if status == 404 && from_upstream {
                 404
+            } else if routed.id.is_none() {
+                502
             } else {
                 200
             };
@@ -2691,6 +2702,7 @@ mod tests {
             identity: Some(crate::access::Identity {
                 client: who.into(),
                 claims: None,
+                ..Default::default()
             }),
             pass_through: pass
                 .iter()
@@ -2852,6 +2864,7 @@ mod tests {
             identity: Some(crate::access::Identity {
                 client: who.into(),
                 claims: None,
+                ..Default::default()
             }),
             ..Default::default()
         }
@@ -3895,7 +3908,15 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"u0__ab"}}"#,
             vec![],
         );
-        assert_eq!(reply(step).1["error"]["code"], code::INVALID_PARAMS);
+        let (_, body, _) = reply(step);
+        assert_eq!(body["error"]["code"], code::INVALID_PARAMS);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("does not offer it"),
+            "{body}"
+        );
     }
 
     #[test]

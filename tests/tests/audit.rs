@@ -102,6 +102,40 @@ async fn every_mcp_request_leaves_an_audit_line_and_counts_in_the_stats() -> any
     assert_eq!(unauthenticated["class"], "client", "{unauthenticated}");
     let init_line = find(&log, "initialize", |l| l["method"] == "initialize").await?;
     assert_eq!(init_line["upstream"], "*", "{init_line}");
+    // The merged stream: the client's GET, and the bridge's reading of alpha's own stream on
+    // its behalf, told apart by `via`.
+    let stream = reqwest::Client::new()
+        .get(&ep)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("x-api-key", API_KEY)
+        .send()
+        .await?;
+    assert_eq!(stream.status(), 200);
+    // A line is written when its request ends: let the bridge open alpha's stream, then leave.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(stream);
+    let relayed = find(&log, "the bridge's GET on the client's behalf", |l| {
+        l["path"] == "/upstreams/alpha/mcp" && l["http_method"] == "GET"
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{e}
+{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    })?;
+    assert_eq!(
+        (relayed["via"].as_str(), relayed["identity"].as_str()),
+        (Some("bridge"), Some("ci")),
+        "{relayed}"
+    );
+    let own = find(&log, "the client's GET", |l| {
+        l["path"] == "/mcp" && l["http_method"] == "GET"
+    })
+    .await?;
+    assert!(own["via"].is_null(), "{own}");
     // No secret in any line: neither the API key nor the session token.
     let text = std::fs::read_to_string(&log)?;
     assert!(!text.contains(API_KEY) && !text.contains(&sid), "{text}");

@@ -162,10 +162,15 @@ fn spawn(opts: &Options, admin_path: &Path) -> anyhow::Result<Child> {
             "--drain-time-s",
             &opts.drain_timeout.as_secs().max(1).to_string(),
         ])
-        .args(["--drain-strategy", "immediate"]);
+        .args(["--drain-strategy", "immediate"])
+        // Access log (audit) lines within a second, not Envoy's default ten.
+        .args(["--file-flush-interval-msec", "1000"]);
     if let Some(n) = opts.concurrency {
         cmd.args(["--concurrency", &n.to_string()]);
     }
+    // Its own process group: a Ctrl-C in the terminal reaches switchboard alone, which then
+    // drains Envoy, instead of Envoy dying at once under its feet.
+    cmd.process_group(0);
     cmd.args(&opts.extra_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -110,6 +110,8 @@ impl AggregatedDiscoveryService for Ads {
                             response.into_iter().collect::<Vec<_>>()
                         }
                         Ok(None) => { info!(node = %node, "envoy disconnected"); break; }
+                        // An Envoy that exits or restarts just drops its connection.
+                        Err(e) if dropped(&e) => { info!(node = %node, "envoy disconnected (its connection closed)"); break; }
                         Err(e) => { warn!(node = %node, error = %e, "ADS stream failed"); break; }
                     },
                     changed = snapshots.changed() => {
@@ -137,6 +139,19 @@ impl AggregatedDiscoveryService for Ads {
             "switchboard serves state-of-the-world ADS; set ads_config.api_type to GRPC",
         ))
     }
+}
+
+/// Whether a stream error is only the peer's connection going away.
+fn dropped(status: &Status) -> bool {
+    let text = status.to_string().to_ascii_lowercase();
+    [
+        "broken pipe",
+        "connection reset",
+        "error reading a body",
+        "connection closed",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
 }
 
 /// Returns once `flag` is true (or its sender is gone, which never happens while serving).

@@ -98,11 +98,10 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     }
     info!("serving ADS on {}", socket.display());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let ads_stop = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+    // ADS ends after Envoy has stopped, so Envoy never sees its config stream cut.
+    let (envoy_gone_tx, mut envoy_gone) = watch::channel(false);
+    let ads_stop = async move {
+        let _ = envoy_gone.wait_for(|s| *s).await;
     };
     let ads = tokio::spawn(serve_ads(
         tokio_stream::wrappers::UnixListenerStream::new(xds),
@@ -206,11 +205,13 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     };
     let _ = stop_tx.send(true);
     let outcome = match result {
-        Some(r) => r.context("envoy supervisor failed")?,
-        None => supervisor.await.context("envoy supervisor failed")?,
+        Some(r) => r.context("envoy supervisor failed"),
+        None => supervisor.await.context("envoy supervisor failed"),
     };
+    let _ = envoy_gone_tx.send(true);
     announce.abort();
     let _ = ads.await;
+    let outcome = outcome?;
     drop(workdir);
     outcome.map(|()| ExitCode::SUCCESS)
 }

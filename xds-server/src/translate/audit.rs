@@ -13,7 +13,7 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::util::pack_any;
 
 /// The fields of an audit line and the Envoy command each comes from.
-pub const FIELDS: [(&str, &str); 15] = [
+pub const FIELDS: [(&str, &str); 16] = [
     ("time", "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%"),
     ("source", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
     (
@@ -28,13 +28,16 @@ pub const FIELDS: [(&str, &str); 15] = [
         "%FILTER_STATE(wasm.switchboard_upstream:PLAIN)%",
     ),
     ("http_method", "%REQ(:METHOD)%"),
-    ("path", "%REQ_WITHOUT_QUERY(:PATH)%"),
+    // The path the client asked for, not the upstream's a route rewrote it to.
+    ("path", "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
     ("status", "%RESPONSE_CODE%"),
     (
         "rpc_error",
         "%FILTER_STATE(wasm.switchboard_rpc_code:PLAIN)%",
     ),
     ("class", "%FILTER_STATE(wasm.switchboard_class:PLAIN)%"),
+    // `bridge`: the bridge's request on the client's behalf, not one the client sent.
+    ("via", "%FILTER_STATE(wasm.switchboard_via:PLAIN)%"),
     ("duration_ms", "%DURATION%"),
     ("bytes_received", "%BYTES_RECEIVED%"),
     ("bytes_sent", "%BYTES_SENT%"),

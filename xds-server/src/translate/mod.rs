@@ -284,6 +284,8 @@ fn credential_headers(gateway: &Gateway) -> Vec<String> {
         access::JWT_PAYLOAD_HEADER,
         access::BRIDGE_KEY_HEADER,
         access::IDENTITY_HEADER,
+        // Envoy's own, where a route rewrote the path: the audit log reads it.
+        "x-envoy-original-path",
     ]
     .into_iter()
     .map(String::from)
