@@ -12,10 +12,14 @@ run: setup wasm build
 	scripts/run-default.sh $(SWITCHBOARD) $(CONFIG)
 
 # Debug builds: the end-to-end tests measure behaviour, not speed, and compile much faster.
+# The benchmark's own logic (its verdicts) is tested too, and the fuzz targets, which live
+# outside the workspace, are compiled, so a change that breaks them fails here.
 test: setup wasm
 	$(CARGO) build -p switchboard
 	SWITCHBOARD_BIN=$(CURDIR)/target/debug/switchboard SWITCHBOARD_WASM=$(CURDIR)/$(WASM) \
 	  $(CARGO) test --workspace --exclude switchboard-bench -- --test-threads=2
+	$(CARGO) test -p switchboard-bench
+	RUSTC_BOOTSTRAP=1 $(CARGO) check --manifest-path fuzz/Cargo.toml --bins --locked
 
 setup:
 	scripts/setup.sh

@@ -104,6 +104,24 @@ fn pair<'a>(s: Option<&'a Scenario>, a: &str, b: &str) -> Option<(&'a Measured, 
     s.and_then(|s| Some((find(s, a)?, find(s, b)?)))
 }
 
+/// A verdict that counts only if the compared runs had no errors: a fast failure is no win.
+fn clean(met: Option<bool>, compared: Option<(&Measured, &Measured)>) -> Option<bool> {
+    match compared {
+        Some((a, b)) if a.errors + b.errors > 0 => Some(false),
+        _ => met,
+    }
+}
+
+/// `measured`, with the errors of the compared runs when there were any.
+fn with_errors(measured: String, compared: Option<(&Measured, &Measured)>) -> String {
+    match compared {
+        Some((a, b)) if a.errors + b.errors > 0 => {
+            format!("{measured} ({} errors)", a.errors + b.errors)
+        }
+        _ => measured,
+    }
+}
+
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -235,60 +253,150 @@ fn targets(run: &Run) -> String {
     };
     let scenario = |prefix: &str| run.scenarios.iter().find(|s| s.name.starts_with(prefix));
     let c16 = scenario("tools/call 64 B, c=16");
-    let cpu = pair(c16, "switchboard", "plain route")
-        .and_then(|(s, p)| ratio(s.envoy_cpu_us, p.envoy_cpu_us));
+    let plain = pair(c16, "switchboard", "plain route");
+    let cpu = plain.and_then(|(s, p)| ratio(s.envoy_cpu_us, p.envoy_cpu_us));
     row(
         "tools/call c=16: Envoy CPU/request ≤ 1.4× plain route",
-        x(cpu),
-        cpu.map(|r| r <= 1.4),
+        with_errors(x(cpu), plain),
+        clean(cpu.map(|r| r <= 1.4), plain),
     );
-    let rps = pair(c16, "switchboard", "native mcp_router").map(|(s, n)| s.rps / n.rps);
+    let native = pair(c16, "switchboard", "native mcp_router");
+    let rps = native.map(|(s, n)| s.rps / n.rps);
     row(
         "tools/call c=16: throughput ≥ 1.0× native",
-        x(rps),
-        rps.map(|r| r >= 1.0),
+        with_errors(x(rps), native),
+        clean(rps.map(|r| r >= 1.0), native),
     );
-    let p99 = pair(c16, "switchboard", "native mcp_router");
     row(
         "tools/call c=16: p99 ≤ native",
-        p99.map(|(s, n)| format!("{:.3} ms vs {:.3} ms", s.p99_ms, n.p99_ms))
-            .unwrap_or_else(|| "–".into()),
-        p99.map(|(s, n)| s.p99_ms <= n.p99_ms),
+        with_errors(
+            native
+                .map(|(s, n)| format!("{:.3} ms vs {:.3} ms", s.p99_ms, n.p99_ms))
+                .unwrap_or_else(|| "–".into()),
+            native,
+        ),
+        clean(native.map(|(s, n)| s.p99_ms <= n.p99_ms), native),
     );
     for n in [4, 16] {
         let s = scenario(&format!("tools/list over {n} "));
         for (target, bound) in [("switchboard", 3.0), ("switchboard + list cache", 20.0)] {
-            let r = pair(s, target, "native mcp_router").map(|(a, b)| a.rps / b.rps);
+            let compared = pair(s, target, "native mcp_router");
+            let r = compared.map(|(a, b)| a.rps / b.rps);
             row(
                 &format!("tools/list over {n}: {target} ≥ {bound}× native throughput"),
-                x(r),
-                r.map(|r| r >= bound),
+                with_errors(x(r), compared),
+                clean(r.map(|r| r >= bound), compared),
             );
         }
     }
     let fan = pair(scenario("fan-out"), "switchboard", "direct");
     row(
         "fan-out p50 ≤ slowest upstream (direct) + 20%",
-        fan.map(|(s, d)| format!("{:.1} ms vs {:.1} ms", s.p50_ms, d.p50_ms))
-            .unwrap_or_else(|| "–".into()),
-        fan.map(|(s, d)| s.p50_ms <= d.p50_ms * 1.2),
+        with_errors(
+            fan.map(|(s, d)| format!("{:.1} ms vs {:.1} ms", s.p50_ms, d.p50_ms))
+                .unwrap_or_else(|| "–".into()),
+            fan,
+        ),
+        clean(fan.map(|(s, d)| s.p50_ms <= d.p50_ms * 1.2), fan),
     );
     let idle = run.idle.iter().find(|i| i.target == "switchboard");
     row(
         "10,000 idle sessions within 5 MB of none (Envoy and switchboard)",
-        idle.map(|i| {
-            format!(
-                "Envoy {:+.1} MB, switchboard {:+.1} MB",
-                i.envoy_delta_mb,
-                i.switchboard_delta_mb.unwrap_or(0.0)
-            )
+        idle.map(|i| match i.switchboard_delta_mb {
+            Some(s) => format!("Envoy {:+.1} MB, switchboard {s:+.1} MB", i.envoy_delta_mb),
+            None => format!("Envoy {:+.1} MB, switchboard unreadable", i.envoy_delta_mb),
         })
         .unwrap_or_else(|| "–".into()),
-        idle.map(|i| i.envoy_delta_mb <= 5.0 && i.switchboard_delta_mb.unwrap_or(0.0) <= 5.0),
+        // A memory that could not be read is not measured, never met.
+        idle.and_then(|i| Some(i.envoy_delta_mb <= 5.0 && i.switchboard_delta_mb? <= 5.0)),
     );
     out.push_str(
         "\nWhere the time goes, what limits the targets that are missed, and the profiles behind \
          that: [docs/performance.md](docs/performance.md).\n",
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(target: &str, rps: f64, errors: u64) -> Measured {
+        Measured {
+            target: target.into(),
+            requests: 1000,
+            errors,
+            first_error: None,
+            rps,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            envoy_cpu_us: Some(100.0),
+            envoy_peak_mb: None,
+            switchboard_peak_mb: None,
+        }
+    }
+
+    fn run(errors: u64, switchboard_delta_mb: Option<f64>) -> Run {
+        Run {
+            machine: Machine {
+                cpu: String::new(),
+                cores: 2,
+                memory_gib: 1.0,
+                kernel: String::new(),
+                envoy: String::new(),
+                commit: String::new(),
+                date: String::new(),
+            },
+            command: String::new(),
+            seconds_per_round: 1.0,
+            rounds: 1,
+            wasm_bytes: 0,
+            scenarios: vec![Scenario {
+                name: "tools/call 64 B, c=16".into(),
+                targets: vec![
+                    measured("plain route", 100.0, 0),
+                    measured("native mcp_router", 100.0, 0),
+                    measured("switchboard", 500.0, errors),
+                ],
+            }],
+            idle: vec![Idle {
+                target: "switchboard".into(),
+                sessions: 10,
+                opened_per_second: 1.0,
+                verified: 10,
+                envoy_before_mb: 1.0,
+                envoy_after_mb: 1.0,
+                envoy_delta_mb: 0.0,
+                switchboard_delta_mb,
+            }],
+        }
+    }
+
+    fn verdict(table: &str, target: &str) -> String {
+        table
+            .lines()
+            .find(|l| l.contains(target))
+            .and_then(|l| l.trim_end_matches('|').rsplit('|').next())
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_run_with_errors_meets_no_target() {
+        let clean = targets(&run(0, Some(0.0)));
+        assert_eq!(verdict(&clean, "throughput ≥ 1.0× native"), "yes");
+        let failing = targets(&run(3, Some(0.0)));
+        assert_eq!(verdict(&failing, "throughput ≥ 1.0× native"), "**no**");
+        assert!(failing.contains("(3 errors)"), "{failing}");
+    }
+
+    #[test]
+    fn memory_that_could_not_be_read_is_not_measured() {
+        let t = targets(&run(0, None));
+        assert_eq!(verdict(&t, "10,000 idle sessions"), "not measured");
+        assert_eq!(
+            verdict(&targets(&run(0, Some(9.0))), "10,000 idle sessions"),
+            "**no**"
+        );
+    }
 }

@@ -2192,11 +2192,26 @@ impl Exchange {
         }
         if end_of_stream {
             match std::mem::take(&mut self.state) {
+                // What the splitter still holds may be a whole event (one ended by a lone
+                // `\r` at the very end, say): it gets the same treatment as the others.
                 State::Routed(Routed {
                     splitter: Some(splitter),
+                    upstream,
+                    tag_requests,
+                    event_uri_prefix,
                     ..
-                })
-                | State::Stream(splitter) => out.extend(splitter.finish()),
+                }) => {
+                    let tail = splitter.finish();
+                    if is_list_changed(&tail) {
+                        gw.cache.bump(&upstream);
+                    }
+                    match client_event(&tail, &upstream, event_uri_prefix.as_deref(), tag_requests)
+                    {
+                        Some(tagged) => out.extend_from_slice(tagged.as_bytes()),
+                        None => out.extend(tail),
+                    }
+                }
+                State::Stream(splitter) => out.extend(splitter.finish()),
                 other => self.state = other,
             }
         }
@@ -3983,6 +3998,27 @@ mod tests {
             1
         );
         assert!(ex.take_log()[0].contains("negotiated protocol version \"1999-01-01\""));
+    }
+
+    #[test]
+    fn a_last_event_ended_by_a_lone_cr_is_tagged_too() {
+        let gw = Gateway::new(example(2));
+        let token = session_token(&gw);
+        let mut ex = Exchange::new();
+        ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+        ex.on_request_body(
+            &gw,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"u1__ask"}}"#,
+            &clock(),
+        );
+        ex.on_response_headers(200, Some("text/event-stream"), None, Some("via_upstream"));
+        // `\r\n\r`: the event is over, though the splitter could not know it before the end.
+        let stream = "data: {\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"sampling/createMessage\",\"params\":{}}\r\n\r";
+        let mut out = ex.on_response_chunk(&gw, stream.as_bytes(), false);
+        out.extend(ex.on_response_chunk(&gw, b"", true));
+        let events = crate::sse::parse(&out);
+        let v: Value = serde_json::from_str(&events[0].data).unwrap();
+        assert_eq!(v["id"], "sb:u1:7", "{}", String::from_utf8_lossy(&out));
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl EventSplitter {
     }
 }
 
-/// Every complete event in a whole body./// Every complete event in a whole body.
+/// Every complete event in a whole body.
 pub fn parse(body: &[u8]) -> Vec<Event> {
     let mut d = Decoder::new();
     let mut events = d.push(body);

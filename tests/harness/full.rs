@@ -21,7 +21,7 @@ pub struct FullServer {
     /// The revisions it accepts; the newest is what it negotiates with a newer client.
     pub versions: &'static [ProtocolVersion],
     /// What it was asked, in order: `subscribe:<uri>`, `unsubscribe:<uri>`,
-    /// `complete:<prompt name or template>:<argument>`.
+    /// `complete:<prompt name or template>:<argument>`, `set_level:<level>`.
     pub record: Arc<Mutex<Vec<String>>>,
     subscribed: Arc<Mutex<BTreeSet<String>>>,
 }
@@ -119,7 +119,8 @@ const NOTE_IDS: [&str; 3] = ["1", "2", "10"];
 impl ServerHandler for FullServer {
     fn get_info(&self) -> ServerConfig {
         let caps: ServerCapabilities = typed(json!({
-            "tools": {}, "prompts": {}, "resources": {"subscribe": true}, "completions": {}
+            "tools": {}, "prompts": {}, "resources": {"subscribe": true}, "completions": {},
+            "logging": {}
         }))
         .unwrap_or_default();
         ServerConfig::new(caps)
@@ -265,6 +266,17 @@ impl ServerHandler for FullServer {
         if let Ok(mut s) = self.subscribed.lock() {
             s.insert(request.uri);
         }
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let level = serde_json::to_value(request.level).unwrap_or_default();
+        self.note(format!("set_level:{}", level.as_str().unwrap_or_default()));
         Ok(())
     }
 

@@ -536,6 +536,61 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(ClientConfig::default().serve(transport).await?)
 }
 
+/// How long a client subprocess may take: a hang fails the test, it does not stall CI.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// `cmd`'s output, or an error (the process killed) once `timeout` has passed.
+pub fn output_within(mut cmd: Command, timeout: Duration) -> anyhow::Result<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (out, err) = (Log::default(), Log::default());
+    let readers = [
+        child.stdout.take().map(|s| spawn_reader(s, out.clone())),
+        child.stderr.take().map(|s| spawn_reader(s, err.clone())),
+    ];
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{cmd:?} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                out.text(),
+                err.text()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for r in readers.into_iter().flatten() {
+        let _ = r.join();
+    }
+    Ok(std::process::Output {
+        status,
+        stdout: out.text().into_bytes(),
+        stderr: err.text().into_bytes(),
+    })
+}
+
+/// Copies a stream into `log` whole (not line by line: the output may be one JSON line).
+fn spawn_reader(
+    mut stream: impl std::io::Read + Send + 'static,
+    log: Log,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        if let Ok(mut s) = log.0.lock() {
+            s.push_str(&text);
+        }
+    })
+}
+
 /// Runs the official TypeScript SDK's CLI client (`@modelcontextprotocol/inspector-cli`)
 /// against `url` and returns its JSON output. It validates every answer with the SDK's
 /// schemas, so an altered result fails here.
@@ -549,13 +604,13 @@ pub fn inspector(url: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> 
     );
     // It finds its own package.json relative to the working directory.
     let dir = cli.parent().map(Path::to_path_buf).unwrap_or_default();
-    let out = Command::new("node")
-        .arg(&cli)
+    let mut cmd = Command::new("node");
+    cmd.arg(&cli)
         .arg(url)
         .args(["--transport", "http"])
         .args(args)
-        .current_dir(dir)
-        .output()?;
+        .current_dir(dir);
+    let out = output_within(cmd, CLIENT_TIMEOUT)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(
         out.status.success(),
@@ -572,11 +627,9 @@ pub fn inspector(url: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> 
 pub fn python_client(url: &str, plan: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
     let python = repo_root().join(".tools/venv/bin/python");
     let script = repo_root().join("tests/clients/python_client.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(url)
-        .arg(plan.to_string())
-        .output()
+    let mut cmd = Command::new(&python);
+    cmd.arg(&script).arg(url).arg(plan.to_string());
+    let out = output_within(cmd, CLIENT_TIMEOUT)
         .with_context(|| format!("cannot run {}", python.display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(

@@ -183,6 +183,8 @@ pub struct RmcpServer {
     pub requests: Arc<AtomicUsize>,
     /// The headers of every request that reached it.
     pub headers: Arc<Mutex<Vec<HeaderMap>>>,
+    /// The HTTP method of every request that reached it, in order.
+    pub methods: Arc<Mutex<Vec<String>>>,
     /// Client notifications a paging server received.
     pub notifications: Arc<Mutex<Vec<String>>>,
     stop: CancellationToken,
@@ -284,8 +286,12 @@ impl RmcpServer {
         );
         let requests = Arc::new(AtomicUsize::new(0));
         let headers = Arc::new(Mutex::new(Vec::new()));
+        let methods = Arc::new(Mutex::new(Vec::new()));
         let app = axum::Router::new().nest_service("/mcp", service).layer(
-            axum::middleware::from_fn_with_state((requests.clone(), headers.clone()), record),
+            axum::middleware::from_fn_with_state(
+                (requests.clone(), headers.clone(), methods.clone()),
+                record,
+            ),
         );
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
@@ -303,6 +309,7 @@ impl RmcpServer {
             addr,
             requests,
             headers,
+            methods,
             notifications: Arc::default(),
             stop,
         })
@@ -321,6 +328,14 @@ impl RmcpServer {
         self.headers.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
+    /// How many requests with this HTTP method reached it.
+    pub fn method_count(&self, method: &str) -> usize {
+        self.methods
+            .lock()
+            .map(|m| m.iter().filter(|x| *x == method).count())
+            .unwrap_or_default()
+    }
+
     /// Stops serving: later connections are refused.
     pub fn stop(&self) {
         self.stop.cancel();
@@ -333,12 +348,23 @@ impl Drop for RmcpServer {
     }
 }
 
-type Recorder = (Arc<AtomicUsize>, Arc<Mutex<Vec<HeaderMap>>>);
+type Recorder = (
+    Arc<AtomicUsize>,
+    Arc<Mutex<Vec<HeaderMap>>>,
+    Arc<Mutex<Vec<String>>>,
+);
 
-async fn record(State((counter, headers)): State<Recorder>, req: Request, next: Next) -> Response {
+async fn record(
+    State((counter, headers, methods)): State<Recorder>,
+    req: Request,
+    next: Next,
+) -> Response {
     counter.fetch_add(1, Ordering::SeqCst);
     if let Ok(mut h) = headers.lock() {
         h.push(req.headers().clone());
+    }
+    if let Ok(mut m) = methods.lock() {
+        m.push(req.method().to_string());
     }
     next.run(req).await
 }
@@ -443,14 +469,10 @@ impl Socks5Proxy {
             "{} is missing: run scripts/setup.sh python",
             bin.display()
         );
-        // pproxy cannot report a port it picked: take a free one and give it back.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // Port 0: pproxy picks one and prints it ("Serving on ipv? 127.0.0.1:38041 by socks5").
         let mut child = Command::new(bin)
             .arg("-l")
-            .arg(format!("socks5://{addr}#{username}:{password}"))
+            .arg(format!("socks5://127.0.0.1:0#{username}:{password}"))
             // Authenticate every connection (pproxy otherwise trusts an address for 30 days).
             .args(["--auth", "0", "-v"])
             .stdin(Stdio::null())
@@ -465,8 +487,15 @@ impl Socks5Proxy {
         if let Some(err) = child.stderr.take() {
             capture(err, log.clone());
         }
-        eventually(Duration::from_secs(20), "pproxy to listen", || async move {
-            tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
+        let l = log.clone();
+        let addr: SocketAddr = eventually(Duration::from_secs(20), "pproxy to listen", || {
+            let addr = l.text().lines().find_map(|line| {
+                line.split("Serving on ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .find_map(|w| w.parse::<SocketAddr>().ok())
+            });
+            async move { addr }
         })
         .await
         .with_context(|| format!("pproxy output:\n{}", log.text()))?;

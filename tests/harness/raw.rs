@@ -40,7 +40,11 @@ pub async fn post_with(
     body: &Value,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<Answer> {
-    let mut req = reqwest::Client::new()
+    // Bounded: a gateway that never answers fails the test instead of hanging it.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
+    let mut req = client
         .post(url)
         .header("content-type", "application/json")
         .header("accept", ACCEPT)

@@ -213,9 +213,21 @@ async fn clients_authenticate_and_see_and_call_only_what_their_rules_allow() -> 
         status_of(&ep, &[("authorization", &elsewhere)]).await?.0,
         403
     );
-    let forged = format!(
+    // Malformed, and well formed but signed with another key: both refused.
+    let malformed = format!(
         "Bearer {}",
         token("admin", "switchboard", 600).replace('.', ".x")
+    );
+    assert_eq!(
+        status_of(&ep, &[("authorization", &malformed)]).await?.0,
+        401
+    );
+    let forged = format!(
+        "Bearer {}",
+        jwt_with(
+            b"not the idp's key, but 32 bytes!",
+            json!({"iss": "https://idp.test", "sub": "admin-user", "aud": "switchboard", "exp": now() + 600, "role": "admin"})
+        )
     );
     assert_eq!(status_of(&ep, &[("authorization", &forged)]).await?.0, 401);
 
@@ -258,7 +270,7 @@ async fn browsers_get_cors_and_other_origins_or_hosts_are_refused() -> anyhow::R
     ))
     .await?;
     let http = reqwest::Client::new();
-    // The preflight is answered by Envoy's CORS filter.
+    // The preflight is answered by the gateway's filter (204), before any authentication.
     let pre = http
         .request(reqwest::Method::OPTIONS, &gw.endpoint)
         .header("origin", "https://app.example")
@@ -269,7 +281,7 @@ async fn browsers_get_cors_and_other_origins_or_hosts_are_refused() -> anyhow::R
         )
         .send()
         .await?;
-    assert!(pre.status().is_success(), "{pre:?}");
+    assert_eq!(pre.status(), 204, "{pre:?}");
     let h = |r: &reqwest::Response, name: &str| {
         r.headers()
             .get(name)
@@ -376,7 +388,10 @@ async fn jwt_keys_can_come_from_a_jwks_url_envoy_fetches() -> anyhow::Result<()>
     );
     let forged = format!(
         "Bearer {}",
-        token("user", "switchboard", 600).replace('.', ".x")
+        jwt_with(
+            b"not the idp's key, but 32 bytes!",
+            json!({"iss": "https://idp.test", "sub": "user-user", "aud": "switchboard", "exp": now() + 600, "role": "user"})
+        )
     );
     assert_eq!(
         status_of(&gw.endpoint, &[("authorization", &forged)])

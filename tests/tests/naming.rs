@@ -145,12 +145,14 @@ async fn the_python_sdk_client_runs_every_scenario_through_the_gateway() -> anyh
     let big = RmcpServer::start_paged(12, 5).await?;
     let alpha = RmcpServer::start("alpha").await?;
     let everything = Everything::start().await?;
+    let notes = RmcpServer::start_full(rmcp::model::ProtocolVersion::KNOWN_VERSIONS).await?;
     let gw = Gateway::start(&gateway_yaml(
         "",
         &[
             ("big", big.url(), ""),
             ("alpha", alpha.url(), ""),
             ("ev", everything.url(), ""),
+            ("notes", notes.url(), ""),
         ],
     ))
     .await?;
@@ -202,6 +204,13 @@ async fn the_python_sdk_client_runs_every_scenario_through_the_gateway() -> anyh
         "{seen}"
     );
     assert_eq!(seen["log_level_set"], true);
+    // ... and the level reached an upstream that logs, not only an answer the gateway made.
+    let asked = notes
+        .notifications
+        .lock()
+        .map(|n| n.clone())
+        .unwrap_or_default();
+    assert!(asked.contains(&"set_level:debug".to_string()), "{asked:?}");
     // Elicitation requested by an upstream inside a call, answered by the Python client.
     assert!(
         seen["elicited"]

@@ -186,7 +186,20 @@ async fn a_child_killed_mid_call_fails_that_call_and_the_next_call_works() -> an
             (r, started.elapsed())
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The call is with the bridge (Envoy has it in flight to the child's cluster).
+    eventually(
+        Duration::from_secs(10),
+        "the slow call to be in flight",
+        || async {
+            let active = gw
+                .stat("cluster.upstream-py.upstream_rq_active")
+                .await
+                .unwrap_or(0);
+            (active >= 1).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(pid)?),
         nix::sys::signal::Signal::SIGKILL,
