@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 /// What each request of a round does.
 #[derive(Debug, Clone)]
 pub enum Op {
-    /// `tools/call` of `tool`, asking for `size` bytes back.
-    Call { tool: String, size: usize },
+    /// `tools/call` of `tool`, asking for `size` bytes back, as an SSE stream when `sse`.
+    Call {
+        tool: String,
+        size: usize,
+        sse: bool,
+    },
     /// `tools/list`, all pages, expecting this many tools.
     List { tools: usize },
     /// `initialize` alone (a new session per request).
@@ -85,7 +89,7 @@ async fn client(mcp: &Mcp, op: &Op, deadline: Instant, max_requests: u64) -> Rou
         },
     };
     let args = match op {
-        Op::Call { size, .. } => json!({ "size": size }),
+        Op::Call { size, sse, .. } => call_args(*size, *sse),
         _ => Value::Null,
     };
     while Instant::now() < deadline && r.ok + r.errors < max_requests {
@@ -108,9 +112,18 @@ async fn client(mcp: &Mcp, op: &Op, deadline: Instant, max_requests: u64) -> Rou
     r
 }
 
+/// The echo tool's arguments: `size` bytes back, in an SSE answer when `sse`.
+pub fn call_args(size: usize, sse: bool) -> Value {
+    if sse {
+        json!({ "size": size, "sse": true })
+    } else {
+        json!({ "size": size })
+    }
+}
+
 async fn once(mcp: &Mcp, op: &Op, session: Option<&str>, args: &Value) -> anyhow::Result<()> {
     match (op, session) {
-        (Op::Call { tool, size }, Some(s)) => {
+        (Op::Call { tool, size, .. }, Some(s)) => {
             let answer = mcp.call(s, tool, args).await?;
             check(&Expect::Text(*size), Some(&answer), None)
         }

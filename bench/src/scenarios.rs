@@ -49,7 +49,12 @@ const SLOW_MS: [u64; 4] = [10, 20, 30, 40];
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    Call { size: usize },
+    /// `sse`: the upstream answers with an SSE stream (one event with an id), as most MCP
+    /// servers do, rather than JSON.
+    Call {
+        size: usize,
+        sse: bool,
+    },
     List,
     Initialize,
 }
@@ -67,7 +72,14 @@ struct Spec {
 fn specs() -> Vec<Spec> {
     let call = |name: &str, size, concurrency| Spec {
         name: name.into(),
-        kind: Kind::Call { size },
+        kind: Kind::Call { size, sse: false },
+        concurrency,
+        upstreams: 1,
+        with_cache: false,
+    };
+    let call_sse = |name: &str, size, concurrency| Spec {
+        name: name.into(),
+        kind: Kind::Call { size, sse: true },
         concurrency,
         upstreams: 1,
         with_cache: false,
@@ -85,6 +97,8 @@ fn specs() -> Vec<Spec> {
         call("tools/call 64 B, c=64", 64, 64),
         call("tools/call 100 KB, c=8", 100 * 1024, 8),
         call("tools/call 5 MB, c=2", 5 * 1024 * 1024, 2),
+        call_sse("tools/call 64 B as SSE, c=16", 64, 16),
+        call_sse("tools/call 100 KB as SSE, c=8", 100 * 1024, 8),
         list(1),
         list(4),
         list(16),
@@ -319,6 +333,7 @@ pub async fn load_one(
         Op::Call {
             tool: echo_tool(&tools)?,
             size,
+            sse: false,
         }
     };
     let mut r = load::round(
@@ -376,11 +391,13 @@ async fn resolve(mcp: &Mcp, kind: Kind, upstreams: usize) -> anyhow::Result<Op> 
         upstreams * TOOLS
     );
     Ok(match kind {
-        Kind::Call { size } => {
+        Kind::Call { size, sse } => {
             let tool = echo_tool(&tools)?;
-            let answer = mcp.call(&session, &tool, &json!({"size": size})).await?;
+            let answer = mcp
+                .call(&session, &tool, &load::call_args(size, sse))
+                .await?;
             check(&crate::client::Expect::Text(size), Some(&answer), None)?;
-            Op::Call { tool, size }
+            Op::Call { tool, size, sse }
         }
         Kind::List => Op::List { tools: tools.len() },
         Kind::Initialize => Op::Initialize,
@@ -396,7 +413,7 @@ async fn measure(
 ) -> Vec<Measured> {
     // Big answers: fewer requests per client, the duration still bounds the round.
     let cap = match spec.kind {
-        Kind::Call { size } if size > 1024 * 1024 => 2_000,
+        Kind::Call { size, .. } if size > 1024 * 1024 => 2_000,
         _ => 1_000_000,
     };
     let mut totals: Vec<(Round, u64)> = vec![(Round::default(), 0); targets.len()];

@@ -1,5 +1,6 @@
-//! The fast upstream: a minimal MCP server over streamable HTTP (JSON answers, no SSE) so
-//! that what the benchmark measures is the gateway in front of it, not the server.
+//! The fast upstream: a minimal MCP server over streamable HTTP (JSON answers, or one SSE
+//! event when the call asks for it) so that what the benchmark measures is the gateway in
+//! front of it, not the server.
 //!
 //! Each listener offers `echo` plus `tools - 1` filler tools. `echo` returns `size` bytes of
 //! text when asked (pre-built once per size), else the `text` argument. Sessions are issued
@@ -35,6 +36,7 @@ struct Server {
     tool_list: String,
     list_delay: Duration,
     sessions: AtomicU64,
+    events: AtomicU64,
     texts: Mutex<HashMap<usize, Arc<str>>>,
 }
 
@@ -48,6 +50,7 @@ pub async fn serve(listeners: &[Listener]) -> anyhow::Result<Vec<SocketAddr>> {
             tool_list: tool_list(l.tools),
             list_delay: l.list_delay,
             sessions: AtomicU64::new(0),
+            events: AtomicU64::new(0),
             texts: Mutex::new(HashMap::new()),
         });
         tokio::spawn(accept(tcp, server));
@@ -95,6 +98,10 @@ struct EchoArgs {
     size: Option<usize>,
     #[serde(default)]
     text: String,
+    /// Answer as an SSE stream: one `message` event with an id, as servers with an event
+    /// store send it.
+    #[serde(default)]
+    sse: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -168,10 +175,16 @@ impl Server {
                     Some(size) => self.text(size),
                     None => params.arguments.text.into(),
                 };
-                json(format!(
+                let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":{}}}],"isError":false}}}}"#,
                     serde_json::Value::String(text.to_string())
-                ))
+                );
+                if params.arguments.sse {
+                    let n = self.events.fetch_add(1, Ordering::Relaxed);
+                    sse(format!("event: message\nid: stream-{n}\ndata: {body}\n\n"))
+                } else {
+                    json(body)
+                }
             }
             _ => json(error_body(id, -32601, "method not found")),
         }
@@ -197,6 +210,15 @@ fn json(body: String) -> Answer {
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn sse(body: String) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/event-stream"),
     );
     r
 }
