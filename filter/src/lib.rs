@@ -279,6 +279,7 @@ impl HttpContext for Request {
             path,
             session_id: request_header(SESSION_HEADER),
             protocol_version: request_header(VERSION_HEADER),
+            last_event_id: request_header("last-event-id"),
             identity,
             pass_through,
         };

