@@ -187,11 +187,18 @@ async fn envoy_keeps_serving_without_its_control_plane_and_a_new_one_resyncs_it(
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}\n{}", serve.stderr.text(), envoy.log.text()))?;
-    assert!(
-        serve.stderr.contains("envoy accepted"),
-        "{}",
-        serve.stderr.text()
-    );
+    // Connected comes before Envoy has acknowledged what it was sent: wait for the ACK.
+    let stderr = serve.stderr.clone();
+    eventually(
+        Duration::from_secs(20),
+        "Envoy to accept the new control plane's configuration",
+        || {
+            let accepted = stderr.contains("envoy accepted");
+            async move { accepted.then_some(()) }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", serve.stderr.text()))?;
     assert_eq!(
         call_text(&client, "steady__whoami", json!({})).await?,
         "steady"
