@@ -1,8 +1,8 @@
 //! What one MCP request was, for the audit log and the metrics: its method, the tool, prompt
 //! or resource it named, the upstream it went to, and the class of its outcome.
 
-use crate::exchange::{ACCESS_DENIED, SESSION_NOT_FOUND, UPSTREAM_ERROR, UPSTREAM_TIMEOUT};
 use crate::jsonrpc::code;
+use crate::wire::{ACCESS_DENIED, SESSION_NOT_FOUND, UPSTREAM_ERROR, UPSTREAM_TIMEOUT};
 
 /// Filled by the exchange as it learns it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -16,3 +16,4 @@ pub mod server_message;
 pub mod session;
 pub mod sse;
 pub mod uri;
+pub mod wire;

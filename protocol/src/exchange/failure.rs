@@ -1,0 +1,123 @@
+use super::*;
+
+/// Why a list answer of `size` bytes is not read.
+pub fn too_big(size: usize, limit: u64) -> String {
+    format!("answered a list of {size} bytes, more than its max_list_bytes of {limit}")
+}
+
+/// Says that a failure may be the proxy's: Envoy only sees the tunnel close.
+pub(super) fn via_note(via: &str) -> String {
+    if via.is_empty() {
+        String::new()
+    } else {
+        format!(" (reached through its {via}; the gateway's log has the proxy's answer)")
+    }
+}
+
+/// Why a callout's HTTP answer is a failure, in words that name no address.
+pub(super) fn http_failure(status: u16, body: &[u8], timeout_ms: u64) -> String {
+    // Envoy's own answer names the transport failure: `… transport failure reason:
+    // TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end`.
+    let original = String::from_utf8_lossy(&body[..body.len().min(1000)]);
+    let text = original.to_ascii_lowercase();
+    match status {
+        503 if text.contains("tls_error") => format!(
+            "TLS handshake failed ({})",
+            tls_failure(&original).unwrap_or_default()
+        ),
+        503 if text.contains("refused") => "refused the connection".into(),
+        // Envoy does not always say more; its `ssl.*` and `upstream_cx_*` stats of the
+        // upstream's cluster do.
+        503 if text.contains("connect") || text.contains("no healthy") => {
+            "unreachable (the connection or its TLS handshake failed)".into()
+        }
+        504 => format!("timed out after {timeout_ms} ms"),
+        300..=399 => {
+            format!("answered with a redirect (HTTP {status}), which the gateway does not follow")
+        }
+        _ => format!("answered HTTP {status}"),
+    }
+}
+
+/// JSON-RPC code and message for a routed request that failed at the HTTP level.
+pub(super) fn describe_failure(
+    upstream: &str,
+    status: u16,
+    envoy_details: Option<&str>,
+    timeout_ms: u64,
+) -> (i64, String) {
+    let Some(details) = envoy_details else {
+        return (
+            UPSTREAM_ERROR,
+            format!("Upstream {upstream:?} answered HTTP {status} without a JSON-RPC response"),
+        );
+    };
+    let why = if details.contains("timeout") {
+        return (
+            UPSTREAM_TIMEOUT,
+            format!("Upstream {upstream:?} did not answer within {timeout_ms} ms"),
+        );
+    } else if let Some(reason) = tls_failure(details) {
+        return (
+            UPSTREAM_ERROR,
+            format!("Upstream {upstream:?} failed the TLS handshake ({reason})"),
+        );
+    } else if details.contains("refused") {
+        "refused the connection"
+    } else if details.contains("connection_failure") || details.contains("connect") {
+        "is unreachable (connection failed)"
+    } else if details.contains("no_healthy_upstream") {
+        "has no healthy host"
+    } else if details.contains("overflow") {
+        "is overloaded (connection or request limit reached)"
+    } else if details.contains("reset") {
+        "closed the connection before answering"
+    } else {
+        "could not be reached"
+    };
+    (UPSTREAM_ERROR, format!("Upstream {upstream:?} {why}"))
+}
+
+/// The reason in Envoy's details of a failed TLS handshake, e.g.
+/// `…{remote_connection_failure|TLS_error:|268435581:SSL_routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end}`.
+pub(super) fn tls_failure(details: &str) -> Option<String> {
+    let at = details.find("TLS_error")?;
+    let rest = &details[at..];
+    let rest = rest.split("TLS_error_end").next().unwrap_or(rest);
+    let reason = rest
+        .split([':', '|', '}'])
+        .map(str::trim)
+        .rfind(|p| !p.is_empty() && *p != "TLS_error" && p.chars().any(char::is_alphabetic))
+        .unwrap_or("TLS error");
+    Some(reason.replace('_', " "))
+}
+
+impl Exchange {
+    /// The HTTP answer to a request at an upstream the client may not use.
+    pub(super) fn upstream_denied(&mut self, name: &str) -> Step {
+        self.state = State::Done;
+        let who = self
+            .identity
+            .as_ref()
+            .map_or("this client", |i| i.client.as_str());
+        let message = format!("Access denied: {who} may not use upstream {name:?}");
+        self.log.push(message.clone());
+        error_reply(403, None, ACCESS_DENIED, &message)
+    }
+
+    pub(super) fn denied(&mut self, id: &RawValue, what: &str, name: &str) -> Step {
+        self.state = State::Done;
+        let who = self
+            .identity
+            .as_ref()
+            .map_or("this client", |i| i.client.as_str());
+        self.log
+            .push(format!("access denied: {who} may not use {what} {name:?}"));
+        error_reply(
+            200,
+            Some(id),
+            ACCESS_DENIED,
+            &format!("Access denied: {who} may not use {what} {name:?}"),
+        )
+    }
+}

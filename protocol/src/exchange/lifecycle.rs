@@ -1,0 +1,251 @@
+use super::*;
+
+impl Exchange {
+    /// Opens the client's session token. `Err` carries the answer for the client: 400 when
+    /// it sent none, 404 when it is unknown, tampered with or expired (the client then
+    /// initializes again, as the specification says).
+    pub(super) fn open_session(
+        &mut self,
+        gw: &Gateway,
+        session_id: Option<&str>,
+        id: Option<&RawValue>,
+    ) -> Result<Session, Step> {
+        let Some(token) = session_id else {
+            self.state = State::Done;
+            return Err(error_reply(
+                400,
+                id,
+                code::INVALID_REQUEST,
+                "Bad Request: the Mcp-Session-Id header is required; send initialize first",
+            ));
+        };
+        match session::open(&gw.key, token, self.now_s, gw.config.session_max_age_s) {
+            // A session is its opener's: presented by anyone else, it does not exist.
+            Ok(s) if gw.config.access.is_some() && s.identity != self.identity_key() => {
+                self.state = State::Done;
+                self.log.push(format!(
+                    "refused a session opened by {:?}, presented by {:?}",
+                    s.identity.as_deref().unwrap_or("nobody"),
+                    self.identity_key().unwrap_or_default()
+                ));
+                Err(error_reply(
+                    404,
+                    id,
+                    SESSION_NOT_FOUND,
+                    "Session not found: send initialize again",
+                ))
+            }
+            // The specification asks for 400 for an invalid or unsupported version only (and
+            // to assume 2025-03-26 without the header); every upstream gets its own version.
+            Ok(s) => match self.client_version.as_deref() {
+                Some(v) if !mcp::SUPPORTED_VERSIONS.contains(&v) => {
+                    self.state = State::Done;
+                    Err(error_reply(
+                        400,
+                        id,
+                        code::INVALID_REQUEST,
+                        &format!(
+                            "Bad Request: unsupported MCP-Protocol-Version {v:?}; supported: {}",
+                            mcp::SUPPORTED_VERSIONS.join(", ")
+                        ),
+                    ))
+                }
+                _ => self.in_scope(gw, s, id),
+            },
+            Err(e) => {
+                self.state = State::Done;
+                self.log.push(format!("refused a session id: {e}"));
+                Err(error_reply(
+                    404,
+                    id,
+                    SESSION_NOT_FOUND,
+                    &format!("Session not found: {e}; send initialize again"),
+                ))
+            }
+        }
+    }
+
+    /// The part of `session` this request may use: on an upstream's own endpoint, that
+    /// upstream alone (a session without it does not exist there).
+    pub(super) fn in_scope(
+        &mut self,
+        gw: &Gateway,
+        mut session: Session,
+        id: Option<&RawValue>,
+    ) -> Result<Session, Step> {
+        if let Scope::Upstream(index) = self.scope {
+            let name = &gw.config.upstreams[index].name;
+            session.upstreams.retain(|u| u.name == *name);
+            if session.upstreams.is_empty() {
+                self.state = State::Done;
+                return Err(error_reply(
+                    404,
+                    id,
+                    SESSION_NOT_FOUND,
+                    &format!(
+                        "Session not found: it has no session with upstream {name:?}; send initialize again"
+                    ),
+                ));
+            }
+        }
+        Ok(session)
+    }
+
+    pub(super) fn initialize(
+        &mut self,
+        gw: &Gateway,
+        id: &RawValue,
+        params: Option<&RawValue>,
+        _clock: &Clock,
+    ) -> Step {
+        let mut params: Value = params
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or_else(|| json!({}));
+        let client_version = params["protocolVersion"].as_str().unwrap_or_default();
+        let version = mcp::negotiate(client_version);
+        params["protocolVersion"] = json!(version);
+        let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
+        let body =
+            json!({"jsonrpc": "2.0", "id": id_value, "method": "initialize", "params": params})
+                .to_string();
+        let targets: Vec<usize> = match self.scope {
+            // Its permission was checked with the headers.
+            Scope::Upstream(index) => vec![index],
+            Scope::Aggregated => (0..gw.config.upstreams.len())
+                .filter(|&u| self.permits(gw, Kind::Upstream, &gw.config.upstreams[u].name))
+                .collect(),
+        };
+        if targets.is_empty() && !gw.config.upstreams.is_empty() {
+            self.state = State::Done;
+            return error_reply(
+                200,
+                Some(id),
+                ACCESS_DENIED,
+                "Access denied: this client may use none of the gateway's upstreams",
+            );
+        }
+        if targets.is_empty() {
+            self.state = State::Done;
+            return error_reply(
+                200,
+                Some(id),
+                code::INTERNAL_ERROR,
+                "No upstream MCP server is configured",
+            );
+        }
+        let callouts = targets
+            .iter()
+            .enumerate()
+            .map(|(call, &u)| {
+                callout(
+                    call,
+                    &gw.config.upstreams[u],
+                    "POST",
+                    None,
+                    // The version is in the body; the header is for the requests after it.
+                    None,
+                    body.as_bytes(),
+                )
+            })
+            .collect();
+        self.state = State::FanOut(FanOutState {
+            op: Op::Initialize { version },
+            id: Some(id_value),
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+
+    pub(super) fn broadcast(
+        &mut self,
+        gw: &Gateway,
+        session: Session,
+        id: Option<Value>,
+        body: &[u8],
+        method: &str,
+        reply_result: bool,
+    ) -> Step {
+        let mut targets = Vec::new();
+        let mut callouts = Vec::new();
+        for us in &session.upstreams {
+            if method == "logging/setLevel" && us.capabilities & caps::LOGGING == 0 {
+                continue;
+            }
+            let Some((index, upstream)) = gw.by_name(&us.name) else {
+                continue;
+            };
+            callouts.push(callout(
+                targets.len(),
+                upstream,
+                "POST",
+                us.session_id.as_deref(),
+                Some(&us.protocol_version),
+                body,
+            ));
+            targets.push(index);
+        }
+        if targets.is_empty() {
+            self.state = State::Done;
+            return Step::Respond(self.broadcast_reply(id.as_ref(), reply_result));
+        }
+        self.state = State::FanOut(FanOutState {
+            op: Op::Broadcast { reply_result },
+            id,
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+
+    pub(super) fn broadcast_reply(&self, id: Option<&Value>, reply_result: bool) -> Reply {
+        match (reply_result, id) {
+            (true, Some(id)) => json_reply(200, result_body(id, json!({}))),
+            _ => Reply {
+                status: 202,
+                headers: vec![],
+                body: vec![],
+            },
+        }
+    }
+
+    pub(super) fn delete(&mut self, gw: &Gateway, session_id: Option<&str>) -> Step {
+        let session = match self.open_session(gw, session_id, None) {
+            Ok(s) => s,
+            Err(step) => return step,
+        };
+        let mut targets = Vec::new();
+        let mut callouts = Vec::new();
+        for us in &session.upstreams {
+            let (Some(sid), Some((index, upstream))) =
+                (us.session_id.as_deref(), gw.by_name(&us.name))
+            else {
+                continue;
+            };
+            callouts.push(callout(
+                targets.len(),
+                upstream,
+                "DELETE",
+                Some(sid),
+                Some(&us.protocol_version),
+                b"",
+            ));
+            targets.push(index);
+        }
+        if targets.is_empty() {
+            self.state = State::Done;
+            return Step::Respond(Reply {
+                status: 200,
+                headers: vec![],
+                body: vec![],
+            });
+        }
+        self.state = State::FanOut(FanOutState {
+            op: Op::Delete,
+            id: None,
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+}

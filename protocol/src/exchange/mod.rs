@@ -1,0 +1,250 @@
+//! One HTTP exchange on the MCP endpoint, as a state machine without I/O.
+//!
+//! The wasm adapter feeds it what Envoy delivers (request headers, the body, the answers to
+//! its own calls, the response headers and body) and carries out the [`Step`] it returns:
+//! answer locally, fan out with `dispatch_http_call`, or route the request to one upstream
+//! through Envoy's router. Every MCP decision is here, so it is tested natively.
+
+use crate::access::Kind;
+use crate::aggregate::{self, ListKind, Prefixes};
+use crate::filter_config::{FanOut, FilterConfig, PrefixMode, Upstream};
+use crate::glob;
+use crate::jsonrpc::{self, Message, code};
+use crate::mcp;
+use crate::naming;
+use crate::server_message;
+use crate::session::{self, Sealed, Session, SessionKey, UpstreamSession, caps};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub use crate::wire::{
+    ACCESS_DENIED, SESSION_HEADER, SESSION_NOT_FOUND, UPSTREAM_ERROR, UPSTREAM_TIMEOUT,
+    VERSION_HEADER,
+};
+
+mod dispatch;
+mod failure;
+mod fan_out;
+mod gateway;
+mod lifecycle;
+mod lists;
+mod resolve;
+mod response;
+mod route;
+mod steps;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+pub use failure::too_big;
+pub use gateway::{Gateway, ListCache, NoCache, UNKNOWN_TOOL};
+pub use response::stripped_response_headers;
+pub use route::forwarded_request_header;
+pub use steps::{Callout, CalloutAnswer, Clock, Reply, RequestHead, ResponseStep, Route, Step};
+pub use stream::LIST_CHANGED_MARKER;
+
+use failure::*;
+use fan_out::{FanOutState, Op};
+use lists::*;
+use resolve::Resolve;
+use response::*;
+use route::*;
+use steps::*;
+use stream::*;
+
+/// Where a request came in: the aggregated endpoint, or one upstream's own
+/// (`<upstream_path>/<name>/mcp`), which serves that upstream alone, unprefixed, under the
+/// same sessions, rules and filters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Scope {
+    #[default]
+    Aggregated,
+    Upstream(usize),
+}
+
+#[derive(Debug, Default)]
+enum State {
+    #[default]
+    Start,
+    Body {
+        session_id: Option<String>,
+    },
+    FanOut(FanOutState),
+    Routed(Routed),
+    /// The merged GET stream, watched for the bridge's `list_changed` markers.
+    Stream(crate::sse::EventSplitter),
+    Done,
+}
+
+/// One exchange on the MCP endpoint.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    state: State,
+    log: Vec<String>,
+    /// Seconds since the epoch when the request arrived, for session expiry.
+    now_s: u64,
+    /// The client's `MCP-Protocol-Version` header.
+    client_version: Option<String>,
+    identity: Option<crate::access::Identity>,
+    pass_through: Vec<(String, String)>,
+    audit: crate::audit::Audit,
+    scope: Scope,
+}
+
+impl Exchange {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lines for the operator's log, gathered since the last call.
+    pub fn take_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// What the request was, as far as it is known.
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.audit
+    }
+
+    fn identity_key(&self) -> Option<String> {
+        self.identity.as_ref().map(crate::access::Identity::key)
+    }
+
+    /// Whether the client sees prefixed names here: on the aggregated endpoint as
+    /// configured; an upstream's own endpoint never prefixes.
+    fn prefixed(&self, gw: &Gateway) -> bool {
+        self.scope == Scope::Aggregated && gw.prefixed()
+    }
+
+    /// The name rules know `upstream`'s tool or prompt `name` (its own) by: the aggregated
+    /// endpoint's name, on every endpoint.
+    fn rule_name(gw: &Gateway, upstream: &Upstream, name: &str) -> String {
+        if gw.prefixed() {
+            naming::prefix_name(&upstream.prefix, &gw.config.separator, name)
+        } else {
+            name.to_string()
+        }
+    }
+
+    /// Whether the client's access rules let it use `name` (everything without rules).
+    fn permits(&self, gw: &Gateway, kind: Kind, name: &str) -> bool {
+        match (&gw.config.access, &self.identity) {
+            (None, _) => true,
+            (Some(access), Some(who)) => access.allows(who, kind, name),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Adds each upstream's pass-through headers to the calls and the route of `step`.
+    fn with_pass_through(&self, gw: &Gateway, step: Step) -> Step {
+        if self.pass_through.is_empty() {
+            return step;
+        }
+        match step {
+            Step::AwaitCallouts(mut calls) => {
+                for c in &mut calls {
+                    if let Some(u) = gw.config.upstreams.iter().find(|u| u.cluster == c.cluster) {
+                        c.headers.extend(u.pass_through_headers(&self.pass_through));
+                    }
+                }
+                Step::AwaitCallouts(calls)
+            }
+            Step::Route(mut r) => {
+                if let Some((_, u)) = gw.by_name(&r.upstream) {
+                    r.headers.extend(
+                        u.pass_through_headers(&self.pass_through)
+                            .into_iter()
+                            .map(|(k, v)| (k, Some(v))),
+                    );
+                }
+                Step::Route(r)
+            }
+            other => other,
+        }
+    }
+
+    pub fn on_request_headers(&mut self, gw: &Gateway, head: &RequestHead, now_s: u64) -> Step {
+        self.now_s = now_s;
+        self.client_version = head.protocol_version.clone();
+        self.identity = head.identity.clone();
+        self.pass_through = head.pass_through.clone();
+        let path = head
+            .path
+            .split_once('?')
+            .map_or(head.path.as_str(), |(p, _)| p);
+        self.scope = if path == gw.config.mcp_path {
+            Scope::Aggregated
+        } else if let Some(index) = gw.own_endpoint(path) {
+            Scope::Upstream(index)
+        } else {
+            self.state = State::Done;
+            return Step::PassThrough;
+        };
+        if let Scope::Upstream(index) = self.scope {
+            let name = &gw.config.upstreams[index].name;
+            self.audit.upstream = name.clone();
+            if !self.permits(gw, Kind::Upstream, name) {
+                return self.upstream_denied(name);
+            }
+        }
+        match head.method.as_str() {
+            "POST" => {
+                self.state = State::Body {
+                    session_id: head.session_id.clone(),
+                };
+                Step::AwaitBody
+            }
+            "GET" => self.get(gw, head),
+            "DELETE" => self.delete(gw, head.session_id.as_deref()),
+            _ => {
+                self.state = State::Done;
+                let mut r = json_reply(
+                    405,
+                    jsonrpc::error_body(
+                        None,
+                        code::INVALID_REQUEST,
+                        "Method not allowed on the MCP endpoint",
+                    ),
+                );
+                r.headers.push(("allow".into(), "GET, POST, DELETE".into()));
+                Step::Respond(r)
+            }
+        }
+    }
+
+    /// Called while the body arrives; `Some` when it is already too large.
+    pub fn on_body_progress(&mut self, gw: &Gateway, buffered: u64) -> Option<Step> {
+        (buffered > gw.config.max_request_bytes).then(|| {
+            self.state = State::Done;
+            error_reply(
+                413,
+                None,
+                code::INVALID_REQUEST,
+                &format!(
+                    "Request body exceeds the gateway's limit of {} bytes",
+                    gw.config.max_request_bytes
+                ),
+            )
+        })
+    }
+
+    pub fn on_request_body(&mut self, gw: &Gateway, body: &[u8], clock: &Clock) -> Step {
+        let step = self.request_body(gw, body, clock);
+        if let Step::AwaitCallouts(calls) = &step
+            && self.audit.upstream.is_empty()
+        {
+            self.audit.upstream = match calls.as_slice() {
+                [one] => gw
+                    .config
+                    .upstreams
+                    .iter()
+                    .find(|u| u.cluster == one.cluster)
+                    .map_or_else(String::new, |u| u.name.clone()),
+                _ => "*".into(),
+            };
+        }
+        self.with_pass_through(gw, step)
+    }
+}
