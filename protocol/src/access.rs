@@ -94,6 +94,18 @@ pub enum Kind {
     Resource,
 }
 
+impl Kind {
+    /// The word for it in messages to clients and operators.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Kind::Upstream => "upstream",
+            Kind::Tool => "tool",
+            Kind::Prompt => "prompt",
+            Kind::Resource => "resource",
+        }
+    }
+}
+
 impl Lists {
     fn of(&self, kind: Kind) -> &[String] {
         match kind {

@@ -17,6 +17,26 @@ pub enum ListKind {
 }
 
 impl ListKind {
+    /// What the items of this list are, for access rules.
+    pub fn item_kind(self) -> crate::access::Kind {
+        use crate::access::Kind;
+        match self {
+            ListKind::Tools => Kind::Tool,
+            ListKind::Prompts => Kind::Prompt,
+            ListKind::Resources | ListKind::ResourceTemplates => Kind::Resource,
+        }
+    }
+
+    /// The list that names things of `kind` (tools and prompts; resources are found by URI).
+    pub fn naming(kind: crate::access::Kind) -> Option<ListKind> {
+        use crate::access::Kind;
+        match kind {
+            Kind::Tool => Some(ListKind::Tools),
+            Kind::Prompt => Some(ListKind::Prompts),
+            Kind::Upstream | Kind::Resource => None,
+        }
+    }
+
     pub fn from_method(method: &str) -> Option<ListKind> {
         Some(match method {
             "tools/list" => ListKind::Tools,

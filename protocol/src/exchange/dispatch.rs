@@ -92,97 +92,25 @@ impl Exchange {
         if let Some(kind) = ListKind::from_method(method) {
             return self.list(gw, session, id, kind, &params_value, clock);
         }
+        let req = Addressed {
+            id,
+            method,
+            params: params_value,
+            field: &[],
+            kind: Kind::Tool,
+            requested: String::new(),
+        };
         match method {
-            "tools/call" | "prompts/get" => {
-                let what = if method == "tools/call" {
-                    "tool"
-                } else {
-                    "prompt"
-                };
-                let Some(name) = params_value["name"].as_str() else {
-                    self.state = State::Done;
-                    return error_reply(
-                        200,
-                        Some(id),
-                        code::INVALID_PARAMS,
-                        &format!("Invalid params: {method} needs a \"name\""),
-                    );
-                };
-                self.route_by_name(
-                    gw,
-                    session,
-                    id,
-                    method,
-                    params_value.clone(),
-                    &["name"],
-                    name,
-                    what,
-                )
-            }
+            "tools/call" => self.by_name(gw, session, req, Kind::Tool),
+            "prompts/get" => self.by_name(gw, session, req, Kind::Prompt),
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-                let Some(uri) = params_value["uri"].as_str() else {
-                    self.state = State::Done;
-                    return error_reply(
-                        200,
-                        Some(id),
-                        code::INVALID_PARAMS,
-                        &format!("Invalid params: {method} needs a \"uri\""),
-                    );
+                let how = UriUse {
+                    rewrite_answer: method == "resources/read",
+                    template: false,
                 };
-                let rewrite = method == "resources/read";
-                self.route_by_uri(
-                    gw,
-                    session,
-                    id,
-                    method,
-                    params_value.clone(),
-                    &["uri"],
-                    uri,
-                    rewrite,
-                    false,
-                )
+                self.by_uri(gw, session, req, how)
             }
-            "completion/complete" => {
-                let r = &params_value["ref"];
-                match (r["type"].as_str(), r["name"].as_str(), r["uri"].as_str()) {
-                    (Some("ref/prompt"), Some(name), _) => {
-                        let name = name.to_string();
-                        self.route_by_name(
-                            gw,
-                            session,
-                            id,
-                            method,
-                            params_value.clone(),
-                            &["ref", "name"],
-                            &name,
-                            "prompt",
-                        )
-                    }
-                    (Some("ref/resource"), _, Some(uri)) => {
-                        let uri = uri.to_string();
-                        self.route_by_uri(
-                            gw,
-                            session,
-                            id,
-                            method,
-                            params_value.clone(),
-                            &["ref", "uri"],
-                            &uri,
-                            false,
-                            true,
-                        )
-                    }
-                    _ => {
-                        self.state = State::Done;
-                        error_reply(
-                            200,
-                            Some(id),
-                            code::INVALID_PARAMS,
-                            "Invalid params: completion/complete needs a ref/prompt name or a ref/resource uri",
-                        )
-                    }
-                }
-            }
+            "completion/complete" => self.complete(gw, session, req),
             "logging/setLevel" => {
                 let body = format!(
                     r#"{{"jsonrpc":"2.0","id":{},"method":"logging/setLevel","params":{}}}"#,
@@ -202,5 +130,79 @@ impl Exchange {
                 )
             }
         }
+    }
+
+    /// `tools/call`, `prompts/get`: routed by `params.name`.
+    fn by_name(&mut self, gw: &Gateway, session: Session, req: Addressed<'_>, kind: Kind) -> Step {
+        let Some(name) = req.params["name"].as_str().map(str::to_string) else {
+            return self.missing(req.id, req.method, "name");
+        };
+        let req = Addressed {
+            field: &["name"],
+            kind,
+            requested: name,
+            ..req
+        };
+        self.route_by_name(gw, session, req)
+    }
+
+    /// `resources/read`, `resources/(un)subscribe`: routed by `params.uri`.
+    fn by_uri(&mut self, gw: &Gateway, session: Session, req: Addressed<'_>, how: UriUse) -> Step {
+        let Some(uri) = req.params["uri"].as_str().map(str::to_string) else {
+            return self.missing(req.id, req.method, "uri");
+        };
+        let req = Addressed {
+            field: &["uri"],
+            kind: Kind::Resource,
+            requested: uri,
+            ..req
+        };
+        self.route_by_uri(gw, session, req, how)
+    }
+
+    /// `completion/complete`: routed by the prompt or resource (template) it completes for.
+    fn complete(&mut self, gw: &Gateway, session: Session, req: Addressed<'_>) -> Step {
+        let r = &req.params["ref"];
+        let (kind, field, requested) = match (
+            r["type"].as_str(),
+            r["name"].as_str(),
+            r["uri"].as_str(),
+        ) {
+            (Some("ref/prompt"), Some(name), _) => (Kind::Prompt, &["ref", "name"], name),
+            (Some("ref/resource"), _, Some(uri)) => (Kind::Resource, &["ref", "uri"], uri),
+            _ => {
+                self.state = State::Done;
+                return error_reply(
+                    200,
+                    Some(req.id),
+                    code::INVALID_PARAMS,
+                    "Invalid params: completion/complete needs a ref/prompt name or a ref/resource uri",
+                );
+            }
+        };
+        let req = Addressed {
+            field,
+            kind,
+            requested: requested.to_string(),
+            ..req
+        };
+        if kind == Kind::Prompt {
+            return self.route_by_name(gw, session, req);
+        }
+        let how = UriUse {
+            rewrite_answer: false,
+            template: true,
+        };
+        self.route_by_uri(gw, session, req, how)
+    }
+
+    fn missing(&mut self, id: &RawValue, method: &str, field: &str) -> Step {
+        self.state = State::Done;
+        error_reply(
+            200,
+            Some(id),
+            code::INVALID_PARAMS,
+            &format!("Invalid params: {method} needs a \"{field}\""),
+        )
     }
 }

@@ -105,7 +105,8 @@ impl Exchange {
         error_reply(403, None, ACCESS_DENIED, &message)
     }
 
-    pub(super) fn denied(&mut self, id: &RawValue, what: &str, name: &str) -> Step {
+    pub(super) fn denied(&mut self, id: &RawValue, kind: Kind, name: &str) -> Step {
+        let what = kind.noun();
         self.state = State::Done;
         let who = self
             .identity

@@ -14,19 +14,7 @@ pub(super) enum Op {
     Initialize {
         version: &'static str,
     },
-    /// `pages` has one entry per upstream of the session; `slots` the session index per call.
-    List {
-        kind: ListKind,
-        pages: Vec<Page>,
-        slots: Vec<usize>,
-        /// [`Session::digest`]: the cursor is bound to it.
-        session: String,
-        /// Per call: where to cache its answer and the generation it belongs to (`None`: not
-        /// cacheable, or from the cache).
-        cache_keys: Vec<Option<(String, u64)>>,
-        /// Per call: the page the cache had, which no upstream was asked for.
-        hits: Vec<Option<aggregate::Page>>,
-    },
+    List(Box<ListFanOut>),
     /// Notifications and `logging/setLevel`: answer once every upstream has it.
     Broadcast {
         reply_result: bool,
@@ -42,7 +30,7 @@ impl Op {
     fn name(&self) -> &'static str {
         match self {
             Op::Initialize { .. } => "initialize",
-            Op::List { kind, .. } => kind.method(),
+            Op::List(list) => list.kind.method(),
             Op::Broadcast { .. } => "a notification",
             Op::Delete => "session termination",
             Op::Resolve(_) => "name resolution",
@@ -64,7 +52,7 @@ impl Exchange {
     /// upstream's `max_list_bytes` is a failure, which the shell reports without copying it.
     pub fn callout_limit(&self, gw: &Gateway, call: usize) -> u64 {
         match &self.state {
-            State::FanOut(f) if matches!(f.op, Op::List { .. } | Op::Resolve(_)) => f
+            State::FanOut(f) if matches!(f.op, Op::List(_) | Op::Resolve(_)) => f
                 .targets
                 .get(call)
                 .and_then(|&u| gw.config.upstreams.get(u))
@@ -107,6 +95,8 @@ impl Exchange {
         Some(self.finish_fan_out(gw, state, clock))
     }
 
+    /// Every callout has answered: read each answer as the operation needs it, then make
+    /// the operation's one answer to the client.
     pub(super) fn finish_fan_out(
         &mut self,
         gw: &Gateway,
@@ -119,154 +109,31 @@ impl Exchange {
             targets,
             answers,
         } = state;
-        if let Op::Resolve(r) = op {
-            let answer = answers.into_iter().next().flatten();
-            return self.finish_resolve(gw, *r, id.unwrap_or(Value::Null), answer);
+        match op {
+            Op::Resolve(r) => {
+                let answer = answers.into_iter().next().flatten();
+                return self.finish_resolve(gw, *r, id.unwrap_or(Value::Null), answer);
+            }
+            Op::CallThrough => {
+                let answer = answers.into_iter().next().flatten();
+                return self.finish_call_through(gw, targets[0], id, answer);
+            }
+            _ => {}
         }
-        if let Op::CallThrough = op {
-            // The upstream's own answer, error or not, as a single JSON response.
-            let want = id.clone().unwrap_or(Value::Null);
-            let upstream = &gw.config.upstreams[targets[0]];
-            let answer = answers
-                .into_iter()
-                .next()
-                .flatten()
-                .unwrap_or_else(|| Err("no answer".into()));
-            return match answer.and_then(|a| {
-                if (200..300).contains(&a.status) {
-                    mcp::find_response(&a.content_type, &a.body, &want)
-                } else {
-                    Err(http_failure(a.status, &a.body, upstream.timeout_ms))
-                }
-            }) {
-                Ok(response) => Step::Respond(json_reply(200, response.to_string())),
-                Err(why) => Step::Respond(json_reply(
-                    200,
-                    error_body_value(
-                        Some(&want),
-                        UPSTREAM_ERROR,
-                        &format!(
-                            "Upstream {:?} {why}{}",
-                            upstream.name,
-                            via_note(&upstream.via)
-                        ),
-                    ),
-                )),
-            };
-        }
-        let id_ref = id.as_ref();
-        let mut ok: Vec<(usize, CalloutAnswer, Value)> = Vec::new();
-        // List results stay text: only names are read and rewritten.
-        let mut lists: Vec<(usize, aggregate::Page)> = Vec::new();
-        let prefixed = self.prefixed(gw);
-        let ruled = gw.prefixed();
-        let mut failures: Vec<String> = Vec::new();
+        let mut done = Answered::default();
+        let want = id.clone().unwrap_or(Value::Null);
         for (call, answer) in answers.into_iter().enumerate() {
             let upstream = &gw.config.upstreams[targets[call]];
-            let timeout = upstream.timeout_ms;
-            let outcome = answer
-                .unwrap_or_else(|| Err("no answer".into()))
-                .and_then(|a| {
-                    let expect_response = !matches!(op, Op::Delete)
-                        && !(matches!(
-                            op,
-                            Op::Broadcast {
-                                reply_result: false
-                            }
-                        ));
-                    if !(200..300).contains(&a.status) {
-                        return Err(http_failure(a.status, &a.body, timeout));
-                    }
-                    if !expect_response {
-                        return Ok((a, Value::Null, None));
-                    }
-                    let want = id.clone().unwrap_or(Value::Null);
-                    if let Op::List { kind, hits, .. } = &mut op {
-                        if let Some(page) = hits[call].take() {
-                            return Ok((a, Value::Null, Some(page)));
-                        }
-                        if a.body.len() as u64 > upstream.max_list_bytes {
-                            return Err(too_big(a.body.len(), upstream.max_list_bytes));
-                        }
-                        return match mcp::find_result_raw(&a.content_type, &a.body, &want)? {
-                            Ok(result) => {
-                                let prefixes = Prefixes {
-                                    name: &upstream.prefix,
-                                    uri: &upstream.uri_prefix,
-                                };
-                                let keep = |name: &str| {
-                                    *kind != ListKind::Tools
-                                        || glob::allowed(
-                                            &upstream.tools_include,
-                                            &upstream.tools_exclude,
-                                            name,
-                                        )
-                                };
-                                let page = aggregate::prefixed_page(
-                                    *kind,
-                                    &result,
-                                    prefixed.then_some(prefixes),
-                                    ruled.then_some(prefixes),
-                                    &gw.config.separator,
-                                    keep,
-                                )?;
-                                if page.items.len() as u64 > upstream.max_list_items {
-                                    return Err(format!(
-                                        "answered a page of {} items, more than its max_list_items of {}",
-                                        page.items.len(),
-                                        upstream.max_list_items
-                                    ));
-                                }
-                                Ok((a, Value::Null, Some(page)))
-                            }
-                            Err(err) => Err(format!(
-                                "answered with error {}: {}",
-                                err["code"],
-                                err["message"].as_str().unwrap_or_default()
-                            )),
-                        };
-                    }
-                    let response = mcp::find_response(&a.content_type, &a.body, &want)?;
-                    if let Some(err) = response.get("error") {
-                        return Err(format!(
-                            "answered with error {}: {}",
-                            err["code"],
-                            err["message"].as_str().unwrap_or_default()
-                        ));
-                    }
-                    let result = response["result"].clone();
-                    if matches!(op, Op::Initialize { .. }) {
-                        let v = result["protocolVersion"].as_str().unwrap_or_default();
-                        if !mcp::SUPPORTED_VERSIONS.contains(&v) {
-                            return Err(format!("negotiated protocol version {v:?}, which the gateway does not support"));
-                        }
-                    }
-                    Ok((a, result, None))
-                });
-            if let (Op::List { cache_keys, .. }, Ok((_, _, Some(list)))) = (&op, &outcome)
-                && let Some((key, generation)) = &cache_keys[call]
-            {
-                let expires = clock.now_ms.saturating_add(upstream.cache_ms);
-                let entry = cache_entry(*generation, expires, list);
-                gw.cache.put(key, entry.as_bytes());
-            }
-            if let Op::List { pages, slots, .. } = &mut op {
-                // A failed upstream is left out of the following pages too.
-                pages[slots[call]] = match &outcome {
-                    Ok((_, _, list)) => list
-                        .as_ref()
-                        .and_then(|l| l.next_cursor.clone())
-                        .map_or(Page::Done, Page::At),
-                    Err(_) => Page::Done,
-                };
-            }
-            match outcome {
-                Ok((a, result, list)) => {
-                    if let Some(list) = list {
-                        lists.push((targets[call], list));
-                    }
-                    ok.push((targets[call], a, result));
-                }
+            let answer = answer.unwrap_or_else(|| Err("no answer".into()));
+            let of = Answer {
+                call,
+                upstream,
+                want: &want,
+            };
+            match self.read_answer(gw, &mut op, of, answer, clock) {
+                Ok(Read::Page(page)) => done.lists.push((targets[call], page)),
+                Ok(Read::Result(a, result)) => done.ok.push((targets[call], a, result)),
+                Ok(Read::Nothing) => {}
                 Err(why) => {
                     let line = format!(
                         "upstream {:?} failed during {}: {why}{}",
@@ -275,143 +142,120 @@ impl Exchange {
                         via_note(&upstream.via)
                     );
                     self.log.push(line.clone());
-                    failures.push(line);
+                    done.failures.push(line);
                 }
             }
         }
+        let id = id.as_ref();
         if gw.config.fan_out == FanOut::FailClosed
-            && !failures.is_empty()
+            && !done.failures.is_empty()
             && !matches!(op, Op::Delete)
         {
             return Step::Respond(json_reply(
                 200,
-                error_body_value(id_ref, UPSTREAM_ERROR, &capitalize(&failures.join("; "))),
+                error_body_value(id, UPSTREAM_ERROR, &capitalize(&done.failures.join("; "))),
             ));
         }
         match op {
-            Op::Initialize { version } => {
-                if ok.is_empty() {
-                    return Step::Respond(json_reply(
-                        200,
-                        error_body_value(
-                            id_ref,
-                            UPSTREAM_ERROR,
-                            &format!("No upstream could be initialized: {}", failures.join("; ")),
-                        ),
-                    ));
-                }
-                let (result, version) = match (self.scope, ok.first()) {
-                    // An upstream's own endpoint is that upstream: its own answer, its
-                    // version; its own stream is routed to it.
-                    (Scope::Upstream(_), Some((_, _, own))) => (
-                        own.clone(),
-                        own["protocolVersion"]
-                            .as_str()
-                            .unwrap_or(version)
-                            .to_string(),
-                    ),
-                    _ => {
-                        let joined: Vec<mcp::Joined<'_>> = ok
-                            .iter()
-                            .map(|(u, _, r)| mcp::Joined {
-                                name: &gw.config.upstreams[*u].name,
-                                result: r,
-                            })
-                            .collect();
-                        let merged = mcp::merged_initialize(
-                            version,
-                            &gw.config.server_name,
-                            &gw.config.server_version,
-                            &joined,
-                            gw.config.get_stream,
-                        );
-                        (merged, version.to_string())
-                    }
-                };
-                let session = Session {
-                    identity: self.identity_key(),
-                    protocol_version: version.clone(),
-                    issued_at: clock.now_s,
-                    upstreams: ok
-                        .iter()
-                        .map(|(u, a, r)| UpstreamSession {
-                            name: gw.config.upstreams[*u].name.clone(),
-                            session_id: a.session_id.clone(),
-                            protocol_version: r["protocolVersion"]
-                                .as_str()
-                                .unwrap_or(&version)
-                                .to_string(),
-                            capabilities: mcp::capability_bits(r),
-                        })
-                        .collect(),
-                };
-                let token = session::seal(&gw.key, &session, &clock.seed);
-                let mut reply =
-                    json_reply(200, result_body(id_ref.unwrap_or(&Value::Null), result));
-                reply.headers.push((SESSION_HEADER.into(), token));
-                Step::Respond(reply)
-            }
-            Op::List {
-                kind,
-                pages,
-                session,
-                ..
-            } => {
-                // A client never sees what it may not use.
-                let what = match kind {
-                    ListKind::Tools => Kind::Tool,
-                    ListKind::Prompts => Kind::Prompt,
-                    ListKind::Resources | ListKind::ResourceTemplates => Kind::Resource,
-                };
-                let permit =
-                    |name: &str| gw.config.access.is_none() || self.permits(gw, what, name);
-                if kind == ListKind::Tools {
-                    // Every tool the gateway offers, whoever may call it.
-                    gw.learn_tools(
-                        lists
-                            .iter()
-                            .flat_map(|(_, page)| &page.items)
-                            .map(aggregate::Item::rule_name),
-                    );
-                }
-                let items = lists
-                    .iter()
-                    .filter(|(u, _)| {
-                        self.permits(gw, Kind::Upstream, &gw.config.upstreams[*u].name)
-                    })
-                    .flat_map(|(_, page)| &page.items)
-                    .filter(|i| permit(i.rule_name()))
-                    .map(|i| i.text.as_str());
-                let cursor = pages.iter().any(|p| matches!(p, Page::At(_))).then(|| {
-                    let cursor = Cursor {
-                        k: kind.method().to_string(),
-                        s: session,
-                        p: pages,
-                    };
-                    session::seal_value(&gw.key, Sealed::Cursor, &cursor, &clock.seed)
-                });
-                let result = aggregate::list_result(kind, items, cursor.as_deref());
-                Step::Respond(json_reply(
-                    200,
-                    format!(
-                        r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#,
-                        id_ref.unwrap_or(&Value::Null)
-                    ),
-                ))
-            }
-            Op::Broadcast { reply_result } => {
-                Step::Respond(self.broadcast_reply(id_ref, reply_result))
-            }
-            // Handled before the loop above.
-            Op::Resolve(_) | Op::CallThrough => Step::Respond(json_reply(
-                500,
-                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
-            )),
+            Op::Initialize { version } => self.finish_initialize(gw, version, id, done, clock),
+            Op::List(list) => self.finish_list(gw, *list, id, &done.lists, clock),
+            Op::Broadcast { reply_result } => Step::Respond(broadcast_reply(id, reply_result)),
             Op::Delete => Step::Respond(Reply {
                 status: 200,
                 headers: vec![],
                 body: vec![],
             }),
+            // Answered before the loop above.
+            Op::Resolve(_) | Op::CallThrough => Step::Respond(json_reply(
+                500,
+                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
+            )),
         }
     }
+
+    /// One upstream's answer to a fan-out, as far as `op` needs it read.
+    fn read_answer(
+        &mut self,
+        gw: &Gateway,
+        op: &mut Op,
+        of: Answer<'_>,
+        answer: Result<CalloutAnswer, String>,
+        clock: &Clock,
+    ) -> Result<Read, String> {
+        let ok = |a: CalloutAnswer| {
+            if (200..300).contains(&a.status) {
+                Ok(a)
+            } else {
+                Err(http_failure(a.status, &a.body, of.upstream.timeout_ms))
+            }
+        };
+        let a = match op {
+            Op::List(list) => {
+                let page = answer
+                    .and_then(ok)
+                    .and_then(|a| self.read_page(gw, list, &of, &a, clock));
+                // A failed upstream is left out of the following pages too.
+                list.advance(of.call, page.as_ref().ok());
+                return page.map(Read::Page);
+            }
+            _ => answer.and_then(ok)?,
+        };
+        if matches!(
+            op,
+            Op::Delete
+                | Op::Broadcast {
+                    reply_result: false
+                }
+        ) {
+            return Ok(Read::Nothing);
+        }
+        let response = mcp::find_response(&a.content_type, &a.body, of.want)?;
+        if let Some(err) = response.get("error") {
+            return Err(upstream_error(err));
+        }
+        let result = response["result"].clone();
+        if matches!(op, Op::Initialize { .. }) {
+            let v = result["protocolVersion"].as_str().unwrap_or_default();
+            if !mcp::SUPPORTED_VERSIONS.contains(&v) {
+                return Err(format!(
+                    "negotiated protocol version {v:?}, which the gateway does not support"
+                ));
+            }
+        }
+        Ok(Read::Result(a, result))
+    }
+}
+
+/// Which answer of a fan-out is read: the call, its upstream, and the id the answer has.
+pub(super) struct Answer<'a> {
+    pub(super) call: usize,
+    pub(super) upstream: &'a Upstream,
+    pub(super) want: &'a Value,
+}
+
+/// What a fan-out's answers gave, in call order.
+#[derive(Default)]
+pub(super) struct Answered {
+    /// Upstream index, its answer and the `result` read from it.
+    pub(super) ok: Vec<(usize, CalloutAnswer, Value)>,
+    /// Upstream index and its page (list results stay text: only names are read).
+    pub(super) lists: Vec<(usize, aggregate::Page)>,
+    /// One line per upstream that failed, for the log and a fail-closed answer.
+    pub(super) failures: Vec<String>,
+}
+
+/// What was read from one answer.
+enum Read {
+    Nothing,
+    Result(CalloutAnswer, Value),
+    Page(aggregate::Page),
+}
+
+/// An upstream's JSON-RPC error, as the reason its part of a fan-out failed.
+pub(super) fn upstream_error(err: &Value) -> String {
+    format!(
+        "answered with error {}: {}",
+        err["code"],
+        err["message"].as_str().unwrap_or_default()
+    )
 }

@@ -187,7 +187,7 @@ impl Exchange {
         }
         if targets.is_empty() {
             self.state = State::Done;
-            return Step::Respond(self.broadcast_reply(id.as_ref(), reply_result));
+            return Step::Respond(broadcast_reply(id.as_ref(), reply_result));
         }
         self.state = State::FanOut(FanOutState {
             op: Op::Broadcast { reply_result },
@@ -196,17 +196,6 @@ impl Exchange {
             targets,
         });
         Step::AwaitCallouts(callouts)
-    }
-
-    pub(super) fn broadcast_reply(&self, id: Option<&Value>, reply_result: bool) -> Reply {
-        match (reply_result, id) {
-            (true, Some(id)) => json_reply(200, result_body(id, json!({}))),
-            _ => Reply {
-                status: 202,
-                headers: vec![],
-                body: vec![],
-            },
-        }
     }
 
     pub(super) fn delete(&mut self, gw: &Gateway, session_id: Option<&str>) -> Step {
@@ -247,5 +236,90 @@ impl Exchange {
             targets,
         });
         Step::AwaitCallouts(callouts)
+    }
+
+    /// Every upstream answered `initialize` (or failed): one session sealed over theirs, and
+    /// the merged answer (an upstream's own endpoint answers as that upstream).
+    pub(super) fn finish_initialize(
+        &mut self,
+        gw: &Gateway,
+        version: &'static str,
+        id: Option<&Value>,
+        done: Answered,
+        clock: &Clock,
+    ) -> Step {
+        let ok = done.ok;
+        if ok.is_empty() {
+            let message = format!(
+                "No upstream could be initialized: {}",
+                done.failures.join("; ")
+            );
+            return Step::Respond(json_reply(
+                200,
+                error_body_value(id, UPSTREAM_ERROR, &message),
+            ));
+        }
+        let (result, version) = match (self.scope, ok.first()) {
+            // An upstream's own endpoint is that upstream: its own answer, its version; its
+            // own stream is routed to it.
+            (Scope::Upstream(_), Some((_, _, own))) => (
+                own.clone(),
+                own["protocolVersion"]
+                    .as_str()
+                    .unwrap_or(version)
+                    .to_string(),
+            ),
+            _ => {
+                let joined: Vec<mcp::Joined<'_>> = ok
+                    .iter()
+                    .map(|(u, _, r)| mcp::Joined {
+                        name: &gw.config.upstreams[*u].name,
+                        result: r,
+                    })
+                    .collect();
+                let merged = mcp::merged_initialize(
+                    version,
+                    &gw.config.server_name,
+                    &gw.config.server_version,
+                    &joined,
+                    gw.config.get_stream,
+                );
+                (merged, version.to_string())
+            }
+        };
+        let session = Session {
+            identity: self.identity_key(),
+            protocol_version: version.clone(),
+            issued_at: clock.now_s,
+            upstreams: ok
+                .iter()
+                .map(|(u, a, r)| UpstreamSession {
+                    name: gw.config.upstreams[*u].name.clone(),
+                    session_id: a.session_id.clone(),
+                    protocol_version: r["protocolVersion"]
+                        .as_str()
+                        .unwrap_or(&version)
+                        .to_string(),
+                    capabilities: mcp::capability_bits(r),
+                })
+                .collect(),
+        };
+        let token = session::seal(&gw.key, &session, &clock.seed);
+        let mut reply = json_reply(200, result_body(id.unwrap_or(&Value::Null), result));
+        reply.headers.push((SESSION_HEADER.into(), token));
+        Step::Respond(reply)
+    }
+}
+
+/// The answer to a broadcast: `{}` for a request (`logging/setLevel`), 202 for a
+/// notification.
+pub(super) fn broadcast_reply(id: Option<&Value>, reply_result: bool) -> Reply {
+    match (reply_result, id) {
+        (true, Some(id)) => json_reply(200, result_body(id, json!({}))),
+        _ => Reply {
+            status: 202,
+            headers: vec![],
+            body: vec![],
+        },
     }
 }

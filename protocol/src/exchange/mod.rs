@@ -46,11 +46,13 @@ pub use steps::{Callout, CalloutAnswer, Clock, Reply, RequestHead, ResponseStep,
 pub use stream::LIST_CHANGED_MARKER;
 
 use failure::*;
-use fan_out::{FanOutState, Op};
+use fan_out::{Answer, Answered, FanOutState, Op, upstream_error};
+use lifecycle::broadcast_reply;
 use lists::*;
 use resolve::Resolve;
 use response::*;
 use route::*;
+use route::{Addressed, UriUse};
 use steps::*;
 use stream::*;
 

@@ -1,11 +1,16 @@
+//! Shortened names: a name over MCP's 64 characters is listed as `<head>~<digest>`; a call
+//! with it is resolved by listing its upstream's names (page by page) and is then made by
+//! the filter itself with the real name.
+
 use super::*;
 
+/// A name being resolved: the request that used it and where its upstream's listing stands.
 #[derive(Debug)]
 pub(super) struct Resolve {
-    pub(super) kind: ListKind,
+    pub(super) kind: Kind,
     pub(super) method: String,
     pub(super) params: Value,
-    pub(super) field: Vec<String>,
+    pub(super) field: &'static [&'static str],
     pub(super) requested: String,
     pub(super) upstream: usize,
     pub(super) session_id: Option<String>,
@@ -13,21 +18,25 @@ pub(super) struct Resolve {
     pub(super) pages: usize,
 }
 
+impl Resolve {
+    fn list(&self) -> ListKind {
+        ListKind::naming(self.kind).unwrap_or(ListKind::Tools)
+    }
+}
+
+/// Listing stops after this many pages of one upstream.
+const MAX_PAGES: usize = 50;
+
 impl Exchange {
     /// Starts resolving a shortened name: the first page of its upstream's names. `None` when
     /// no upstream of the session can have given it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn resolve(
         &mut self,
         gw: &Gateway,
         session: &Session,
-        id: &RawValue,
-        method: &str,
-        params: &Value,
-        field: &[&str],
-        requested: &str,
-        what: &str,
+        req: &Addressed<'_>,
     ) -> Option<Step> {
+        let requested = req.requested.as_str();
         let (index, upstream) = match self.scope {
             Scope::Upstream(index) => (index, &gw.config.upstreams[index]),
             // The shortened name's head may end inside a long prefix, before any separator:
@@ -47,27 +56,22 @@ impl Exchange {
             Scope::Aggregated => (0, gw.config.upstreams.first()?),
         };
         let us = session.upstream(&upstream.name)?;
-        let kind = if what == "tool" {
-            ListKind::Tools
-        } else {
-            ListKind::Prompts
-        };
         let resolve = Resolve {
-            kind,
-            method: method.to_string(),
-            params: params.clone(),
-            field: field.iter().map(|f| f.to_string()).collect(),
+            kind: req.kind,
+            method: req.method.to_string(),
+            params: req.params.clone(),
+            field: req.field,
             requested: requested.to_string(),
             upstream: index,
             session_id: us.session_id.clone(),
             version: us.protocol_version.clone(),
             pages: 0,
         };
-        let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
+        let id_value: Value = serde_json::from_str(req.id.get()).unwrap_or(Value::Null);
         Some(self.resolve_page(gw, id_value, Box::new(resolve), None))
     }
 
-    pub(super) fn resolve_page(
+    fn resolve_page(
         &mut self,
         gw: &Gateway,
         id: Value,
@@ -75,7 +79,7 @@ impl Exchange {
         cursor: Option<String>,
     ) -> Step {
         r.pages += 1;
-        let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": r.kind.method()});
+        let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": r.list().method()});
         if let Some(c) = cursor {
             msg["params"] = json!({"cursor": c});
         }
@@ -97,6 +101,8 @@ impl Exchange {
         Step::AwaitCallouts(vec![call])
     }
 
+    /// A page of the upstream's names: call the one the shortened name stands for, or ask
+    /// for the next page.
     pub(super) fn finish_resolve(
         &mut self,
         gw: &Gateway,
@@ -117,21 +123,18 @@ impl Exchange {
         let result = match listed {
             Ok(result) => result,
             Err(why) => {
+                let message = format!(
+                    "Upstream {:?} could not list its names: {why}",
+                    upstream.name
+                );
                 return Step::Respond(json_reply(
                     200,
-                    error_body_value(
-                        Some(&id),
-                        UPSTREAM_ERROR,
-                        &format!(
-                            "Upstream {:?} could not list its names: {why}",
-                            upstream.name
-                        ),
-                    ),
+                    error_body_value(Some(&id), UPSTREAM_ERROR, &message),
                 ));
             }
         };
         let prefix = self.prefixed(gw).then_some(upstream.prefix.as_str());
-        let found = result[r.kind.key()]
+        let found = result[r.list().key()]
             .as_array()
             .into_iter()
             .flatten()
@@ -143,72 +146,12 @@ impl Exchange {
                 };
                 naming::shorten(&full) == r.requested
             });
-        let what = if r.kind == ListKind::Tools {
-            "tool"
-        } else {
-            "prompt"
-        };
         if let Some(name) = found {
-            // Rules know it by its full name on the aggregated endpoint.
-            let full = if gw.prefixed() {
-                naming::prefix_name(&upstream.prefix, &gw.config.separator, name)
-            } else {
-                name.to_string()
-            };
-            if r.method == "tools/call" {
-                self.audit.tool_series = gw.tool_series(&full);
-            }
-            let kind = if r.kind == ListKind::Tools {
-                Kind::Tool
-            } else {
-                Kind::Prompt
-            };
-            if !self.permits(gw, kind, &full) {
-                self.state = State::Done;
-                return Step::Respond(json_reply(
-                    200,
-                    error_body_value(
-                        Some(&id),
-                        ACCESS_DENIED,
-                        &format!("Access denied: this client may not use {what} {full:?}"),
-                    ),
-                ));
-            }
-            if r.kind == ListKind::Tools
-                && !glob::allowed(&upstream.tools_include, &upstream.tools_exclude, name)
-            {
-                return Step::Respond(json_reply(
-                    200,
-                    error_body_value(
-                        Some(&id),
-                        code::INVALID_PARAMS,
-                        &format!("Unknown tool: {:?}", r.requested),
-                    ),
-                ));
-            }
-            let mut params = r.params;
-            let field: Vec<&str> = r.field.iter().map(String::as_str).collect();
-            set_path(&mut params, &field, Value::String(name.to_string()));
-            let body = json!({"jsonrpc": "2.0", "id": id, "method": r.method, "params": params})
-                .to_string();
-            let call = callout(
-                0,
-                upstream,
-                "POST",
-                r.session_id.as_deref(),
-                Some(&r.version),
-                body.as_bytes(),
-            );
-            self.state = State::FanOut(FanOutState {
-                targets: vec![r.upstream],
-                op: Op::CallThrough,
-                id: Some(id),
-                answers: vec![None],
-            });
-            return Step::AwaitCallouts(vec![call]);
+            let name = name.to_string();
+            return self.call_resolved(gw, r, id, &name);
         }
         match result["nextCursor"].as_str() {
-            Some(c) if r.pages < 50 => {
+            Some(c) if r.pages < MAX_PAGES => {
                 let c = c.to_string();
                 self.resolve_page(gw, id, Box::new(r), Some(c))
             }
@@ -217,9 +160,94 @@ impl Exchange {
                 error_body_value(
                     Some(&id),
                     code::INVALID_PARAMS,
-                    &format!("Unknown {what}: {:?}", r.requested),
+                    &format!("Unknown {}: {:?}", r.kind.noun(), r.requested),
                 ),
             )),
+        }
+    }
+
+    /// The call with the real `name`, once the client may make it.
+    fn call_resolved(&mut self, gw: &Gateway, r: Resolve, id: Value, name: &str) -> Step {
+        let upstream = &gw.config.upstreams[r.upstream];
+        // Rules know it by its full name on the aggregated endpoint.
+        let full = Self::rule_name(gw, upstream, name);
+        if r.method == "tools/call" {
+            self.audit.tool_series = gw.tool_series(&full);
+        }
+        if !self.permits(gw, r.kind, &full) {
+            self.state = State::Done;
+            let message = format!(
+                "Access denied: this client may not use {} {full:?}",
+                r.kind.noun()
+            );
+            return Step::Respond(json_reply(
+                200,
+                error_body_value(Some(&id), ACCESS_DENIED, &message),
+            ));
+        }
+        if r.kind == Kind::Tool
+            && !glob::allowed(&upstream.tools_include, &upstream.tools_exclude, name)
+        {
+            return Step::Respond(json_reply(
+                200,
+                error_body_value(
+                    Some(&id),
+                    code::INVALID_PARAMS,
+                    &format!("Unknown tool: {:?}", r.requested),
+                ),
+            ));
+        }
+        let mut params = r.params;
+        set_path(&mut params, r.field, Value::String(name.to_string()));
+        let body =
+            json!({"jsonrpc": "2.0", "id": id, "method": r.method, "params": params}).to_string();
+        let call = callout(
+            0,
+            upstream,
+            "POST",
+            r.session_id.as_deref(),
+            Some(&r.version),
+            body.as_bytes(),
+        );
+        self.state = State::FanOut(FanOutState {
+            targets: vec![r.upstream],
+            op: Op::CallThrough,
+            id: Some(id),
+            answers: vec![None],
+        });
+        Step::AwaitCallouts(vec![call])
+    }
+
+    /// The upstream's own answer to the resolved call, error or not, as one JSON response.
+    pub(super) fn finish_call_through(
+        &mut self,
+        gw: &Gateway,
+        target: usize,
+        id: Option<Value>,
+        answer: Option<Result<CalloutAnswer, String>>,
+    ) -> Step {
+        let want = id.unwrap_or(Value::Null);
+        let upstream = &gw.config.upstreams[target];
+        let answer = answer.unwrap_or_else(|| Err("no answer".into()));
+        match answer.and_then(|a| {
+            if (200..300).contains(&a.status) {
+                mcp::find_response(&a.content_type, &a.body, &want)
+            } else {
+                Err(http_failure(a.status, &a.body, upstream.timeout_ms))
+            }
+        }) {
+            Ok(response) => Step::Respond(json_reply(200, response.to_string())),
+            Err(why) => {
+                let message = format!(
+                    "Upstream {:?} {why}{}",
+                    upstream.name,
+                    via_note(&upstream.via)
+                );
+                Step::Respond(json_reply(
+                    200,
+                    error_body_value(Some(&want), UPSTREAM_ERROR, &message),
+                ))
+            }
         }
     }
 }

@@ -49,23 +49,44 @@ pub fn forwarded_request_header(name: &str) -> bool {
         )
 }
 
+/// A request that names one tool, prompt or resource: `tools/call`, `prompts/get`,
+/// `resources/read`, `resources/(un)subscribe`, `completion/complete`.
+#[derive(Debug)]
+pub(super) struct Addressed<'a> {
+    pub(super) id: &'a RawValue,
+    pub(super) method: &'a str,
+    pub(super) params: Value,
+    /// Where the name or URI is inside `params` (`["name"]`, `["ref", "uri"]`).
+    pub(super) field: &'static [&'static str],
+    /// What it names.
+    pub(super) kind: Kind,
+    /// The name or URI as the client sent it.
+    pub(super) requested: String,
+}
+
+/// How a URI is judged and its answer treated.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct UriUse {
+    /// The answer names URIs of the upstream (`resources/read`): prefix them back.
+    pub(super) rewrite_answer: bool,
+    /// The URI is a URI template (a `completion/complete` reference): judged normalized but
+    /// sent as the client wrote it, so the upstream finds its template.
+    pub(super) template: bool,
+}
+
 impl Exchange {
-    #[allow(clippy::too_many_arguments)]
+    /// Routes a request that names a tool or prompt to the upstream whose prefix the name has,
+    /// with the prefix stripped; a shortened name is resolved first.
     pub(super) fn route_by_name(
         &mut self,
         gw: &Gateway,
         session: Session,
-        id: &RawValue,
-        method: &str,
-        params: Value,
-        field: &[&str],
-        prefixed: &str,
-        what: &str,
+        req: Addressed<'_>,
     ) -> Step {
+        let prefixed = req.requested.as_str();
         self.audit.name = prefixed.to_string();
         if naming::looks_shortened(prefixed)
-            && let Some(step) =
-                self.resolve(gw, &session, id, method, &params, field, prefixed, what)
+            && let Some(step) = self.resolve(gw, &session, &req)
         {
             return step;
         }
@@ -80,27 +101,23 @@ impl Exchange {
         .filter(|(u, _)| session.upstream(&u.name).is_some());
         // A tool the gateway does not offer (tools.include / exclude) is unknown, and said so.
         let filtered_out = found.is_some_and(|(u, name)| {
-            what == "tool" && !glob::allowed(&u.tools_include, &u.tools_exclude, name)
+            req.kind == Kind::Tool && !glob::allowed(&u.tools_include, &u.tools_exclude, name)
         });
         let found = found.filter(|_| !filtered_out);
-        let kind = if what == "tool" {
-            Kind::Tool
-        } else {
-            Kind::Prompt
-        };
         if let Some((u, name)) = found {
             let full = Self::rule_name(gw, u, name);
-            if method == "tools/call" {
+            if req.method == "tools/call" {
                 self.audit.tool_series = gw.tool_series(&full);
             }
-            if !(self.permits(gw, Kind::Upstream, &u.name) && self.permits(gw, kind, &full)) {
+            if !(self.permits(gw, Kind::Upstream, &u.name) && self.permits(gw, req.kind, &full)) {
                 self.audit.upstream = u.name.clone();
-                return self.denied(id, what, &full);
+                return self.denied(req.id, req.kind, &full);
             }
-        } else if method == "tools/call" {
+        } else if req.method == "tools/call" {
             self.audit.tool_series = UNKNOWN_TOOL.into();
         }
-        let unknown = || {
+        let what = req.kind.noun();
+        let found = found.map(|(u, name)| (u, name.to_string())).ok_or_else(|| {
             if filtered_out {
                 format!("Unknown {what}: {prefixed:?} (the gateway does not offer it)")
             } else {
@@ -108,28 +125,20 @@ impl Exchange {
                     "Unknown {what}: {prefixed:?} (no upstream of this session has that prefix)"
                 )
             }
-        };
-        self.route_found(
-            gw, &session, id, method, params, field, found, unknown, false,
-        )
+        });
+        self.route_found(gw, &session, req, found, false)
     }
 
-    /// `template`: the URI is a URI template (a `completion/complete` reference), which is
-    /// judged normalized but sent as the client wrote it, so the upstream finds its template.
-    #[allow(clippy::too_many_arguments)]
+    /// Routes a request that names a resource (or a template) by its URI's prefix.
     pub(super) fn route_by_uri(
         &mut self,
         gw: &Gateway,
         session: Session,
-        id: &RawValue,
-        method: &str,
-        params: Value,
-        field: &[&str],
-        requested: &str,
-        rewrite_answer: bool,
-        template: bool,
+        req: Addressed<'_>,
+        how: UriUse,
     ) -> Step {
-        let normalized = if template {
+        let requested = req.requested.as_str();
+        let normalized = if how.template {
             crate::uri::normalize_template(requested)
         } else {
             crate::uri::normalize(requested)
@@ -141,7 +150,7 @@ impl Exchange {
                 self.state = State::Done;
                 return error_reply(
                     200,
-                    Some(id),
+                    Some(req.id),
                     code::INVALID_PARAMS,
                     &format!("Invalid params: {e}"),
                 );
@@ -168,7 +177,7 @@ impl Exchange {
                 && self.permits(gw, Kind::Resource, &full))
             {
                 self.audit.upstream = u.name.clone();
-                return self.denied(id, "resource", &full);
+                return self.denied(req.id, Kind::Resource, &full);
             }
         }
         // A template goes as the client spelled it, without the prefix.
@@ -176,45 +185,35 @@ impl Exchange {
             (Scope::Aggregated, true) => naming::split_uri(requested).map_or(requested, |(_, u)| u),
             _ => requested,
         };
-        let found = found.map(|(u, uri)| (u, if template { as_sent } else { uri }));
-        let unknown = || {
-            format!(
-                "Unknown resource: {requested:?} (no upstream of this session has that URI prefix)"
-            )
-        };
-        self.route_found(
-            gw,
-            &session,
-            id,
-            method,
-            params,
-            field,
-            found,
-            unknown,
-            rewrite_answer,
-        )
+        let found = found
+            .map(|(u, uri)| (u, if how.template { as_sent } else { uri }.to_string()))
+            .ok_or_else(|| {
+                format!(
+                    "Unknown resource: {requested:?} (no upstream of this session has that URI prefix)"
+                )
+            });
+        self.route_found(gw, &session, req, found, how.rewrite_answer)
     }
 
     /// Routes to the upstream a prefixed name or URI was found to belong to, with the
-    /// unprefixed one in `params`; or answers `-32602` with `unknown()` when none was found.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn route_found(
+    /// unprefixed one in `params`; or answers `-32602` with why none was found.
+    fn route_found(
         &mut self,
         gw: &Gateway,
         session: &Session,
-        id: &RawValue,
-        method: &str,
-        mut params: Value,
-        field: &[&str],
-        found: Option<(&Upstream, &str)>,
-        unknown: impl FnOnce() -> String,
+        req: Addressed<'_>,
+        found: Result<(&Upstream, String), String>,
         prefix_answer_uris: bool,
     ) -> Step {
-        let Some((upstream, unprefixed)) = found else {
-            self.state = State::Done;
-            return error_reply(200, Some(id), code::INVALID_PARAMS, &unknown());
+        let (upstream, unprefixed) = match found {
+            Ok(found) => found,
+            Err(unknown) => {
+                self.state = State::Done;
+                return error_reply(200, Some(req.id), code::INVALID_PARAMS, &unknown);
+            }
         };
-        set_path(&mut params, field, Value::String(unprefixed.to_string()));
+        let mut params = req.params;
+        set_path(&mut params, req.field, Value::String(unprefixed));
         let uri_prefix =
             (prefix_answer_uris && self.prefixed(gw)).then(|| upstream.uri_prefix.clone());
         let name = upstream.name.clone();
@@ -222,8 +221,8 @@ impl Exchange {
             gw,
             session,
             &name,
-            Some(id),
-            Some((method, params)),
+            Some(req.id),
+            Some((req.method, params)),
             uri_prefix,
         )
     }
