@@ -81,6 +81,114 @@ pub fn session_digest(token: &str) -> String {
         .collect()
 }
 
+/// The client as the audit log names it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    /// [`crate::access::Identity::key`], empty without clients.
+    pub identity: String,
+    /// [`session_digest`] of the session header (only with an audit log).
+    pub session: String,
+    /// The bridge sent the request on the client's behalf.
+    pub via_bridge: bool,
+}
+
+/// How a request ended, as the shell saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    /// The HTTP status the client gets.
+    pub status: u16,
+    /// The JSON-RPC error code in it, when the gateway read it.
+    pub rpc_code: Option<i64>,
+    /// Envoy's `response.code_details`.
+    pub details: Option<&'a str>,
+}
+
+/// What the shell writes once a request's outcome is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Properties the access log reads (Envoy keeps them as filter state); only with an audit
+    /// log, empty values left out.
+    pub properties: Vec<(&'static str, String)>,
+    /// Counters to increment by one.
+    pub counters: Vec<String>,
+    /// Histograms and the value to record.
+    pub histograms: Vec<(String, u64)>,
+}
+
+/// The audit line's fields and the metric updates of one request. Metrics count MCP
+/// requests: one refused before its body was read has no method (its audit line has the
+/// status and class).
+pub fn record(
+    audit: &Audit,
+    client: &Client,
+    audit_log: bool,
+    outcome: Outcome<'_>,
+    latency_ms: u64,
+) -> Record {
+    let class = class(outcome.status, outcome.rpc_code, outcome.details);
+    let mut record = Record::default();
+    if audit_log {
+        let code = outcome.rpc_code.map(|c| c.to_string()).unwrap_or_default();
+        let via = if client.via_bridge { "bridge" } else { "" };
+        record.properties = [
+            ("switchboard_identity", client.identity.as_str()),
+            ("switchboard_session", client.session.as_str()),
+            ("switchboard_method", audit.method.as_str()),
+            ("switchboard_name", audit.name.as_str()),
+            ("switchboard_upstream", audit.upstream.as_str()),
+            ("switchboard_rpc_code", code.as_str()),
+            ("switchboard_class", class.unwrap_or("")),
+            ("switchboard_via", via),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k, v.to_string()))
+        .collect();
+    }
+    if audit.method.is_empty() {
+        return record;
+    }
+    // Fan-outs (initialize, lists) and answers of the gateway's own count apart.
+    let upstream = match audit.upstream.as_str() {
+        "" => "gateway",
+        "*" => "fan_out",
+        u => u,
+    };
+    let mut series = vec![format!("switchboard.upstream.{}", stat_name(upstream))];
+    if audit.method == "tools/call" {
+        // Only tools the gateway listed have a series of their own.
+        let tool = if audit.tool_series.is_empty() {
+            crate::exchange::UNKNOWN_TOOL
+        } else {
+            audit.tool_series.as_str()
+        };
+        series.push(format!("switchboard.tool.{}", stat_name(tool)));
+    }
+    for base in series {
+        record.counters.push(format!("{base}.calls"));
+        if let Some(class) = class {
+            record.counters.push(format!("{base}.errors.{class}"));
+        }
+        record
+            .histograms
+            .push((format!("{base}.latency_ms"), latency_ms));
+    }
+    record
+}
+
+/// A name as one segment of a stat name: what Envoy's stats would split on becomes `_`.
+pub fn stat_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +232,74 @@ mod tests {
         );
         assert_eq!(error_code(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#), None);
         assert_eq!(session_digest("sb1.abc").len(), 16);
+    }
+
+    #[test]
+    fn a_record_names_the_series_and_the_audit_fields() {
+        let audit = Audit {
+            method: "tools/call".into(),
+            name: "gh__create.issue".into(),
+            upstream: "gh".into(),
+            tool_series: "gh__create.issue".into(),
+        };
+        let client = Client {
+            identity: "ci".into(),
+            ..Default::default()
+        };
+        let failed = Outcome {
+            status: 200,
+            rpc_code: Some(UPSTREAM_TIMEOUT),
+            details: None,
+        };
+        let r = record(&audit, &client, true, failed, 7);
+        assert_eq!(
+            r.counters,
+            [
+                "switchboard.upstream.gh.calls",
+                "switchboard.upstream.gh.errors.upstream_timeout",
+                "switchboard.tool.gh__create_issue.calls",
+                "switchboard.tool.gh__create_issue.errors.upstream_timeout",
+            ]
+        );
+        assert_eq!(
+            r.histograms[1],
+            ("switchboard.tool.gh__create_issue.latency_ms".into(), 7)
+        );
+        assert!(
+            r.properties
+                .contains(&("switchboard_class", "upstream_timeout".into()))
+        );
+        assert!(
+            !r.properties.iter().any(|(k, _)| *k == "switchboard_via"),
+            "empty values are left out"
+        );
+
+        // No audit log: no properties; a tool never listed counts as unknown; a request with
+        // no method counts nowhere.
+        let unlisted = Audit {
+            tool_series: String::new(),
+            ..audit.clone()
+        };
+        let ok = Outcome {
+            status: 200,
+            rpc_code: None,
+            details: Some("via_upstream"),
+        };
+        let r = record(&unlisted, &client, false, ok, 1);
+        assert!(r.properties.is_empty());
+        assert_eq!(r.counters[1], "switchboard.tool.unknown.calls");
+        let refused = record(
+            &Audit::default(),
+            &client,
+            true,
+            Outcome { status: 401, ..ok },
+            1,
+        );
+        assert!(refused.counters.is_empty() && refused.histograms.is_empty());
+        assert!(
+            refused
+                .properties
+                .contains(&("switchboard_class", "client".into()))
+        );
     }
 }

@@ -24,6 +24,7 @@ pub use crate::wire::{
     VERSION_HEADER,
 };
 
+mod admission;
 mod dispatch;
 mod failure;
 mod fan_out;
@@ -38,6 +39,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+pub use admission::{Arrival, Headers, source_ip};
 pub use failure::too_big;
 pub use gateway::{Gateway, ListCache, NoCache, UNKNOWN_TOOL};
 pub use response::stripped_response_headers;
@@ -93,6 +95,14 @@ pub struct Exchange {
     pass_through: Vec<(String, String)>,
     audit: crate::audit::Audit,
     scope: Scope,
+    /// Milliseconds since the epoch when the request arrived, for its latency.
+    arrived_ms: u64,
+    /// CORS headers for the answer ([`Exchange::cors`]).
+    cors: Vec<(String, String)>,
+    /// The client as the audit log names it.
+    client: crate::audit::Client,
+    /// The outcome was recorded ([`Exchange::record`]).
+    recorded: bool,
 }
 
 impl Exchange {
@@ -108,6 +118,27 @@ impl Exchange {
     /// What the request was, as far as it is known.
     pub fn audit(&self) -> &crate::audit::Audit {
         &self.audit
+    }
+
+    /// The audit fields and metric updates of the request's outcome: once, the first time
+    /// it is known (`None` after).
+    pub fn record(
+        &mut self,
+        gw: &Gateway,
+        outcome: crate::audit::Outcome<'_>,
+        now_ms: u64,
+    ) -> Option<crate::audit::Record> {
+        if std::mem::replace(&mut self.recorded, true) {
+            return None;
+        }
+        let latency = now_ms.saturating_sub(self.arrived_ms);
+        Some(crate::audit::record(
+            &self.audit,
+            &self.client,
+            gw.config.audit,
+            outcome,
+            latency,
+        ))
     }
 
     fn identity_key(&self) -> Option<String> {

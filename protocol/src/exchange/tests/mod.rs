@@ -1,6 +1,7 @@
 //! The exchange driven as the shells drive it: helpers here, tests by concern beside.
 
 mod access;
+mod admission;
 mod failure;
 mod lifecycle;
 mod lists;

@@ -1,0 +1,181 @@
+//! Admission: everything decided from a request's headers before the exchange reads MCP —
+//! the CORS preflight, the Origin/Host check against DNS rebinding, who the client is, which
+//! of its headers upstreams may take by pass-through, and which headers never go further.
+//! The shell reads the headers, carries out the [`Arrival`] and records the outcome.
+
+use super::*;
+use crate::access::{Credentials, IDENTITY_HEADER, Identity};
+use crate::filter_config::ROUTE_HEADER;
+use crate::wire::LAST_EVENT_ID_HEADER;
+use std::net::IpAddr;
+
+/// A request's headers as the host gave them (any case).
+#[derive(Debug, Clone, Copy)]
+pub struct Headers<'a>(pub &'a [(String, String)]);
+
+impl Headers<'_> {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+/// What the shell does with a request's headers: edit them, then carry out `step`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arrival {
+    /// Request headers to remove: a route selector the client sent (only the gateway picks
+    /// routes), and the client's credentials (they never reach an upstream unasked).
+    pub remove: Vec<String>,
+    /// Request headers to set: the client's sealed identity on what goes to the bridge.
+    pub set: Vec<(String, String)>,
+    pub step: Step,
+}
+
+impl Exchange {
+    /// The headers phase of a request. `source` is the peer's address (a host lookup, made
+    /// only when clients are told apart by it).
+    pub fn on_arrival(
+        &mut self,
+        gw: &Gateway,
+        headers: Headers<'_>,
+        source: impl FnOnce() -> Option<IpAddr>,
+        clock: &Clock,
+    ) -> Arrival {
+        self.arrived_ms = clock.now_ms;
+        let mut remove: Vec<String> = Vec::new();
+        if headers.has(ROUTE_HEADER) {
+            remove.push(ROUTE_HEADER.into());
+        }
+        let answer = |step| Arrival {
+            remove: remove.clone(),
+            set: Vec::new(),
+            step,
+        };
+        let config = &gw.config;
+        let origin = headers.get("origin");
+        // A CORS preflight carries no credentials: answered before anything else.
+        if let Some(o) = origin
+            && headers.get(":method") == Some("OPTIONS")
+            && headers.has("access-control-request-method")
+            && let Some(grants) = config.preflight_headers(o)
+        {
+            self.state = State::Done;
+            return answer(Step::Respond(Reply {
+                status: 204,
+                headers: grants,
+                body: Vec::new(),
+            }));
+        }
+        self.cors = origin.map(|o| config.cors_headers(o)).unwrap_or_default();
+        // DNS rebinding: a page on another origin, or a name that resolves to us, gets 403.
+        if let Some(why) = config.refuses_origin(origin, headers.get(":authority")) {
+            self.state = State::Done;
+            return answer(error_reply(403, None, code::INVALID_REQUEST, &why));
+        }
+        let identity = match self.authenticate(gw, headers, source, clock.now_s) {
+            Ok(identity) => identity,
+            Err(step) => return answer(step),
+        };
+        let pass_through = pass_through(gw, headers);
+        remove.extend(
+            config
+                .credential_headers
+                .iter()
+                .filter(|n| headers.has(n))
+                .cloned(),
+        );
+        self.client.identity = identity.as_ref().map(Identity::key).unwrap_or_default();
+        self.client.via_bridge = identity.as_ref().is_some_and(|i| i.via_bridge);
+        if config.audit {
+            self.client.session = headers
+                .get(SESSION_HEADER)
+                .map(crate::audit::session_digest)
+                .unwrap_or_default();
+        }
+        let owned = |name: &str| headers.get(name).map(str::to_string);
+        let head = RequestHead {
+            method: owned(":method").unwrap_or_default(),
+            path: owned(":path").unwrap_or_default(),
+            session_id: owned(SESSION_HEADER),
+            protocol_version: owned(VERSION_HEADER),
+            last_event_id: owned(LAST_EVENT_ID_HEADER),
+            identity,
+            pass_through,
+        };
+        let step = self.on_request_headers(gw, &head, clock.now_s);
+        // What passes on untouched goes to the bridge (the merged stream, `/sse`), which
+        // serves it through the gateway again on the client's behalf: it gets the identity
+        // found here, sealed, so only an identity established here ever counts.
+        let set = match (&step, &head.identity) {
+            (Step::PassThrough, Some(who)) => {
+                vec![(IDENTITY_HEADER.to_string(), gw.relay(who, clock))]
+            }
+            _ => Vec::new(),
+        };
+        Arrival { remove, set, step }
+    }
+
+    /// Who sent the request: `Ok(None)` when the gateway has no clients to tell apart; a
+    /// refused request gets 401 with the challenge.
+    fn authenticate(
+        &mut self,
+        gw: &Gateway,
+        headers: Headers<'_>,
+        source: impl FnOnce() -> Option<IpAddr>,
+        now_s: u64,
+    ) -> Result<Option<Identity>, Step> {
+        if gw.config.access.is_none() {
+            return Ok(None);
+        }
+        let header = |name: &str| headers.get(name).map(str::to_string);
+        let credentials = Credentials {
+            header: &header,
+            source: source(),
+        };
+        gw.admit(&credentials, now_s).map_err(|refused| {
+            self.state = State::Done;
+            let mut reply = json_reply(
+                401,
+                jsonrpc::error_body(None, code::INVALID_REQUEST, &refused.message),
+            );
+            reply
+                .headers
+                .push(("www-authenticate".into(), refused.challenge));
+            Step::Respond(reply)
+        })
+    }
+
+    /// CORS headers for this request's answer (an allowed `Origin`).
+    pub fn cors(&self) -> &[(String, String)] {
+        &self.cors
+    }
+}
+
+/// The client's headers that some upstream takes by pass-through, read before its
+/// credentials are removed (lower-case names, each once).
+fn pass_through(gw: &Gateway, headers: Headers<'_>) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for p in gw.config.upstreams.iter().flat_map(|u| &u.pass_through) {
+        if !found.iter().any(|(k, _)| k.eq_ignore_ascii_case(&p.source))
+            && let Some(v) = headers.get(&p.source)
+        {
+            found.push((p.source.to_ascii_lowercase(), v.to_string()));
+        }
+    }
+    found
+}
+
+/// The IP of Envoy's `source.address` (`1.2.3.4:5678`, `[::1]:5678`).
+pub fn source_ip(address: &str) -> Option<IpAddr> {
+    address
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip())
+        .ok()
+        .or_else(|| address.parse().ok())
+}
