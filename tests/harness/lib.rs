@@ -396,16 +396,7 @@ impl Envoy {
             .json()
             .await
             .ok()?;
-        let l = v["listener_statuses"]
-            .as_array()?
-            .iter()
-            .find(|l| l["name"] == name)?;
-        let sa = &l["local_address"]["socket_address"];
-        Some(format!(
-            "{}:{}",
-            sa["address"].as_str()?,
-            sa["port_value"].as_u64()?
-        ))
+        switchboard::admin::listener_address(&v, name).map(|a| a.to_string())
     }
 }
 

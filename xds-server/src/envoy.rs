@@ -252,14 +252,7 @@ pub async fn listener_address(http: &reqwest::Client, admin: SocketAddr) -> Opti
         .json()
         .await
         .ok()?;
-    let status = v["listener_statuses"]
-        .as_array()?
-        .iter()
-        .find(|l| l["name"] == crate::translate::LISTENER_NAME)?;
-    let sa = &status["local_address"]["socket_address"];
-    let ip: std::net::IpAddr = sa["address"].as_str()?.parse().ok()?;
-    let port = u16::try_from(sa["port_value"].as_u64()?).ok()?;
-    Some(SocketAddr::new(ip, port))
+    switchboard::admin::listener_address(&v, crate::translate::LISTENER_NAME)
 }
 
 /// Graceful stop: stop accepting, let requests in flight finish (up to `drain`), then quit.

@@ -1,13 +1,11 @@
 //! One configuration in force: load the file, translate, check, and publish the snapshot that
 //! every ADS stream follows. A bad edit is refused here and the last good snapshot stays.
 
-use crate::config::model::{SessionMode, UpstreamKind};
 use crate::config::{self, env::Environment};
 use crate::resources::Snapshot;
 use crate::translate::{self, FilterModule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use switchboard_bridge::hosted::{HostedConfig, Transport};
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -33,30 +31,8 @@ impl Source {
                 "session.key is not set: using a random key, so sessions end when switchboard restarts and cannot move between control planes"
             );
         }
-        let mut tunnels = self.tunnels.ensure(&gateway)?;
-        // A stdio upstream is the bridge's endpoint for it.
-        for u in gateway
-            .upstreams
-            .iter()
-            .filter(|u| u.kind != UpstreamKind::Http)
-        {
-            let bridge = self.module.bridge.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "upstream {:?} is a stdio or legacy SSE server, which needs the bridge: use `switchboard run`, or `switchboard serve --bridge ADDR`",
-                    u.name.0
-                )
-            })?;
-            tunnels.insert(u.name.to_string(), bridge);
-        }
-        if gateway.legacy_sse() && self.module.bridge.is_none() {
-            anyhow::bail!(
-                "server.transports has sse, which needs the bridge: use `switchboard run`, or `switchboard serve --bridge ADDR`"
-            );
-        }
-        let module = FilterModule {
-            tunnels,
-            ..self.module.clone()
-        };
+        let tunnels = self.tunnels.ensure(&gateway)?;
+        let module = translate::hosted_module(&gateway, &self.module, tunnels)?;
         let snapshot = Snapshot::new(&translate::translate(&gateway, &module));
         snapshot
             .check_consistent()
@@ -73,62 +49,11 @@ impl Source {
                 translate::filter_config(gateway, &self.module),
                 gateway.server.upstream_path.clone(),
             );
-            bridge.hosted.configure(hosted_configs(gateway));
+            bridge.hosted.configure(translate::hosted_configs(gateway));
             bridge.set_key(self.module.bridge_key.clone());
             bridge.set_ingress_secret(self.module.bridge_ingress.clone());
         }
     }
-}
-
-/// What the bridge needs to run the gateway's stdio and legacy SSE upstreams.
-fn hosted_configs(gateway: &config::Gateway) -> Vec<HostedConfig> {
-    gateway
-        .upstreams
-        .iter()
-        .filter_map(|u| {
-            let transport = match u.kind {
-                UpstreamKind::Http => return None,
-                UpstreamKind::Stdio => Transport::Process {
-                    command: u.command.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
-                    args: u.args.iter().map(|a| a.0.clone()).collect(),
-                    env: u
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.0.clone()))
-                        .collect(),
-                    inherit_env: u.inherit_env,
-                    cwd: u.cwd.as_ref().map(|c| PathBuf::from(&c.0)),
-                },
-                UpstreamKind::Sse => {
-                    let (url, headers) = u.sse.clone()?;
-                    Transport::LegacySse {
-                        url: url.url.to_string(),
-                        headers: headers.into_iter().map(|(k, v)| (k, v.0)).collect(),
-                        read_timeout: u.sse_read_timeout,
-                    }
-                }
-            };
-            Some(HostedConfig {
-                name: u.name.to_string(),
-                transport,
-                startup_timeout: u.startup_timeout,
-                initialization_retries: u.initialization_retries,
-                retry_delay: u.retry_delay,
-                capability_discovery_delay: u.capability_discovery_delay,
-                shared: u.session_mode == SessionMode::Shared,
-                idle_timeout: u.idle_timeout,
-                max_processes: u.max_processes,
-                request_timeout: u.timeout,
-                pass_through: u
-                    .auth
-                    .pass_through
-                    .headers
-                    .iter()
-                    .map(|h| h.target_header.to_ascii_lowercase())
-                    .collect(),
-            })
-        })
-        .collect()
 }
 
 /// Reads the filter module to name its VM by content. When the file is not on this host (a

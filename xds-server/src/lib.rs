@@ -1,4 +1,10 @@
-//! The gateway-YAML loader of `switchboard` as a library: the binary uses it, and so can the
-//! fuzz target and other tools. Everything else lives in the binary.
+//! `switchboard`'s control plane as a library: the gateway YAML ([`config`]), its translation
+//! into Envoy resources ([`translate`]), the snapshot pushed over xDS ([`resources`]) and its
+//! YAML rendering ([`render`]). The binary adds the servers, the watcher and Envoy's process;
+//! tests and tools (golden snapshots, the fuzz targets) use the same code.
 
+pub mod admin;
 pub mod config;
+pub mod render;
+pub mod resources;
+pub mod translate;

@@ -5,14 +5,11 @@ mod bootstrap;
 mod commands;
 mod envoy;
 mod gateway;
-mod render;
-mod resources;
-mod translate;
 mod tunnels;
 mod watch;
 
-// The loader is the library's; `crate::config` paths go through this import.
-use switchboard::config;
+// What the library has; `crate::config` (and the others) paths go through this import.
+use switchboard::{config, render, resources, translate};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -5,7 +5,9 @@
 use crate::resources::{Snapshot, TypedResources};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, Kind, MessageDescriptor, ReflectMessage, SerializeOptions,
+};
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
@@ -63,8 +65,57 @@ fn message_json(msg: &DynamicMessage, name: &str) -> Result<Value, RenderError> 
     let options = SerializeOptions::new()
         .use_proto_field_name(true)
         .stringify_64_bit_integers(false);
-    msg.serialize_with_options(serde_json::value::Serializer, &options)
-        .map_err(|e| RenderError::Transcode(name.to_string(), e.to_string()))
+    let mut json = msg
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .map_err(|e| RenderError::Transcode(name.to_string(), e.to_string()))?;
+    sort_maps(&mut json, &msg.descriptor());
+    Ok(json)
+}
+
+/// Protobuf maps (`jwt_authn`'s `providers`…) come out in hash order: sorted by key, a render
+/// is the same every time. Message fields keep their declared order.
+fn sort_maps(json: &mut Value, desc: &MessageDescriptor) {
+    let Value::Object(object) = json else {
+        return;
+    };
+    // An `Any` carries its own message type.
+    if let Some(url) = object.get("@type").and_then(Value::as_str)
+        && desc.full_name() == "google.protobuf.Any"
+    {
+        let name = url.rsplit('/').next().unwrap_or_default();
+        if let Some(inner) = pool().ok().and_then(|p| p.get_message_by_name(name)) {
+            sort_maps(json, &inner);
+        }
+        return;
+    }
+    for field in desc.fields() {
+        let Some(value) = object.get_mut(field.name()) else {
+            continue;
+        };
+        if field.is_map() {
+            if let Value::Object(map) = value {
+                map.sort_keys();
+            }
+            let entry = match field.kind() {
+                Kind::Message(entry) => entry,
+                _ => continue,
+            };
+            if let Kind::Message(value_desc) = entry.map_entry_value_field().kind() {
+                for v in value
+                    .as_object_mut()
+                    .into_iter()
+                    .flat_map(|m| m.values_mut())
+                {
+                    sort_maps(v, &value_desc);
+                }
+            }
+        } else if let Kind::Message(inner) = field.kind() {
+            match value {
+                Value::Array(items) => items.iter_mut().for_each(|v| sort_maps(v, &inner)),
+                v => sort_maps(v, &inner),
+            }
+        }
+    }
 }
 
 pub const REDACTED: &str = "<redacted>";
@@ -187,15 +238,7 @@ mod tests {
             &Environment::Fixed(Default::default()),
         )
         .unwrap();
-        let m = FilterModule {
-            path: "/f.wasm".into(),
-            sha256: "00".repeat(32),
-            fallback_session_key: "k".repeat(32),
-            bridge: None,
-            tunnels: Default::default(),
-            bridge_key: "b".repeat(32),
-            bridge_ingress: "i".repeat(32),
-        };
+        let m = FilterModule::example();
         let yaml = snapshot_yaml(&Snapshot::new(&translate(&g, &m))).unwrap();
         for needle in [
             "'@type': type.googleapis.com/envoy.config.cluster.v3.Cluster",

@@ -224,15 +224,7 @@ mod tests {
 
     fn snapshot(yaml: &str) -> Snapshot {
         let g = load_str(yaml, "t.yaml", &Environment::Fixed(Default::default())).unwrap();
-        let m = FilterModule {
-            path: "/f.wasm".into(),
-            sha256: "00".repeat(32),
-            fallback_session_key: "k".repeat(32),
-            bridge: None,
-            tunnels: Default::default(),
-            bridge_key: "b".repeat(32),
-            bridge_ingress: "i".repeat(32),
-        };
+        let m = FilterModule::example();
         Snapshot::new(&translate(&g, &m))
     }
 

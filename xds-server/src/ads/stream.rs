@@ -156,18 +156,7 @@ mod tests {
     fn snapshot(port: u16) -> Snapshot {
         let yaml = format!("upstreams:\n  - name: a\n    url: http://127.0.0.1:{port}/mcp\n");
         let g = load_str(&yaml, "t.yaml", &Environment::Fixed(Default::default())).unwrap();
-        Snapshot::new(&translate(
-            &g,
-            &FilterModule {
-                path: "/f.wasm".into(),
-                sha256: "00".repeat(32),
-                fallback_session_key: "k".repeat(32),
-                bridge: None,
-                tunnels: Default::default(),
-                bridge_key: "b".repeat(32),
-                bridge_ingress: "i".repeat(32),
-            },
-        ))
+        Snapshot::new(&translate(&g, &FilterModule::example()))
     }
 
     fn req(type_url: &str, version: &str, nonce: &str, names: &[&str]) -> DiscoveryRequest {

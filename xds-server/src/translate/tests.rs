@@ -1,0 +1,307 @@
+use super::*;
+use crate::config::{env::Environment, load_str};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3 as http_options;
+use prost::Message;
+
+fn gateway(yaml: &str) -> Gateway {
+    load_str(yaml, "t.yaml", &Environment::Fixed(Default::default())).unwrap()
+}
+
+fn module() -> FilterModule {
+    FilterModule::example()
+}
+
+const TWO: &str = "server:\n  listen: 127.0.0.1:8080\nupstreams:\n  - name: local\n    url: http://127.0.0.1:3001/mcp\n    headers: {X-Key: \"k%1%\"}\n    timeout: 5s\n  - name: gh\n    url: https://api.example.com/mcp/\n";
+
+#[test]
+fn one_cluster_per_upstream_with_deterministic_names() {
+    let r = translate(&gateway(TWO), &module());
+    let names: Vec<&str> = r.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "upstream-local",
+            "upstream-local-stream",
+            "upstream-gh",
+            "upstream-gh-stream"
+        ]
+    );
+    let local = &r.clusters[0];
+    assert_eq!(
+        local.cluster_discovery_type,
+        Some(envoy_cluster::cluster::ClusterDiscoveryType::Type(
+            envoy_cluster::cluster::DiscoveryType::Static as i32
+        ))
+    );
+    assert!(local.transport_socket.is_none());
+    let gh = &r.clusters[2];
+    let ts = gh.transport_socket.as_ref().unwrap();
+    let Some(core::transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+        panic!()
+    };
+    let tls = tls::UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+    assert_eq!(tls.sni, "api.example.com");
+}
+
+fn tls_context(c: &envoy_cluster::Cluster) -> tls::UpstreamTlsContext {
+    let ts = c.transport_socket.as_ref().unwrap();
+    let Some(core::transport_socket::ConfigType::TypedConfig(any)) = &ts.config_type else {
+        panic!()
+    };
+    tls::UpstreamTlsContext::decode(any.value.as_slice()).unwrap()
+}
+
+fn protocol(c: &envoy_cluster::Cluster) -> http_options::HttpProtocolOptions {
+    let any = &c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+    http_options::HttpProtocolOptions::decode(any.value.as_slice()).unwrap()
+}
+
+#[test]
+fn transport_settings_map_to_each_upstreams_own_cluster() {
+    use http_options::http_protocol_options::UpstreamProtocolOptions;
+    let g = gateway(
+        "upstreams:\n  - name: a\n    url: https://a.example/mcp\n    transport: {http2: true, max_idle_conns: 50, max_idle_conns_per_host: 5, idle_conn_timeout: 30s, timeout: 7s}\n    tls: {ca_cert: ca.pem, client_cert: c.pem, client_key: k.pem, server_name: internal.a}\n  - name: b\n    url: http://127.0.0.1:1/mcp\n    transport: {http2: true}\n  - name: c\n    url: https://c.example/mcp\n    tls: {insecure_skip_verify: true}\n  - name: d\n    url: http://127.0.0.1:2/mcp\n",
+    );
+    let r = translate(&g, &module());
+    let by_name = |n: &str| r.clusters.iter().find(|c| c.name == n).unwrap();
+    // Pool limits on the calls' cluster only; the streams' cluster has Envoy's defaults.
+    let a = by_name("upstream-a");
+    let breakers = a.circuit_breakers.as_ref().unwrap();
+    assert_eq!(breakers.thresholds[0].max_connections.unwrap().value, 50);
+    assert_eq!(
+        breakers.per_host_thresholds[0]
+            .max_connections
+            .unwrap()
+            .value,
+        5
+    );
+    assert!(by_name("upstream-a-stream").circuit_breakers.is_none());
+    let d = by_name("upstream-d");
+    assert_eq!(
+        d.circuit_breakers.as_ref().unwrap().per_host_thresholds[0]
+            .max_connections
+            .unwrap()
+            .value,
+        10,
+        "the default"
+    );
+    // HTTP/2 by ALPN over TLS, prior knowledge over plain text only when asked.
+    let p = protocol(a);
+    assert!(matches!(
+        p.upstream_protocol_options,
+        Some(UpstreamProtocolOptions::AutoConfig(_))
+    ));
+    assert_eq!(
+        p.common_http_protocol_options.unwrap().idle_timeout,
+        Some(duration(Duration::from_secs(30)))
+    );
+    let h2c = format!(
+        "{:?}",
+        protocol(by_name("upstream-b")).upstream_protocol_options
+    );
+    assert!(h2c.contains("Http2ProtocolOptions"), "{h2c}");
+    let h1 = format!("{:?}", protocol(d).upstream_protocol_options);
+    assert!(
+        h1.contains("HttpProtocolOptions(Http1ProtocolOptions"),
+        "{h1}"
+    );
+    assert_eq!(g.upstreams[0].timeout, Duration::from_secs(7));
+    // TLS: SNI override, CA and client certificate by SDS, never inline.
+    let t = tls_context(a);
+    assert_eq!(t.sni, "internal.a");
+    let common = t.common_tls_context.unwrap();
+    assert_eq!(
+        common.tls_certificate_sds_secret_configs[0].name,
+        "upstream-a-client-cert"
+    );
+    assert!(common.tls_certificates.is_empty());
+    let Some(tls::common_tls_context::ValidationContextType::CombinedValidationContext(v)) =
+        common.validation_context_type
+    else {
+        panic!("{:?}", common.validation_context_type)
+    };
+    assert_eq!(
+        v.validation_context_sds_secret_config.unwrap().name,
+        "upstream-a-ca"
+    );
+    let san = &v
+        .default_validation_context
+        .unwrap()
+        .match_typed_subject_alt_names[0];
+    assert_eq!(
+        san.matcher.as_ref().unwrap().match_pattern,
+        Some(matcher::string_matcher::MatchPattern::Exact(
+            "internal.a".into()
+        ))
+    );
+    let names: Vec<&str> = r.secrets.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["upstream-a-ca", "upstream-a-client-cert"]);
+    // Verification off only when asked.
+    let c = tls_context(by_name("upstream-c"));
+    assert!(
+        c.common_tls_context
+            .unwrap()
+            .validation_context_type
+            .is_none()
+    );
+    assert!(g.warnings().iter().any(|w| w.contains("NOT verified")));
+}
+
+#[test]
+fn a_jwks_url_is_fetched_over_tls_checked_like_an_upstreams() {
+    let g = gateway(
+        "auth:\n  clients:\n    - name: people\n      jwt: {issuer: i, jwks: {url: \"https://idp.example/jwks.json\"}}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n",
+    );
+    let r = translate(&g, &module());
+    let jwks = r.clusters.iter().find(|c| c.name == "jwks-people").unwrap();
+    let t = tls_context(jwks);
+    assert_eq!(t.sni, "idp.example");
+    let Some(tls::common_tls_context::ValidationContextType::CombinedValidationContext(c)) =
+        t.common_tls_context.unwrap().validation_context_type
+    else {
+        panic!()
+    };
+    // The system roots as the control plane found them, by SDS; the name checked here.
+    assert_eq!(
+        c.validation_context_sds_secret_config.unwrap().name,
+        secret::SYSTEM_ROOTS
+    );
+    let v = c.default_validation_context.unwrap();
+    assert!(v.system_root_certs.is_none());
+    assert_eq!(
+        v.match_typed_subject_alt_names[0]
+            .matcher
+            .as_ref()
+            .unwrap()
+            .match_pattern,
+        Some(matcher::string_matcher::MatchPattern::Exact(
+            "idp.example".into()
+        ))
+    );
+}
+
+#[test]
+fn routes_select_by_header_and_per_upstream_path() {
+    let r = translate(&gateway(TWO), &module());
+    let routes = &r.routes[0].virtual_hosts[0].routes;
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "local-mcp-stream",
+            "local-mcp",
+            "local-direct-stream",
+            "local-direct",
+            "gh-mcp-stream",
+            "gh-mcp",
+            "gh-direct-stream",
+            "gh-direct",
+            "mcp-unrouted",
+            "not-found"
+        ]
+    );
+    let local = &routes[1];
+    let m = local.r#match.as_ref().unwrap();
+    assert_eq!(
+        m.path_specifier,
+        Some(route::route_match::PathSpecifier::Path("/mcp".into()))
+    );
+    assert_eq!(m.headers[0].name, ROUTE_HEADER);
+    let Some(route::route::Action::Route(action)) = &local.action else {
+        panic!()
+    };
+    assert_eq!(action.timeout, Some(duration(Duration::from_secs(5))));
+    assert_eq!(action.prefix_rewrite, "/mcp");
+    let added = local.request_headers_to_add[0].header.as_ref().unwrap();
+    assert_eq!(
+        (added.key.as_str(), added.value.as_str()),
+        ("X-Key", "k%%1%%"),
+        "a literal % is escaped for Envoy's header formatter"
+    );
+    let direct = &routes[7];
+    let m = direct.r#match.as_ref().unwrap();
+    assert_eq!(
+        m.path_specifier,
+        Some(route::route_match::PathSpecifier::Path(
+            "/upstreams/gh/mcp".into()
+        ))
+    );
+    let Some(route::route::Action::Route(action)) = &direct.action else {
+        panic!()
+    };
+    assert_eq!(action.prefix_rewrite, "/mcp/");
+    assert_eq!(
+        action.host_rewrite_specifier,
+        Some(
+            route::route_action::HostRewriteSpecifier::HostRewriteLiteral("api.example.com".into())
+        )
+    );
+    let Some(route::route::Action::Route(stream)) = &routes[0].action else {
+        panic!()
+    };
+    assert_eq!(stream.timeout, Some(duration(Duration::ZERO)));
+}
+
+#[test]
+fn listener_carries_wasm_filter_with_contract() {
+    let g = gateway(TWO);
+    let r = translate(&g, &module());
+    let l = &r.listeners[0];
+    let Some(envoy_listener::filter::ConfigType::TypedConfig(any)) =
+        &l.filter_chains[0].filters[0].config_type
+    else {
+        panic!()
+    };
+    let m = hcm::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    let names: Vec<&str> = m.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.header_mutation",
+            JWT_FILTER_NAME,
+            WASM_FILTER_NAME,
+            "envoy.filters.http.router"
+        ]
+    );
+    // The filter's configuration is not in the listener: it comes by ECDS.
+    let Some(hcm::http_filter::ConfigType::ConfigDiscovery(source)) =
+        &m.http_filters[2].config_type
+    else {
+        panic!("the wasm filter is not discovered")
+    };
+    assert!(source.type_urls[0].ends_with("wasm.v3.Wasm"));
+    let ext = r
+        .extension_configs
+        .iter()
+        .find(|e| e.name == WASM_FILTER_NAME)
+        .unwrap();
+    let w = Wasm::decode(ext.typed_config.as_ref().unwrap().value.as_slice()).unwrap();
+    let pc = w.config.unwrap();
+    assert_eq!(
+        pc.allow_on_headers_stop_iteration,
+        Some(BoolValue { value: true })
+    );
+    let cfg = StringValue::decode(pc.configuration.unwrap().value.as_slice()).unwrap();
+    assert_eq!(
+        FilterConfig::from_json(cfg.value.as_bytes()).unwrap(),
+        filter_config(&g, &module())
+    );
+}
+
+#[test]
+fn edits_of_rules_cors_upstreams_and_jwt_clients_leave_the_listener_as_it_is() {
+    let base = "server:\n  cors: {origins: [\"https://a\"]}\nauth:\n  clients:\n    - name: ci\n      api_key: {keys: [\"0123456789abcdef\"]}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n";
+    let edited = "server:\n  cors: {origins: [\"https://b\"]}\nauth:\n  clients:\n    - name: ci\n      api_key: {keys: [\"0123456789abcdef\"]}\n    - name: people\n      jwt: {issuer: i, jwks: {url: \"http://idp/j\"}}\n  rules:\n    - clients: [ci]\n      allow: {upstreams: [a]}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n  - name: b\n    url: http://127.0.0.1:2/mcp\n";
+    let (one, two) = (
+        translate(&gateway(base), &module()),
+        translate(&gateway(edited), &module()),
+    );
+    assert_eq!(one.listeners, two.listeners);
+    assert_ne!(one.extension_configs, two.extension_configs);
+}
+
+#[test]
+fn translation_is_deterministic() {
+    let g = gateway(TWO);
+    assert_eq!(translate(&g, &module()), translate(&g, &module()));
+}
