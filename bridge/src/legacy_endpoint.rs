@@ -8,7 +8,7 @@
 //! cannot choose): [`TARGET_HEADER`] the streamable-HTTP path behind this endpoint,
 //! [`MESSAGES_HEADER`] the public path of the message endpoint.
 
-use crate::stream::GATEWAY_HEADER;
+use crate::gateway_address::{GATEWAY_HEADER, gateway_url};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -20,9 +20,9 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_protocol::access::IDENTITY_HEADER;
-use switchboard_protocol::exchange::{SESSION_HEADER, VERSION_HEADER};
 use switchboard_protocol::jsonrpc::code;
 use switchboard_protocol::sse;
+use switchboard_protocol::wire::{SESSION_HEADER, VERSION_HEADER};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -97,7 +97,7 @@ impl Drop for Guard {
 
 async fn open(State(bridge): State<crate::Bridge>, headers: HeaderMap) -> Response {
     let (Some(gateway), Some(target), Some(messages)) = (
-        header(&headers, GATEWAY_HEADER).and_then(|g| crate::stream::gateway_url(&g)),
+        header(&headers, GATEWAY_HEADER).and_then(|g| gateway_url(&g)),
         header(&headers, TARGET_HEADER),
         header(&headers, MESSAGES_HEADER),
     ) else {

@@ -8,10 +8,12 @@
 //! - SOCKS5 ([`tunnel`]): Envoy has no SOCKS client, so each proxied upstream's cluster
 //!   points at a loopback tunnel here.
 
+pub mod gateway_address;
 pub mod hosted;
 pub mod legacy_endpoint;
 pub mod merge;
 pub mod stream;
 pub mod tunnel;
 
-pub use stream::{Bridge, BridgeState, GATEWAY_HEADER, INGRESS_HEADER};
+pub use gateway_address::GATEWAY_HEADER;
+pub use stream::{Bridge, BridgeState, INGRESS_HEADER};

@@ -5,6 +5,7 @@
 //! that ends is opened again with its last event id; the merged event ids carry every
 //! upstream's position, so a client that reconnects with `Last-Event-ID` resumes them all.
 
+use crate::gateway_address::{GATEWAY_HEADER, gateway_url};
 use crate::merge;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,13 +16,14 @@ use serde_json::{Map, Value};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use switchboard_protocol::access::{BRIDGE_KEY_HEADER, IDENTITY_HEADER};
-use switchboard_protocol::exchange::{
-    LIST_CHANGED_MARKER, SESSION_HEADER, SESSION_NOT_FOUND, VERSION_HEADER,
-};
+use switchboard_protocol::exchange::LIST_CHANGED_MARKER;
 use switchboard_protocol::filter_config::FilterConfig;
 use switchboard_protocol::jsonrpc::{self, code};
 use switchboard_protocol::session::{self, SessionKey};
 use switchboard_protocol::sse;
+use switchboard_protocol::wire::{
+    LAST_EVENT_ID_HEADER, SESSION_HEADER, SESSION_NOT_FOUND, VERSION_HEADER,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -61,10 +63,6 @@ pub(crate) fn now_s() -> u64 {
 /// this control plane's that Envoy adds (its `credential_injector` on the bridge's clusters,
 /// the value by SDS) and no client can know. Nothing else reaches the bridge.
 pub const INGRESS_HEADER: &str = "x-switchboard-bridge-auth";
-
-/// The header in which Envoy tells the bridge the listener address the client came in on
-/// (`%DOWNSTREAM_LOCAL_ADDRESS%`, set by the route, so a client cannot choose it).
-pub const GATEWAY_HEADER: &str = "x-switchboard-gateway";
 
 /// Shared by the handler and the control plane, which updates it on every reload.
 #[derive(Default)]
@@ -157,18 +155,6 @@ impl BridgeState {
         let gateway = self.gateway.read().ok()?.clone();
         Some((config, gateway))
     }
-}
-
-/// `http(s)://<address>` from [`GATEWAY_HEADER`] (a bare address means http); anything
-/// else is refused.
-pub(crate) fn gateway_url(value: &str) -> Option<String> {
-    let (scheme, addr) = match value.split_once("://") {
-        Some((s @ ("http" | "https"), a)) => (s, a),
-        Some(_) => return None,
-        None => ("http", value),
-    };
-    let addr: std::net::SocketAddr = addr.parse().ok()?;
-    Some(format!("{scheme}://{addr}"))
 }
 
 #[derive(Clone)]
@@ -304,7 +290,7 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
             "Session not found: send initialize again",
         );
     }
-    let mut position: Map<String, Value> = header("last-event-id")
+    let mut position: Map<String, Value> = header(LAST_EVENT_ID_HEADER)
         .map(|l| merge::decode_position(&l))
         .unwrap_or_default();
 
@@ -428,7 +414,7 @@ async fn follow(
             .header(VERSION_HEADER, &version)
             .header(SESSION_HEADER, &token);
         if let Some(id) = &last_id {
-            req = req.header("last-event-id", id);
+            req = req.header(LAST_EVENT_ID_HEADER, id);
         }
         req = req.headers(on_behalf.clone());
         let resp = tokio::select! {

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use switchboard_protocol::audit::{self, Outcome};
 use switchboard_protocol::exchange::{
-    CalloutAnswer, Clock, Exchange, Gateway, Headers, Reply, ResponseStep, Route, SESSION_HEADER,
-    Step, forwarded_request_header, source_ip, stripped_response_headers, too_big,
+    CalloutAnswer, Clock, Exchange, Failure, Gateway, Headers, Reply, ResponseStep, Route, Step,
+    forwarded_request_header, source_ip, stripped_response_headers,
 };
 use switchboard_protocol::filter_config::ROUTE_HEADER;
 use switchboard_protocol::jsonrpc;
+use switchboard_protocol::wire::SESSION_HEADER;
 
 /// Whether Envoy goes on with the stream or waits for the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,10 +141,13 @@ impl<H: Host> Stream<H> {
         let limit = self.exchange.callout_limit(&self.gateway, call);
         let answer = if num_headers == 0 {
             // Envoy reports a failed callout (no connection, timeout) with no headers.
-            Err("no answer: unreachable, TLS handshake failed or timed out (the upstream's cluster stats in Envoy say which)".to_string())
+            Err(Failure::Unreachable)
         } else if body_size as u64 > limit {
             // Not copied into the filter, whose memory would keep the size for good.
-            Err(too_big(body_size, limit))
+            Err(Failure::TooBig {
+                size: body_size,
+                limit,
+            })
         } else {
             let headers = self.host.callout_headers();
             let find = |name: &str| Headers(&headers).get(name).map(str::to_string);
@@ -297,7 +301,7 @@ impl<H: Host> Stream<H> {
                         }
                         Err(e) => {
                             let clock = self.clock();
-                            let answer = Err(format!("could not be called ({e})"));
+                            let answer = Err(Failure::NotCalled(e.to_string()));
                             if let Some(step) = self.exchange.on_callout_response(
                                 &self.gateway,
                                 c.call,

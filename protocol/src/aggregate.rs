@@ -239,6 +239,11 @@ impl Page {
     }
 }
 
+/// An upstream's list result that is not a list of its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("answered with a list that is not one ({0})")]
+pub struct PageError(pub String);
+
 /// One upstream's list result (JSON text) as the client will see it: the items `keep`
 /// accepts (by their own name), with the name or URI prefixed when `prefixes` is given.
 /// `ruled`: the prefixes under which access rules know the names (the aggregated
@@ -251,9 +256,9 @@ pub fn prefixed_page(
     ruled: Option<Prefixes<'_>>,
     separator: &str,
     keep: impl Fn(&str) -> bool,
-) -> Result<Page, String> {
-    let fields: ListFields<'_> = serde_json::from_str(result.get())
-        .map_err(|e| format!("answered with a list that is not one ({e})"))?;
+) -> Result<Page, PageError> {
+    let fields: ListFields<'_> =
+        serde_json::from_str(result.get()).map_err(|e| PageError(e.to_string()))?;
     let mut page = Page {
         items: Vec::new(),
         next_cursor: fields.next_cursor.clone(),

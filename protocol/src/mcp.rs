@@ -37,11 +37,26 @@ struct RawResponse<'a> {
     error: Option<Value>,
 }
 
+/// Why an upstream's answer holds no response to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("its event stream ended without a response")]
+    StreamEnded,
+    #[error("its answer is not JSON")]
+    NotJson,
+    #[error("its answer is not a JSON-RPC response")]
+    NotResponse,
+}
+
 /// What [`find_result_raw`] found: the result as JSON text, or the error object.
 pub type RawOutcome = Result<Box<serde_json::value::RawValue>, Value>;
 
 /// [`find_response`] that keeps the result as text.
-pub fn find_result_raw(content_type: &str, body: &[u8], id: &Value) -> Result<RawOutcome, String> {
+pub fn find_result_raw(
+    content_type: &str,
+    body: &[u8],
+    id: &Value,
+) -> Result<RawOutcome, ReadError> {
     let pick = |r: RawResponse<'_>| -> Option<RawOutcome> {
         match (r.result, r.error) {
             (_, Some(e)) => Some(Err(e)),
@@ -62,16 +77,15 @@ pub fn find_result_raw(content_type: &str, body: &[u8], id: &Value) -> Result<Ra
                 return Ok(found);
             }
         }
-        return Err("its event stream ended without a response".into());
+        return Err(ReadError::StreamEnded);
     }
-    let r: RawResponse<'_> =
-        serde_json::from_slice(body).map_err(|_| "its answer is not JSON".to_string())?;
-    pick(r).ok_or_else(|| "its answer is not a JSON-RPC response".into())
+    let r: RawResponse<'_> = serde_json::from_slice(body).map_err(|_| ReadError::NotJson)?;
+    pick(r).ok_or(ReadError::NotResponse)
 }
 
 /// Finds the JSON-RPC response with `id` in an upstream's answer to one request: a JSON body,
 /// or an SSE stream that may carry notifications and server requests before it.
-pub fn find_response(content_type: &str, body: &[u8], id: &Value) -> Result<Value, String> {
+pub fn find_response(content_type: &str, body: &[u8], id: &Value) -> Result<Value, ReadError> {
     if is_event_stream(content_type) {
         for event in sse::parse(body) {
             let Ok(v) = serde_json::from_str::<Value>(&event.data) else {
@@ -81,14 +95,13 @@ pub fn find_response(content_type: &str, body: &[u8], id: &Value) -> Result<Valu
                 return Ok(v);
             }
         }
-        return Err("its event stream ended without a response".into());
+        return Err(ReadError::StreamEnded);
     }
-    let v: Value =
-        serde_json::from_slice(body).map_err(|_| "its answer is not JSON".to_string())?;
+    let v: Value = serde_json::from_slice(body).map_err(|_| ReadError::NotJson)?;
     if v.get("result").is_some() || v.get("error").is_some() {
         Ok(v)
     } else {
-        Err("its answer is not a JSON-RPC response".into())
+        Err(ReadError::NotResponse)
     }
 }
 

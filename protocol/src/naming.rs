@@ -98,27 +98,37 @@ pub fn uri_prefix(prefix: &str) -> String {
 }
 
 /// Why a prefix cannot be used.
-pub fn check_prefix(prefix: &str, separator: &str) -> Result<(), String> {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("a prefix cannot be empty")]
+    Empty,
+    #[error("prefix {0:?} may hold only letters, digits, '-' and '_'")]
+    Characters(String),
+    #[error("prefix {prefix:?} contains the separator {separator:?}")]
+    Separator { prefix: String, separator: String },
+    #[error("prefix {0:?} may not start or end with '_' (it would blur into the separator)")]
+    Underscore(String),
+}
+
+/// Whether `prefix` can be used with `separator`.
+pub fn check_prefix(prefix: &str, separator: &str) -> Result<(), PrefixError> {
     if prefix.is_empty() {
-        return Err("a prefix cannot be empty".into());
+        return Err(PrefixError::Empty);
     }
     if !prefix
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(format!(
-            "prefix {prefix:?} may hold only letters, digits, '-' and '_'"
-        ));
+        return Err(PrefixError::Characters(prefix.into()));
     }
     if prefix.contains(separator) {
-        return Err(format!(
-            "prefix {prefix:?} contains the separator {separator:?}"
-        ));
+        return Err(PrefixError::Separator {
+            prefix: prefix.into(),
+            separator: separator.into(),
+        });
     }
     if prefix.starts_with('_') || prefix.ends_with('_') {
-        return Err(format!(
-            "prefix {prefix:?} may not start or end with '_' (it would blur into the separator)"
-        ));
+        return Err(PrefixError::Underscore(prefix.into()));
     }
     Ok(())
 }

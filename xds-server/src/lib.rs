@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod protojson;
 pub mod render;
 pub mod resources;
 pub mod translate;

@@ -3,7 +3,8 @@
 //! every answer and server message from the stream (correlated by id in [`super::slot`]).
 
 use super::Transport;
-use super::slot::{Link, Proc, Sink};
+use super::error::HostedError;
+use super::link::{Link, Proc, Sink};
 use futures::StreamExt;
 use serde_json::Value;
 use std::sync::Arc;
@@ -19,14 +20,14 @@ pub(super) async fn connect(
     transport: &Transport,
     passed: &[(String, String)],
     link: Link,
-) -> Result<Arc<Proc>, String> {
+) -> Result<Arc<Proc>, HostedError> {
     let Transport::LegacySse {
         url,
         headers,
         read_timeout,
     } = transport
     else {
-        return Err("not a legacy SSE server".into());
+        return Err(HostedError::WrongTransport("legacy SSE server"));
     };
     // Configured headers win over pass-through ones of the same name, as on Envoy's routes.
     let headers: Vec<(String, String)> = passed
@@ -41,20 +42,14 @@ pub(super) async fn connect(
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(HostedError::Client)?;
     let mut req = http.get(url).header("accept", "text/event-stream");
     for (k, v) in headers {
         req = req.header(k, v);
     }
-    let response = req
-        .send()
-        .await
-        .map_err(|e| format!("cannot open its event stream: {e}"))?;
+    let response = req.send().await.map_err(HostedError::Open)?;
     if !response.status().is_success() {
-        return Err(format!(
-            "its event stream answered HTTP {}",
-            response.status().as_u16()
-        ));
+        return Err(HostedError::OpenStatus(response.status().as_u16()));
     }
     let mut body = response.bytes_stream();
     let mut decoder = sse::Decoder::default();
@@ -62,7 +57,7 @@ pub(super) async fn connect(
     // The first event names where to post.
     let endpoint = tokio::time::timeout(ENDPOINT_WAIT, async {
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| format!("its event stream failed: {e}"))?;
+            let chunk = chunk.map_err(HostedError::Stream)?;
             for event in decoder.push(&chunk) {
                 if event.event.as_deref() == Some("endpoint") {
                     return Ok(event.data);
@@ -70,14 +65,17 @@ pub(super) async fn connect(
                 early.push(event);
             }
         }
-        Err("its event stream ended before announcing the message endpoint".to_string())
+        Err(HostedError::EndedBeforeEndpoint)
     })
     .await
-    .map_err(|_| "it did not announce its message endpoint".to_string())??;
-    let base = reqwest::Url::parse(url).map_err(|e| format!("its URL is unusable: {e}"))?;
+    .map_err(|_| HostedError::NoEndpoint)??;
+    let base = reqwest::Url::parse(url).map_err(HostedError::Url)?;
     let post_url = base
         .join(endpoint.trim())
-        .map_err(|e| format!("it announced an unusable endpoint {endpoint:?}: {e}"))?;
+        .map_err(|source| HostedError::Endpoint {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
     // The message endpoint gets the configured (secret) headers: only the server's own
     // origin may have them, wherever its event says to post.
     if post_url.origin() != base.origin() {
@@ -86,9 +84,8 @@ pub(super) async fn connect(
             announced = %post_url.origin().ascii_serialization(),
             "refused a legacy SSE server's message endpoint on another origin"
         );
-        return Err(format!(
-            "announced a message endpoint on another origin ({}), which the gateway refuses",
-            post_url.origin().ascii_serialization()
+        return Err(HostedError::OtherOrigin(
+            post_url.origin().ascii_serialization(),
         ));
     }
     debug!(upstream = %link.name, endpoint = %post_url, "legacy SSE message endpoint");

@@ -9,7 +9,9 @@
 //! `shared`: one child for everyone; requests get the bridge's own ids, so concurrent
 //! clients never see each other's answers.
 
+pub mod error;
 mod legacy_sse;
+mod link;
 pub mod process;
 pub mod slot;
 pub mod wire;
@@ -18,15 +20,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+pub use error::HostedError;
 use serde_json::Value;
-use slot::{Slot, UPSTREAM_ERROR};
+use slot::Slot;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use switchboard_protocol::exchange::SESSION_HEADER;
 use switchboard_protocol::jsonrpc::code;
+use switchboard_protocol::wire::SESSION_HEADER;
+use switchboard_protocol::wire::UPSTREAM_ERROR;
 use tracing::info;
 use wire::Kind;
 
@@ -226,7 +230,7 @@ async fn post(
             "Invalid Request: not a JSON-RPC message",
         );
     };
-    let fail = |e: String| {
+    let fail = |e: &dyn std::fmt::Display| {
         error(
             StatusCode::OK,
             &id,
@@ -241,7 +245,7 @@ async fn post(
     if message["method"] == "initialize" {
         let sid = session_id();
         if sid.is_empty() {
-            return fail("cannot make a session id: no random source".into());
+            return fail(&"cannot make a session id: no random source");
         }
         let slot = match &upstream.shared {
             Some(s) => s.clone(),
@@ -277,7 +281,7 @@ async fn post(
                 if upstream.shared.is_none() {
                     slot.stop();
                 }
-                return fail(e);
+                return fail(&e);
             }
         };
         if let Ok(mut sessions) = upstream.sessions.write() {
@@ -306,12 +310,12 @@ async fn post(
         }
         Kind::Notification | Kind::Response => match slot.send(&message).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),
-            Err(e) => fail(e),
+            Err(e) => fail(&e),
         },
         Kind::Request => {
             let mut rx = match slot.request(message).await {
                 Ok(rx) => rx,
-                Err(e) => return fail(e),
+                Err(e) => return fail(&e),
             };
             let timeout = upstream.config.request_timeout;
             let kind = upstream.config.transport.kind();
@@ -332,7 +336,7 @@ async fn post(
                             let _ = tx
                                 .send(wire::error_response(
                                     &id,
-                                    switchboard_protocol::exchange::UPSTREAM_TIMEOUT,
+                                    switchboard_protocol::wire::UPSTREAM_TIMEOUT,
                                     &format!(
                                         "Upstream {name:?} ({kind}) did not answer within {} ms",
                                         timeout.as_millis()

@@ -2,7 +2,8 @@
 //! to the log a line at a time. The child is always reaped, and dies with switchboard.
 
 use super::Transport;
-use super::slot::{Link, Proc, Sink};
+use super::error::HostedError;
+use super::link::{Link, Proc, Sink};
 use serde_json::Value;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ const SAFE_ENV: [&str; 8] = [
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR",
 ];
 
-pub(super) fn spawn(transport: &Transport, link: Link) -> Result<Arc<Proc>, String> {
+pub(super) fn spawn(transport: &Transport, link: Link) -> Result<Arc<Proc>, HostedError> {
     let Transport::Process {
         command,
         args,
@@ -25,7 +26,7 @@ pub(super) fn spawn(transport: &Transport, link: Link) -> Result<Arc<Proc>, Stri
         cwd,
     } = transport
     else {
-        return Err("not a process".into());
+        return Err(HostedError::WrongTransport("process"));
     };
     let mut cmd = Command::new(command);
     cmd.args(args)
@@ -46,14 +47,15 @@ pub(super) fn spawn(transport: &Transport, link: Link) -> Result<Arc<Proc>, Stri
         cmd.current_dir(dir);
     }
     die_with_parent(&mut cmd, nix::sys::signal::Signal::SIGKILL);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {command:?}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| HostedError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
     let pid = child.id();
     let (Some(stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err("its standard streams are not available".into());
+        return Err(HostedError::NoStdio);
     };
     let (kill_tx, kill_rx) = oneshot::channel();
     let proc = Proc::new(Sink::Stdin(tokio::sync::Mutex::new(stdin)), kill_tx, pid);

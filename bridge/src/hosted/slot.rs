@@ -2,108 +2,16 @@
 //! retries), restarted with backoff when it exits or stops answering. Requests get ids of the
 //! bridge's own, so the answers of one child never cross between clients.
 
-use super::wire::{self, Kind, Sent};
+use super::error::HostedError;
+use super::link::{Link, Pending, Proc};
+use super::wire::{self, Kind};
 use super::{HostedConfig, Transport};
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
-use tokio::process::ChildStdin;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
-
-/// JSON-RPC code of a failure of the stdio server itself (exited, did not start).
-pub const UPSTREAM_ERROR: i64 = -32002;
-
-struct Pending {
-    sent: Sent,
-    tx: mpsc::UnboundedSender<Value>,
-}
-
-/// Where the bridge writes the client's messages.
-pub(super) enum Sink {
-    Stdin(tokio::sync::Mutex<ChildStdin>),
-    /// The legacy SSE server's message endpoint.
-    Post {
-        http: reqwest::Client,
-        url: String,
-        headers: Vec<(String, String)>,
-    },
-}
-
-/// A running child process, or a held legacy SSE connection.
-pub(super) struct Proc {
-    sink: Sink,
-    pending: Mutex<HashMap<u64, Pending>>,
-    started: Instant,
-    exited: std::sync::atomic::AtomicBool,
-    kill: Mutex<Option<oneshot::Sender<()>>>,
-    pub pid: Option<u32>,
-}
-
-impl Proc {
-    fn alive(&self) -> bool {
-        !self.exited.load(Ordering::SeqCst)
-    }
-
-    fn kill(&self) {
-        if let Some(k) = self.kill.lock().ok().and_then(|mut k| k.take()) {
-            let _ = k.send(());
-        }
-    }
-
-    pub(super) fn new(sink: Sink, kill: oneshot::Sender<()>, pid: Option<u32>) -> Arc<Proc> {
-        Arc::new(Proc {
-            sink,
-            pending: Mutex::new(HashMap::new()),
-            started: Instant::now(),
-            exited: std::sync::atomic::AtomicBool::new(false),
-            kill: Mutex::new(Some(kill)),
-            pid,
-        })
-    }
-
-    async fn write(&self, message: &Value) -> Result<(), String> {
-        match &self.sink {
-            Sink::Stdin(stdin) => {
-                let mut line = message.to_string();
-                line.push('\n');
-                let mut stdin = stdin.lock().await;
-                stdin
-                    .write_all(line.as_bytes())
-                    .await
-                    .map_err(|e| format!("cannot write to it: {e}"))?;
-                stdin
-                    .flush()
-                    .await
-                    .map_err(|e| format!("cannot write to it: {e}"))
-            }
-            Sink::Post { http, url, headers } => {
-                let mut req = http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(message.to_string());
-                for (k, v) in headers {
-                    req = req.header(k, v);
-                }
-                let r = req
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot post to its message endpoint: {e}"))?;
-                if r.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "its message endpoint answered HTTP {}",
-                        r.status().as_u16()
-                    ))
-                }
-            }
-        }
-    }
-}
 
 pub struct Slot {
     config: Arc<HostedConfig>,
@@ -156,7 +64,7 @@ impl Slot {
 
     /// Starts and initializes the child with `params` (the first client's), unless it runs;
     /// the `initialize` result.
-    pub async fn initialize(&self, params: Value) -> Result<Value, String> {
+    pub async fn initialize(&self, params: Value) -> Result<Value, HostedError> {
         if let Ok(mut p) = self.init_params.lock()
             && p.is_none()
         {
@@ -167,7 +75,7 @@ impl Slot {
             .lock()
             .ok()
             .and_then(|r| r.clone())
-            .ok_or_else(|| "it did not initialize".to_string())
+            .ok_or(HostedError::NotInitialized)
     }
 
     /// Sends a client request; the messages of its exchange arrive on the receiver, the
@@ -175,7 +83,7 @@ impl Slot {
     pub async fn request(
         &self,
         mut message: Value,
-    ) -> Result<mpsc::UnboundedReceiver<Value>, String> {
+    ) -> Result<mpsc::UnboundedReceiver<Value>, HostedError> {
         self.touch();
         let proc = self.proc().await?;
         // Some servers register their tools a moment after they answer `initialize`.
@@ -200,7 +108,7 @@ impl Slot {
     }
 
     /// A notification, or the client's answer to a server request: written as it is.
-    pub async fn send(&self, message: &Value) -> Result<(), String> {
+    pub async fn send(&self, message: &Value) -> Result<(), HostedError> {
         self.touch();
         let proc = self.proc().await?;
         proc.write(message).await
@@ -223,7 +131,7 @@ impl Slot {
     }
 
     /// The running child, starting (or restarting, with backoff) one if needed.
-    async fn proc(&self) -> Result<Arc<Proc>, String> {
+    async fn proc(&self) -> Result<Arc<Proc>, HostedError> {
         let mut current = self.current.lock().await;
         if let Some(p) = current.as_ref()
             && p.alive()
@@ -254,15 +162,15 @@ impl Slot {
     }
 
     /// Spawns and initializes, retrying a child that exits or does not answer in time.
-    async fn start(&self) -> Result<Arc<Proc>, String> {
+    async fn start(&self) -> Result<Arc<Proc>, HostedError> {
         let params = self
             .init_params
             .lock()
             .ok()
             .and_then(|p| p.clone())
-            .ok_or("no client has initialized it yet")?;
+            .ok_or(HostedError::NoClientYet)?;
         let attempts = self.config.initialization_retries + 1;
-        let mut last = String::new();
+        let mut last = HostedError::NotInitialized;
         for attempt in 1..=attempts {
             if attempt > 1 {
                 tokio::time::sleep(self.config.retry_delay).await;
@@ -288,12 +196,13 @@ impl Slot {
                 }
             }
         }
-        Err(format!(
-            "did not initialize after {attempts} attempts: {last}"
-        ))
+        Err(HostedError::GaveUp {
+            attempts,
+            last: Box::new(last),
+        })
     }
 
-    async fn handshake(&self, proc: &Arc<Proc>, params: &Value) -> Result<(), String> {
+    async fn handshake(&self, proc: &Arc<Proc>, params: &Value) -> Result<(), HostedError> {
         let n = self.next.fetch_add(1, Ordering::SeqCst);
         let mut init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params});
         let sent = wire::to_child(&mut init, n);
@@ -311,15 +220,10 @@ impl Slot {
             None
         })
         .await
-        .map_err(|_| {
-            format!(
-                "no answer to initialize within {:?}",
-                self.config.startup_timeout
-            )
-        })?
-        .ok_or("it exited before answering initialize")?;
+        .map_err(|_| HostedError::InitializeTimeout(self.config.startup_timeout))?
+        .ok_or(HostedError::ExitedBeforeInitialize)?;
         if let Some(error) = answer.get("error") {
-            return Err(format!("it refused initialize: {error}"));
+            return Err(HostedError::InitializeRefused(error.clone()));
         }
         if let Ok(mut r) = self.init_result.lock() {
             *r = Some(answer["result"].clone());
@@ -330,7 +234,7 @@ impl Slot {
         Ok(())
     }
 
-    async fn connect(&self) -> Result<Arc<Proc>, String> {
+    async fn connect(&self) -> Result<Arc<Proc>, HostedError> {
         let link = Link {
             name: self.config.name.clone(),
             unsolicited: self.unsolicited.clone(),
@@ -342,76 +246,5 @@ impl Slot {
                 super::legacy_sse::connect(&self.config.transport, &self.headers, link).await
             }
         }
-    }
-}
-
-/// What a transport's reader needs to hand the server's messages on.
-pub(super) struct Link {
-    pub name: String,
-    pub unsolicited: broadcast::Sender<Value>,
-    pub shared: bool,
-}
-
-impl Link {
-    pub fn deliver(&self, proc: &Proc, message: Value) {
-        route(proc, message, &self.unsolicited, self.shared);
-    }
-
-    /// The connection ended: everything in flight fails now, naming the upstream, instead
-    /// of waiting out its timeout.
-    pub fn ended(&self, proc: &Proc, kind: &str) {
-        proc.exited.store(true, Ordering::SeqCst);
-        let pending: Vec<Pending> = proc
-            .pending
-            .lock()
-            .map(|mut p| p.drain().map(|(_, v)| v).collect())
-            .unwrap_or_default();
-        for p in pending {
-            let _ = p.tx.send(wire::error_response(
-                &p.sent.client_id,
-                UPSTREAM_ERROR,
-                &format!(
-                    "Upstream {:?} ({kind}) {} before answering; it is restarted for the next request",
-                    self.name,
-                    if kind == "stdio" { "exited" } else { "closed its event stream" }
-                ),
-            ));
-        }
-    }
-}
-
-/// Where a line from the child goes: an answer to its request; progress to the request it
-/// belongs to; anything else to the oldest request in flight (per session), or to the GET
-/// streams.
-fn route(proc: &Proc, mut message: Value, unsolicited: &broadcast::Sender<Value>, shared: bool) {
-    let Ok(mut pending) = proc.pending.lock() else {
-        return;
-    };
-    match wire::classify(&message) {
-        Some(Kind::Response) => {
-            let n = message["id"].as_u64();
-            if let Some(p) = n.and_then(|n| pending.remove(&n)) {
-                wire::response_to_client(&mut message, &p.sent);
-                let _ = p.tx.send(message);
-            }
-        }
-        Some(Kind::Notification) if wire::progress_of(&message).is_some() => {
-            if let Some(p) = wire::progress_of(&message).and_then(|n| pending.get(&n)) {
-                wire::progress_to_client(&mut message, &p.sent);
-                let _ = p.tx.send(message);
-            }
-        }
-        Some(kind) => {
-            let to_call = kind == Kind::Request || !shared;
-            match pending.iter().filter(|_| to_call).min_by_key(|(n, _)| **n) {
-                Some((_, p)) => {
-                    let _ = p.tx.send(message);
-                }
-                None => {
-                    let _ = unsolicited.send(message);
-                }
-            }
-        }
-        None => {}
     }
 }

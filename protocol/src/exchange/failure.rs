@@ -1,8 +1,46 @@
 use super::*;
 
-/// Why a list answer of `size` bytes is not read.
-pub fn too_big(size: usize, limit: u64) -> String {
-    format!("answered a list of {size} bytes, more than its max_list_bytes of {limit}")
+/// Why an upstream's part of a request failed, as the client's error and the operator's log
+/// line say it (after the upstream's name).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The callout ended without an answer.
+    #[error("no answer")]
+    NoAnswer,
+    /// Envoy reported the callout failed (no connection, TLS, timeout).
+    #[error(
+        "no answer: unreachable, TLS handshake failed or timed out (the upstream's cluster stats in Envoy say which)"
+    )]
+    Unreachable,
+    /// The host refused to start the callout.
+    #[error("could not be called ({0})")]
+    NotCalled(String),
+    #[error("answered a list of {size} bytes, more than its max_list_bytes of {limit}")]
+    TooBig { size: usize, limit: u64 },
+    #[error("answered a page of {items} items, more than its max_list_items of {limit}")]
+    TooManyItems { items: usize, limit: u64 },
+    /// An HTTP answer that is no MCP answer ([`http_failure`]).
+    #[error("{0}")]
+    Http(String),
+    #[error(transparent)]
+    Read(#[from] mcp::ReadError),
+    #[error(transparent)]
+    Page(#[from] aggregate::PageError),
+    /// The upstream answered with a JSON-RPC error.
+    #[error("answered with error {code}: {message}")]
+    Error { code: Value, message: String },
+    #[error("negotiated protocol version {0:?}, which the gateway does not support")]
+    Version(String),
+}
+
+impl Failure {
+    /// An upstream's JSON-RPC error object.
+    pub(super) fn error(err: &Value) -> Failure {
+        Failure::Error {
+            code: err["code"].clone(),
+            message: err["message"].as_str().unwrap_or_default().to_string(),
+        }
+    }
 }
 
 /// Says that a failure may be the proxy's: Envoy only sees the tunnel close.
@@ -15,12 +53,12 @@ pub(super) fn via_note(via: &str) -> String {
 }
 
 /// Why a callout's HTTP answer is a failure, in words that name no address.
-pub(super) fn http_failure(status: u16, body: &[u8], timeout_ms: u64) -> String {
+pub(super) fn http_failure(status: u16, body: &[u8], timeout_ms: u64) -> Failure {
     // Envoy's own answer names the transport failure: `… transport failure reason:
     // TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end`.
     let original = String::from_utf8_lossy(&body[..body.len().min(1000)]);
     let text = original.to_ascii_lowercase();
-    match status {
+    let why = match status {
         503 if text.contains("tls_error") => format!(
             "TLS handshake failed ({})",
             tls_failure(&original).unwrap_or_default()
@@ -36,7 +74,8 @@ pub(super) fn http_failure(status: u16, body: &[u8], timeout_ms: u64) -> String 
             format!("answered with a redirect (HTTP {status}), which the gateway does not follow")
         }
         _ => format!("answered HTTP {status}"),
-    }
+    };
+    Failure::Http(why)
 }
 
 /// JSON-RPC code and message for a routed request that failed at the HTTP level.

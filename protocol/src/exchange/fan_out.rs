@@ -6,7 +6,7 @@ pub(super) struct FanOutState {
     pub(super) id: Option<Value>,
     /// Upstream index per call.
     pub(super) targets: Vec<usize>,
-    pub(super) answers: Vec<Option<Result<CalloutAnswer, String>>>,
+    pub(super) answers: Vec<Option<Result<CalloutAnswer, Failure>>>,
 }
 
 #[derive(Debug)]
@@ -67,7 +67,7 @@ impl Exchange {
         &mut self,
         gw: &Gateway,
         call: usize,
-        answer: Result<CalloutAnswer, String>,
+        answer: Result<CalloutAnswer, Failure>,
         clock: &Clock,
     ) -> Option<Step> {
         let step = self.callout_response(gw, call, answer, clock)?;
@@ -78,7 +78,7 @@ impl Exchange {
         &mut self,
         gw: &Gateway,
         call: usize,
-        answer: Result<CalloutAnswer, String>,
+        answer: Result<CalloutAnswer, Failure>,
         clock: &Clock,
     ) -> Option<Step> {
         let State::FanOut(state) = &mut self.state else {
@@ -124,7 +124,7 @@ impl Exchange {
         let want = id.clone().unwrap_or(Value::Null);
         for (call, answer) in answers.into_iter().enumerate() {
             let upstream = &gw.config.upstreams[targets[call]];
-            let answer = answer.unwrap_or_else(|| Err("no answer".into()));
+            let answer = answer.unwrap_or(Err(Failure::NoAnswer));
             let of = Answer {
                 call,
                 upstream,
@@ -179,9 +179,9 @@ impl Exchange {
         gw: &Gateway,
         op: &mut Op,
         of: Answer<'_>,
-        answer: Result<CalloutAnswer, String>,
+        answer: Result<CalloutAnswer, Failure>,
         clock: &Clock,
-    ) -> Result<Read, String> {
+    ) -> Result<Read, Failure> {
         let ok = |a: CalloutAnswer| {
             if (200..300).contains(&a.status) {
                 Ok(a)
@@ -211,15 +211,13 @@ impl Exchange {
         }
         let response = mcp::find_response(&a.content_type, &a.body, of.want)?;
         if let Some(err) = response.get("error") {
-            return Err(upstream_error(err));
+            return Err(Failure::error(err));
         }
         let result = response["result"].clone();
         if matches!(op, Op::Initialize { .. }) {
             let v = result["protocolVersion"].as_str().unwrap_or_default();
             if !mcp::SUPPORTED_VERSIONS.contains(&v) {
-                return Err(format!(
-                    "negotiated protocol version {v:?}, which the gateway does not support"
-                ));
+                return Err(Failure::Version(v.to_string()));
             }
         }
         Ok(Read::Result(a, result))
@@ -249,13 +247,4 @@ enum Read {
     Nothing,
     Result(CalloutAnswer, Value),
     Page(aggregate::Page),
-}
-
-/// An upstream's JSON-RPC error, as the reason its part of a fan-out failed.
-pub(super) fn upstream_error(err: &Value) -> String {
-    format!(
-        "answered with error {}: {}",
-        err["code"],
-        err["message"].as_str().unwrap_or_default()
-    )
 }

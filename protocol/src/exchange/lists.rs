@@ -236,16 +236,19 @@ impl Exchange {
         of: &Answer<'_>,
         a: &CalloutAnswer,
         clock: &Clock,
-    ) -> Result<aggregate::Page, String> {
+    ) -> Result<aggregate::Page, Failure> {
         if let Some(page) = list.hits[of.call].take() {
             return Ok(page);
         }
         let upstream = of.upstream;
         if a.body.len() as u64 > upstream.max_list_bytes {
-            return Err(too_big(a.body.len(), upstream.max_list_bytes));
+            return Err(Failure::TooBig {
+                size: a.body.len(),
+                limit: upstream.max_list_bytes,
+            });
         }
         let result = mcp::find_result_raw(&a.content_type, &a.body, of.want)?
-            .map_err(|err| upstream_error(&err))?;
+            .map_err(|err| Failure::error(&err))?;
         let prefixes = Prefixes {
             name: &upstream.prefix,
             uri: &upstream.uri_prefix,
@@ -264,11 +267,10 @@ impl Exchange {
             keep,
         )?;
         if page.items.len() as u64 > upstream.max_list_items {
-            return Err(format!(
-                "answered a page of {} items, more than its max_list_items of {}",
-                page.items.len(),
-                upstream.max_list_items
-            ));
+            return Err(Failure::TooManyItems {
+                items: page.items.len(),
+                limit: upstream.max_list_items,
+            });
         }
         if let Some((key, generation)) = &list.cache_keys[of.call] {
             let expires = clock.now_ms.saturating_add(upstream.cache_ms);

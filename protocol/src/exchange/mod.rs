@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-pub use crate::wire::{
+use crate::wire::{
     ACCESS_DENIED, SESSION_HEADER, SESSION_NOT_FOUND, UPSTREAM_ERROR, UPSTREAM_TIMEOUT,
     VERSION_HEADER,
 };
@@ -40,7 +40,7 @@ mod stream;
 mod tests;
 
 pub use admission::{Arrival, Headers, source_ip};
-pub use failure::too_big;
+pub use failure::Failure;
 pub use gateway::{Gateway, ListCache, NoCache, UNKNOWN_TOOL};
 pub use response::stripped_response_headers;
 pub use route::forwarded_request_header;
@@ -48,7 +48,7 @@ pub use steps::{Callout, CalloutAnswer, Clock, Reply, RequestHead, ResponseStep,
 pub use stream::LIST_CHANGED_MARKER;
 
 use failure::*;
-use fan_out::{Answer, Answered, FanOutState, Op, upstream_error};
+use fan_out::{Answer, Answered, FanOutState, Op};
 use lifecycle::broadcast_reply;
 use lists::*;
 use resolve::Resolve;

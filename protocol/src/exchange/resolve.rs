@@ -108,16 +108,19 @@ impl Exchange {
         gw: &Gateway,
         r: Resolve,
         id: Value,
-        answer: Option<Result<CalloutAnswer, String>>,
+        answer: Option<Result<CalloutAnswer, Failure>>,
     ) -> Step {
         let upstream = &gw.config.upstreams[r.upstream];
         let listed = answer
-            .unwrap_or_else(|| Err("no answer".into()))
+            .unwrap_or(Err(Failure::NoAnswer))
             .and_then(|a| {
                 if a.body.len() as u64 > upstream.max_list_bytes {
-                    return Err(too_big(a.body.len(), upstream.max_list_bytes));
+                    return Err(Failure::TooBig {
+                        size: a.body.len(),
+                        limit: upstream.max_list_bytes,
+                    });
                 }
-                mcp::find_response(&a.content_type, &a.body, &id)
+                Ok(mcp::find_response(&a.content_type, &a.body, &id)?)
             })
             .map(|v| v["result"].clone());
         let result = match listed {
@@ -224,14 +227,14 @@ impl Exchange {
         gw: &Gateway,
         target: usize,
         id: Option<Value>,
-        answer: Option<Result<CalloutAnswer, String>>,
+        answer: Option<Result<CalloutAnswer, Failure>>,
     ) -> Step {
         let want = id.unwrap_or(Value::Null);
         let upstream = &gw.config.upstreams[target];
-        let answer = answer.unwrap_or_else(|| Err("no answer".into()));
+        let answer = answer.unwrap_or(Err(Failure::NoAnswer));
         match answer.and_then(|a| {
             if (200..300).contains(&a.status) {
-                mcp::find_response(&a.content_type, &a.body, &want)
+                Ok(mcp::find_response(&a.content_type, &a.body, &want)?)
             } else {
                 Err(http_failure(a.status, &a.body, upstream.timeout_ms))
             }

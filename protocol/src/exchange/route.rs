@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::LAST_EVENT_ID_HEADER;
 
 /// Sets `value` at `path` inside `params` (objects along the way must exist).
 pub(super) fn set_path(params: &mut Value, path: &[&str], value: Value) {
@@ -36,9 +37,9 @@ pub fn forwarded_request_header(name: &str) -> bool {
                 | "content-length"
                 | "accept"
                 | "user-agent"
-                | "mcp-session-id"
-                | "mcp-protocol-version"
-                | "last-event-id"
+                | SESSION_HEADER
+                | VERSION_HEADER
+                | LAST_EVENT_ID_HEADER
                 | "x-request-id"
                 | "traceparent"
                 | "tracestate"

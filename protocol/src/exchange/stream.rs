@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::LAST_EVENT_ID_HEADER;
 
 /// The comment the bridge puts before an upstream's `list_changed`.
 pub const LIST_CHANGED_MARKER: &str = "switchboard list_changed ";
@@ -158,7 +159,7 @@ impl Exchange {
         if let Step::Route(route) = &mut step {
             route
                 .headers
-                .push(("last-event-id".into(), Some(upstream_id.to_string())));
+                .push((LAST_EVENT_ID_HEADER.into(), Some(upstream_id.to_string())));
         }
         step
     }

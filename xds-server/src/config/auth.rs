@@ -2,6 +2,7 @@
 //! source addresses), what each may use, and the per-upstream pass-through of client headers.
 
 use super::env::Expanded;
+use super::error::FieldError;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -64,9 +65,9 @@ pub struct JwtConfig {
 #[serde(deny_unknown_fields)]
 pub struct Jwks {
     #[serde(default)]
-    pub file: Option<super::model::PemFile>,
+    pub file: Option<super::values::PemFile>,
     #[serde(default)]
-    pub url: Option<super::model::UpstreamUrl>,
+    pub url: Option<super::values::UpstreamUrl>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -129,12 +130,12 @@ fn default_format() -> String {
 
 impl Auth {
     /// Errors a loader reports as `(field path under auth, message)`.
-    pub fn check(&self) -> Result<(), (String, String)> {
+    pub fn check(&self) -> Result<(), FieldError> {
         let mut names = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {
             let at = |f: &str| format!("clients[{i}]{f}");
             if c.name.is_empty() || !names.insert(c.name.clone()) {
-                return Err((
+                return Err(FieldError::new(
                     at(".name"),
                     format!(
                         "client names must be unique and not empty, found {:?}",
@@ -143,13 +144,16 @@ impl Auth {
                 ));
             }
             if c.api_key.is_none() && c.jwt.is_none() && c.cidrs.is_empty() {
-                return Err((at(""), "a client needs an api_key, a jwt or cidrs".into()));
+                return Err(FieldError::new(
+                    at(""),
+                    "a client needs an api_key, a jwt or cidrs",
+                ));
             }
             if let Some(k) = &c.api_key {
                 if k.keys.is_empty() && k.sha256.is_empty() {
-                    return Err((
+                    return Err(FieldError::new(
                         at(".api_key"),
-                        "give keys (as ${VAR}) or their sha256".into(),
+                        "give keys (as ${VAR}) or their sha256",
                     ));
                 }
                 if let Some(bad) = k
@@ -157,30 +161,30 @@ impl Auth {
                     .iter()
                     .find(|h| h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
                 {
-                    return Err((
+                    return Err(FieldError::new(
                         at(".api_key.sha256"),
                         format!("expected 64 hex digits, found {bad:?}"),
                     ));
                 }
                 if let Some(short) = k.keys.iter().find(|k| k.0.trim().len() < 16) {
                     let _ = short;
-                    return Err((
+                    return Err(FieldError::new(
                         at(".api_key.keys"),
-                        "an API key needs at least 16 characters".into(),
+                        "an API key needs at least 16 characters",
                     ));
                 }
             }
             if let Some(j) = &c.jwt
                 && j.jwks.file.is_some() == j.jwks.url.is_some()
             {
-                return Err((at(".jwt.jwks"), "give either file or url".into()));
+                return Err(FieldError::new(at(".jwt.jwks"), "give either file or url"));
             }
             if let Some(bad) = c
                 .cidrs
                 .iter()
                 .find(|n| !switchboard_protocol::access::valid_cidr(n))
             {
-                return Err((
+                return Err(FieldError::new(
                     at(".cidrs"),
                     format!("expected an address or CIDR like 10.0.0.0/8, found {bad:?}"),
                 ));
@@ -188,9 +192,9 @@ impl Auth {
         }
         for (i, r) in self.rules.iter().enumerate() {
             if r.clients.is_empty() && r.claims.is_empty() {
-                return Err((
+                return Err(FieldError::new(
                     format!("rules[{i}]"),
-                    "a rule names clients or claims".into(),
+                    "a rule names clients or claims",
                 ));
             }
         }

@@ -2,30 +2,22 @@
 //! config error, not an Envoy NACK later) and checked: PEM that parses, a key that matches
 //! its certificate. What passes travels to Envoy by SDS.
 
+use super::error::{FieldError, ValueError};
 use super::model::{Gateway, PemFile};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 
-/// A problem with one file, named by its field path (`upstreams[0].tls.client_cert`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileError {
-    pub field: String,
-    pub message: String,
-}
-
 /// Reads every PEM file `gateway` names (relative paths from `base`) and checks them.
-pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FileError> {
+pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FieldError> {
     if let Some(bundle) = &mut gateway.system_ca {
         read(bundle, base, "tls.system_ca_file", Kind::Certs)?;
     }
     if let Some(t) = &mut gateway.server.tls {
         read(&mut t.cert_file, base, "server.tls.cert_file", Kind::Certs)?;
         read(&mut t.key_file, base, "server.tls.key_file", Kind::Key)?;
-        check_pair(&t.cert_file.pem, &t.key_file.pem).map_err(|m| FileError {
-            field: "server.tls.key_file".into(),
-            message: m,
-        })?;
+        check_pair(&t.cert_file.pem, &t.key_file.pem)
+            .map_err(|m| FieldError::new("server.tls.key_file", m.0))?;
         if let Some(ca) = &mut t.client_ca {
             read(ca, base, "server.tls.client_ca", Kind::Certs)?;
         }
@@ -54,10 +46,8 @@ pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FileError> {
         if let (Some(cert), Some(key)) = (&mut tls.client_cert, &mut tls.client_key) {
             read(cert, base, &field("client_cert"), Kind::Certs)?;
             read(key, base, &field("client_key"), Kind::Key)?;
-            check_pair(&cert.pem, &key.pem).map_err(|m| FileError {
-                field: field("client_key"),
-                message: m,
-            })?;
+            check_pair(&cert.pem, &key.pem)
+                .map_err(|m| FieldError::new(field("client_key"), m.0))?;
         }
     }
     Ok(())
@@ -69,12 +59,9 @@ enum Kind {
     Jwks,
 }
 
-fn read(file: &mut PemFile, base: &Path, field: &str, kind: Kind) -> Result<(), FileError> {
+fn read(file: &mut PemFile, base: &Path, field: &str, kind: Kind) -> Result<(), FieldError> {
     let path = base.join(&file.path);
-    let fail = |message: String| FileError {
-        field: field.to_string(),
-        message,
-    };
+    let fail = |message: String| FieldError::new(field, message);
     let pem =
         std::fs::read(&path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
     match kind {
@@ -84,7 +71,7 @@ fn read(file: &mut PemFile, base: &Path, field: &str, kind: Kind) -> Result<(), 
             .ok()
             .filter(|v| v["keys"].is_array())
             .map(|_| ())
-            .ok_or_else(|| "not a JWKS (a JSON object with \"keys\")".to_string()),
+            .ok_or_else(|| ValueError("not a JWKS (a JSON object with \"keys\")".into())),
     }
     .map_err(|m| fail(format!("{}: {m}", path.display())))?;
     file.path = path;
@@ -93,32 +80,35 @@ fn read(file: &mut PemFile, base: &Path, field: &str, kind: Kind) -> Result<(), 
 }
 
 /// Every certificate in a PEM file; at least one.
-fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+fn certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ValueError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a PEM certificate file ({e})"))?;
+        .map_err(|e| ValueError(format!("not a PEM certificate file ({e})")))?;
     if certs.is_empty() {
-        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+        return Err(ValueError(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
     }
     Ok(certs)
 }
 
-fn key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| format!("holds no usable PEM private key ({e})"))
+fn key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, ValueError> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| ValueError(format!("holds no usable PEM private key ({e})")))
 }
 
 /// The key is the private half of the first certificate's public key.
-pub fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
+pub fn check_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), ValueError> {
     let certs = certificates(cert_pem)?;
     let key = key(key_pem)?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing = provider
         .key_provider
         .load_private_key(key)
-        .map_err(|e| format!("the private key cannot be used: {e}"))?;
+        .map_err(|e| ValueError(format!("the private key cannot be used: {e}")))?;
     rustls::sign::CertifiedKey::new(certs, signing)
         .keys_match()
-        .map_err(|_| "the private key does not match the certificate".to_string())
+        .map_err(|_| ValueError("the private key does not match the certificate".into()))
 }
 
 #[cfg(test)]
@@ -141,16 +131,20 @@ mod tests {
         assert_eq!(check_pair(cert.as_bytes(), key.as_bytes()), Ok(()));
         assert_eq!(
             check_pair(cert.as_bytes(), other_key.as_bytes()),
-            Err("the private key does not match the certificate".into())
+            Err(ValueError(
+                "the private key does not match the certificate".into()
+            ))
         );
         assert!(
             check_pair(b"junk", key.as_bytes())
                 .unwrap_err()
+                .0
                 .contains("no PEM certificate")
         );
         assert!(
             check_pair(cert.as_bytes(), cert.as_bytes())
                 .unwrap_err()
+                .0
                 .contains("no usable PEM private key")
         );
     }

@@ -1,62 +1,30 @@
 //! From a file to a validated [`Gateway`], with errors an operator can act on: file, line,
-//! column, the field's path, and what was expected.
+//! column, the field's path, and what was expected. [`load_str`] reads in steps: parse the
+//! document, gather the upstreams (desktop `mcpServers`, the environment), check each part,
+//! assemble.
 
+use super::document::GatewayFile;
 use super::env::{self, Environment};
-use super::model::{Gateway, GatewayFile};
+use super::error::{ConfigError, FieldError};
+use super::model::{Aggregation, Gateway, Server, SessionConfig, Upstream};
 use super::position;
-use std::fmt;
 use std::path::Path;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub file: String,
-    /// 1-based.
-    pub line: Option<usize>,
-    /// 1-based.
-    pub column: Option<usize>,
-    /// `upstreams[0].url`; empty for the document itself.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: name.clone(),
-        line: None,
-        column: None,
-        path: String::new(),
-        message: format!("cannot read the file: {e}"),
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(&name, "", format!("cannot read the file: {e}")))?;
     let mut gateway = load_str(&text, &name, env)?;
     if gateway.system_ca.is_none() && gateway.needs_system_roots() {
-        let found = system_bundle(env).ok_or_else(|| ConfigError {
-            file: name.clone(),
-            line: None,
-            column: None,
-            path: "tls.system_ca_file".into(),
-            message: format!(
-                "an HTTPS upstream is checked against the system roots, and there is no CA bundle at SSL_CERT_FILE or {}: give one (or the upstream's tls.ca_cert)",
-                SYSTEM_BUNDLES.join(", ")
-            ),
+        let found = system_bundle(env).ok_or_else(|| {
+            ConfigError::file(
+                &name,
+                "tls.system_ca_file",
+                format!(
+                    "an HTTPS upstream is checked against the system roots, and there is no CA bundle at SSL_CERT_FILE or {}: give one (or the upstream's tls.ca_cert)",
+                    SYSTEM_BUNDLES.join(", ")
+                ),
+            )
         })?;
         gateway.system_ca = Some(super::model::PemFile {
             path: found,
@@ -64,16 +32,8 @@ pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError>
         });
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    super::certs::read_all(&mut gateway, base).map_err(|e| {
-        let (line, column) = at(&text, &e.field);
-        ConfigError {
-            file: name.clone(),
-            line,
-            column,
-            path: e.field,
-            message: e.message,
-        }
-    })?;
+    super::certs::read_all(&mut gateway, base)
+        .map_err(|e| Refusal::at_field(e).placed(&text, &name))?;
     Ok(gateway)
 }
 
@@ -97,260 +57,88 @@ fn at(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
     (None, None)
 }
 
-/// Parses and validates gateway YAML (or `mcpServers` JSON, which is YAML too).
-pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, ConfigError> {
-    let error =
-        |line: Option<usize>, column: Option<usize>, path: String, message: String| ConfigError {
+/// A refused field and where in the text to point for it.
+struct Refusal {
+    error: FieldError,
+    near: Near,
+}
+
+enum Near {
+    /// The value at the field's path.
+    Field,
+    /// The first line with this key.
+    Key(&'static str),
+    /// The first line with this value.
+    Value(String),
+    /// Nowhere in particular (the environment).
+    Nowhere,
+}
+
+impl Refusal {
+    fn at_field(error: FieldError) -> Refusal {
+        Refusal {
+            error,
+            near: Near::Field,
+        }
+    }
+
+    fn at_key(field: &str, key: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            error: FieldError::new(field, message),
+            near: Near::Key(key),
+        }
+    }
+
+    fn at_value(field: impl Into<String>, value: &str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            error: FieldError::new(field, message),
+            near: Near::Value(value.to_string()),
+        }
+    }
+
+    fn placed(self, text: &str, file: &str) -> ConfigError {
+        let (line, column) = match &self.near {
+            Near::Field => at(text, &self.error.field),
+            Near::Key(key) => find_key(text, key),
+            Near::Value(value) => find_value(text, value),
+            Near::Nowhere => (None, None),
+        };
+        ConfigError {
             file: file.to_string(),
             line,
             column,
-            path,
-            message,
-        };
+            path: self.error.field,
+            message: self.error.message,
+        }
+    }
+}
 
-    // A desktop client's file (Claude Desktop's, VS Code's `mcp.json`) holds more than its
-    // servers: read those, and set the rest aside with a warning, instead of refusing it.
-    let desktop = desktop_file(text);
-    let ignored_keys = desktop
-        .as_ref()
-        .map(|(_, ignored)| ignored.clone())
-        .unwrap_or_default();
-    let parsed: GatewayFile = if text.trim().is_empty() {
-        serde_yaml_ng::from_str("{}")
-            .map_err(|e| error(None, None, String::new(), e.to_string()))?
-    } else {
-        let parse = || match desktop {
-            Some((servers, _)) => serde_path_to_error::deserialize(servers),
-            None => serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text)),
-        };
-        env::with_environment(env, parse).map_err(|e| {
-            let path = if e.path().iter().next().is_none() {
-                String::new()
-            } else {
-                e.path().to_string()
-            };
-            let inner_message = e.inner().to_string();
-            let target = if inner_message.contains("unknown field") {
-                position::Target::Key
-            } else {
-                position::Target::Value
-            };
-            let exact = position::locate(text, &position::steps(e.path()), target);
-            let inner = e.into_inner();
-            let (line, column) = match (exact, inner.location()) {
-                (Some((l, c)), _) => (Some(l), Some(c)),
-                (None, Some(l)) => (Some(l.line()), Some(l.column())),
-                (None, None) => (None, None),
-            };
-            error(
-                line,
-                column,
-                path.clone(),
-                clean_message(&inner.to_string(), &path),
-            )
-        })?
-    };
-
+/// Parses and validates gateway YAML (or `mcpServers` JSON, which is YAML too).
+pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, ConfigError> {
+    let (parsed, ignored_keys) = parse(text, file, env)?;
+    let place = |r: Refusal| r.placed(text, file);
     let mut upstreams = parsed.upstreams;
     for servers in [parsed.mcp_servers, parsed.servers].into_iter().flatten() {
         upstreams.extend(servers.into_upstreams());
     }
-    env::apply_upstream_vars(&mut upstreams, env)
-        .map_err(|m| error(None, None, String::new(), format!("environment: {m}")))?;
-
-    let mut server = parsed.server;
-    server.listen = match (server.listen_as_written, server.port) {
-        (Some(_), Some(_)) => {
-            let (line, col) = at(text, "server.port");
-            return Err(error(
-                line,
-                col,
-                "server.port".into(),
-                "give server.listen or server.port, not both".into(),
-            ));
-        }
-        (Some(listen), None) => listen,
-        // As the gateway this spelling comes from: every interface.
-        (None, Some(port)) => {
-            super::model::Address(std::net::SocketAddr::from(([0, 0, 0, 0], port)))
-        }
-        (None, None) => server.listen,
-    };
-    for (field, value) in [
-        ("server.mcp_path", &server.mcp_path),
-        ("server.upstream_path", &server.upstream_path),
-        ("server.sse_path", &server.sse_path),
-        ("server.messages_path", &server.messages_path),
-    ] {
-        if !value.starts_with('/')
-            || value.contains(['?', '#', ' '])
-            || (value.len() > 1 && value.ends_with('/'))
-        {
-            let (line, col) = find_key(text, field.rsplit('.').next().unwrap_or(field));
-            return Err(error(
-                line,
-                col,
-                field.into(),
-                format!("expected an absolute path like /mcp, found {value:?}"),
-            ));
-        }
-    }
-    if server.upstream_path == server.mcp_path || server.upstream_path == "/" {
-        let (line, col) = find_key(text, "upstream_path");
-        return Err(error(
-            line,
-            col,
-            "server.upstream_path".into(),
-            format!(
-                "must differ from mcp_path and from /, found {:?}",
-                server.upstream_path
-            ),
-        ));
-    }
-    if server.max_request_bytes < 1024 {
-        let (line, col) = find_key(text, "max_request_bytes");
-        return Err(error(
-            line,
-            col,
-            "server.max_request_bytes".into(),
-            "expected at least 1024 bytes".into(),
-        ));
-    }
-    if server.listen.0 == server.admin.0 && server.listen.0.port() != 0 {
-        let (line, col) = find_key(text, "admin");
-        return Err(error(
-            line,
-            col,
-            "server.admin".into(),
-            "must differ from server.listen".into(),
-        ));
-    }
-
-    let separator = &parsed.aggregation.separator;
-    if separator.is_empty()
-        || separator.len() > 8
-        || !separator.bytes().all(|b| b"_-.:/~".contains(&b))
-    {
-        let (line, col) = find_key(text, "separator");
-        return Err(error(
-            line,
-            col,
-            "aggregation.separator".into(),
-            format!("expected 1-8 of the characters _ - . : / ~, found {separator:?}"),
-        ));
-    }
-    if let Some(key) = &parsed.session.key
-        && key.0.len() < 16
-    {
-        let (line, col) = find_key(text, "key");
-        return Err(error(
-            line,
-            col,
-            "session.key".into(),
-            "expected at least 16 characters (32 random bytes, base64, are a good key)".into(),
-        ));
-    }
-    if let Some(i) = parsed
-        .session
-        .previous_keys
-        .iter()
-        .position(|k| k.0.len() < 16)
-    {
-        let field = format!("session.previous_keys[{i}]");
-        let (line, col) = at(text, &field);
-        return Err(error(
-            line,
-            col,
-            field,
-            "expected at least 16 characters, as session.key".into(),
-        ));
-    }
-    if !parsed.session.previous_keys.is_empty() && parsed.session.key.is_none() {
-        let (line, col) = find_key(text, "previous_keys");
-        return Err(error(
-            line,
-            col,
-            "session.previous_keys".into(),
-            "needs session.key: the key that seals new sessions".into(),
-        ));
-    }
-
-    let mut seen = std::collections::HashSet::new();
-    let mut prefixes = std::collections::HashMap::new();
-    let mut uri_prefixes = std::collections::HashMap::new();
-    for (i, u) in upstreams.iter().enumerate() {
-        let prefix = u.tool_prefix.as_deref().unwrap_or(&u.name);
-        let field = if u.tool_prefix.is_some() {
-            "tool_prefix"
-        } else {
-            "name"
-        };
-        if let Err(m) = switchboard_protocol::naming::check_prefix(prefix, separator) {
-            let (line, col) = find_value(text, prefix);
-            return Err(error(line, col, format!("upstreams[{i}].{field}"), m));
-        }
-        if let Some(other) = prefixes.insert(prefix.to_string(), i) {
-            let (line, col) = find_value(text, prefix);
-            return Err(error(
-                line,
-                col,
-                format!("upstreams[{i}].{field}"),
-                format!("prefix {prefix:?} is already used by upstreams[{other}]"),
-            ));
-        }
-        let uri = switchboard_protocol::naming::uri_prefix(prefix);
-        if let Some(other) = uri_prefixes.insert(uri.clone(), i) {
-            let (line, col) = find_value(text, prefix);
-            return Err(error(
-                line,
-                col,
-                format!("upstreams[{i}].{field}"),
-                format!(
-                    "prefix {prefix:?} gives the resource-URI prefix {uri:?}, already used by upstreams[{other}] ('_' and '-' and case are the same in URIs)"
-                ),
-            ));
-        }
-        if !seen.insert(u.name.to_ascii_lowercase()) {
-            let (line, col) = find_value(text, &u.name);
-            return Err(error(
-                line,
-                col,
-                format!("upstreams[{i}].name"),
-                format!(
-                    "upstream name {:?} is used twice (names are compared without case)",
-                    u.name.0
-                ),
-            ));
-        }
-    }
-
+    super::env_upstreams::apply_upstream_vars(&mut upstreams, env).map_err(|e| {
+        place(Refusal {
+            error: FieldError::new("", format!("environment: {e}")),
+            near: Near::Nowhere,
+        })
+    })?;
+    let server = check_server(parsed.server).map_err(place)?;
+    check_aggregation(&parsed.aggregation).map_err(place)?;
+    check_session(&parsed.session).map_err(place)?;
+    check_names(&upstreams, &parsed.aggregation.separator).map_err(place)?;
     if let Some(auth) = &parsed.auth {
-        auth.check().map_err(|(field, message)| {
-            let field = format!("auth.{field}");
-            let (line, col) = at(text, &field);
-            error(line, col, field, message)
-        })?;
+        auth.check()
+            .map_err(|e| place(Refusal::at_field(e.within("auth"))))?;
     }
     for (i, u) in upstreams.iter_mut().enumerate() {
-        if !u.auth.pass_through.headers.is_empty() && u.kind == super::model::UpstreamKind::Stdio {
-            let field = format!("upstreams[{i}].auth.pass_through");
-            let (line, col) = at(text, &field);
-            return Err(error(
-                line,
-                col,
-                field,
-                "pass-through applies to http and sse upstreams; a stdio process gets no client headers".into(),
-            ));
-        }
-        check_kind(u)
-            .and_then(|()| check_transport(u))
-            .map_err(|(field, message)| {
-                let field = format!("upstreams[{i}].{field}");
-                let (line, col) = at(text, &field);
-                error(line, col, field, message)
-            })?;
+        check_upstream(u)
+            .map_err(|e| place(Refusal::at_field(e.within(&format!("upstreams[{i}]")))))?;
     }
-
     Ok(Gateway {
         server,
         session: parsed.session,
@@ -361,6 +149,227 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         system_ca: parsed.tls.system_ca_file,
         ignored_keys,
     })
+}
+
+/// The document as the schema reads it, and the top-level keys of a desktop client's file
+/// that were set aside. Errors point at the field serde stopped at.
+fn parse(
+    text: &str,
+    file: &str,
+    env: &Environment,
+) -> Result<(GatewayFile, Vec<String>), ConfigError> {
+    // A desktop client's file (Claude Desktop's, VS Code's `mcp.json`) holds more than its
+    // servers: read those, and set the rest aside with a warning, instead of refusing it.
+    let desktop = desktop_file(text);
+    let ignored_keys = desktop
+        .as_ref()
+        .map(|(_, ignored)| ignored.clone())
+        .unwrap_or_default();
+    if text.trim().is_empty() {
+        let empty = serde_yaml_ng::from_str("{}")
+            .map_err(|e| ConfigError::file(file, "", e.to_string()))?;
+        return Ok((empty, ignored_keys));
+    }
+    let parse = || match desktop {
+        Some((servers, _)) => serde_path_to_error::deserialize(servers),
+        None => serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text)),
+    };
+    let parsed = env::with_environment(env, parse).map_err(|e| {
+        let path = if e.path().iter().next().is_none() {
+            String::new()
+        } else {
+            e.path().to_string()
+        };
+        let target = if e.inner().to_string().contains("unknown field") {
+            position::Target::Key
+        } else {
+            position::Target::Value
+        };
+        let exact = position::locate(text, &position::steps(e.path()), target);
+        let inner = e.into_inner();
+        let (line, column) = match (exact, inner.location()) {
+            (Some((l, c)), _) => (Some(l), Some(c)),
+            (None, Some(l)) => (Some(l.line()), Some(l.column())),
+            (None, None) => (None, None),
+        };
+        ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            message: clean_message(&inner.to_string(), &path),
+            path,
+        }
+    })?;
+    Ok((parsed, ignored_keys))
+}
+
+/// `server`: one way to say where to listen; paths; limits.
+fn check_server(mut server: Server) -> Result<Server, Refusal> {
+    server.listen = match (server.listen_as_written, server.port) {
+        (Some(_), Some(_)) => {
+            return Err(Refusal::at_field(FieldError::new(
+                "server.port",
+                "give server.listen or server.port, not both",
+            )));
+        }
+        (Some(listen), None) => listen,
+        // As the gateway this spelling comes from: every interface.
+        (None, Some(port)) => {
+            super::model::Address(std::net::SocketAddr::from(([0, 0, 0, 0], port)))
+        }
+        (None, None) => server.listen,
+    };
+    for (field, key, value) in [
+        ("server.mcp_path", "mcp_path", &server.mcp_path),
+        (
+            "server.upstream_path",
+            "upstream_path",
+            &server.upstream_path,
+        ),
+        ("server.sse_path", "sse_path", &server.sse_path),
+        (
+            "server.messages_path",
+            "messages_path",
+            &server.messages_path,
+        ),
+    ] {
+        if !value.starts_with('/')
+            || value.contains(['?', '#', ' '])
+            || (value.len() > 1 && value.ends_with('/'))
+        {
+            return Err(Refusal::at_key(
+                field,
+                key,
+                format!("expected an absolute path like /mcp, found {value:?}"),
+            ));
+        }
+    }
+    if server.upstream_path == server.mcp_path || server.upstream_path == "/" {
+        return Err(Refusal::at_key(
+            "server.upstream_path",
+            "upstream_path",
+            format!(
+                "must differ from mcp_path and from /, found {:?}",
+                server.upstream_path
+            ),
+        ));
+    }
+    if server.max_request_bytes < 1024 {
+        return Err(Refusal::at_key(
+            "server.max_request_bytes",
+            "max_request_bytes",
+            "expected at least 1024 bytes",
+        ));
+    }
+    if server.listen.0 == server.admin.0 && server.listen.0.port() != 0 {
+        return Err(Refusal::at_key(
+            "server.admin",
+            "admin",
+            "must differ from server.listen",
+        ));
+    }
+    Ok(server)
+}
+
+fn check_aggregation(aggregation: &Aggregation) -> Result<(), Refusal> {
+    let separator = &aggregation.separator;
+    if separator.is_empty()
+        || separator.len() > 8
+        || !separator.bytes().all(|b| b"_-.:/~".contains(&b))
+    {
+        return Err(Refusal::at_key(
+            "aggregation.separator",
+            "separator",
+            format!("expected 1-8 of the characters _ - . : / ~, found {separator:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Session keys long enough to seal with; earlier keys only beside a current one.
+fn check_session(session: &SessionConfig) -> Result<(), Refusal> {
+    if let Some(key) = &session.key
+        && key.0.len() < 16
+    {
+        return Err(Refusal::at_key(
+            "session.key",
+            "key",
+            "expected at least 16 characters (32 random bytes, base64, are a good key)",
+        ));
+    }
+    if let Some(i) = session.previous_keys.iter().position(|k| k.0.len() < 16) {
+        return Err(Refusal::at_field(FieldError::new(
+            format!("session.previous_keys[{i}]"),
+            "expected at least 16 characters, as session.key",
+        )));
+    }
+    if !session.previous_keys.is_empty() && session.key.is_none() {
+        return Err(Refusal::at_key(
+            "session.previous_keys",
+            "previous_keys",
+            "needs session.key: the key that seals new sessions",
+        ));
+    }
+    Ok(())
+}
+
+/// Prefixes valid and unique (as names, and as URI prefixes, where `_`, `-` and case are
+/// the same); names unique without case.
+fn check_names(upstreams: &[Upstream], separator: &str) -> Result<(), Refusal> {
+    let mut seen = std::collections::HashSet::new();
+    let mut prefixes = std::collections::HashMap::new();
+    let mut uri_prefixes = std::collections::HashMap::new();
+    for (i, u) in upstreams.iter().enumerate() {
+        let prefix = u.tool_prefix.as_deref().unwrap_or(&u.name);
+        let field = if u.tool_prefix.is_some() {
+            format!("upstreams[{i}].tool_prefix")
+        } else {
+            format!("upstreams[{i}].name")
+        };
+        if let Err(e) = switchboard_protocol::naming::check_prefix(prefix, separator) {
+            return Err(Refusal::at_value(field, prefix, e.to_string()));
+        }
+        if let Some(other) = prefixes.insert(prefix.to_string(), i) {
+            return Err(Refusal::at_value(
+                field,
+                prefix,
+                format!("prefix {prefix:?} is already used by upstreams[{other}]"),
+            ));
+        }
+        let uri = switchboard_protocol::naming::uri_prefix(prefix);
+        if let Some(other) = uri_prefixes.insert(uri.clone(), i) {
+            return Err(Refusal::at_value(
+                field,
+                prefix,
+                format!(
+                    "prefix {prefix:?} gives the resource-URI prefix {uri:?}, already used by upstreams[{other}] ('_' and '-' and case are the same in URIs)"
+                ),
+            ));
+        }
+        if !seen.insert(u.name.to_ascii_lowercase()) {
+            return Err(Refusal::at_value(
+                format!("upstreams[{i}].name"),
+                &u.name,
+                format!(
+                    "upstream name {:?} is used twice (names are compared without case)",
+                    u.name.0
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One upstream: what its type needs and allows, its transport.
+fn check_upstream(u: &mut Upstream) -> Result<(), FieldError> {
+    if !u.auth.pass_through.headers.is_empty() && u.kind == super::model::UpstreamKind::Stdio {
+        return Err(FieldError::new(
+            "auth.pass_through",
+            "pass-through applies to http and sse upstreams; a stdio process gets no client headers",
+        ));
+    }
+    check_kind(u)?;
+    check_transport(u)
 }
 
 /// The keys of a gateway file; a file with none of them but with servers is a desktop
@@ -427,9 +436,9 @@ fn system_bundle(env: &Environment) -> Option<std::path::PathBuf> {
 
 /// What each `type` needs and allows: `http` a `url`; `stdio` a `command` and nothing of
 /// HTTP (it is reached through the bridge, whose endpoint becomes its URL).
-fn check_kind(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
+fn check_kind(u: &mut super::model::Upstream) -> Result<(), FieldError> {
     use super::model::{UpstreamKind, UpstreamUrl};
-    let err = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
+    let err = |f: &str, m: &str| Err(FieldError::new(f, m));
     let needs_url = match u.kind {
         UpstreamKind::Http => Some("an http upstream needs a url (or type: stdio with a command)"),
         UpstreamKind::Sse => Some("an sse upstream needs the url of its event stream"),
@@ -488,21 +497,21 @@ fn check_kind(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
 
 /// Settings of one upstream's connection that only make sense together; resolves the
 /// timeout (`transport.timeout` over `timeout`). Errors name the field under the upstream.
-fn check_transport(u: &mut super::model::Upstream) -> Result<(), (String, String)> {
+fn check_transport(u: &mut super::model::Upstream) -> Result<(), FieldError> {
     if let Some(tls) = u.transport.tls.take() {
         if u.tls.is_some() {
-            return Err((
-                "transport.tls".into(),
-                "set either tls or transport.tls, not both".into(),
+            return Err(FieldError::new(
+                "transport.tls",
+                "set either tls or transport.tls, not both",
             ));
         }
         u.tls = Some(tls);
     }
     if let Some(proxy) = u.transport.proxy.take() {
         if u.proxy.is_some() {
-            return Err((
-                "transport.proxy".into(),
-                "set either proxy or transport.proxy, not both".into(),
+            return Err(FieldError::new(
+                "transport.proxy",
+                "set either proxy or transport.proxy, not both",
             ));
         }
         u.proxy = Some(proxy);
@@ -510,9 +519,9 @@ fn check_transport(u: &mut super::model::Upstream) -> Result<(), (String, String
     let t = &u.transport;
     if let Some(timeout) = t.timeout {
         if u.timeout != super::model::default_timeout() && u.timeout != timeout {
-            return Err((
-                "transport.timeout".into(),
-                "set either timeout or transport.timeout, not both".into(),
+            return Err(FieldError::new(
+                "transport.timeout",
+                "set either timeout or transport.timeout, not both",
             ));
         }
         u.timeout = timeout;
@@ -523,11 +532,14 @@ fn check_transport(u: &mut super::model::Upstream) -> Result<(), (String, String
         } else {
             "max_idle_conns_per_host"
         };
-        return Err((format!("transport.{f}"), "expected at least 1".into()));
+        return Err(FieldError::new(
+            format!("transport.{f}"),
+            "expected at least 1",
+        ));
     }
     if t.max_idle_conns_per_host > t.max_idle_conns {
-        return Err((
-            "transport.max_idle_conns_per_host".into(),
+        return Err(FieldError::new(
+            "transport.max_idle_conns_per_host",
             format!(
                 "{} is more than max_idle_conns ({})",
                 t.max_idle_conns_per_host, t.max_idle_conns
@@ -536,9 +548,9 @@ fn check_transport(u: &mut super::model::Upstream) -> Result<(), (String, String
     }
     if let Some(tls) = &u.tls {
         if !u.url.is_tls() {
-            return Err((
-                "tls".into(),
-                "applies to https:// upstreams; this URL is http://".into(),
+            return Err(FieldError::new(
+                "tls",
+                "applies to https:// upstreams; this URL is http://",
             ));
         }
         if tls.client_cert.is_some() != tls.client_key.is_some() {
@@ -547,15 +559,15 @@ fn check_transport(u: &mut super::model::Upstream) -> Result<(), (String, String
             } else {
                 "client_cert"
             };
-            return Err((
+            return Err(FieldError::new(
                 format!("tls.{missing}"),
-                "mutual TLS needs both client_cert and client_key".into(),
+                "mutual TLS needs both client_cert and client_key",
             ));
         }
         if tls.insecure_skip_verify && tls.ca_cert.is_some() {
-            return Err((
-                "tls.insecure_skip_verify".into(),
-                "contradicts tls.ca_cert: verify against the CA, or skip verification".into(),
+            return Err(FieldError::new(
+                "tls.insecure_skip_verify",
+                "contradicts tls.ca_cert: verify against the CA, or skip verification",
             ));
         }
         if tls.server_name.as_deref().is_some_and(|n| {
@@ -564,18 +576,18 @@ fn check_transport(u: &mut super::model::Upstream) -> Result<(), (String, String
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
         }) {
-            return Err((
-                "tls.server_name".into(),
-                "expected a DNS name like api.example.com".into(),
+            return Err(FieldError::new(
+                "tls.server_name",
+                "expected a DNS name like api.example.com",
             ));
         }
     }
     if let Some(p) = &u.proxy
         && p.username.is_some() != p.password.is_some()
     {
-        return Err((
-            "proxy".into(),
-            "SOCKS5 username/password authentication needs both username and password".into(),
+        return Err(FieldError::new(
+            "proxy",
+            "SOCKS5 username/password authentication needs both username and password",
         ));
     }
     Ok(())

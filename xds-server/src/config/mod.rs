@@ -4,11 +4,16 @@
 
 pub mod auth;
 pub mod certs;
+pub mod document;
 pub mod env;
+pub mod env_upstreams;
+pub mod error;
 pub mod load;
 pub mod mcp_servers;
 pub mod model;
 pub mod position;
+pub mod values;
 
+pub use error::{ConfigError, FieldError, ValueError};
 pub use load::{load_file, load_str};
 pub use model::Gateway;

@@ -2,6 +2,7 @@
 //! plane receives, and the wasm filter that carries it, delivered by ECDS.
 
 use super::*;
+use switchboard_protocol::wire;
 
 /// The contract the filter receives in its `PluginConfig.configuration`.
 pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
@@ -32,15 +33,9 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
             .collect(),
         session_max_age_s: gateway.session.max_age.as_secs(),
         separator: gateway.aggregation.separator.clone(),
-        fan_out: match gateway.aggregation.fan_out {
-            FanOutPolicy::FailOpen => FanOut::FailOpen,
-            FanOutPolicy::FailClosed => FanOut::FailClosed,
-        },
+        fan_out: gateway.aggregation.fan_out,
         get_stream: get_stream(gateway, module),
-        prefix_mode: match gateway.aggregation.prefix_mode {
-            PrefixModeConfig::Always => PrefixMode::Always,
-            PrefixModeConfig::WhenNeeded => PrefixMode::WhenNeeded,
-        },
+        prefix_mode: gateway.aggregation.prefix_mode,
         upstreams: gateway
             .upstreams
             .iter()
@@ -223,9 +218,9 @@ pub(super) fn cors(gateway: &Gateway) -> Option<filter_config::Cors> {
         "content-type",
         "accept",
         "authorization",
-        "mcp-session-id",
-        "mcp-protocol-version",
-        "last-event-id",
+        wire::SESSION_HEADER,
+        wire::VERSION_HEADER,
+        wire::LAST_EVENT_ID_HEADER,
     ]
     .map(String::from)
     .to_vec();

@@ -3,7 +3,7 @@
 //! Resource names are deterministic (`upstream-<name>`, `switchboard`), so an unchanged
 //! upstream produces byte-identical resources and is never re-pushed.
 
-use crate::config::model::{FanOutPolicy, Gateway, PrefixModeConfig, Upstream, UpstreamKind};
+use crate::config::model::{Gateway, Upstream, UpstreamKind};
 use envoy_types::pb::envoy::config::cluster::v3 as envoy_cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::listener::v3 as envoy_listener;
@@ -18,7 +18,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration as PbDuration, 
 use envoy_types::util::pack_any;
 use std::time::Duration;
 use switchboard_protocol::access::{self, AccessConfig};
-use switchboard_protocol::filter_config::{self, FanOut, FilterConfig, PrefixMode, ROUTE_HEADER};
+use switchboard_protocol::filter_config::{self, FilterConfig, ROUTE_HEADER};
 
 pub mod audit;
 pub mod cluster;

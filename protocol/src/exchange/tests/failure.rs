@@ -78,7 +78,7 @@ fn tls_and_refused_connections_are_named() {
     assert_eq!(m, "Upstream \"down\" refused the connection");
     let body = b"upstream connect error or disconnect/reset before headers. reset reason: remote connection failure, transport failure reason: TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end";
     assert_eq!(
-        http_failure(503, body, 1000),
+        http_failure(503, body, 1000).to_string(),
         "TLS handshake failed (CERTIFICATE VERIFY FAILED)"
     );
 }

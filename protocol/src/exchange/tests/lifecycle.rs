@@ -149,7 +149,7 @@ fn delete_ends_every_upstream_session() {
         &clock(),
     );
     let step = ex
-        .on_callout_response(&gw, 1, Err("timeout".into()), &clock())
+        .on_callout_response(&gw, 1, Err(Failure::NotCalled("timeout".into())), &clock())
         .unwrap();
     assert!(matches!(step, Step::Respond(Reply { status: 200, .. })));
 }

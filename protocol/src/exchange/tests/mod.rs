@@ -32,7 +32,7 @@ fn post(session: Option<&str>) -> RequestHead {
     }
 }
 
-fn answer(session_id: Option<&str>, body: Value) -> Result<CalloutAnswer, String> {
+fn answer(session_id: Option<&str>, body: Value) -> Result<CalloutAnswer, Failure> {
     Ok(CalloutAnswer {
         status: 200,
         content_type: "application/json".into(),
@@ -41,7 +41,7 @@ fn answer(session_id: Option<&str>, body: Value) -> Result<CalloutAnswer, String
     })
 }
 
-fn sse_answer(body: Value) -> Result<CalloutAnswer, String> {
+fn sse_answer(body: Value) -> Result<CalloutAnswer, Failure> {
     Ok(CalloutAnswer {
         status: 200,
         content_type: "text/event-stream".into(),
@@ -73,7 +73,7 @@ fn run(
     gw: &Gateway,
     session: Option<&str>,
     body: &str,
-    answers: Vec<Result<CalloutAnswer, String>>,
+    answers: Vec<Result<CalloutAnswer, Failure>>,
 ) -> (Step, Vec<Callout>) {
     run_head(gw, &post(session), body, answers)
 }
@@ -83,7 +83,7 @@ fn run_head(
     gw: &Gateway,
     head: &RequestHead,
     body: &str,
-    answers: Vec<Result<CalloutAnswer, String>>,
+    answers: Vec<Result<CalloutAnswer, Failure>>,
 ) -> (Step, Vec<Callout>) {
     let mut ex = Exchange::new();
     assert_eq!(ex.on_request_headers(gw, head, CLOCK_S), Step::AwaitBody);
@@ -152,7 +152,7 @@ fn run_as(
     pass: &[(&str, &str)],
     session: Option<&str>,
     body: &str,
-    answers: Vec<Result<CalloutAnswer, String>>,
+    answers: Vec<Result<CalloutAnswer, Failure>>,
 ) -> (Step, Vec<Callout>) {
     let head = RequestHead {
         identity: Some(crate::access::Identity {
@@ -244,7 +244,7 @@ fn list_page(
     gw: &Gateway,
     token: &str,
     cursor: Option<&str>,
-    answers: Vec<Result<CalloutAnswer, String>>,
+    answers: Vec<Result<CalloutAnswer, Failure>>,
 ) -> (Value, Vec<Callout>) {
     let body = match cursor {
         Some(c) => {
