@@ -38,6 +38,14 @@ pub fn apply_upstream_vars(
     upstreams: &mut Vec<Upstream>,
     env: &Environment,
 ) -> Result<(), ValueError> {
+    for (name, vars) in collect(env)? {
+        Fields::parse(&name, vars)?.apply(upstreams, &name)?;
+    }
+    Ok(())
+}
+
+/// The upstream variables of the environment, by upstream name.
+fn collect(env: &Environment) -> Result<BTreeMap<String, UpstreamVars>, ValueError> {
     let mut by_name: BTreeMap<String, UpstreamVars> = BTreeMap::new();
     let to_name = |n: &str| n.to_ascii_lowercase().replace('_', "-");
     for (var, value) in env.vars() {
@@ -91,16 +99,33 @@ pub fn apply_upstream_vars(
         };
         *slot = Some((var.clone(), value));
     }
+    Ok(by_name)
+}
 
-    for (name, f) in by_name {
-        let var_name = |field: &str| {
-            format!(
-                "{UPSTREAM_PREFIX}{}{field}",
-                name.to_ascii_uppercase().replace('-', "_")
-            )
-        };
-        super::model::check_upstream_name(&name)
-            .map_err(|e| ValueError(format!("{}: {e}", var_name(""))))?;
+/// The variable that sets `field` of upstream `name`, for messages.
+fn var_name(name: &str, field: &str) -> String {
+    format!(
+        "{UPSTREAM_PREFIX}{}{field}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// One upstream's variables, parsed; errors name the variable.
+struct Fields {
+    url: Option<UpstreamUrl>,
+    kind: Option<UpstreamKind>,
+    timeout: Option<std::time::Duration>,
+    args: Option<Vec<String>>,
+    pass_through: Option<Vec<super::auth::PassThroughHeader>>,
+    headers: BTreeMap<String, String>,
+    env: BTreeMap<String, String>,
+    command: Option<String>,
+}
+
+impl Fields {
+    fn parse(name: &str, f: UpstreamVars) -> Result<Fields, ValueError> {
+        super::model::check_upstream_name(name)
+            .map_err(|e| ValueError(format!("{}: {e}", var_name(name, ""))))?;
         let url = f
             .url
             .map(|(var, v)| UpstreamUrl::parse(&v).map_err(|e| ValueError(format!("{var}: {e}"))))
@@ -129,49 +154,38 @@ pub fn apply_upstream_vars(
                     .ok_or_else(|| ValueError(format!("{var}: unbalanced quotes in {v:?}")))
             })
             .transpose()?;
-        let enabled = f
-            .pass_through_enabled
-            .map(|(var, v)| match v.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" => Ok((var, true)),
-                "false" | "0" | "no" | "off" => Ok((var, false)),
-                other => Err(ValueError(format!(
-                    "{var}: expected true or false, found {other:?}"
-                ))),
-            })
-            .transpose()?;
-        let pass_through = match (enabled, f.pass_through_headers) {
-            (Some((_, false)), _) => Some(Vec::new()),
-            (Some((var, true)), None) => {
-                return Err(ValueError(format!(
-                    "{var}: pass-through is enabled but no headers are given: set {}",
-                    var_name("_AUTH_PASS_THROUGH_HEADERS")
-                )));
-            }
-            (_, Some((var, v))) => {
-                Some(pass_through_headers(&v).map_err(|e| ValueError(format!("{var}: {e}")))?)
-            }
-            (None, None) => None,
-        };
-        let headers = f.headers.into_iter().map(|(k, v)| (k, Expanded(v)));
-        let env_vars = f.env.into_iter().map(|(k, v)| (k, Expanded(v)));
-        let command = f.command.map(|(_, c)| Expanded(c));
-        let stdio = kind == Some(UpstreamKind::Stdio) || (kind.is_none() && command.is_some());
-        let upstream = match upstreams.iter_mut().position(|u| *u.name == *name) {
+        Ok(Fields {
+            url,
+            kind,
+            timeout,
+            args,
+            pass_through: pass_through(name, f.pass_through_enabled, f.pass_through_headers)?,
+            headers: f.headers,
+            env: f.env,
+            command: f.command.map(|(_, c)| c),
+        })
+    }
+
+    /// Overrides the upstream `name`, or adds it.
+    fn apply(self, upstreams: &mut Vec<Upstream>, name: &str) -> Result<(), ValueError> {
+        let stdio = self.kind == Some(UpstreamKind::Stdio)
+            || (self.kind.is_none() && self.command.is_some());
+        let upstream = match upstreams.iter().position(|u| *u.name == *name) {
             Some(i) => &mut upstreams[i],
             None => {
                 let url = if stdio {
                     UpstreamUrl::missing()
                 } else {
-                    url.clone().ok_or_else(|| ValueError({
-                        format!(
+                    self.url.clone().ok_or_else(|| {
+                        ValueError(format!(
                             "upstream {name:?} is given by environment variables but has no URL: set {} (or {} for a stdio server)",
-                            var_name("_URL"),
-                            var_name("_COMMAND")
-                        )
-                    }))?
+                            var_name(name, "_URL"),
+                            var_name(name, "_COMMAND")
+                        ))
+                    })?
                 };
                 upstreams.push(Upstream {
-                    name: super::model::UpstreamName(name.clone()),
+                    name: super::model::UpstreamName(name.to_string()),
                     url,
                     timeout: default_timeout(),
                     ..Upstream::http_defaults()
@@ -181,30 +195,63 @@ pub fn apply_upstream_vars(
                     .ok_or_else(|| ValueError("no upstream".into()))?
             }
         };
-        if let Some(url) = url {
+        if let Some(url) = self.url {
             upstream.url = url;
         }
-        match kind {
+        match self.kind {
             Some(k) => upstream.kind = k,
             None if stdio => upstream.kind = UpstreamKind::Stdio,
             None => {}
         }
-        if let Some(t) = timeout {
+        if let Some(t) = self.timeout {
             upstream.timeout = t;
         }
-        upstream.headers.extend(headers);
-        if let Some(c) = command {
-            upstream.command = Some(c);
+        upstream
+            .headers
+            .extend(self.headers.into_iter().map(|(k, v)| (k, Expanded(v))));
+        if let Some(c) = self.command {
+            upstream.command = Some(Expanded(c));
         }
-        if let Some(a) = args {
+        if let Some(a) = self.args {
             upstream.args = a.into_iter().map(Expanded).collect();
         }
-        upstream.env.extend(env_vars);
-        if let Some(p) = pass_through {
+        upstream
+            .env
+            .extend(self.env.into_iter().map(|(k, v)| (k, Expanded(v))));
+        if let Some(p) = self.pass_through {
             upstream.auth.pass_through.headers = p;
         }
+        Ok(())
     }
-    Ok(())
+}
+
+/// `_AUTH_PASS_THROUGH_ENABLED` and `_AUTH_PASS_THROUGH_HEADERS` together: `Some` replaces the
+/// upstream's pass-through headers (`false` empties them).
+fn pass_through(
+    name: &str,
+    enabled: Option<(String, String)>,
+    headers: Option<(String, String)>,
+) -> Result<Option<Vec<super::auth::PassThroughHeader>>, ValueError> {
+    let enabled = enabled
+        .map(|(var, v)| match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok((var, true)),
+            "false" | "0" | "no" | "off" => Ok((var, false)),
+            other => Err(ValueError(format!(
+                "{var}: expected true or false, found {other:?}"
+            ))),
+        })
+        .transpose()?;
+    match (enabled, headers) {
+        (Some((_, false)), _) => Ok(Some(Vec::new())),
+        (Some((var, true)), None) => Err(ValueError(format!(
+            "{var}: pass-through is enabled but no headers are given: set {}",
+            var_name(name, "_AUTH_PASS_THROUGH_HEADERS")
+        ))),
+        (_, Some((var, v))) => pass_through_headers(&v)
+            .map(Some)
+            .map_err(|e| ValueError(format!("{var}: {e}"))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// `X-Token:Authorization:Bearer {value},X-Org:X-Org` → pass-through headers.
