@@ -305,16 +305,16 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
             .and_then(Value::as_str)
             .map(str::to_string);
         // Each upstream's own endpoint serves its part of the client's session.
-        tokio::spawn(follow(
-            bridge.http.clone(),
-            bridge.state.on_behalf(identity.as_deref()),
+        let f = Follow {
+            http: bridge.http.clone(),
+            on_behalf: bridge.state.on_behalf(identity.as_deref()),
             url,
-            us.name.clone(),
-            token.clone(),
-            session.protocol_version.clone(),
-            last,
-            tx.clone(),
-        ));
+            upstream: us.name.clone(),
+            token: token.clone(),
+            version: session.protocol_version.clone(),
+            last_id: last,
+        };
+        tokio::spawn(follow(f, tx.clone()));
     }
     drop(tx);
 
@@ -392,20 +392,34 @@ fn tokio_stream_from(
     )
 }
 
+/// One upstream's stream as the merged stream reads it: through the gateway's endpoint of
+/// that upstream, on the client's behalf, in the client's session.
+struct Follow {
+    http: reqwest::Client,
+    on_behalf: reqwest::header::HeaderMap,
+    /// `<gateway><upstream_path>/<name>/mcp`.
+    url: String,
+    upstream: String,
+    /// The client's session token.
+    token: String,
+    version: String,
+    /// Where to resume, from the client's `Last-Event-ID`.
+    last_id: Option<String>,
+}
+
 /// Reads one upstream's stream through Envoy until the client leaves, opening it again
 /// (from its last event id) when it ends. An upstream that refuses it for good (405 no
 /// stream, 404 or 400 no such session, any 4xx but 408 and 429) is left out.
-#[allow(clippy::too_many_arguments)]
-async fn follow(
-    http: reqwest::Client,
-    on_behalf: reqwest::header::HeaderMap,
-    url: String,
-    upstream: String,
-    token: String,
-    version: String,
-    mut last_id: Option<String>,
-    tx: mpsc::Sender<Incoming>,
-) {
+async fn follow(f: Follow, tx: mpsc::Sender<Incoming>) {
+    let Follow {
+        http,
+        on_behalf,
+        url,
+        upstream,
+        token,
+        version,
+        mut last_id,
+    } = f;
     let mut backoff = Duration::from_millis(250);
     while !tx.is_closed() {
         let mut req = http

@@ -230,22 +230,51 @@ async fn post(
             "Invalid Request: not a JSON-RPC message",
         );
     };
-    let fail = |e: &dyn std::fmt::Display| {
+    let call = Call { name, upstream, id };
+    if message["method"] == "initialize" {
+        return call.initialize(&headers, message).await;
+    }
+    let Some(slot) = session(&call.upstream, &headers) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &call.id,
+            code::INVALID_REQUEST,
+            "Session not found: send initialize again",
+        );
+    };
+    call.relay(slot, kind, message).await
+}
+
+/// One message a client posted to a hosted upstream.
+struct Call {
+    name: String,
+    upstream: Arc<Upstream>,
+    /// The message's id (null for notifications).
+    id: Value,
+}
+
+impl Call {
+    /// A JSON-RPC error that names the upstream and its transport.
+    fn fail(&self, e: &dyn std::fmt::Display) -> Response {
         error(
             StatusCode::OK,
-            &id,
+            &self.id,
             UPSTREAM_ERROR,
             &format!(
-                "Upstream {name:?} ({}) {e}",
-                upstream.config.transport.kind()
+                "Upstream {:?} ({}) {e}",
+                self.name,
+                self.upstream.config.transport.kind()
             ),
         )
-    };
+    }
 
-    if message["method"] == "initialize" {
+    /// A new session: the shared child, or a child of its own (within `max_processes`),
+    /// initialized with the client's params; the answer carries the session id.
+    async fn initialize(&self, headers: &HeaderMap, message: Value) -> Response {
+        let upstream = &self.upstream;
         let sid = session_id();
         if sid.is_empty() {
-            return fail(&"cannot make a session id: no random source");
+            return self.fail(&"cannot make a session id: no random source");
         }
         let slot = match &upstream.shared {
             Some(s) => s.clone(),
@@ -254,10 +283,11 @@ async fn post(
                 if count >= upstream.config.max_processes {
                     return error(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        &id,
+                        &self.id,
                         UPSTREAM_ERROR,
                         &format!(
-                            "Upstream {name:?} ({}) runs its limit of {} sessions (max_processes); try again later",
+                            "Upstream {:?} ({}) runs its limit of {} sessions (max_processes); try again later",
+                            self.name,
                             upstream.config.transport.kind(),
                             upstream.config.max_processes
                         ),
@@ -281,75 +311,71 @@ async fn post(
                 if upstream.shared.is_none() {
                     slot.stop();
                 }
-                return fail(&e);
+                return self.fail(&e);
             }
         };
         if let Ok(mut sessions) = upstream.sessions.write() {
             sessions.insert(sid.clone(), slot);
         }
-        let answer = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result});
+        let answer = serde_json::json!({"jsonrpc": "2.0", "id": self.id, "result": result});
         let mut response = json(StatusCode::OK, &answer);
         if let Ok(v) = sid.parse() {
             response.headers_mut().insert(SESSION_HEADER, v);
         }
-        return response;
+        response
     }
 
-    let Some(slot) = session(&upstream, &headers) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            &id,
-            code::INVALID_REQUEST,
-            "Session not found: send initialize again",
-        );
-    };
-    match kind {
-        // The bridge told the child itself when it initialized it.
-        Kind::Notification if message["method"] == "notifications/initialized" => {
-            StatusCode::ACCEPTED.into_response()
-        }
-        Kind::Notification | Kind::Response => match slot.send(&message).await {
-            Ok(()) => StatusCode::ACCEPTED.into_response(),
-            Err(e) => fail(&e),
-        },
-        Kind::Request => {
-            let mut rx = match slot.request(message).await {
-                Ok(rx) => rx,
-                Err(e) => return fail(&e),
-            };
-            let timeout = upstream.config.request_timeout;
-            let kind = upstream.config.transport.kind();
-            let name = name.clone();
-            // The exchange as SSE: what the child sends for this request, its answer last.
-            let stream = async_stream(move |tx| async move {
-                let deadline = tokio::time::Instant::now() + timeout;
-                loop {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => {
-                            let last = wire::classify(&m) == Some(Kind::Response);
-                            if tx.send(m).await.is_err() || last {
+    /// A message in a session: notifications and answers written as they are; a request's
+    /// exchange streamed back as SSE, its answer last, within the request timeout.
+    async fn relay(self, slot: Arc<Slot>, kind: Kind, message: Value) -> Response {
+        match kind {
+            // The bridge told the child itself when it initialized it.
+            Kind::Notification if message["method"] == "notifications/initialized" => {
+                StatusCode::ACCEPTED.into_response()
+            }
+            Kind::Notification | Kind::Response => match slot.send(&message).await {
+                Ok(()) => StatusCode::ACCEPTED.into_response(),
+                Err(e) => self.fail(&e),
+            },
+            Kind::Request => {
+                let mut rx = match slot.request(message).await {
+                    Ok(rx) => rx,
+                    Err(e) => return self.fail(&e),
+                };
+                let timeout = self.upstream.config.request_timeout;
+                let kind = self.upstream.config.transport.kind();
+                let Call { name, id, .. } = self;
+                // The exchange as SSE: what the child sends for this request, its answer last.
+                let stream = async_stream(move |tx| async move {
+                    let deadline = tokio::time::Instant::now() + timeout;
+                    loop {
+                        match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Some(m)) => {
+                                let last = wire::classify(&m) == Some(Kind::Response);
+                                if tx.send(m).await.is_err() || last {
+                                    return;
+                                }
+                            }
+                            Ok(None) => return,
+                            Err(_) => {
+                                let _ = tx
+                                    .send(wire::error_response(
+                                        &id,
+                                        switchboard_protocol::wire::UPSTREAM_TIMEOUT,
+                                        &format!(
+                                            "Upstream {name:?} ({kind}) did not answer within {} ms",
+                                            timeout.as_millis()
+                                        ),
+                                    ))
+                                    .await;
+                                slot.stalled().await;
                                 return;
                             }
                         }
-                        Ok(None) => return,
-                        Err(_) => {
-                            let _ = tx
-                                .send(wire::error_response(
-                                    &id,
-                                    switchboard_protocol::wire::UPSTREAM_TIMEOUT,
-                                    &format!(
-                                        "Upstream {name:?} ({kind}) did not answer within {} ms",
-                                        timeout.as_millis()
-                                    ),
-                                ))
-                                .await;
-                            slot.stalled().await;
-                            return;
-                        }
                     }
-                }
-            });
-            Sse::new(stream).into_response()
+                });
+                Sse::new(stream).into_response()
+            }
         }
     }
 }

@@ -65,16 +65,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         tunnels: Arc::new(crate::tunnels::Tunnels::live(bridge_addr.ip())),
     };
     let (gateway, snapshot) = source.load()?;
-    // Envoy would refuse a busy address and go on without serving: say so at once.
-    for (field, addr) in [
-        ("server.listen", gateway.server.listen.0),
-        ("server.admin", gateway.server.admin.0),
-    ] {
-        if addr.port() != 0 {
-            std::net::TcpListener::bind(addr)
-                .with_context(|| format!("cannot listen on {addr} ({field})"))?;
-        }
-    }
+    check_addresses_free(&gateway)?;
     let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();
     source.update_bridge(&gateway);
     info!("bridge on {bridge_addr}");
@@ -89,13 +80,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         .tempdir()
         .context("cannot create a working directory")?;
     let socket = workdir.path().join("xds.sock");
-    let xds = tokio::net::UnixListener::bind(&socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot restrict {}", socket.display()))?;
-    }
+    let xds = private_socket(&socket)?;
     info!("serving ADS on {}", socket.display());
     let (stop_tx, stop_rx) = watch::channel(false);
     // ADS ends after Envoy has stopped, so Envoy never sees its config stream cut.
@@ -109,21 +94,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         Ads::new(rx),
         ads_stop,
     ));
-    let bridge_stop = {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let bridge_app = switchboard_bridge::Bridge::new(bridge_state.clone()).router();
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(bridge_listener, bridge_app)
-            .with_graceful_shutdown(bridge_stop)
-            .await
-        {
-            tracing::error!("bridge failed: {e}");
-        }
-    });
+    spawn_bridge(bridge_listener, bridge_state.clone(), stop_rx.clone());
 
     let bootstrap_file = workdir.path().join("bootstrap.yaml");
     let params = BootstrapParams {
@@ -134,7 +105,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::write(&bootstrap_file, bootstrap_yaml(&params)?)
         .with_context(|| format!("cannot write {}", bootstrap_file.display()))?;
 
-    let (ready_tx, mut ready_rx) = watch::channel(None::<Endpoints>);
+    let (ready_tx, ready_rx) = watch::channel(None::<Endpoints>);
     let opts = envoy::Options {
         bin,
         bootstrap: bootstrap_file,
@@ -146,7 +117,73 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     };
     let endpoints = ready_tx.subscribe();
     let supervisor = tokio::spawn(envoy::supervise(opts, stop_rx, ready_tx));
-    // SIGHUP also reopens Envoy's access logs (the audit log), for log rotation.
+    spawn_log_reopener(endpoints);
+    let announce = spawn_announcer(ready_rx, bridge_state, &gateway);
+
+    let mut supervisor = supervisor;
+    let result = tokio::select! {
+        _ = shutdown_signal() => None,
+        r = &mut supervisor => Some(r),
+    };
+    let _ = stop_tx.send(true);
+    let outcome = match result {
+        Some(r) => r.context("envoy supervisor failed"),
+        None => supervisor.await.context("envoy supervisor failed"),
+    };
+    let _ = envoy_gone_tx.send(true);
+    announce.abort();
+    let _ = ads.await;
+    let outcome = outcome?;
+    drop(workdir);
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+/// Envoy would refuse a busy address and go on without serving: say so at once.
+fn check_addresses_free(gateway: &crate::config::Gateway) -> anyhow::Result<()> {
+    for (field, addr) in [
+        ("server.listen", gateway.server.listen.0),
+        ("server.admin", gateway.server.admin.0),
+    ] {
+        if addr.port() != 0 {
+            std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} ({field})"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A Unix socket only this user can connect to.
+fn private_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    Ok(listener)
+}
+
+/// The bridge's HTTP server, until `stop` turns true.
+fn spawn_bridge(
+    listener: TcpListener,
+    state: Arc<switchboard_bridge::BridgeState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let app = switchboard_bridge::Bridge::new(state).router();
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!("bridge failed: {e}");
+        }
+    });
+}
+
+/// SIGHUP also reopens Envoy's access logs (the audit log), for log rotation.
+fn spawn_log_reopener(endpoints: watch::Receiver<Option<Endpoints>>) {
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
@@ -167,15 +204,24 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     });
+}
+
+/// Each time Envoy serves: tells the bridge where the listener is, and prints the endpoint
+/// (stdout, one line each, so scripts can read them).
+fn spawn_announcer(
+    mut ready: watch::Receiver<Option<Endpoints>>,
+    bridge_state: Arc<switchboard_bridge::BridgeState>,
+    gateway: &crate::config::Gateway,
+) -> tokio::task::JoinHandle<()> {
     let mcp_path = gateway.server.mcp_path.clone();
     let scheme = if gateway.server.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    let announce = tokio::spawn(async move {
-        while ready_rx.changed().await.is_ok() {
-            let Some(e) = ready_rx.borrow_and_update().clone() else {
+    tokio::spawn(async move {
+        while ready.changed().await.is_ok() {
+            let Some(e) = ready.borrow_and_update().clone() else {
                 continue;
             };
             let host = if e.listener.ip().is_unspecified() {
@@ -189,29 +235,11 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
                 host
             };
             bridge_state.set_gateway(Some(format!("{scheme}://{host}:{}", e.listener.port())));
-            // stdout, one line, so scripts can read it.
             println!(
                 "MCP endpoint: {scheme}://{host}:{}{mcp_path}",
                 e.listener.port()
             );
             println!("Envoy admin: http://{}", e.admin);
         }
-    });
-
-    let mut supervisor = supervisor;
-    let result = tokio::select! {
-        _ = shutdown_signal() => None,
-        r = &mut supervisor => Some(r),
-    };
-    let _ = stop_tx.send(true);
-    let outcome = match result {
-        Some(r) => r.context("envoy supervisor failed"),
-        None => supervisor.await.context("envoy supervisor failed"),
-    };
-    let _ = envoy_gone_tx.send(true);
-    announce.abort();
-    let _ = ads.await;
-    let outcome = outcome?;
-    drop(workdir);
-    outcome.map(|()| ExitCode::SUCCESS)
+    })
 }
