@@ -528,7 +528,7 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
 }
 
 /// How long a client subprocess may take: a hang fails the test, it does not stall CI.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// `cmd`'s output, or an error (the process killed) once `timeout` has passed.
 pub fn output_within(mut cmd: Command, timeout: Duration) -> anyhow::Result<std::process::Output> {
