@@ -71,6 +71,9 @@ impl Slot {
             *p = Some(params);
         }
         self.proc().await?;
+        // The session's idle time counts from here: starting the child may take longer than
+        // a short idle_timeout, and the session is in use now.
+        self.touch();
         self.init_result
             .lock()
             .ok()
