@@ -11,6 +11,7 @@ pub mod filter_config;
 pub mod glob;
 pub mod jsonrpc;
 pub mod mcp;
+pub mod modern;
 pub mod naming;
 pub mod server_message;
 pub mod session;
