@@ -374,4 +374,156 @@ mod driven {
                 .contains(&("switchboard_class".into(), "client".into()))
         );
     }
+
+    /// A request of the session `token` on `/mcp`, carried through its headers and body.
+    fn routed(gw: &Rc<Gateway>, token: &str, body: &str) -> (FakeHost, Stream<FakeHost>) {
+        let headers = [
+            (":method", "POST"),
+            (":path", "/mcp"),
+            ("mcp-session-id", token),
+            ("origin", "https://app.example"),
+        ];
+        let (host, mut s) = stream(gw, &headers, body);
+        assert_eq!(s.on_request_headers(false), Flow::Pause);
+        assert_eq!(
+            s.on_request_body(body.len(), true),
+            Flow::Continue,
+            "routed"
+        );
+        (host, s)
+    }
+
+    fn respond(host: &FakeHost, headers: &[(&str, &str)], body: &str) {
+        let mut state = host.0.borrow_mut();
+        state.response_headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        state.response_body = body.as_bytes().to_vec();
+    }
+
+    #[test]
+    fn an_sse_answer_is_edited_as_it_passes_its_events_naming_their_upstream() {
+        let gw = gateway(json!({}));
+        let token = initialized(&gw);
+        let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"u1__echo"}}"#;
+        let (host, mut s) = routed(&gw, &token, call);
+        let event = "id: 5\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n\n";
+        respond(
+            &host,
+            &[
+                (":status", "200"),
+                ("content-type", "text/event-stream"),
+                ("content-length", "99"),
+                ("mcp-session-id", "sid-1"),
+            ],
+            event,
+        );
+        assert_eq!(
+            s.on_response_headers(false),
+            Flow::Continue,
+            "streamed, not held"
+        );
+        {
+            let state = host.0.borrow();
+            let names: Vec<&str> = state
+                .response_headers
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect();
+            assert!(
+                !names.contains(&"mcp-session-id") && !names.contains(&"content-length"),
+                "{names:?}"
+            );
+        }
+        assert_eq!(s.on_response_body(event.len(), true), Flow::Continue);
+        let body = String::from_utf8(host.0.borrow().response_body.clone()).unwrap();
+        assert!(body.starts_with("id: u1:5\n"), "{body:?}");
+        assert!(
+            body.contains("\"id\":2"),
+            "the message itself is the upstream's: {body:?}"
+        );
+    }
+
+    #[test]
+    fn a_read_answer_is_held_whole_and_its_uris_get_their_prefix_back() {
+        let gw = gateway(json!({}));
+        let token = initialized(&gw);
+        let read = r#"{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"u1+file:///a.txt"}}"#;
+        let (host, mut s) = routed(&gw, &token, read);
+        let routed_body: Value = serde_json::from_slice(&host.0.borrow().request_body).unwrap();
+        assert_eq!(routed_body["params"]["uri"], "file:///a.txt");
+        let answer = r#"{"jsonrpc":"2.0","id":3,"result":{"contents":[{"uri":"file:///a.txt","text":"x"}]}}"#;
+        respond(
+            &host,
+            &[(":status", "200"), ("content-type", "application/json")],
+            answer,
+        );
+        assert_eq!(
+            s.on_response_headers(false),
+            Flow::Pause,
+            "held for the rewrite"
+        );
+        assert_eq!(s.on_response_body(answer.len(), false), Flow::Pause);
+        assert_eq!(s.on_response_body(answer.len(), true), Flow::Continue);
+        let body: Value = serde_json::from_slice(&host.0.borrow().response_body).unwrap();
+        assert_eq!(body["result"]["contents"][0]["uri"], "u1+file:///a.txt");
+    }
+
+    #[test]
+    fn a_redirect_becomes_the_gateways_error_in_place_of_the_upstreams_answer() {
+        let gw = gateway(json!({}));
+        let token = initialized(&gw);
+        let call = r#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"u0__echo"}}"#;
+
+        // With a body still to come: the headers are replaced, then the body.
+        let (host, mut s) = routed(&gw, &token, call);
+        respond(
+            &host,
+            &[
+                (":status", "302"),
+                ("location", "https://elsewhere.example/?token=t"),
+                ("set-cookie", "a=b"),
+            ],
+            "moved",
+        );
+        assert_eq!(s.on_response_headers(false), Flow::Pause);
+        {
+            let state = host.0.borrow();
+            let h = |n: &str| {
+                state
+                    .response_headers
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(h(":status").as_deref(), Some("200"));
+            assert_eq!(h("set-cookie"), None);
+            assert_eq!(
+                h("access-control-allow-origin").as_deref(),
+                Some("https://app.example")
+            );
+        }
+        assert_eq!(s.on_response_body(5, true), Flow::Continue);
+        let body: Value = serde_json::from_slice(&host.0.borrow().response_body).unwrap();
+        assert_eq!(body["id"], 4);
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("\"u0\"") && message.contains("redirect"),
+            "{message}"
+        );
+        assert!(
+            host.0
+                .borrow()
+                .logs
+                .iter()
+                .any(|l| l.contains("https://elsewhere.example") && !l.contains("token"))
+        );
+
+        // Without a body: answered anew.
+        let (host, mut s) = routed(&gw, &token, call);
+        respond(&host, &[(":status", "301"), ("location", "/other")], "");
+        assert_eq!(s.on_response_headers(true), Flow::Pause);
+        assert_eq!(host.0.borrow().sent.as_ref().map(|r| r.0), Some(200));
+    }
 }
