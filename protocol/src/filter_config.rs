@@ -33,6 +33,10 @@ pub struct FilterConfig {
     /// The bridge serves the merged server-to-client stream: pass `GET` on to it.
     #[serde(default)]
     pub get_stream: bool,
+    /// Serve clients of the stateless revision (2026-07-28) over upstream sessions opened
+    /// per request ([`crate::exchange`]'s `stateless`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stateless_clients: bool,
     /// Upstreams in configuration order.
     pub upstreams: Vec<Upstream>,
     /// Client authentication and access rules; `None`: every request is let in.
@@ -311,6 +315,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         fan_out: FanOut::FailOpen,
         prefix_mode: PrefixMode::Always,
         get_stream: false,
+        stateless_clients: false,
         upstreams: (0..upstreams)
             .map(|i| Upstream {
                 name: format!("u{i}"),

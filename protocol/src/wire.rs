@@ -8,6 +8,10 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 /// The event a `GET` resumes a stream after.
 pub const LAST_EVENT_ID_HEADER: &str = "last-event-id";
+/// The stateless revision's mirror of the body's method.
+pub const METHOD_HEADER: &str = "mcp-method";
+/// ... and of the tool or prompt name or resource URI.
+pub const NAME_HEADER: &str = "mcp-name";
 
 /// JSON-RPC code for an unknown or expired session (answered with HTTP 404).
 pub const SESSION_NOT_FOUND: i64 = -32001;

@@ -107,6 +107,8 @@ impl Exchange {
             last_event_id: owned(LAST_EVENT_ID_HEADER),
             identity,
             pass_through,
+            mcp_method: owned(crate::wire::METHOD_HEADER),
+            mcp_name: owned(crate::wire::NAME_HEADER),
         };
         let step = self.on_request_headers(gw, &head, clock.now_s);
         // What passes on untouched goes to the bridge (the merged stream, `/sse`), which

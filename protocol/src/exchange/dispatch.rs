@@ -24,10 +24,25 @@ impl Exchange {
             } => {
                 let method = method.to_string();
                 self.audit.method = method.clone();
+                if session_id.is_none()
+                    && let Some(step) = self.stateless_request(gw, id, &method, params, body)
+                {
+                    return step;
+                }
                 self.request(gw, id, &method, params, session_id.as_deref(), clock)
             }
             Message::Notification { method, .. } => {
                 self.audit.method = method.to_string();
+                if session_id.is_none() && gw.config.stateless_clients {
+                    // A stateless client's notification belongs to no session the gateway
+                    // holds (its requests' sessions closed with them): taken, not relayed.
+                    self.state = State::Done;
+                    return Step::Respond(Reply {
+                        status: 202,
+                        headers: vec![],
+                        body: vec![],
+                    });
+                }
                 match self.open_session(gw, session_id.as_deref(), None) {
                     Ok(session) => self.broadcast(gw, session, None, body, &method, false),
                     Err(step) => step,
@@ -86,6 +101,19 @@ impl Exchange {
             Ok(s) => s,
             Err(step) => return step,
         };
+        self.request_in(gw, id, method, params, session, clock)
+    }
+
+    /// A request in `session` (a client's, or one opened for a stateless request).
+    pub(super) fn request_in(
+        &mut self,
+        gw: &Gateway,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        session: Session,
+        clock: &Clock,
+    ) -> Step {
         let params_value: Value = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or(Value::Null);

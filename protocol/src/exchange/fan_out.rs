@@ -24,6 +24,12 @@ pub(super) enum Op {
     Resolve(Box<Resolve>),
     /// The call with the real name, made by the filter itself; its answer is passed on.
     CallThrough,
+    /// A stateless client's request: sessions opened at its upstreams ...
+    Open,
+    /// ... told they are initialized ...
+    Opened,
+    /// ... and closed once it is answered.
+    Close,
 }
 
 impl Op {
@@ -35,6 +41,9 @@ impl Op {
             Op::Delete => "session termination",
             Op::Resolve(_) => "name resolution",
             Op::CallThrough => "a call",
+            Op::Open => "initialize",
+            Op::Opened => "a notification",
+            Op::Close => "session termination",
         }
     }
 }
@@ -71,6 +80,7 @@ impl Exchange {
         clock: &Clock,
     ) -> Option<Step> {
         let step = self.callout_response(gw, call, answer, clock)?;
+        let step = self.after_stateless(gw, step);
         Some(self.with_pass_through(gw, step))
     }
 
@@ -149,7 +159,7 @@ impl Exchange {
         let id = id.as_ref();
         if gw.config.fan_out == FanOut::FailClosed
             && !done.failures.is_empty()
-            && !matches!(op, Op::Delete)
+            && !matches!(op, Op::Delete | Op::Close | Op::Open)
         {
             return Step::Respond(json_reply(
                 200,
@@ -158,6 +168,9 @@ impl Exchange {
         }
         match op {
             Op::Initialize { version } => self.finish_initialize(gw, version, id, done, clock),
+            Op::Open => self.opened(gw, done, clock),
+            Op::Opened => self.serve_stateless(gw, clock),
+            Op::Close => self.closed(),
             Op::List(list) => self.finish_list(gw, *list, id, &done.lists, clock),
             Op::Broadcast { reply_result } => Step::Respond(broadcast_reply(id, reply_result)),
             Op::Delete => Step::Respond(Reply {
@@ -203,6 +216,8 @@ impl Exchange {
         if matches!(
             op,
             Op::Delete
+                | Op::Close
+                | Op::Opened
                 | Op::Broadcast {
                     reply_result: false
                 }
@@ -214,7 +229,7 @@ impl Exchange {
             return Err(Failure::error(err));
         }
         let result = response["result"].clone();
-        if matches!(op, Op::Initialize { .. }) {
+        if matches!(op, Op::Initialize { .. } | Op::Open) {
             let v = result["protocolVersion"].as_str().unwrap_or_default();
             if !mcp::SUPPORTED_VERSIONS.contains(&v) {
                 return Err(Failure::Version(v.to_string()));

@@ -34,6 +34,7 @@ mod lists;
 mod resolve;
 mod response;
 mod route;
+mod stateless;
 mod steps;
 mod stream;
 #[cfg(test)]
@@ -55,6 +56,7 @@ use resolve::Resolve;
 use response::*;
 use route::*;
 use route::{Addressed, UriUse};
+use stateless::Stateless;
 use steps::*;
 use stream::*;
 
@@ -103,6 +105,10 @@ pub struct Exchange {
     client: crate::audit::Client,
     /// The outcome was recorded ([`Exchange::record`]).
     recorded: bool,
+    /// `Mcp-Method` and `Mcp-Name`.
+    routing: (Option<String>, Option<String>),
+    /// A stateless client's request being served.
+    stateless: Option<Box<Stateless>>,
 }
 
 impl Exchange {
@@ -203,6 +209,7 @@ impl Exchange {
         self.client_version = head.protocol_version.clone();
         self.identity = head.identity.clone();
         self.pass_through = head.pass_through.clone();
+        self.routing = (head.mcp_method.clone(), head.mcp_name.clone());
         let path = head
             .path
             .split_once('?')
@@ -278,6 +285,7 @@ impl Exchange {
                 _ => "*".into(),
             };
         }
+        let step = self.after_stateless(gw, step);
         self.with_pass_through(gw, step)
     }
 }

@@ -287,6 +287,30 @@ impl Exchange {
             );
         };
         let config = gw.by_name(upstream).map(|(_, u)| u);
+        if let Some(s) = self.stateless.as_mut()
+            && let Some((index, upstream)) = gw.by_name(upstream)
+        {
+            // The upstream session closes before the answer goes out: the call is the
+            // filter's own, its answer read whole.
+            s.uri_prefix = uri_prefix;
+            let body = body.unwrap_or_else(|| s.body.clone());
+            let call = callout(
+                0,
+                upstream,
+                "POST",
+                us.session_id.as_deref(),
+                Some(&us.protocol_version),
+                &body,
+            );
+            let id = id.and_then(|i| serde_json::from_str::<Value>(i.get()).ok());
+            self.state = State::FanOut(FanOutState {
+                targets: vec![index],
+                op: Op::CallThrough,
+                id,
+                answers: vec![None],
+            });
+            return Step::AwaitCallouts(vec![call]);
+        }
         let timeout_ms = config.map_or(0, |u| u.timeout_ms);
         self.state = State::Routed(Routed {
             upstream: upstream.to_string(),

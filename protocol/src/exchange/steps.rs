@@ -14,6 +14,9 @@ pub struct RequestHead {
     pub identity: Option<crate::access::Identity>,
     /// The client's headers that upstreams take by pass-through (lower-case names).
     pub pass_through: Vec<(String, String)>,
+    /// `Mcp-Method` and `Mcp-Name` (the stateless revision's routing headers).
+    pub mcp_method: Option<String>,
+    pub mcp_name: Option<String>,
 }
 
 /// Time and a never-repeating seed for sealing tokens, from the host.

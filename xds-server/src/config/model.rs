@@ -258,6 +258,10 @@ pub struct Server {
     /// transport for old clients (`sse_path`, `messages_path`, and per upstream).
     #[serde(alias = "transport")]
     pub transports: Vec<ClientTransport>,
+    /// Serve clients of the stateless revision (2026-07-28) too, over upstream sessions
+    /// opened per request. Off by default while the revision's support is partial: answering
+    /// it would stop `auto` clients from falling back to the 2025 handshake.
+    pub stateless_clients: bool,
     /// The legacy event stream of old clients.
     pub sse_path: String,
     /// Where old clients post their messages.
@@ -326,6 +330,7 @@ impl Default for Server {
             max_request_bytes: 4 * 1024 * 1024,
             tls: None,
             transports: vec![ClientTransport::StreamableHttp],
+            stateless_clients: false,
             sse_path: "/sse".into(),
             messages_path: "/messages".into(),
             cors: None,

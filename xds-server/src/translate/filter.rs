@@ -35,6 +35,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
         separator: gateway.aggregation.separator.clone(),
         fan_out: gateway.aggregation.fan_out,
         get_stream: get_stream(gateway, module),
+        stateless_clients: gateway.server.stateless_clients,
         prefix_mode: gateway.aggregation.prefix_mode,
         upstreams: gateway
             .upstreams

@@ -6,6 +6,7 @@ mod failure;
 mod lifecycle;
 mod lists;
 mod route;
+mod stateless;
 mod stream;
 
 use super::*;

@@ -1,0 +1,416 @@
+//! Clients of the stateless revision (2026-07-28) in front of upstreams of the 2025 ones. A
+//! request names its revision and the client's capabilities in `_meta` and carries no
+//! session; the gateway opens a session at each upstream it needs for that request
+//! (`initialize` with the client's capabilities, then `notifications/initialized`), serves
+//! the request over them exactly as a 2025 session's request, and closes them (`DELETE`)
+//! before it answers. Nothing is kept between requests: any replica serves any request.
+//! The cost is two extra round trips and a close per upstream and request.
+
+use super::fan_out::capitalize;
+use super::*;
+use crate::modern::{self, RequestMeta, RoutingHeaders};
+
+/// A stateless client's request while the gateway serves it.
+#[derive(Debug)]
+pub(super) struct Stateless {
+    /// The request as the client sent it (read again once the sessions are open).
+    pub(super) body: Vec<u8>,
+    pub(super) method: String,
+    /// Each upstream's `initialize` result, by name: what `server/discover` merges.
+    pub(super) joined: Vec<(String, Value)>,
+    /// The upstream sessions opened for it.
+    pub(super) session: Option<Session>,
+    /// The answer, held while the sessions close.
+    pub(super) answer: Option<Reply>,
+    /// A `resources/read` answer names the upstream's URIs: prefix them back.
+    pub(super) uri_prefix: Option<String>,
+}
+
+impl Exchange {
+    /// A request without a session whose `_meta` names a revision: served statelessly when
+    /// the gateway is configured to, else `None` (the 2025 path answers it).
+    pub(super) fn stateless_request(
+        &mut self,
+        gw: &Gateway,
+        id: &RawValue,
+        method: &str,
+        params: Option<&RawValue>,
+        body: &[u8],
+    ) -> Option<Step> {
+        if !gw.config.stateless_clients || method == "initialize" {
+            return None;
+        }
+        let params: Value = params
+            .and_then(|p| serde_json::from_str(p.get()).ok())
+            .unwrap_or(Value::Null);
+        let meta = RequestMeta::of(&params)?;
+        let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
+        if meta.protocol_version != modern::VERSION {
+            let mut supported = vec![modern::VERSION];
+            supported.extend(mcp::SUPPORTED_VERSIONS);
+            self.state = State::Done;
+            let body = modern::unsupported_version_body(
+                Some(&id_value),
+                &meta.protocol_version,
+                &supported,
+            );
+            return Some(Step::Respond(json_reply(400, body)));
+        }
+        let headers = RoutingHeaders {
+            version: self.client_version.as_deref(),
+            method: self.routing.0.as_deref(),
+            name: self.routing.1.as_deref(),
+        };
+        if let Err(why) = modern::check_headers(headers, method, &params, &meta) {
+            self.state = State::Done;
+            self.log.push(format!("refused a request: {why}"));
+            let body = modern::header_mismatch_body(Some(&id_value), &why);
+            return Some(Step::Respond(json_reply(400, body)));
+        }
+        // A request that names one upstream's tool, prompt or resource needs that one only.
+        let targets = match self.addressed_upstream(gw, method, &params) {
+            Some(index) => vec![index],
+            None => self.targets(gw),
+        };
+        if targets.is_empty() {
+            self.state = State::Done;
+            return Some(error_reply(
+                200,
+                Some(id),
+                ACCESS_DENIED,
+                "Access denied: this client may use none of the gateway's upstreams",
+            ));
+        }
+        let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": mcp::SUPPORTED_VERSIONS[0],
+            "capabilities": meta.client_capabilities,
+            "clientInfo": meta.client_info.clone().unwrap_or_else(
+                || json!({"name": gw.config.server_name, "version": gw.config.server_version})),
+        }})
+        .to_string();
+        let callouts = targets
+            .iter()
+            .enumerate()
+            .map(|(call, &u)| {
+                callout(
+                    call,
+                    &gw.config.upstreams[u],
+                    "POST",
+                    None,
+                    None,
+                    init.as_bytes(),
+                )
+            })
+            .collect();
+        self.stateless = Some(Box::new(Stateless {
+            body: for_upstreams(body),
+            method: method.to_string(),
+            joined: Vec::new(),
+            session: None,
+            answer: None,
+            uri_prefix: None,
+        }));
+        self.state = State::FanOut(FanOutState {
+            op: Op::Open,
+            id: Some(json!(0)),
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Some(Step::AwaitCallouts(callouts))
+    }
+
+    /// The upstream whose prefix a request's name or URI has, on the aggregated endpoint
+    /// (whether the client may use it is decided as for any request, later).
+    fn addressed_upstream(&self, gw: &Gateway, method: &str, params: &Value) -> Option<usize> {
+        if self.scope != Scope::Aggregated || !gw.prefixed() {
+            return None;
+        }
+        let r = &params["ref"];
+        let (name, uri) = match method {
+            "tools/call" | "prompts/get" => (params["name"].as_str(), None),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                (None, params["uri"].as_str())
+            }
+            "completion/complete" => (r["name"].as_str(), r["uri"].as_str()),
+            _ => return None,
+        };
+        let upstream = match (name, uri) {
+            (Some(n), _) if !naming::looks_shortened(n) => {
+                naming::split_name(n, &gw.config.separator)
+                    .and_then(|(prefix, _)| gw.by_prefix(prefix))
+            }
+            (_, Some(u)) => naming::split_uri(u).and_then(|(prefix, _)| gw.by_uri_prefix(prefix)),
+            _ => None,
+        }?;
+        gw.by_name(&upstream.name).map(|(index, _)| index)
+    }
+
+    /// The upstreams a request may reach here: its own on an upstream's endpoint, else
+    /// every upstream the client may use.
+    pub(super) fn targets(&self, gw: &Gateway) -> Vec<usize> {
+        match self.scope {
+            Scope::Upstream(index) => vec![index],
+            Scope::Aggregated => (0..gw.config.upstreams.len())
+                .filter(|&u| self.permits(gw, Kind::Upstream, &gw.config.upstreams[u].name))
+                .collect(),
+        }
+    }
+
+    /// The upstreams answered `initialize`: a session over them, and each told it is
+    /// initialized.
+    pub(super) fn opened(&mut self, gw: &Gateway, done: Answered, clock: &Clock) -> Step {
+        if done.ok.is_empty() {
+            self.stateless = None;
+            let message = format!(
+                "No upstream could be initialized: {}",
+                done.failures.join("; ")
+            );
+            return Step::Respond(json_reply(
+                200,
+                self.stateless_error(UPSTREAM_ERROR, &message),
+            ));
+        }
+        let version = mcp::SUPPORTED_VERSIONS[0];
+        let session = Session {
+            identity: self.identity_key(),
+            protocol_version: version.to_string(),
+            issued_at: clock.now_s,
+            upstreams: done
+                .ok
+                .iter()
+                .map(|(u, a, r)| UpstreamSession {
+                    name: gw.config.upstreams[*u].name.clone(),
+                    session_id: a.session_id.clone(),
+                    protocol_version: r["protocolVersion"].as_str().unwrap_or(version).to_string(),
+                    capabilities: mcp::capability_bits(r),
+                })
+                .collect(),
+        };
+        let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let mut targets = Vec::new();
+        let mut callouts = Vec::new();
+        for (u, _, _) in &done.ok {
+            let us = &session.upstreams[targets.len()];
+            callouts.push(callout(
+                targets.len(),
+                &gw.config.upstreams[*u],
+                "POST",
+                us.session_id.as_deref(),
+                Some(&us.protocol_version),
+                initialized,
+            ));
+            targets.push(*u);
+        }
+        let failed_closed = gw.config.fan_out == FanOut::FailClosed && !done.failures.is_empty();
+        if let Some(s) = self.stateless.as_mut() {
+            s.joined = done
+                .ok
+                .iter()
+                .map(|(u, _, r)| (gw.config.upstreams[*u].name.clone(), r.clone()))
+                .collect();
+            s.session = Some(session);
+        }
+        if failed_closed {
+            // The sessions that did open close before the client hears why.
+            let message = capitalize(&done.failures.join("; "));
+            return Step::Respond(json_reply(
+                200,
+                self.stateless_error(UPSTREAM_ERROR, &message),
+            ));
+        }
+        self.state = State::FanOut(FanOutState {
+            op: Op::Opened,
+            id: None,
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+
+    /// The sessions are ready: the request itself, as a 2025 session's.
+    pub(super) fn serve_stateless(&mut self, gw: &Gateway, clock: &Clock) -> Step {
+        let Some(s) = self.stateless.as_mut() else {
+            return Step::Respond(json_reply(
+                500,
+                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
+            ));
+        };
+        let (body, method) = (s.body.clone(), s.method.clone());
+        let Some(session) = s.session.clone() else {
+            return Step::Respond(json_reply(
+                500,
+                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
+            ));
+        };
+        let Ok(Message::Request { id, params, .. }) = jsonrpc::parse(&body) else {
+            return Step::Respond(json_reply(
+                500,
+                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
+            ));
+        };
+        if method == "server/discover" {
+            let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
+            return Step::Respond(json_reply(
+                200,
+                result_body(&id_value, self.discover_result(gw)),
+            ));
+        }
+        self.request_in(gw, id, &method, params, session, clock)
+    }
+
+    /// What `server/discover` answers: the merged capabilities and identity of the
+    /// upstreams, and the revisions the gateway serves.
+    fn discover_result(&self, gw: &Gateway) -> Value {
+        let joined: Vec<(String, Value)> = self
+            .stateless
+            .as_ref()
+            .map(|s| s.joined.clone())
+            .unwrap_or_default();
+        let parts: Vec<mcp::Joined<'_>> = joined
+            .iter()
+            .map(|(name, result)| mcp::Joined { name, result })
+            .collect();
+        let merged = mcp::merged_initialize(
+            modern::VERSION,
+            &gw.config.server_name,
+            &gw.config.server_version,
+            &parts,
+            false,
+        );
+        let mut supported = vec![modern::VERSION];
+        supported.extend(mcp::SUPPORTED_VERSIONS);
+        let mut result = json!({
+            "supportedVersions": supported,
+            "capabilities": merged["capabilities"],
+            "serverInfo": merged["serverInfo"],
+        });
+        if let Some(i) = merged.get("instructions") {
+            result["instructions"] = i.clone();
+        }
+        result
+    }
+
+    /// A step of a stateless request: its answer waits until the upstream sessions are
+    /// closed. Every other step passes.
+    pub(super) fn after_stateless(&mut self, gw: &Gateway, step: Step) -> Step {
+        let Step::Respond(reply) = step else {
+            return step;
+        };
+        let Some(s) = self.stateless.as_mut() else {
+            return Step::Respond(reply);
+        };
+        let Some(session) = s.session.take() else {
+            // Nothing opened (refused before, or every initialize failed).
+            let reply = finished(reply, &s.method, s.uri_prefix.as_deref());
+            self.stateless = None;
+            return Step::Respond(reply);
+        };
+        s.answer = Some(reply);
+        let mut targets = Vec::new();
+        let mut callouts = Vec::new();
+        for us in &session.upstreams {
+            let (Some(sid), Some((index, upstream))) =
+                (us.session_id.as_deref(), gw.by_name(&us.name))
+            else {
+                continue;
+            };
+            callouts.push(callout(
+                targets.len(),
+                upstream,
+                "DELETE",
+                Some(sid),
+                Some(&us.protocol_version),
+                b"",
+            ));
+            targets.push(index);
+        }
+        if targets.is_empty() {
+            return self.closed();
+        }
+        self.state = State::FanOut(FanOutState {
+            op: Op::Close,
+            id: None,
+            answers: vec![None; targets.len()],
+            targets,
+        });
+        Step::AwaitCallouts(callouts)
+    }
+
+    /// The sessions are closed: the held answer.
+    pub(super) fn closed(&mut self) -> Step {
+        self.state = State::Done;
+        let Some(s) = self.stateless.take() else {
+            return Step::Respond(json_reply(
+                500,
+                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
+            ));
+        };
+        let reply = s.answer.unwrap_or_else(|| {
+            json_reply(
+                500,
+                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
+            )
+        });
+        Step::Respond(finished(reply, &s.method, s.uri_prefix.as_deref()))
+    }
+
+    fn stateless_error(&self, code: i64, message: &str) -> String {
+        let id = self
+            .stateless
+            .as_ref()
+            .and_then(|s| match jsonrpc::parse(&s.body) {
+                Ok(Message::Request { id, .. }) => serde_json::from_str::<Value>(id.get()).ok(),
+                _ => None,
+            });
+        error_body_value(id.as_ref(), code, message)
+    }
+}
+
+/// The client's request as a 2025-era upstream gets it: without the revision's `_meta` keys
+/// (an upstream that knows the revision would read them against its own session's).
+fn for_upstreams(body: &[u8]) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    if let Some(meta) = v
+        .get_mut("params")
+        .and_then(|p| p.get_mut("_meta"))
+        .and_then(Value::as_object_mut)
+    {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if meta.is_empty()
+            && let Some(params) = v.get_mut("params").and_then(Value::as_object_mut)
+        {
+            params.remove("_meta");
+        }
+    }
+    v.to_string().into_bytes()
+}
+
+/// An answer as a stateless client gets it: a result says it is complete; a cacheable one
+/// (lists, discovery) says how long it may be kept — not at all, and only by this client,
+/// as nothing of a 2025 upstream's answer promises more; a `resources/read` result names the
+/// prefixed URIs.
+fn finished(mut reply: Reply, method: &str, uri_prefix: Option<&str>) -> Reply {
+    let Ok(mut v) = serde_json::from_slice::<Value>(&reply.body) else {
+        return reply;
+    };
+    let Some(result) = v.get_mut("result") else {
+        return reply;
+    };
+    modern::complete(result);
+    if method == "server/discover" || method.ends_with("/list") {
+        let hints = modern::CacheHints::of(result);
+        modern::CacheHints {
+            ttl_ms: Some(hints.ttl_ms.unwrap_or(0)),
+            scope: Some(hints.scope.unwrap_or(modern::CacheScope::Private)),
+        }
+        .write(result);
+    }
+    let mut text = v.to_string();
+    if let Some(prefix) = uri_prefix {
+        text = rewrite_read_uris(&text, prefix);
+    }
+    reply.body = text.into_bytes();
+    reply
+}

@@ -1,0 +1,166 @@
+use super::*;
+use crate::modern::{self, meta as keys};
+
+fn stateless_gw() -> Gateway {
+    let mut config = example(2);
+    config.stateless_clients = true;
+    Gateway::new(config)
+}
+
+fn modern_head(method: &str, name: Option<&str>) -> RequestHead {
+    RequestHead {
+        protocol_version: Some(modern::VERSION.into()),
+        mcp_method: Some(method.into()),
+        mcp_name: name.map(str::to_string),
+        ..post(None)
+    }
+}
+
+fn modern_body(id: u64, method: &str, mut params: Value) -> String {
+    params["_meta"] = json!({keys::PROTOCOL_VERSION: modern::VERSION, keys::CLIENT_CAPABILITIES: {"elicitation": {}}});
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
+}
+
+fn no_content() -> Result<CalloutAnswer, Failure> {
+    Ok(CalloutAnswer {
+        status: 202,
+        content_type: String::new(),
+        session_id: None,
+        body: vec![],
+    })
+}
+
+#[test]
+fn a_stateless_call_opens_a_session_at_its_upstream_only_and_closes_it_before_answering() {
+    let gw = stateless_gw();
+    let mut ex = Exchange::new();
+    let head = modern_head("tools/call", Some("u1__echo"));
+    assert_eq!(ex.on_request_headers(&gw, &head, CLOCK_S), Step::AwaitBody);
+    let body = modern_body(
+        5,
+        "tools/call",
+        json!({"name": "u1__echo", "arguments": {"x": 1}}),
+    );
+
+    // 1. initialize, at u1 alone, with the client's capabilities.
+    let open = callouts(ex.on_request_body(&gw, body.as_bytes(), &clock()));
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].cluster, "upstream-u1");
+    let init: Value = serde_json::from_slice(&open[0].body).unwrap();
+    assert_eq!(init["method"], "initialize");
+    assert_eq!(init["params"]["capabilities"], json!({"elicitation": {}}));
+    let init_answer = answer(
+        Some("s1"),
+        json!({"jsonrpc":"2.0","id":0,"result": init_result(json!({"tools":{}}))}),
+    );
+
+    // 2. notifications/initialized in that session.
+    let told = callouts(
+        ex.on_callout_response(&gw, 0, init_answer, &clock())
+            .unwrap(),
+    );
+    assert_eq!(told.len(), 1);
+    assert!(
+        told[0]
+            .headers
+            .contains(&(SESSION_HEADER.into(), "s1".into()))
+    );
+    assert!(String::from_utf8_lossy(&told[0].body).contains("notifications/initialized"));
+
+    // 3. The call, unprefixed, without the revision's _meta, in that session.
+    let call = callouts(
+        ex.on_callout_response(&gw, 0, no_content(), &clock())
+            .unwrap(),
+    );
+    let sent: Value = serde_json::from_slice(&call[0].body).unwrap();
+    assert_eq!(sent["params"]["name"], "echo");
+    assert_eq!(sent["params"].get("_meta"), None);
+    assert!(
+        call[0]
+            .headers
+            .contains(&(VERSION_HEADER.into(), "2025-06-18".into()))
+    );
+    let result = answer(
+        None,
+        json!({"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"hi"}]}}),
+    );
+
+    // 4. The session closes; 5. then the answer, complete.
+    let close = callouts(ex.on_callout_response(&gw, 0, result, &clock()).unwrap());
+    assert_eq!(close[0].headers[0], (":method".into(), "DELETE".into()));
+    assert!(
+        close[0]
+            .headers
+            .contains(&(SESSION_HEADER.into(), "s1".into()))
+    );
+    let (status, v, headers) = reply(
+        ex.on_callout_response(&gw, 0, no_content(), &clock())
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(v["id"], 5);
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert!(
+        !headers.iter().any(|(k, _)| k == SESSION_HEADER),
+        "no session for a stateless client"
+    );
+}
+
+#[test]
+fn discovery_merges_the_upstreams_and_promises_no_caching() {
+    let gw = stateless_gw();
+    let mut ex = Exchange::new();
+    ex.on_request_headers(&gw, &modern_head("server/discover", None), CLOCK_S);
+    let body = modern_body(1, "server/discover", json!({}));
+    let open = callouts(ex.on_request_body(&gw, body.as_bytes(), &clock()));
+    assert_eq!(open.len(), 2, "every upstream is asked");
+    // Each round: every callout answered (initialize; initialized; DELETE).
+    let round = |ex: &mut Exchange, answers: Vec<Result<CalloutAnswer, Failure>>| {
+        let mut last = None;
+        for (i, a) in answers.into_iter().enumerate() {
+            last = ex.on_callout_response(&gw, i, a, &clock());
+        }
+        last.expect("the round ended")
+    };
+    let init = |sid: &str, caps: Value| {
+        answer(
+            Some(sid),
+            json!({"jsonrpc":"2.0","id":0,"result": init_result(caps)}),
+        )
+    };
+    let told = round(
+        &mut ex,
+        vec![
+            init("s0", json!({"tools":{}})),
+            init("s1", json!({"prompts":{}})),
+        ],
+    );
+    assert_eq!(callouts(told).len(), 2);
+    let close = round(&mut ex, vec![no_content(), no_content()]);
+    assert_eq!(callouts(close).len(), 2, "both sessions close");
+    let (_, v, _) = reply(round(&mut ex, vec![no_content(), no_content()]));
+    let r = &v["result"];
+    assert_eq!(r["supportedVersions"][0], modern::VERSION);
+    assert!(r["capabilities"]["tools"].is_object() && r["capabilities"]["prompts"].is_object());
+    assert_eq!(
+        (r["ttlMs"].clone(), r["cacheScope"].clone()),
+        (json!(0), json!("private"))
+    );
+    assert_eq!(r["resultType"], "complete");
+}
+
+#[test]
+fn without_stateless_clients_a_2026_request_gets_the_2025_answer() {
+    let gw = Gateway::new(example(2));
+    let (step, calls) = run_head(
+        &gw,
+        &modern_head("tools/list", None),
+        &modern_body(1, "tools/list", json!({})),
+        vec![],
+    );
+    assert!(calls.is_empty());
+    let (status, v, _) = reply(step);
+    assert_eq!(status, 400);
+    // Not -32022: that would tell an auto client the gateway speaks the revision.
+    assert_eq!(v["error"]["code"], code::INVALID_REQUEST);
+}
