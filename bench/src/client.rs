@@ -49,9 +49,22 @@ impl Mcp {
         session: Option<&str>,
         body: &Value,
     ) -> anyhow::Result<(Option<Value>, Option<String>)> {
+        self.send_with(session, body, &[]).await
+    }
+
+    /// [`Mcp::send`] with more headers.
+    pub async fn send_with(
+        &self,
+        session: Option<&str>,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(Option<Value>, Option<String>)> {
         let mut req = Request::post(self.url.clone())
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(s) = session {
             req = req
                 .header("mcp-session-id", s)
@@ -112,6 +125,22 @@ impl Mcp {
         let req = json!({"jsonrpc": "2.0", "id": next_id(), "method": "tools/call",
             "params": {"name": tool, "arguments": args}});
         let (answer, _) = self.send(Some(session), &req).await?;
+        answer.ok_or_else(|| anyhow::anyhow!("202 for a request"))
+    }
+
+    /// A `tools/call` as a client of the stateless revision sends it.
+    pub async fn call_stateless(&self, tool: &str, args: &Value) -> anyhow::Result<Value> {
+        let req = json!({"jsonrpc": "2.0", "id": next_id(), "method": "tools/call",
+        "params": {"name": tool, "arguments": args, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }}});
+        let headers = [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ];
+        let (answer, _) = self.send_with(None, &req, &headers).await?;
         answer.ok_or_else(|| anyhow::anyhow!("202 for a request"))
     }
 

@@ -13,6 +13,9 @@ pub enum Op {
         tool: String,
         size: usize,
         sse: bool,
+        /// As a client of the stateless revision (2026-07-28): no session, `_meta` and the
+        /// routing headers on every request.
+        stateless: bool,
     },
     /// `tools/list`, all pages, expecting this many tools.
     List { tools: usize },
@@ -78,7 +81,10 @@ pub async fn round(
 async fn client(mcp: &Mcp, op: &Op, deadline: Instant, max_requests: u64) -> Round {
     let mut r = Round::default();
     let session = match op {
-        Op::Initialize => None,
+        Op::Initialize
+        | Op::Call {
+            stateless: true, ..
+        } => None,
         _ => match mcp.open().await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -123,6 +129,18 @@ pub fn call_args(size: usize, sse: bool) -> Value {
 
 async fn once(mcp: &Mcp, op: &Op, session: Option<&str>, args: &Value) -> anyhow::Result<()> {
     match (op, session) {
+        (
+            Op::Call {
+                tool,
+                size,
+                stateless: true,
+                ..
+            },
+            _,
+        ) => {
+            let answer = mcp.call_stateless(tool, args).await?;
+            check(&Expect::Text(*size), Some(&answer), None)
+        }
         (Op::Call { tool, size, .. }, Some(s)) => {
             let answer = mcp.call(s, tool, args).await?;
             check(&Expect::Text(*size), Some(&answer), None)

@@ -54,6 +54,8 @@ enum Kind {
     Call {
         size: usize,
         sse: bool,
+        /// Also a Switchboard target called by a client of the stateless revision.
+        stateless: bool,
     },
     List,
     Initialize,
@@ -69,17 +71,32 @@ struct Spec {
     with_cache: bool,
 }
 
+/// The scenario whose Switchboard target is also called by a 2026-07-28 (stateless) client,
+/// next to the 2025 session's.
+const STATELESS_SCENARIO: &str = "tools/call 64 B, 2025 session and 2026-07-28 client, c=16";
+
+/// The target name of the stateless client's calls.
+const STATELESS_TARGET: &str = "switchboard, 2026-07-28 client";
+
 fn specs() -> Vec<Spec> {
     let call = |name: &str, size, concurrency| Spec {
         name: name.into(),
-        kind: Kind::Call { size, sse: false },
+        kind: Kind::Call {
+            size,
+            sse: false,
+            stateless: false,
+        },
         concurrency,
         upstreams: 1,
         with_cache: false,
     };
     let call_sse = |name: &str, size, concurrency| Spec {
         name: name.into(),
-        kind: Kind::Call { size, sse: true },
+        kind: Kind::Call {
+            size,
+            sse: true,
+            stateless: false,
+        },
         concurrency,
         upstreams: 1,
         with_cache: false,
@@ -99,6 +116,17 @@ fn specs() -> Vec<Spec> {
         call("tools/call 5 MB, c=2", 5 * 1024 * 1024, 2),
         call_sse("tools/call 64 B as SSE, c=16", 64, 16),
         call_sse("tools/call 100 KB as SSE, c=8", 100 * 1024, 8),
+        Spec {
+            name: STATELESS_SCENARIO.into(),
+            kind: Kind::Call {
+                size: 64,
+                sse: false,
+                stateless: true,
+            },
+            concurrency: 16,
+            upstreams: 1,
+            with_cache: false,
+        },
         list(1),
         list(4),
         list(16),
@@ -209,6 +237,22 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 aggregated,
             ),
         ];
+        if matches!(
+            spec.kind,
+            Kind::Call {
+                stateless: true,
+                ..
+            }
+        ) {
+            // The same gateway, each request opening and closing its upstream session.
+            raw.push((
+                STATELESS_TARGET,
+                gateway.endpoint.clone(),
+                Some(gateway.envoy_pid),
+                Some(gateway.process.pid()),
+                aggregated,
+            ));
+        }
         if let Some(c) = &cached {
             raw.push((
                 "switchboard + list cache",
@@ -226,7 +270,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         let mut targets = Vec::new();
         for (name, url, envoy_pid, sb_pid, n) in raw {
             let mcp = Mcp::new(&url, pool)?;
-            let op = resolve(&mcp, spec.kind, n)
+            let op = resolve(&mcp, spec.kind, n, name == STATELESS_TARGET)
                 .await
                 .with_context(|| format!("{name} at {url}"))?;
             targets.push(Target {
@@ -334,6 +378,7 @@ pub async fn load_one(
             tool: echo_tool(&tools)?,
             size,
             sse: false,
+            stateless: false,
         }
     };
     let mut r = load::round(
@@ -360,7 +405,9 @@ pub async fn load_one(
 }
 
 fn gateway_yaml(urls: &[String], cache: Option<&str>) -> String {
-    let mut y = String::from("server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n");
+    let mut y = String::from(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  stateless_clients: true\nupstreams:\n",
+    );
     for (i, url) in urls.iter().enumerate() {
         y.push_str(&format!("  - name: u{i}\n    url: {url}\n"));
         if let Some(c) = cache {
@@ -381,7 +428,7 @@ fn echo_tool(tools: &[serde_json::Value]) -> anyhow::Result<String> {
 }
 
 /// Finds the echo tool's name as this target shows it (prefixed or not) and checks the list.
-async fn resolve(mcp: &Mcp, kind: Kind, upstreams: usize) -> anyhow::Result<Op> {
+async fn resolve(mcp: &Mcp, kind: Kind, upstreams: usize, stateless: bool) -> anyhow::Result<Op> {
     let session = mcp.open().await?;
     let tools = mcp.list_tools(&session).await?;
     anyhow::ensure!(
@@ -391,13 +438,21 @@ async fn resolve(mcp: &Mcp, kind: Kind, upstreams: usize) -> anyhow::Result<Op> 
         upstreams * TOOLS
     );
     Ok(match kind {
-        Kind::Call { size, sse } => {
+        Kind::Call { size, sse, .. } => {
             let tool = echo_tool(&tools)?;
-            let answer = mcp
-                .call(&session, &tool, &load::call_args(size, sse))
-                .await?;
+            let args = load::call_args(size, sse);
+            let answer = if stateless {
+                mcp.call_stateless(&tool, &args).await?
+            } else {
+                mcp.call(&session, &tool, &args).await?
+            };
             check(&crate::client::Expect::Text(size), Some(&answer), None)?;
-            Op::Call { tool, size, sse }
+            Op::Call {
+                tool,
+                size,
+                sse,
+                stateless,
+            }
         }
         Kind::List => Op::List { tools: tools.len() },
         Kind::Initialize => Op::Initialize,
