@@ -67,9 +67,23 @@ impl Exchange {
             let body = modern::header_mismatch_body(Some(&id_value), &why);
             return Some(Step::Respond(json_reply(400, body)));
         }
-        // A request that names one upstream's tool, prompt or resource needs that one only.
+        // A request that names one upstream's tool, prompt or resource needs that one only;
+        // one the client may not use is not even contacted.
         let targets = match self.addressed_upstream(gw, method, &params) {
-            Some(index) => vec![index],
+            Some(index) => {
+                let name = &gw.config.upstreams[index].name;
+                if !self.permits(gw, Kind::Upstream, name) {
+                    self.state = State::Done;
+                    let who = self
+                        .identity
+                        .as_ref()
+                        .map_or("this client", |i| i.client.as_str());
+                    let message = format!("Access denied: {who} may not use upstream {name:?}");
+                    self.log.push(message.clone());
+                    return Some(error_reply(200, Some(id), ACCESS_DENIED, &message));
+                }
+                vec![index]
+            }
             None => self.targets(gw),
         };
         if targets.is_empty() {

@@ -164,3 +164,39 @@ fn without_stateless_clients_a_2026_request_gets_the_2025_answer() {
     // Not -32022: that would tell an auto client the gateway speaks the revision.
     assert_eq!(v["error"]["code"], code::INVALID_REQUEST);
 }
+
+#[test]
+fn an_upstream_the_client_may_not_use_is_not_even_contacted() {
+    use crate::access::{AccessConfig, Client, Lists, Rule};
+    let mut config = example(2);
+    config.stateless_clients = true;
+    config.access = Some(AccessConfig {
+        clients: vec![Client {
+            name: "ci".into(),
+            ..Default::default()
+        }],
+        rules: vec![Rule {
+            clients: vec!["ci".into()],
+            allow: Lists {
+                upstreams: vec!["u0".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+        bridge_key_sha256: None,
+    });
+    let gw = Gateway::new(config);
+    let head = RequestHead {
+        identity: Some(crate::access::Identity {
+            client: "ci".into(),
+            ..Default::default()
+        }),
+        ..modern_head("tools/call", Some("u1__echo"))
+    };
+    let body = modern_body(6, "tools/call", json!({"name": "u1__echo"}));
+    let (step, calls) = run_head(&gw, &head, &body, vec![]);
+    assert!(calls.is_empty(), "no session opened at u1");
+    let (_, v, _) = reply(step);
+    assert_eq!(v["error"]["code"], ACCESS_DENIED);
+    assert!(v["error"]["message"].as_str().unwrap().contains("u1"));
+}
