@@ -476,6 +476,65 @@ impl Drop for NodeServer {
     }
 }
 
+/// An MCP server of the Python SDK that speaks both protocol eras on one endpoint
+/// (`tests/servers/python_dual_era_server.py`, tools `add` and `era`), on 127.0.0.1 and an
+/// ephemeral port.
+pub struct DualEraServer {
+    child: Child,
+    pub addr: SocketAddr,
+    pub log: Log,
+}
+
+impl DualEraServer {
+    pub async fn start() -> anyhow::Result<DualEraServer> {
+        let python = repo_root().join(".tools/venv/bin/python");
+        let mut child = Command::new(&python)
+            .arg(repo_root().join("tests/servers/python_dual_era_server.py"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", python.display()))?;
+        let log = Log::default();
+        if let Some(out) = child.stdout.take() {
+            capture(out, log.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            capture(err, log.clone());
+        }
+        let l = log.clone();
+        let port: u16 = eventually(
+            Duration::from_secs(30),
+            "the dual-era server to listen",
+            || {
+                let port = l
+                    .text()
+                    .lines()
+                    .find_map(|line| line.strip_prefix("listening on ")?.trim().parse().ok());
+                async move { port }
+            },
+        )
+        .await
+        .with_context(|| format!("dual-era server output:\n{}", log.text()))?;
+        Ok(DualEraServer {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+}
+
+impl Drop for DualEraServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A real SOCKS5 server (PyPI's `pproxy`, installed by `scripts/setup.sh python`) on
 /// 127.0.0.1, requiring a username and password on every connection.
 pub struct Socks5Proxy {

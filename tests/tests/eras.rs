@@ -246,3 +246,32 @@ async fn the_typescript_sdk_v2_client_pinned_to_2026_07_28_calls_through_the_gat
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_era_upstream_aggregated_next_to_a_2025_one_serves_clients_of_both_eras()
+-> anyhow::Result<()> {
+    use switchboard_e2e::peers::DualEraServer;
+    let a = RmcpServer::start("a").await?;
+    let py = DualEraServer::start().await?;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  stateless_clients: true\nupstreams:\n  - name: a\n    url: {}\n  - name: py\n    url: {}\n",
+        a.url(),
+        py.url()
+    );
+    let gw = Gateway::start(&yaml).await?;
+    let calls = json!([{"name": "py__add", "args": {"a": 2, "b": 3}}, {"name": "a__add", "args": {"a": 1, "b": 1}}]);
+    for mode in ["2026-07-28", "legacy"] {
+        let url = gw.endpoint.clone();
+        let calls = calls.clone();
+        let seen = tokio::task::spawn_blocking(move || modern_client(&url, mode, &calls)).await??;
+        assert!(seen.get("error").is_none(), "{mode}: {seen}\n{}", gw.logs());
+        assert_eq!(seen["calls"][0]["text"], "5", "{mode}: {seen}");
+        assert_eq!(seen["calls"][1]["text"], "2", "{mode}: {seen}");
+        let tools = seen["tools"].to_string();
+        assert!(
+            tools.contains("py__era") && tools.contains("a__whoami"),
+            "{mode}: {tools}"
+        );
+    }
+    Ok(())
+}
