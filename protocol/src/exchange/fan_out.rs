@@ -179,10 +179,7 @@ impl Exchange {
                 body: vec![],
             }),
             // Answered before the loop above.
-            Op::Resolve(_) | Op::CallThrough => Step::Respond(json_reply(
-                500,
-                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
-            )),
+            Op::Resolve(_) | Op::CallThrough => internal_error(),
         }
     }
 

@@ -166,25 +166,9 @@ impl Exchange {
         method: &str,
         reply_result: bool,
     ) -> Step {
-        let mut targets = Vec::new();
-        let mut callouts = Vec::new();
-        for us in &session.upstreams {
-            if method == "logging/setLevel" && us.capabilities & caps::LOGGING == 0 {
-                continue;
-            }
-            let Some((index, upstream)) = gw.by_name(&us.name) else {
-                continue;
-            };
-            callouts.push(callout(
-                targets.len(),
-                upstream,
-                "POST",
-                us.session_id.as_deref(),
-                Some(&us.protocol_version),
-                body,
-            ));
-            targets.push(index);
-        }
+        let (targets, callouts) = session_callouts(gw, &session, "POST", body, |us| {
+            method != "logging/setLevel" || us.capabilities & caps::LOGGING != 0
+        });
         if targets.is_empty() {
             self.state = State::Done;
             return Step::Respond(broadcast_reply(id.as_ref(), reply_result));
@@ -203,24 +187,7 @@ impl Exchange {
             Ok(s) => s,
             Err(step) => return step,
         };
-        let mut targets = Vec::new();
-        let mut callouts = Vec::new();
-        for us in &session.upstreams {
-            let (Some(sid), Some((index, upstream))) =
-                (us.session_id.as_deref(), gw.by_name(&us.name))
-            else {
-                continue;
-            };
-            callouts.push(callout(
-                targets.len(),
-                upstream,
-                "DELETE",
-                Some(sid),
-                Some(&us.protocol_version),
-                b"",
-            ));
-            targets.push(index);
-        }
+        let (targets, callouts) = session_closing(gw, &session);
         if targets.is_empty() {
             self.state = State::Done;
             return Step::Respond(Reply {
@@ -287,23 +254,7 @@ impl Exchange {
                 (merged, version.to_string())
             }
         };
-        let session = Session {
-            identity: self.identity_key(),
-            protocol_version: version.clone(),
-            issued_at: clock.now_s,
-            upstreams: ok
-                .iter()
-                .map(|(u, a, r)| UpstreamSession {
-                    name: gw.config.upstreams[*u].name.clone(),
-                    session_id: a.session_id.clone(),
-                    protocol_version: r["protocolVersion"]
-                        .as_str()
-                        .unwrap_or(&version)
-                        .to_string(),
-                    capabilities: mcp::capability_bits(r),
-                })
-                .collect(),
-        };
+        let session = self.session_over(gw, &version, &ok, clock);
         let token = session::seal(&gw.key, &session, &clock.seed);
         let mut reply = json_reply(200, result_body(id.unwrap_or(&Value::Null), result));
         reply.headers.push((SESSION_HEADER.into(), token));
@@ -322,4 +273,64 @@ pub(super) fn broadcast_reply(id: Option<&Value>, reply_result: bool) -> Reply {
             body: vec![],
         },
     }
+}
+
+impl Exchange {
+    /// The session over the upstreams that answered `initialize` (upstream index, its
+    /// answer, its result), each with the version it negotiated (else `version`).
+    pub(super) fn session_over(
+        &self,
+        gw: &Gateway,
+        version: &str,
+        ok: &[(usize, CalloutAnswer, Value)],
+        clock: &Clock,
+    ) -> Session {
+        Session {
+            identity: self.identity_key(),
+            protocol_version: version.to_string(),
+            issued_at: clock.now_s,
+            upstreams: ok
+                .iter()
+                .map(|(u, a, r)| UpstreamSession {
+                    name: gw.config.upstreams[*u].name.clone(),
+                    session_id: a.session_id.clone(),
+                    protocol_version: r["protocolVersion"].as_str().unwrap_or(version).to_string(),
+                    capabilities: mcp::capability_bits(r),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One callout to each upstream of `session` that `keep` chooses, in its own upstream
+/// session and version: upstream indexes and callouts, in call order.
+pub(super) fn session_callouts(
+    gw: &Gateway,
+    session: &Session,
+    method: &str,
+    body: &[u8],
+    keep: impl Fn(&UpstreamSession) -> bool,
+) -> (Vec<usize>, Vec<Callout>) {
+    let mut targets = Vec::new();
+    let mut callouts = Vec::new();
+    for us in session.upstreams.iter().filter(|us| keep(us)) {
+        let Some((index, upstream)) = gw.by_name(&us.name) else {
+            continue;
+        };
+        callouts.push(callout(
+            targets.len(),
+            upstream,
+            method,
+            us.session_id.as_deref(),
+            Some(&us.protocol_version),
+            body,
+        ));
+        targets.push(index);
+    }
+    (targets, callouts)
+}
+
+/// The `DELETE`s that end `session` at each upstream that gave it a session id.
+pub(super) fn session_closing(gw: &Gateway, session: &Session) -> (Vec<usize>, Vec<Callout>) {
+    session_callouts(gw, session, "DELETE", b"", |us| us.session_id.is_some())
 }

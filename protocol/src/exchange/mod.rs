@@ -50,7 +50,7 @@ pub use stream::LIST_CHANGED_MARKER;
 
 use failure::*;
 use fan_out::{Answer, Answered, FanOutState, Op};
-use lifecycle::broadcast_reply;
+use lifecycle::{broadcast_reply, session_callouts, session_closing};
 use lists::*;
 use resolve::Resolve;
 use response::*;

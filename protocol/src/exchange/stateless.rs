@@ -15,6 +15,8 @@ use crate::modern::{self, RequestMeta, RoutingHeaders};
 pub(super) struct Stateless {
     /// The request as the client sent it (read again once the sessions are open).
     pub(super) body: Vec<u8>,
+    /// The request's id.
+    pub(super) id: Value,
     pub(super) method: String,
     /// Each upstream's `initialize` result, by name: what `server/discover` merges.
     pub(super) joined: Vec<(String, Value)>,
@@ -118,6 +120,7 @@ impl Exchange {
             .collect();
         self.stateless = Some(Box::new(Stateless {
             body: for_upstreams(body),
+            id: id_value,
             method: method.to_string(),
             joined: Vec::new(),
             session: None,
@@ -184,37 +187,9 @@ impl Exchange {
                 self.stateless_error(UPSTREAM_ERROR, &message),
             ));
         }
-        let version = mcp::SUPPORTED_VERSIONS[0];
-        let session = Session {
-            identity: self.identity_key(),
-            protocol_version: version.to_string(),
-            issued_at: clock.now_s,
-            upstreams: done
-                .ok
-                .iter()
-                .map(|(u, a, r)| UpstreamSession {
-                    name: gw.config.upstreams[*u].name.clone(),
-                    session_id: a.session_id.clone(),
-                    protocol_version: r["protocolVersion"].as_str().unwrap_or(version).to_string(),
-                    capabilities: mcp::capability_bits(r),
-                })
-                .collect(),
-        };
+        let session = self.session_over(gw, mcp::SUPPORTED_VERSIONS[0], &done.ok, clock);
         let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        let mut targets = Vec::new();
-        let mut callouts = Vec::new();
-        for (u, _, _) in &done.ok {
-            let us = &session.upstreams[targets.len()];
-            callouts.push(callout(
-                targets.len(),
-                &gw.config.upstreams[*u],
-                "POST",
-                us.session_id.as_deref(),
-                Some(&us.protocol_version),
-                initialized,
-            ));
-            targets.push(*u);
-        }
+        let (targets, callouts) = session_callouts(gw, &session, "POST", initialized, |_| true);
         let failed_closed = gw.config.fan_out == FanOut::FailClosed && !done.failures.is_empty();
         if let Some(s) = self.stateless.as_mut() {
             s.joined = done
@@ -244,30 +219,18 @@ impl Exchange {
     /// The sessions are ready: the request itself, as a 2025 session's.
     pub(super) fn serve_stateless(&mut self, gw: &Gateway, clock: &Clock) -> Step {
         let Some(s) = self.stateless.as_mut() else {
-            return Step::Respond(json_reply(
-                500,
-                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
-            ));
+            return internal_error();
         };
         let (body, method) = (s.body.clone(), s.method.clone());
         let Some(session) = s.session.clone() else {
-            return Step::Respond(json_reply(
-                500,
-                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
-            ));
+            return internal_error();
         };
         let Ok(Message::Request { id, params, .. }) = jsonrpc::parse(&body) else {
-            return Step::Respond(json_reply(
-                500,
-                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
-            ));
+            return internal_error();
         };
         if method == "server/discover" {
-            let id_value: Value = serde_json::from_str(id.get()).unwrap_or(Value::Null);
-            return Step::Respond(json_reply(
-                200,
-                result_body(&id_value, self.discover_result(gw)),
-            ));
+            let id = s.id.clone();
+            return Step::Respond(json_reply(200, result_body(&id, self.discover_result(gw))));
         }
         self.request_in(gw, id, &method, params, session, clock)
     }
@@ -320,24 +283,7 @@ impl Exchange {
             return Step::Respond(reply);
         };
         s.answer = Some(reply);
-        let mut targets = Vec::new();
-        let mut callouts = Vec::new();
-        for us in &session.upstreams {
-            let (Some(sid), Some((index, upstream))) =
-                (us.session_id.as_deref(), gw.by_name(&us.name))
-            else {
-                continue;
-            };
-            callouts.push(callout(
-                targets.len(),
-                upstream,
-                "DELETE",
-                Some(sid),
-                Some(&us.protocol_version),
-                b"",
-            ));
-            targets.push(index);
-        }
+        let (targets, callouts) = session_closing(gw, &session);
         if targets.is_empty() {
             return self.closed();
         }
@@ -354,29 +300,16 @@ impl Exchange {
     pub(super) fn closed(&mut self) -> Step {
         self.state = State::Done;
         let Some(s) = self.stateless.take() else {
-            return Step::Respond(json_reply(
-                500,
-                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
-            ));
+            return internal_error();
         };
-        let reply = s.answer.unwrap_or_else(|| {
-            json_reply(
-                500,
-                jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
-            )
-        });
+        let Some(reply) = s.answer else {
+            return internal_error();
+        };
         Step::Respond(finished(reply, &s.method, s.uri_prefix.as_deref()))
     }
 
     fn stateless_error(&self, code: i64, message: &str) -> String {
-        let id = self
-            .stateless
-            .as_ref()
-            .and_then(|s| match jsonrpc::parse(&s.body) {
-                Ok(Message::Request { id, .. }) => serde_json::from_str::<Value>(id.get()).ok(),
-                _ => None,
-            });
-        error_body_value(id.as_ref(), code, message)
+        error_body_value(self.stateless.as_ref().map(|s| &s.id), code, message)
     }
 }
 

@@ -105,6 +105,14 @@ pub(super) fn error_reply(status: u16, id: Option<&RawValue>, code: i64, message
     Step::Respond(json_reply(status, jsonrpc::error_body(id, code, message)))
 }
 
+/// The answer to a state the exchange should never be in.
+pub(super) fn internal_error() -> Step {
+    Step::Respond(json_reply(
+        500,
+        jsonrpc::error_body(None, code::INTERNAL_ERROR, "internal error"),
+    ))
+}
+
 pub(super) fn result_body(id: &Value, result: Value) -> String {
     json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string()
 }
