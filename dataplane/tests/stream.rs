@@ -36,6 +36,11 @@ mod driven {
     #[derive(Clone, Default)]
     struct FakeHost(Rc<RefCell<State>>);
 
+    /// The value of header `name` (as the driver spelled it).
+    fn value(map: &[(String, String)], name: &str) -> Option<String> {
+        map.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
     fn set(map: &mut Vec<(String, String)>, name: &str, value: Option<&str>) {
         map.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         if let Some(v) = value {
@@ -265,13 +270,7 @@ mod driven {
         assert_eq!(s.on_request_body(call.len(), true), Flow::Continue);
         {
             let state = host.0.borrow();
-            let h = |n: &str| {
-                state
-                    .request_headers
-                    .iter()
-                    .find(|(k, _)| k == n)
-                    .map(|(_, v)| v.clone())
-            };
+            let h = |n: &str| value(&state.request_headers, n);
             assert_eq!(
                 h(ROUTE_HEADER).as_deref(),
                 Some("u1"),
@@ -490,13 +489,7 @@ mod driven {
         assert_eq!(s.on_response_headers(false), Flow::Pause);
         {
             let state = host.0.borrow();
-            let h = |n: &str| {
-                state
-                    .response_headers
-                    .iter()
-                    .find(|(k, _)| k == n)
-                    .map(|(_, v)| v.clone())
-            };
+            let h = |n: &str| value(&state.response_headers, n);
             assert_eq!(h(":status").as_deref(), Some("200"));
             assert_eq!(h("set-cookie"), None);
             assert_eq!(

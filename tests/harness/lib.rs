@@ -672,20 +672,28 @@ pub fn conformance(url: &str) -> anyhow::Result<ConformanceReport> {
 /// against `url` and returns what it saw.
 pub fn python_client(url: &str, plan: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
     let python = repo_root().join(".tools/venv/bin/python");
-    let script = repo_root().join("tests/clients/python_client.py");
     let mut cmd = Command::new(&python);
-    cmd.arg(&script).arg(url).arg(plan.to_string());
-    let out = output_within(cmd, CLIENT_TIMEOUT)
-        .with_context(|| format!("cannot run {}", python.display()))?;
+    cmd.arg(repo_root().join("tests/clients/python_client.py"))
+        .arg(url)
+        .arg(plan.to_string());
+    client_json("python client", cmd)
+}
+
+/// Runs a client script (`tests/clients/`) that prints one JSON object, within
+/// [`CLIENT_TIMEOUT`]; a failed run or no JSON is an error with its output.
+pub fn client_json(what: &str, cmd: Command) -> anyhow::Result<serde_json::Value> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out =
+        output_within(cmd, CLIENT_TIMEOUT).with_context(|| format!("cannot run {program}"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     anyhow::ensure!(
         out.status.success(),
-        "python client failed ({}):\n{stdout}\n{}",
+        "{what} failed ({}):\n{stdout}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim())
-        .with_context(|| format!("python client printed no JSON:\n{stdout}"))
+        .with_context(|| format!("{what} printed no JSON:\n{stdout}"))
 }
 
 /// Calls a tool and returns the text of its first content block.

@@ -8,24 +8,28 @@
 
 use serde_json::{Value, json};
 use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{CLIENT_TIMEOUT, Gateway, output_within, repo_root};
+use switchboard_e2e::{Gateway, client_json, repo_root};
 
 fn modern_client(url: &str, mode: &str, calls: &Value) -> anyhow::Result<Value> {
-    let python = repo_root().join(".tools/venv/bin/python");
-    let mut cmd = std::process::Command::new(&python);
+    let mut cmd = std::process::Command::new(repo_root().join(".tools/venv/bin/python"));
     cmd.arg(repo_root().join("tests/clients/python_modern_client.py"))
         .arg(url)
         .arg(mode)
         .arg(calls.to_string());
-    let out = output_within(cmd, CLIENT_TIMEOUT)?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(
-        out.status.success(),
-        "the client script failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_str(stdout.trim())?)
+    client_json("the Python client", cmd)
+}
+
+/// A gateway over `upstreams` (name, URL), serving stateless clients when `stateless`.
+fn gateway_yaml(upstreams: &[(&str, String)], stateless: bool) -> String {
+    let mut y = "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n".to_string();
+    if stateless {
+        y.push_str("  stateless_clients: true\n");
+    }
+    y.push_str("upstreams:\n");
+    for (name, url) in upstreams {
+        y.push_str(&format!("  - name: {name}\n    url: {url}\n"));
+    }
+    y
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,11 +37,7 @@ async fn a_2026_era_client_in_auto_mode_falls_back_to_the_handshake_through_the_
 -> anyhow::Result<()> {
     let a = RmcpServer::start("a").await?;
     let b = RmcpServer::start("b").await?;
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: a\n    url: {}\n  - name: b\n    url: {}\n",
-        a.url(),
-        b.url()
-    );
+    let yaml = gateway_yaml(&[("a", a.url()), ("b", b.url())], false);
     let gw = Gateway::start(&yaml).await?;
     let calls = json!([{"name": "a__add", "args": {"a": 40, "b": 2}}, {"name": "b__whoami"}]);
     for mode in ["auto", "legacy"] {
@@ -93,11 +93,7 @@ async fn a_2026_era_client_in_auto_mode_falls_back_to_the_handshake_through_the_
 async fn stateless_gateway() -> anyhow::Result<(RmcpServer, RmcpServer, Gateway)> {
     let a = RmcpServer::start("a").await?;
     let b = RmcpServer::start("b").await?;
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  stateless_clients: true\nupstreams:\n  - name: a\n    url: {}\n  - name: b\n    url: {}\n",
-        a.url(),
-        b.url()
-    );
+    let yaml = gateway_yaml(&[("a", a.url()), ("b", b.url())], true);
     let gw = Gateway::start(&yaml).await?;
     Ok((a, b, gw))
 }
@@ -218,15 +214,7 @@ fn ts_client(url: &str, mode: &str, calls: &Value) -> anyhow::Result<Value> {
         .arg(mode)
         .arg(calls.to_string())
         .env("MCP_CLIENT_MODULE", &module);
-    let out = output_within(cmd, CLIENT_TIMEOUT)?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    anyhow::ensure!(
-        out.status.success(),
-        "the client script failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(serde_json::from_str(stdout.trim())?)
+    client_json("the TypeScript client", cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,11 +241,7 @@ async fn a_dual_era_upstream_aggregated_next_to_a_2025_one_serves_clients_of_bot
     use switchboard_e2e::peers::DualEraServer;
     let a = RmcpServer::start("a").await?;
     let py = DualEraServer::start().await?;
-    let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  stateless_clients: true\nupstreams:\n  - name: a\n    url: {}\n  - name: py\n    url: {}\n",
-        a.url(),
-        py.url()
-    );
+    let yaml = gateway_yaml(&[("a", a.url()), ("py", py.url())], true);
     let gw = Gateway::start(&yaml).await?;
     let calls = json!([{"name": "py__add", "args": {"a": 2, "b": 3}}, {"name": "a__add", "args": {"a": 1, "b": 1}}]);
     for mode in ["2026-07-28", "legacy"] {
