@@ -223,6 +223,29 @@ pub struct Upstream {
     /// The most items of one page of its lists.
     #[serde(default = "unlimited")]
     pub max_list_items: u64,
+    /// The MCP revision it speaks, when configured rather than found.
+    #[serde(default, skip_serializing_if = "UpstreamProtocol::is_auto")]
+    pub protocol: UpstreamProtocol,
+}
+
+/// Which MCP revision an upstream speaks: found by asking it `server/discover` once (`auto`),
+/// or as configured (no question asked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Auto,
+    /// 2024-11-05 … 2025-11-25: `initialize` and a session.
+    Legacy,
+    /// 2026-07-28: no handshake, no session.
+    #[serde(alias = "2026-07-28")]
+    Modern,
+}
+
+impl UpstreamProtocol {
+    pub fn is_auto(&self) -> bool {
+        *self == UpstreamProtocol::Auto
+    }
 }
 
 fn unlimited() -> u64 {
@@ -333,6 +356,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
                 pass_through: Vec::new(),
                 max_list_bytes: 1 << 20,
                 max_list_items: 100,
+                protocol: UpstreamProtocol::Legacy,
             })
             .collect(),
         access: None,

@@ -13,6 +13,7 @@ pub mod jsonrpc;
 pub mod mcp;
 pub mod modern;
 pub mod naming;
+pub mod request_state;
 pub mod server_message;
 pub mod session;
 pub mod sse;

@@ -21,6 +21,34 @@ pub mod meta {
     pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
     pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
     pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+    /// On results: who answered.
+    pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+}
+
+/// What an upstream of this revision is told about the client on every request: the
+/// capabilities and identity a 2025 client gave in `initialize`, or a 2026 client in its
+/// request's `_meta`. Kept in the sealed session of a 2025 client.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClientMeta {
+    /// Compact JSON of the capabilities (`{}` when none were given).
+    #[serde(rename = "c")]
+    pub capabilities: String,
+    /// Compact JSON of `clientInfo`, when given.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<String>,
+}
+
+impl ClientMeta {
+    pub fn new(capabilities: &Value, info: Option<&Value>) -> ClientMeta {
+        ClientMeta {
+            capabilities: if capabilities.is_object() {
+                capabilities.to_string()
+            } else {
+                "{}".into()
+            },
+            info: info.filter(|i| i.is_object()).map(Value::to_string),
+        }
+    }
 }
 
 /// What a 2026 request says about itself in `params._meta`.
@@ -47,6 +75,93 @@ impl RequestMeta {
             client_info: m.get(meta::CLIENT_INFO).cloned(),
         })
     }
+}
+
+/// An upstream's `server/discover` result read as the `initialize` result the rest of the
+/// gateway knows (version, capabilities, `serverInfo`, instructions); `None` when it does not
+/// offer this revision.
+pub fn discovered(result: &Value) -> Option<Value> {
+    let offers = result
+        .get("supportedVersions")?
+        .as_array()?
+        .iter()
+        .any(|v| v == VERSION);
+    if !offers {
+        return None;
+    }
+    let mut r = json!({
+        "protocolVersion": VERSION,
+        "capabilities": result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+        "serverInfo": result["_meta"]
+            .get(meta::SERVER_INFO)
+            .cloned()
+            .unwrap_or_else(|| json!({"name": "", "version": ""})),
+    });
+    if let Some(i) = result.get("instructions") {
+        r["instructions"] = i.clone();
+    }
+    Some(r)
+}
+
+/// A request of this revision to an upstream: `server/discover`, with the client's `_meta`.
+pub fn discover_request(client: &ClientMeta) -> Vec<u8> {
+    with_request_meta(
+        br#"{"jsonrpc":"2.0","id":0,"method":"server/discover","params":{}}"#,
+        client,
+    )
+}
+
+/// `body` (a JSON-RPC request) with the revision's `_meta` keys set for `client`: what an
+/// upstream of this revision needs on every request. Anything that is not a request
+/// object is returned as it is.
+pub fn with_request_meta(body: &[u8], client: &ClientMeta) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    let Some(request) = v.as_object_mut() else {
+        return body.to_vec();
+    };
+    let params = request.entry("params").or_insert_with(|| json!({}));
+    if !params.is_object() {
+        return body.to_vec();
+    }
+    let m = &mut params["_meta"];
+    if !m.is_object() {
+        *m = json!({});
+    }
+    m[meta::PROTOCOL_VERSION] = json!(VERSION);
+    m[meta::CLIENT_CAPABILITIES] =
+        serde_json::from_str(&client.capabilities).unwrap_or_else(|_| json!({}));
+    if let Some(info) = client
+        .info
+        .as_deref()
+        .and_then(|i| serde_json::from_str::<Value>(i).ok())
+    {
+        m[meta::CLIENT_INFO] = info;
+    }
+    v.to_string().into_bytes()
+}
+
+/// The routing headers a request of this revision carries to an upstream: the version,
+/// `Mcp-Method`, and `Mcp-Name` where the method names something.
+pub fn routing_headers(body: &[u8]) -> Vec<(String, String)> {
+    let mut headers = vec![("mcp-protocol-version".to_string(), VERSION.to_string())];
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return headers;
+    };
+    let Some(method) = v["method"].as_str() else {
+        return headers;
+    };
+    headers.push(("mcp-method".into(), encode_header_value(method)));
+    if let Some(name) = named_param(method).and_then(|f| v["params"][f].as_str()) {
+        headers.push(("mcp-name".into(), encode_header_value(name)));
+    }
+    headers
+}
+
+/// Whether a result asks the client for input before it can complete.
+pub fn input_required(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("input_required")
 }
 
 /// The params field `Mcp-Name` mirrors for `method`.

@@ -28,6 +28,8 @@ pub enum Sealed {
     Cursor,
     /// An identity the filter established, relayed by the bridge ([`crate::access`]).
     Identity,
+    /// An upstream's `requestState`, bound to it and the client ([`crate::request_state`]).
+    RequestState,
 }
 
 impl Sealed {
@@ -36,6 +38,7 @@ impl Sealed {
             Sealed::Session => "sb1.",
             Sealed::Cursor => "sbc1.",
             Sealed::Identity => "sbi1.",
+            Sealed::RequestState => "sbr1.",
         }
     }
 
@@ -44,6 +47,7 @@ impl Sealed {
             Sealed::Session => b"switchboard-session-v1",
             Sealed::Cursor => b"switchboard-cursor-v1",
             Sealed::Identity => b"switchboard-identity-v1",
+            Sealed::RequestState => b"switchboard-request-state-v1",
         }
     }
 }
@@ -119,6 +123,10 @@ pub struct Session {
     /// presented by anyone else is refused.
     #[serde(rename = "i", default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// What the client said of itself in `initialize`, kept when an upstream speaks the
+    /// stateless revision (it is told on every request).
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<crate::modern::ClientMeta>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,6 +263,7 @@ mod tests {
     fn session() -> Session {
         Session {
             identity: None,
+            client: None,
             protocol_version: "2025-06-18".into(),
             issued_at: 1_000,
             upstreams: vec![

@@ -5,8 +5,12 @@ against an endpoint: `auto` probes `server/discover` and falls back to the 2025 
     python python_modern_client.py URL MODE CALLS_JSON
 
 CALLS: [{"name": ..., "args": {...}}]. Prints one JSON object: the protocol version the
-client ended up speaking, the tools it listed, the calls' texts; or, when connecting or a
-call fails, {"error": ..., "type": ...}. Exits 0 either way (the caller asserts).
+client ended up speaking, the tools it listed, the calls' texts (a call that fails gives
+{"error": ...} in its place), and the questions the user was asked; or, when connecting
+fails, {"error": ..., "type": ...}. Exits 0 either way (the caller asserts).
+
+The client accepts every elicitation with `{"ok": true}`: in the 2025 era as an answer to
+the server's request, in 2026-07-28 as the retry of an `input_required` result.
 """
 
 import asyncio
@@ -14,16 +18,27 @@ import json
 import sys
 
 from mcp import Client
+from mcp_types import ElicitResult
 
 
 async def run(url: str, mode: str, calls: list) -> dict:
-    async with Client(url, mode=mode, read_timeout_seconds=20) as client:
-        out: dict = {"protocol_version": client.protocol_version}
+    asked: list = []
+
+    async def elicit(_context, params):
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"ok": True})
+
+    async with Client(url, mode=mode, read_timeout_seconds=20, elicitation_callback=elicit) as client:
+        out: dict = {"protocol_version": client.protocol_version, "asked": asked}
         tools = await client.list_tools()
         out["tools"] = [t.name for t in tools.tools]
         out["calls"] = []
         for call in calls:
-            result = await client.call_tool(call["name"], call.get("args", {}))
+            try:
+                result = await client.call_tool(call["name"], call.get("args", {}))
+            except Exception as e:  # noqa: BLE001 - the caller asserts on what failed
+                out["calls"].append({"error": str(e)})
+                continue
             text = "".join(getattr(c, "text", "") for c in result.content)
             out["calls"].append({"is_error": bool(result.is_error), "text": text})
         return out

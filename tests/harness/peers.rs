@@ -477,8 +477,9 @@ impl Drop for NodeServer {
 }
 
 /// An MCP server of the Python SDK that speaks both protocol eras on one endpoint
-/// (`tests/servers/python_dual_era_server.py`, tools `add` and `era`), on 127.0.0.1 and an
-/// ephemeral port.
+/// (`tests/servers/python_dual_era_server.py`, tools `add`, `era` and `confirm`, which asks
+/// for input with a 2026-07-28 multi-round-trip request), on 127.0.0.1 and an ephemeral port;
+/// or ([`DualEraServer::modern_only`]) one that refuses everything but 2026-07-28.
 pub struct DualEraServer {
     child: Child,
     pub addr: SocketAddr,
@@ -487,9 +488,20 @@ pub struct DualEraServer {
 
 impl DualEraServer {
     pub async fn start() -> anyhow::Result<DualEraServer> {
+        Self::with_args(&[]).await
+    }
+
+    /// A server of 2026-07-28 alone: `initialize` gets 400 with -32022; its `era` tool
+    /// answers `name`.
+    pub async fn modern_only(name: &str) -> anyhow::Result<DualEraServer> {
+        Self::with_args(&["--modern-only", "--name", name]).await
+    }
+
+    async fn with_args(args: &[&str]) -> anyhow::Result<DualEraServer> {
         let python = repo_root().join(".tools/venv/bin/python");
         let mut child = Command::new(&python)
             .arg(repo_root().join("tests/servers/python_dual_era_server.py"))
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -89,7 +89,9 @@ async fn a_2026_era_client_in_auto_mode_falls_back_to_the_handshake_through_the_
     Ok(())
 }
 
-/// Two rmcp upstreams (2025 revisions) behind a gateway that serves stateless clients.
+/// Two rmcp upstreams behind a gateway that serves stateless clients. rmcp 3.9 speaks both
+/// eras: the gateway finds that with `server/discover` and speaks 2026-07-28 to them for
+/// stateless clients (no session), the 2025 handshake for 2025 clients.
 async fn stateless_gateway() -> anyhow::Result<(RmcpServer, RmcpServer, Gateway)> {
     let a = RmcpServer::start("a").await?;
     let b = RmcpServer::start("b").await?;
@@ -176,8 +178,8 @@ async fn stateless_requests_are_checked_before_any_upstream_is_asked() -> anyhow
         0,
         "refused before any upstream was asked"
     );
-    // The same call with matching headers works, and says it is complete; the session
-    // opened for it at its upstream (only there) is closed again.
+    // The same call with matching headers works, and says it is complete; it reaches its
+    // upstream only, in 2026-07-28 (no session opened, none to close).
     let ok = post_with(
         &gw.endpoint,
         None,
@@ -194,8 +196,14 @@ async fn stateless_requests_are_checked_before_any_upstream_is_asked() -> anyhow
         gw.logs()
     );
     assert_eq!(ok.response()["result"]["content"][0]["text"], "3");
-    assert_eq!(a.method_count("DELETE"), 1);
+    assert!(a.method_count("POST") >= 1);
+    assert_eq!(a.method_count("DELETE"), 0, "no session was opened");
     assert_eq!(b.method_count("POST") + b.method_count("DELETE"), 0);
+    assert!(
+        gw.logs().contains(r#"upstream "a" speaks MCP 2026-07-28"#),
+        "{}",
+        gw.logs()
+    );
     Ok(())
 }
 
@@ -257,5 +265,158 @@ async fn a_dual_era_upstream_aggregated_next_to_a_2025_one_serves_clients_of_bot
             "{mode}: {tools}"
         );
     }
+    Ok(())
+}
+
+/// Upstreams of every era in one endpoint: `server-everything` (2025 only), the Python SDK's
+/// `MCPServer` (both eras) and the same server behind a door that refuses everything but
+/// 2026-07-28 (no `initialize`, no `GET`).
+async fn three_eras() -> anyhow::Result<(Vec<Box<dyn std::any::Any + Send>>, Gateway)> {
+    use switchboard_e2e::peers::{DualEraServer, Everything};
+    let ev = Everything::start().await?;
+    let py = DualEraServer::start().await?;
+    let mo = DualEraServer::modern_only("modern").await?;
+    let yaml = gateway_yaml(
+        &[("ev", ev.url()), ("py", py.url()), ("mo", mo.url())],
+        true,
+    );
+    let gw = Gateway::start(&yaml).await?;
+    Ok((vec![Box::new(ev), Box::new(py), Box::new(mo)], gw))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() -> anyhow::Result<()>
+{
+    let (_peers, gw) = three_eras().await?;
+    let calls = json!([
+        {"name": "mo__add", "args": {"a": 2, "b": 3}},
+        {"name": "py__era"},
+        {"name": "ev__echo", "args": {"message": "hi"}},
+        {"name": "mo__era"},
+    ]);
+    for mode in ["2026-07-28", "auto", "legacy"] {
+        let url = gw.endpoint.clone();
+        let calls = calls.clone();
+        let seen = tokio::task::spawn_blocking(move || modern_client(&url, mode, &calls)).await??;
+        eprintln!("the Python SDK client ({mode}) saw: {seen}");
+        assert!(seen.get("error").is_none(), "{mode}: {seen}\n{}", gw.logs());
+        let tools = seen["tools"].to_string();
+        for tool in ["mo__confirm", "py__add", "ev__echo"] {
+            assert!(tools.contains(tool), "{mode}: {tool} missing from {tools}");
+        }
+        assert_eq!(seen["calls"][0]["text"], "5", "{mode}: {seen}\n{}", gw.logs());
+        assert_eq!(seen["calls"][1]["text"], "dual-era", "{mode}: {seen}");
+        assert!(
+            seen["calls"][2]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("hi")),
+            "{mode}: {seen}"
+        );
+        assert_eq!(seen["calls"][3]["text"], "modern", "{mode}: {seen}");
+    }
+    let url = gw.endpoint.clone();
+    let ts_calls = calls.clone();
+    let seen = tokio::task::spawn_blocking(move || ts_client(&url, "2026-07-28", &ts_calls)).await??;
+    eprintln!("the TypeScript SDK v2 client saw: {seen}");
+    assert!(seen.get("error").is_none(), "{seen}\n{}", gw.logs());
+    assert_eq!(seen["calls"][0]["text"], "5", "{seen}");
+    assert_eq!(seen["calls"][3]["text"], "modern", "{seen}");
+    // What each upstream speaks was found once and said.
+    let logs = gw.logs();
+    assert!(logs.contains(r#"upstream "mo" speaks MCP 2026-07-28 only"#), "{logs}");
+    assert!(logs.contains(r#"upstream "ev" does not speak MCP 2026-07-28"#), "{logs}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_sealed()
+-> anyhow::Result<()> {
+    use switchboard_e2e::raw::post_with;
+    let (_peers, gw) = three_eras().await?;
+    // The Python SDK in 2026-07-28 mode: the upstream's input_required reaches it, it asks
+    // its user, retries with the gateway's sealed state, and the upstream gets its own back.
+    let calls = json!([{"name": "mo__confirm", "args": {"question": "Ship it?"}},
+                       {"name": "py__confirm", "args": {"question": "Really?"}}]);
+    let url = gw.endpoint.clone();
+    let modern_calls = calls.clone();
+    let seen =
+        tokio::task::spawn_blocking(move || modern_client(&url, "2026-07-28", &modern_calls))
+            .await??;
+    eprintln!("the Python SDK client (2026-07-28) saw: {seen}");
+    assert_eq!(seen["asked"], json!(["Ship it?", "Really?"]), "{seen}\n{}", gw.logs());
+    assert_eq!(seen["calls"][0]["text"], "accept:True:asked:Ship it?", "{seen}");
+    assert_eq!(seen["calls"][1]["text"], "accept:True:asked:Really?", "{seen}");
+
+    // The same tool for a 2025 session: not translated (yet); a clear error naming the
+    // upstream, and the client's session goes on.
+    let url = gw.endpoint.clone();
+    let legacy_calls = json!([{"name": "mo__confirm", "args": {"question": "Ship it?"}},
+                              {"name": "mo__add", "args": {"a": 1, "b": 1}}]);
+    let seen = tokio::task::spawn_blocking(move || modern_client(&url, "legacy", &legacy_calls))
+        .await??;
+    eprintln!("the Python SDK client (legacy) saw: {seen}");
+    let first = seen["calls"][0].to_string();
+    assert!(
+        first.contains(r#"Upstream \"mo\" needs input"#),
+        "{seen}\n{}",
+        gw.logs()
+    );
+    assert_eq!(seen["calls"][1]["text"], "2", "{seen}");
+
+    // By hand: the state the client gets is the gateway's, not the upstream's.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let call = |name: &str, state: Option<&str>| {
+        let mut params = json!({"name": name, "arguments": {"question": "Q"}, "_meta": meta});
+        if let Some(state) = state {
+            params["requestState"] = json!(state);
+            params["inputResponses"] =
+                json!({"confirm": {"action": "accept", "content": {"ok": true}}});
+        }
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params})
+    };
+    let headers = |name: &'static str| {
+        [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", name),
+        ]
+    };
+    let first = post_with(&gw.endpoint, None, &call("mo__confirm", None), &headers("mo__confirm"))
+        .await?;
+    let result = first.response()["result"].clone();
+    assert_eq!(result["resultType"], "input_required", "{result}");
+    let sealed = result["requestState"].as_str().unwrap_or_default().to_string();
+    assert!(sealed.starts_with("sbr1."), "{result}");
+    // Made up, taken to another upstream's tool of the same name, or the upstream's own
+    // token replayed: refused by the gateway with -32602.
+    for (name, state, header) in [
+        ("mo__confirm", "v1.forged".to_string(), "mo__confirm"),
+        ("py__confirm", sealed.clone(), "py__confirm"),
+    ] {
+        let refused = post_with(&gw.endpoint, None, &call(name, Some(&state)), &headers(header))
+            .await?;
+        let error = &refused.response()["error"];
+        assert_eq!(error["code"], -32602, "{name}: {:?}", refused.messages);
+        // The gateway's refusal, not the upstream's own.
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Invalid params: the requestState")),
+            "{name}: {error}"
+        );
+    }
+    assert!(gw.logs().contains("refused a retry"), "{}", gw.logs());
+    // The real retry completes.
+    let done = post_with(
+        &gw.endpoint,
+        None,
+        &call("mo__confirm", Some(&sealed)),
+        &headers("mo__confirm"),
+    )
+    .await?;
+    let result = &done.response()["result"];
+    assert_eq!(result["resultType"], "complete", "{result}");
+    assert_eq!(result["content"][0]["text"], "accept:True:asked:Q", "{result}");
     Ok(())
 }

@@ -25,7 +25,7 @@ impl Exchange {
                 let method = method.to_string();
                 self.audit.method = method.clone();
                 if session_id.is_none()
-                    && let Some(step) = self.stateless_request(gw, id, &method, params, body)
+                    && let Some(step) = self.stateless_request(gw, id, &method, params, body, clock)
                 {
                     return step;
                 }

@@ -126,12 +126,13 @@ impl Exchange {
             }
             Op::CallThrough => {
                 let answer = answers.into_iter().next().flatten();
-                return self.finish_call_through(gw, targets[0], id, answer);
+                return self.finish_call_through(gw, targets[0], id, answer, clock);
             }
             _ => {}
         }
         let mut done = Answered::default();
         let want = id.clone().unwrap_or(Value::Null);
+        let opening = matches!(op, Op::Initialize { .. } | Op::Open);
         for (call, answer) in answers.into_iter().enumerate() {
             let upstream = &gw.config.upstreams[targets[call]];
             let answer = answer.unwrap_or(Err(Failure::NoAnswer));
@@ -140,7 +141,16 @@ impl Exchange {
                 upstream,
                 want: &want,
             };
-            match self.read_answer(gw, &mut op, of, answer, clock) {
+            let read = match opening
+                .then(|| self.read_opening(gw, call, targets[call], &answer, &want, clock.now_ms))
+                .flatten()
+            {
+                Some(Ok(Some(result))) => Ok(Read::Result(answer.unwrap_or_default(), result)),
+                Some(Ok(None)) => Ok(Read::Nothing),
+                Some(Err(why)) => Err(why),
+                None => self.read_answer(gw, &mut op, of, answer, clock),
+            };
+            match read {
                 Ok(Read::Page(page)) => done.lists.push((targets[call], page)),
                 Ok(Read::Result(a, result)) => done.ok.push((targets[call], a, result)),
                 Ok(Read::Nothing) => {}
@@ -155,6 +165,16 @@ impl Exchange {
                     done.failures.push(line);
                 }
             }
+        }
+        if opening {
+            let again = match op {
+                Op::Initialize { version } => Op::Initialize { version },
+                _ => Op::Open,
+            };
+            done = match self.after_round(gw, again, id.clone(), done) {
+                Ok(done) => done,
+                Err(next) => return next,
+            };
         }
         let id = id.as_ref();
         if gw.config.fan_out == FanOut::FailClosed

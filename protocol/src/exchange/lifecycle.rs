@@ -50,7 +50,10 @@ impl Exchange {
                         ),
                     ))
                 }
-                _ => self.in_scope(gw, s, id),
+                _ => {
+                    self.client_meta.clone_from(&s.client);
+                    self.in_scope(gw, s, id)
+                }
             },
             Err(e) => {
                 self.state = State::Done;
@@ -96,11 +99,15 @@ impl Exchange {
         gw: &Gateway,
         id: &RawValue,
         params: Option<&RawValue>,
-        _clock: &Clock,
+        clock: &Clock,
     ) -> Step {
         let mut params: Value = params
             .and_then(|p| serde_json::from_str(p.get()).ok())
             .unwrap_or_else(|| json!({}));
+        self.client_meta = Some(crate::modern::ClientMeta::new(
+            &params["capabilities"],
+            params.get("clientInfo"),
+        ));
         let client_version = params["protocolVersion"].as_str().unwrap_or_default();
         let version = mcp::negotiate(client_version);
         params["protocolVersion"] = json!(version);
@@ -133,28 +140,16 @@ impl Exchange {
                 "No upstream MCP server is configured",
             );
         }
-        let callouts = targets
-            .iter()
-            .enumerate()
-            .map(|(call, &u)| {
-                callout(
-                    call,
-                    &gw.config.upstreams[u],
-                    "POST",
-                    None,
-                    // The version is in the body; the header is for the requests after it.
-                    None,
-                    body.as_bytes(),
-                )
-            })
-            .collect();
-        self.state = State::FanOut(FanOutState {
-            op: Op::Initialize { version },
-            id: Some(id_value),
-            answers: vec![None; targets.len()],
+        // The version is in the body; the header is for the requests after it.
+        self.open_upstreams(
+            gw,
+            Op::Initialize { version },
+            Some(id_value),
             targets,
-        });
-        Step::AwaitCallouts(callouts)
+            body.into_bytes(),
+            true,
+            clock,
+        )
     }
 
     pub(super) fn broadcast(
@@ -166,8 +161,10 @@ impl Exchange {
         method: &str,
         reply_result: bool,
     ) -> Step {
+        // The stateless revision has no notifications from clients and no logging level.
         let (targets, callouts) = session_callouts(gw, &session, "POST", body, |us| {
-            method != "logging/setLevel" || us.capabilities & caps::LOGGING != 0
+            us.protocol_version != crate::modern::VERSION
+                && (method != "logging/setLevel" || us.capabilities & caps::LOGGING != 0)
         });
         if targets.is_empty() {
             self.state = State::Done;
@@ -285,8 +282,12 @@ impl Exchange {
         ok: &[(usize, CalloutAnswer, Value)],
         clock: &Clock,
     ) -> Session {
+        let modern = ok
+            .iter()
+            .any(|(_, _, r)| r["protocolVersion"] == crate::modern::VERSION);
         Session {
             identity: self.identity_key(),
+            client: self.client_meta.clone().filter(|_| modern),
             protocol_version: version.to_string(),
             issued_at: clock.now_s,
             upstreams: ok

@@ -145,12 +145,12 @@ impl Exchange {
                 list.cache_keys.push(None);
             } else {
                 let body = page_request_body(&request, &list.pages[slot]);
-                callouts.push(callout(
+                callouts.push(upstream_callout(
                     targets.len(),
                     upstream,
-                    "POST",
                     us.session_id.as_deref(),
-                    Some(&us.protocol_version),
+                    &us.protocol_version,
+                    self.client_meta.as_ref(),
                     body.as_bytes(),
                 ));
                 answers.push(None);

@@ -26,9 +26,11 @@ use crate::wire::{
 
 mod admission;
 mod dispatch;
+mod era;
 mod failure;
 mod fan_out;
 mod gateway;
+mod input_required;
 mod lifecycle;
 mod lists;
 mod resolve;
@@ -48,6 +50,7 @@ pub use route::forwarded_request_header;
 pub use steps::{Callout, CalloutAnswer, Clock, Reply, RequestHead, ResponseStep, Route, Step};
 pub use stream::LIST_CHANGED_MARKER;
 
+use era::{Opening, upstream_callout};
 use failure::*;
 use fan_out::{Answer, Answered, FanOutState, Op};
 use lifecycle::{broadcast_reply, session_callouts, session_closing};
@@ -109,6 +112,26 @@ pub struct Exchange {
     routing: (Option<String>, Option<String>),
     /// A stateless client's request being served.
     stateless: Option<Box<Stateless>>,
+    /// What upstreams of the stateless revision are told about the client.
+    client_meta: Option<crate::modern::ClientMeta>,
+    /// Upstreams being opened (a 2025 client's `initialize`, a stateless request).
+    opening: Option<Box<Opening>>,
+    /// A call the filter makes itself and answers from ([`Op::CallThrough`]).
+    through: Option<Through>,
+    /// The method and name or URI of a routed request, as the client wrote them.
+    asked: Option<(String, String)>,
+}
+
+/// What a call the filter makes itself needs to make of its answer.
+#[derive(Debug)]
+struct Through {
+    upstream: String,
+    /// A `resources/read` answer names the upstream's URIs: prefixed back with this.
+    uri_prefix: Option<String>,
+    /// The upstream speaks the stateless revision.
+    modern: bool,
+    /// The method and the name or URI (as the client wrote it) the call is for.
+    asked: (String, String),
 }
 
 impl Exchange {

@@ -84,12 +84,12 @@ impl Exchange {
             msg["params"] = json!({"cursor": c});
         }
         let upstream = &gw.config.upstreams[r.upstream];
-        let call = callout(
+        let call = upstream_callout(
             0,
             upstream,
-            "POST",
             r.session_id.as_deref(),
-            Some(&r.version),
+            &r.version,
+            self.client_meta.as_ref(),
             msg.to_string().as_bytes(),
         );
         self.state = State::FanOut(FanOutState {
@@ -204,12 +204,12 @@ impl Exchange {
         set_path(&mut params, r.field, Value::String(name.to_string()));
         let body =
             json!({"jsonrpc": "2.0", "id": id, "method": r.method, "params": params}).to_string();
-        let call = callout(
+        let call = upstream_callout(
             0,
             upstream,
-            "POST",
             r.session_id.as_deref(),
-            Some(&r.version),
+            &r.version,
+            self.client_meta.as_ref(),
             body.as_bytes(),
         );
         self.state = State::FanOut(FanOutState {
@@ -228,6 +228,7 @@ impl Exchange {
         target: usize,
         id: Option<Value>,
         answer: Option<Result<CalloutAnswer, Failure>>,
+        clock: &Clock,
     ) -> Step {
         let want = id.unwrap_or(Value::Null);
         let upstream = &gw.config.upstreams[target];
@@ -239,7 +240,14 @@ impl Exchange {
                 Err(http_failure(a.status, &a.body, upstream.timeout_ms))
             }
         }) {
-            Ok(response) => Step::Respond(json_reply(200, response.to_string())),
+            Ok(response) => {
+                let uri_prefix = self.through.as_ref().and_then(|t| t.uri_prefix.clone());
+                let mut text = self.through_answer(gw, response, clock).to_string();
+                if let Some(prefix) = uri_prefix {
+                    text = rewrite_read_uris(&text, &prefix);
+                }
+                Step::Respond(json_reply(200, text))
+            }
             Err(why) => {
                 let message = format!(
                     "Upstream {:?} {why}{}",

@@ -213,6 +213,7 @@ impl Exchange {
                 return error_reply(200, Some(req.id), code::INVALID_PARAMS, &unknown);
             }
         };
+        self.asked = Some((req.method.to_string(), req.requested.clone()));
         let mut params = req.params;
         set_path(&mut params, req.field, Value::String(unprefixed));
         let uri_prefix =
@@ -287,22 +288,32 @@ impl Exchange {
             );
         };
         let config = gw.by_name(upstream).map(|(_, u)| u);
-        if let Some(s) = self.stateless.as_mut()
-            && let Some((index, upstream)) = gw.by_name(upstream)
+        let modern = us.protocol_version == crate::modern::VERSION && id.is_some();
+        if (self.stateless.is_some() || modern)
+            && let Some((index, config)) = gw.by_name(upstream)
         {
-            // The upstream session closes before the answer goes out: the call is the
-            // filter's own, its answer read whole.
-            s.uri_prefix = uri_prefix;
-            let body = body.unwrap_or_else(|| s.body.clone());
-            let call = callout(
+            // The filter makes the call itself and reads the answer whole: a stateless
+            // client's upstream session closes before the answer goes out, and an upstream
+            // of the stateless revision may answer `input_required`.
+            let Some(body) = body.or_else(|| self.stateless.as_ref().map(|s| s.body.clone()))
+            else {
+                return internal_error();
+            };
+            let call = upstream_callout(
                 0,
-                upstream,
-                "POST",
+                config,
                 us.session_id.as_deref(),
-                Some(&us.protocol_version),
+                &us.protocol_version,
+                self.client_meta.as_ref(),
                 &body,
             );
             let id = id.and_then(|i| serde_json::from_str::<Value>(i.get()).ok());
+            self.through = Some(Through {
+                upstream: upstream.to_string(),
+                uri_prefix,
+                modern,
+                asked: self.asked.take().unwrap_or_default(),
+            });
             self.state = State::FanOut(FanOutState {
                 targets: vec![index],
                 op: Op::CallThrough,

@@ -24,8 +24,6 @@ pub(super) struct Stateless {
     pub(super) session: Option<Session>,
     /// The answer, held while the sessions close.
     pub(super) answer: Option<Reply>,
-    /// A `resources/read` answer names the upstream's URIs: prefix them back.
-    pub(super) uri_prefix: Option<String>,
 }
 
 impl Exchange {
@@ -38,6 +36,7 @@ impl Exchange {
         method: &str,
         params: Option<&RawValue>,
         body: &[u8],
+        clock: &Clock,
     ) -> Option<Step> {
         if !gw.config.stateless_clients || method == "initialize" {
             return None;
@@ -104,36 +103,36 @@ impl Exchange {
                 || json!({"name": gw.config.server_name, "version": gw.config.server_version})),
         }})
         .to_string();
-        let callouts = targets
-            .iter()
-            .enumerate()
-            .map(|(call, &u)| {
-                callout(
-                    call,
-                    &gw.config.upstreams[u],
-                    "POST",
-                    None,
-                    None,
-                    init.as_bytes(),
-                )
-            })
-            .collect();
+        self.client_meta = Some(crate::modern::ClientMeta::new(
+            &meta.client_capabilities,
+            meta.client_info.as_ref(),
+        ));
         self.stateless = Some(Box::new(Stateless {
-            body: for_upstreams(body),
+            body: Vec::new(),
             id: id_value,
             method: method.to_string(),
             joined: Vec::new(),
             session: None,
             answer: None,
-            uri_prefix: None,
         }));
-        self.state = State::FanOut(FanOutState {
-            op: Op::Open,
-            id: Some(json!(0)),
-            answers: vec![None; targets.len()],
+        // A retry of a multi-round-trip request is checked before any upstream is asked.
+        let addressed = (targets.len() == 1).then(|| targets[0]);
+        let body = match self.retry_body(gw, method, &params, addressed, for_upstreams(body)) {
+            Ok(body) => body,
+            Err(refused) => return Some(refused),
+        };
+        if let Some(s) = self.stateless.as_mut() {
+            s.body = body;
+        }
+        Some(self.open_upstreams(
+            gw,
+            Op::Open,
+            Some(json!(0)),
             targets,
-        });
-        Some(Step::AwaitCallouts(callouts))
+            init.into_bytes(),
+            method == "server/discover",
+            clock,
+        ))
     }
 
     /// The upstream whose prefix a request's name or URI has, on the aggregated endpoint
@@ -189,7 +188,9 @@ impl Exchange {
         }
         let session = self.session_over(gw, mcp::SUPPORTED_VERSIONS[0], &done.ok, clock);
         let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        let (targets, callouts) = session_callouts(gw, &session, "POST", initialized, |_| true);
+        let (targets, callouts) = session_callouts(gw, &session, "POST", initialized, |us| {
+            us.protocol_version != modern::VERSION
+        });
         let failed_closed = gw.config.fan_out == FanOut::FailClosed && !done.failures.is_empty();
         if let Some(s) = self.stateless.as_mut() {
             s.joined = done
@@ -206,6 +207,10 @@ impl Exchange {
                 200,
                 self.stateless_error(UPSTREAM_ERROR, &message),
             ));
+        }
+        if targets.is_empty() {
+            // Only upstreams of the stateless revision: nothing to tell.
+            return self.serve_stateless(gw, clock);
         }
         self.state = State::FanOut(FanOutState {
             op: Op::Opened,
@@ -278,7 +283,7 @@ impl Exchange {
         };
         let Some(session) = s.session.take() else {
             // Nothing opened (refused before, or every initialize failed).
-            let reply = finished(reply, &s.method, s.uri_prefix.as_deref());
+            let reply = finished(reply, &s.method);
             self.stateless = None;
             return Step::Respond(reply);
         };
@@ -305,7 +310,7 @@ impl Exchange {
         let Some(reply) = s.answer else {
             return internal_error();
         };
-        Step::Respond(finished(reply, &s.method, s.uri_prefix.as_deref()))
+        Step::Respond(finished(reply, &s.method))
     }
 
     fn stateless_error(&self, code: i64, message: &str) -> String {
@@ -334,11 +339,10 @@ fn for_upstreams(body: &[u8]) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
-/// An answer as a stateless client gets it: a result says it is complete; a cacheable one
+/// An answer as a stateless client gets it: a result says what kind it is; a cacheable one
 /// (lists, discovery) says how long it may be kept — not at all, and only by this client,
-/// as nothing of a 2025 upstream's answer promises more; a `resources/read` result names the
-/// prefixed URIs.
-fn finished(mut reply: Reply, method: &str, uri_prefix: Option<&str>) -> Reply {
+/// as nothing of a 2025 upstream's answer promises more.
+fn finished(mut reply: Reply, method: &str) -> Reply {
     let Ok(mut v) = serde_json::from_slice::<Value>(&reply.body) else {
         return reply;
     };
@@ -354,10 +358,6 @@ fn finished(mut reply: Reply, method: &str, uri_prefix: Option<&str>) -> Reply {
         }
         .write(result);
     }
-    let mut text = v.to_string();
-    if let Some(prefix) = uri_prefix {
-        text = rewrite_read_uris(&text, prefix);
-    }
-    reply.body = text.into_bytes();
+    reply.body = v.to_string().into_bytes();
     reply
 }

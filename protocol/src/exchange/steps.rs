@@ -71,7 +71,7 @@ pub enum Step {
 }
 
 /// An upstream's answer to a callout, or why there is none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CalloutAnswer {
     pub status: u16,
     pub content_type: String,

@@ -373,6 +373,10 @@ pub struct Upstream {
     /// The most items one page of its lists may hold; more count as a failure too.
     #[serde(default = "default_max_list_items")]
     pub max_list_items: u64,
+    /// The MCP revision it speaks: `auto` (asked with `server/discover` once), `legacy`
+    /// (2025: `initialize` and a session) or `modern` (2026-07-28).
+    #[serde(default)]
+    pub protocol: switchboard_protocol::filter_config::UpstreamProtocol,
     /// How Envoy connects to it: timeout, connection pool, HTTP/2.
     #[serde(default)]
     pub transport: Transport,
@@ -443,6 +447,7 @@ impl Upstream {
             cache: None,
             max_list_bytes: default_max_list_bytes(),
             max_list_items: default_max_list_items(),
+            protocol: Default::default(),
             transport: Transport::default(),
             tls: None,
             proxy: None,

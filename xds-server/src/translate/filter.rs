@@ -76,6 +76,11 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
                     .unwrap_or_default(),
                 max_list_bytes: u.max_list_bytes,
                 max_list_items: u.max_list_items,
+                // The bridge speaks the 2025 revision for what it hosts.
+                protocol: match u.kind {
+                    UpstreamKind::Http => u.protocol,
+                    _ => filter_config::UpstreamProtocol::Legacy,
+                },
             })
             .collect(),
     }
