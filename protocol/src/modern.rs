@@ -77,6 +77,22 @@ impl RequestMeta {
     }
 }
 
+/// The capabilities a stateless client's `initialize` tells a 2025 upstream: without those
+/// the upstream would use by sending server requests (`elicitation`, `sampling`, `roots`),
+/// which the gateway cannot put to a client of this revision inside a 2025 session (it has
+/// no back channel; the revision's `input_required` is not translated from them yet). The
+/// upstream then knows not to ask and answers at once, instead of waiting for an answer
+/// that never comes.
+pub fn without_server_requests(capabilities: &Value) -> Value {
+    let mut c = capabilities.clone();
+    if let Some(map) = c.as_object_mut() {
+        for key in ["elicitation", "sampling", "roots"] {
+            map.remove(key);
+        }
+    }
+    c
+}
+
 /// An upstream's `server/discover` result read as the `initialize` result the rest of the
 /// gateway knows (version, capabilities, `serverInfo`, instructions); `None` when it does not
 /// offer this revision.
@@ -158,6 +174,16 @@ pub fn routing_headers(body: &[u8]) -> Vec<(String, String)> {
     }
     headers
 }
+
+/// Whether `name` is an `Mcp-Param-*` header: a `tools/call` argument mirrored because the
+/// tool's input schema annotates it with `x-mcp-header`. The gateway passes them on to
+/// upstreams of this revision, which check them against the arguments.
+pub fn is_param_header(name: &str) -> bool {
+    name.len() > PARAM_HEADER_PREFIX.len()
+        && name[..PARAM_HEADER_PREFIX.len()].eq_ignore_ascii_case(PARAM_HEADER_PREFIX)
+}
+
+const PARAM_HEADER_PREFIX: &str = "mcp-param-";
 
 /// Whether a result asks the client for input before it can complete.
 pub fn input_required(result: &Value) -> bool {

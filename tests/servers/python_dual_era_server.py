@@ -8,7 +8,8 @@ endpoint: the 2025 handshake and the stateless 2026-07-28 revision. Serves strea
 a request that does not name that revision in `_meta` (the 2025 `initialize` above all)
 gets HTTP 400 with -32022 and the versions it speaks; `GET` and `DELETE` get 405.
 
-Tools: `add`, `era` (the server's name) and `confirm`, which asks the client for a yes/no
+Tools: `add`, `era` (the server's name), `locate` (an argument annotated `x-mcp-header`,
+which the server checks against the `Mcp-Param-Region` header) and `confirm`, which asks the client for a yes/no
 with a multi-round-trip request (2026-07-28 `input_required`) and answers what it was told.
 """
 
@@ -17,9 +18,12 @@ import asyncio
 import json
 import socket
 
+from typing import Annotated
+
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
+from pydantic import Field
 
 VERSION = "2026-07-28"
 PROTOCOL_META = "io.modelcontextprotocol/protocolVersion"
@@ -42,6 +46,12 @@ def add(a: int, b: int) -> str:
 def era() -> str:
     """Name of this server."""
     return options.name
+
+
+@server.tool()
+def locate(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
+    """Echo the region, which 2026-07-28 clients also send as the Mcp-Param-Region header."""
+    return f"region:{region}"
 
 
 @server.tool()

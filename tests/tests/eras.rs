@@ -304,7 +304,20 @@ async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() ->
         for tool in ["mo__confirm", "py__add", "ev__echo"] {
             assert!(tools.contains(tool), "{mode}: {tool} missing from {tools}");
         }
-        assert_eq!(seen["calls"][0]["text"], "5", "{mode}: {seen}\n{}", gw.logs());
+        // server-everything offers its elicitation tool only to clients that can be asked:
+        // a 2025 session relays the question; a stateless client cannot be asked inside a
+        // 2025 session, so the gateway does not claim it can, and the tool is not offered.
+        assert_eq!(
+            tools.contains("ev__trigger-elicitation-request"),
+            mode == "legacy",
+            "{mode}: {tools}"
+        );
+        assert_eq!(
+            seen["calls"][0]["text"],
+            "5",
+            "{mode}: {seen}\n{}",
+            gw.logs()
+        );
         assert_eq!(seen["calls"][1]["text"], "dual-era", "{mode}: {seen}");
         assert!(
             seen["calls"][2]["text"]
@@ -314,17 +327,41 @@ async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() ->
         );
         assert_eq!(seen["calls"][3]["text"], "modern", "{mode}: {seen}");
     }
+    // A tool whose argument the client mirrors as a header (`x-mcp-header`): the gateway
+    // passes Mcp-Param-Region on, and the upstream finds it equal to the argument.
+    let url = gw.endpoint.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        modern_client(
+            &url,
+            "2026-07-28",
+            &json!([{"name": "mo__locate", "args": {"region": "eu-west-1"}}]),
+        )
+    })
+    .await??;
+    assert_eq!(
+        seen["calls"][0]["text"],
+        "region:eu-west-1",
+        "{seen}\n{}",
+        gw.logs()
+    );
     let url = gw.endpoint.clone();
     let ts_calls = calls.clone();
-    let seen = tokio::task::spawn_blocking(move || ts_client(&url, "2026-07-28", &ts_calls)).await??;
+    let seen =
+        tokio::task::spawn_blocking(move || ts_client(&url, "2026-07-28", &ts_calls)).await??;
     eprintln!("the TypeScript SDK v2 client saw: {seen}");
     assert!(seen.get("error").is_none(), "{seen}\n{}", gw.logs());
     assert_eq!(seen["calls"][0]["text"], "5", "{seen}");
     assert_eq!(seen["calls"][3]["text"], "modern", "{seen}");
     // What each upstream speaks was found once and said.
     let logs = gw.logs();
-    assert!(logs.contains(r#"upstream "mo" speaks MCP 2026-07-28 only"#), "{logs}");
-    assert!(logs.contains(r#"upstream "ev" does not speak MCP 2026-07-28"#), "{logs}");
+    assert!(
+        logs.contains(r#"upstream "mo" speaks MCP 2026-07-28 only"#),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(r#"upstream "ev" does not speak MCP 2026-07-28"#),
+        "{logs}"
+    );
     Ok(())
 }
 
@@ -343,17 +380,28 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
         tokio::task::spawn_blocking(move || modern_client(&url, "2026-07-28", &modern_calls))
             .await??;
     eprintln!("the Python SDK client (2026-07-28) saw: {seen}");
-    assert_eq!(seen["asked"], json!(["Ship it?", "Really?"]), "{seen}\n{}", gw.logs());
-    assert_eq!(seen["calls"][0]["text"], "accept:True:asked:Ship it?", "{seen}");
-    assert_eq!(seen["calls"][1]["text"], "accept:True:asked:Really?", "{seen}");
+    assert_eq!(
+        seen["asked"],
+        json!(["Ship it?", "Really?"]),
+        "{seen}\n{}",
+        gw.logs()
+    );
+    assert_eq!(
+        seen["calls"][0]["text"], "accept:True:asked:Ship it?",
+        "{seen}"
+    );
+    assert_eq!(
+        seen["calls"][1]["text"], "accept:True:asked:Really?",
+        "{seen}"
+    );
 
     // The same tool for a 2025 session: not translated (yet); a clear error naming the
     // upstream, and the client's session goes on.
     let url = gw.endpoint.clone();
     let legacy_calls = json!([{"name": "mo__confirm", "args": {"question": "Ship it?"}},
                               {"name": "mo__add", "args": {"a": 1, "b": 1}}]);
-    let seen = tokio::task::spawn_blocking(move || modern_client(&url, "legacy", &legacy_calls))
-        .await??;
+    let seen =
+        tokio::task::spawn_blocking(move || modern_client(&url, "legacy", &legacy_calls)).await??;
     eprintln!("the Python SDK client (legacy) saw: {seen}");
     let first = seen["calls"][0].to_string();
     assert!(
@@ -382,11 +430,19 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
             ("mcp-name", name),
         ]
     };
-    let first = post_with(&gw.endpoint, None, &call("mo__confirm", None), &headers("mo__confirm"))
-        .await?;
+    let first = post_with(
+        &gw.endpoint,
+        None,
+        &call("mo__confirm", None),
+        &headers("mo__confirm"),
+    )
+    .await?;
     let result = first.response()["result"].clone();
     assert_eq!(result["resultType"], "input_required", "{result}");
-    let sealed = result["requestState"].as_str().unwrap_or_default().to_string();
+    let sealed = result["requestState"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(sealed.starts_with("sbr1."), "{result}");
     // Made up, taken to another upstream's tool of the same name, or the upstream's own
     // token replayed: refused by the gateway with -32602.
@@ -394,8 +450,13 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
         ("mo__confirm", "v1.forged".to_string(), "mo__confirm"),
         ("py__confirm", sealed.clone(), "py__confirm"),
     ] {
-        let refused = post_with(&gw.endpoint, None, &call(name, Some(&state)), &headers(header))
-            .await?;
+        let refused = post_with(
+            &gw.endpoint,
+            None,
+            &call(name, Some(&state)),
+            &headers(header),
+        )
+        .await?;
         let error = &refused.response()["error"];
         assert_eq!(error["code"], -32602, "{name}: {:?}", refused.messages);
         // The gateway's refusal, not the upstream's own.
@@ -417,6 +478,9 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
     .await?;
     let result = &done.response()["result"];
     assert_eq!(result["resultType"], "complete", "{result}");
-    assert_eq!(result["content"][0]["text"], "accept:True:asked:Q", "{result}");
+    assert_eq!(
+        result["content"][0]["text"], "accept:True:asked:Q",
+        "{result}"
+    );
     Ok(())
 }

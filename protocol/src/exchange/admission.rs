@@ -109,6 +109,12 @@ impl Exchange {
             pass_through,
             mcp_method: owned(crate::wire::METHOD_HEADER),
             mcp_name: owned(crate::wire::NAME_HEADER),
+            mcp_params: headers
+                .0
+                .iter()
+                .filter(|(k, _)| crate::modern::is_param_header(k))
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
         };
         let step = self.on_request_headers(gw, &head, clock.now_s);
         // What passes on untouched goes to the bridge (the merged stream, `/sse`), which

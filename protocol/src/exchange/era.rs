@@ -246,14 +246,17 @@ impl Exchange {
         let opening = self.opening.as_mut()?;
         let (ask, fallback) = opening.sent.get(call).copied()?;
         let name = &gw.config.upstreams[target].name;
-        // Not reached at all: a failure, whichever revision it speaks.
+        // Not reached, timed out, failing or refusing this client: a failure, whichever
+        // revision it speaks; only an answer that says "not this question" asks the other.
         let reached = answer.as_ref().ok()?;
+        let refusal = (200..500).contains(&reached.status)
+            && !matches!(reached.status, 401 | 403 | 407 | 429);
         match ask {
             Ask::Initialize => {
                 let accepted = (200..300).contains(&reached.status)
                     && mcp::find_response(&reached.content_type, &reached.body, want)
                         .is_ok_and(|r| r.get("result").is_some());
-                if accepted {
+                if accepted || !refusal {
                     return None;
                 }
                 if !fallback {
@@ -294,11 +297,20 @@ impl Exchange {
                         self.log.push(format!(
                             "upstream {name:?} speaks MCP {}{}",
                             modern::VERSION,
-                            if only { " only (it refused initialize)" } else { "" }
+                            if only {
+                                " only (it refused initialize)"
+                            } else {
+                                ""
+                            }
                         ));
                     }
                     Some(Ok(Some(result)))
                 }
+                None if !refusal => Some(Err(http_failure(
+                    reached.status,
+                    &reached.body,
+                    gw.config.upstreams[target].timeout_ms,
+                ))),
                 None if !fallback => {
                     let refused = opening
                         .refusals

@@ -55,6 +55,9 @@ pub(super) struct ListFanOut {
     pub(super) cache_keys: Vec<Option<(String, u64)>>,
     /// Per call: the page the cache had, which no upstream was asked for.
     pub(super) hits: Vec<Option<aggregate::Page>>,
+    /// The cache hints (`ttlMs`, `cacheScope`) of each page read, merged into the answer
+    /// of a stateless client.
+    pub(super) hints: Vec<crate::modern::CacheHints>,
 }
 
 impl ListFanOut {
@@ -117,6 +120,7 @@ impl Exchange {
             session: session.digest(),
             cache_keys: Vec::new(),
             hits: Vec::new(),
+            hints: Vec::new(),
         };
         let mut targets = Vec::new();
         let mut callouts = Vec::new();
@@ -238,6 +242,8 @@ impl Exchange {
         clock: &Clock,
     ) -> Result<aggregate::Page, Failure> {
         if let Some(page) = list.hits[of.call].take() {
+            // What the page promised when cached is not kept: it promises nothing now.
+            list.hints.push(crate::modern::CacheHints::default());
             return Ok(page);
         }
         let upstream = of.upstream;
@@ -272,8 +278,20 @@ impl Exchange {
                 limit: upstream.max_list_items,
             });
         }
-        if let Some((key, generation)) = &list.cache_keys[of.call] {
-            let expires = clock.now_ms.saturating_add(upstream.cache_ms);
+        // An upstream of the 2026-07-28 revision says how long its list may be kept, and
+        // by whom: the shared cache keeps it no longer, and a private one not at all (the
+        // cache serves every client).
+        let hints = page_hints(result.get());
+        list.hints.push(hints);
+        let cache_ms = hints
+            .ttl_ms
+            .map_or(upstream.cache_ms, |t| t.min(upstream.cache_ms));
+        let shareable = hints.scope != Some(crate::modern::CacheScope::Private);
+        if let Some((key, generation)) = &list.cache_keys[of.call]
+            && shareable
+            && cache_ms > 0
+        {
+            let expires = clock.now_ms.saturating_add(cache_ms);
             gw.cache
                 .put(key, cache_entry(*generation, expires, &page).as_bytes());
         }
@@ -294,6 +312,7 @@ impl Exchange {
             kind,
             pages: positions,
             session,
+            hints,
             ..
         } = list;
         // A client never sees what it may not use.
@@ -322,7 +341,10 @@ impl Exchange {
             };
             session::seal_value(&gw.key, Sealed::Cursor, &cursor, &clock.seed)
         });
-        let result = aggregate::list_result(kind, items, cursor.as_deref());
+        let mut result = aggregate::list_result(kind, items, cursor.as_deref());
+        if self.stateless.is_some() {
+            result = with_hints(gw, &result, hints);
+        }
         Step::Respond(json_reply(
             200,
             format!(
@@ -331,6 +353,41 @@ impl Exchange {
             ),
         ))
     }
+}
+
+/// The cache hints of one upstream's list result (none from a 2025 upstream).
+fn page_hints(result: &str) -> crate::modern::CacheHints {
+    if !result.contains("\"ttlMs\"") && !result.contains("\"cacheScope\"") {
+        return crate::modern::CacheHints::default();
+    }
+    #[derive(Deserialize)]
+    struct Hints {
+        #[serde(rename = "ttlMs")]
+        ttl_ms: Option<u64>,
+        #[serde(rename = "cacheScope")]
+        scope: Option<String>,
+    }
+    serde_json::from_str::<Hints>(result).map_or_else(
+        |_| crate::modern::CacheHints::default(),
+        |h| crate::modern::CacheHints::of(&json!({"ttlMs": h.ttl_ms, "cacheScope": h.scope})),
+    )
+}
+
+/// A merged list as a stateless client gets it: what every part promises (the shortest
+/// time, the narrowest scope); private whenever access rules shape lists per client.
+fn with_hints(gw: &Gateway, result: &str, parts: Vec<crate::modern::CacheHints>) -> String {
+    let mut hints = crate::modern::CacheHints::merge(parts);
+    if gw.config.access.is_some() {
+        hints.scope = Some(crate::modern::CacheScope::Private);
+    }
+    if hints.ttl_ms.is_none() && hints.scope.is_none() {
+        return result.to_string();
+    }
+    let Ok(mut v) = serde_json::from_str::<Value>(result) else {
+        return result.to_string();
+    };
+    hints.write(&mut v);
+    v.to_string()
 }
 
 /// The body asking one upstream for its page at `page`.

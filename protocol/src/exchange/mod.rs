@@ -120,6 +120,9 @@ pub struct Exchange {
     through: Option<Through>,
     /// The method and name or URI of a routed request, as the client wrote them.
     asked: Option<(String, String)>,
+    /// The client's `Mcp-Param-*` headers, for a `tools/call` to an upstream of the
+    /// stateless revision.
+    mcp_params: Vec<(String, String)>,
 }
 
 /// What a call the filter makes itself needs to make of its answer.
@@ -233,6 +236,7 @@ impl Exchange {
         self.identity = head.identity.clone();
         self.pass_through = head.pass_through.clone();
         self.routing = (head.mcp_method.clone(), head.mcp_name.clone());
+        self.mcp_params.clone_from(&head.mcp_params);
         let path = head
             .path
             .split_once('?')

@@ -299,7 +299,7 @@ impl Exchange {
             else {
                 return internal_error();
             };
-            let call = upstream_callout(
+            let mut call = upstream_callout(
                 0,
                 config,
                 us.session_id.as_deref(),
@@ -307,6 +307,9 @@ impl Exchange {
                 self.client_meta.as_ref(),
                 &body,
             );
+            if modern {
+                call.headers.extend(self.mcp_params.iter().cloned());
+            }
             let id = id.and_then(|i| serde_json::from_str::<Value>(i.get()).ok());
             self.through = Some(Through {
                 upstream: upstream.to_string(),

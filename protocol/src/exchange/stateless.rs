@@ -98,7 +98,7 @@ impl Exchange {
         }
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": mcp::SUPPORTED_VERSIONS[0],
-            "capabilities": meta.client_capabilities,
+            "capabilities": modern::without_server_requests(&meta.client_capabilities),
             "clientInfo": meta.client_info.clone().unwrap_or_else(
                 || json!({"name": gw.config.server_name, "version": gw.config.server_version})),
         }})
@@ -261,10 +261,13 @@ impl Exchange {
         );
         let mut supported = vec![modern::VERSION];
         supported.extend(mcp::SUPPORTED_VERSIONS);
+        // The revision names the server in `_meta`; `serverInfo` beside it is for readers
+        // of the 2025 shape.
         let mut result = json!({
             "supportedVersions": supported,
             "capabilities": merged["capabilities"],
             "serverInfo": merged["serverInfo"],
+            "_meta": {modern::meta::SERVER_INFO: merged["serverInfo"]},
         });
         if let Some(i) = merged.get("instructions") {
             result["instructions"] = i.clone();

@@ -17,6 +17,9 @@ pub struct RequestHead {
     /// `Mcp-Method` and `Mcp-Name` (the stateless revision's routing headers).
     pub mcp_method: Option<String>,
     pub mcp_name: Option<String>,
+    /// `Mcp-Param-*`: arguments of a `tools/call` a tool's `x-mcp-header` annotation asks
+    /// to be mirrored as headers (lower-case names).
+    pub mcp_params: Vec<(String, String)>,
 }
 
 /// Time and a never-repeating seed for sealing tokens, from the host.

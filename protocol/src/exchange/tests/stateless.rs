@@ -17,7 +17,7 @@ fn modern_head(method: &str, name: Option<&str>) -> RequestHead {
 }
 
 fn modern_body(id: u64, method: &str, mut params: Value) -> String {
-    params["_meta"] = json!({keys::PROTOCOL_VERSION: modern::VERSION, keys::CLIENT_CAPABILITIES: {"elicitation": {}}});
+    params["_meta"] = json!({keys::PROTOCOL_VERSION: modern::VERSION, keys::CLIENT_CAPABILITIES: {"elicitation": {}, "experimental": {"x": {}}}});
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
 }
 
@@ -42,13 +42,17 @@ fn a_stateless_call_opens_a_session_at_its_upstream_only_and_closes_it_before_an
         json!({"name": "u1__echo", "arguments": {"x": 1}}),
     );
 
-    // 1. initialize, at u1 alone, with the client's capabilities.
+    // 1. initialize, at u1 alone, with the client's capabilities but those the upstream
+    //    would use by asking the client (the gateway cannot relay that to this client).
     let open = callouts(ex.on_request_body(&gw, body.as_bytes(), &clock()));
     assert_eq!(open.len(), 1);
     assert_eq!(open[0].cluster, "upstream-u1");
     let init: Value = serde_json::from_slice(&open[0].body).unwrap();
     assert_eq!(init["method"], "initialize");
-    assert_eq!(init["params"]["capabilities"], json!({"elicitation": {}}));
+    assert_eq!(
+        init["params"]["capabilities"],
+        json!({"experimental": {"x": {}}})
+    );
     let init_answer = answer(
         Some("s1"),
         json!({"jsonrpc":"2.0","id":0,"result": init_result(json!({"tools":{}}))}),
