@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 /// What the bridge needs of the configuration in force.
 pub struct BridgeConfig {
     pub filter: FilterConfig,
-    key: SessionKey,
+    pub(crate) key: SessionKey,
     /// Base path of the per-upstream endpoints (`/upstreams`).
     pub upstream_path: String,
 }
@@ -150,7 +150,7 @@ impl BridgeState {
         }
     }
 
-    fn current(&self) -> Option<(Arc<BridgeConfig>, Option<String>)> {
+    pub(crate) fn current(&self) -> Option<(Arc<BridgeConfig>, Option<String>)> {
         let config = self.config.read().ok()?.clone()?;
         let gateway = self.gateway.read().ok()?.clone();
         Some((config, gateway))
@@ -195,7 +195,7 @@ impl Bridge {
         let state = self.state.clone();
         crate::hosted::router()
             .merge(crate::legacy_endpoint::router())
-            .fallback(axum::routing::get(merged_stream))
+            .fallback(axum::routing::get(merged_stream).post(crate::listen::listen))
             .layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let state = state.clone();
@@ -220,7 +220,7 @@ impl Bridge {
     }
 }
 
-fn error(status: StatusCode, code: i64, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: i64, message: &str) -> Response {
     (
         status,
         [("content-type", "application/json")],
@@ -230,10 +230,10 @@ fn error(status: StatusCode, code: i64, message: &str) -> Response {
 }
 
 /// One upstream event on its way into the merged stream.
-struct Incoming {
-    upstream: String,
-    id: Option<String>,
-    data: String,
+pub(crate) struct Incoming {
+    pub(crate) upstream: String,
+    pub(crate) id: Option<String>,
+    pub(crate) data: String,
 }
 
 async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Response {
@@ -371,7 +371,7 @@ async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Resp
 }
 
 /// A stream fed by an async producer (the merge loop), ending when the client goes away.
-fn async_stream<F, Fut>(
+pub(crate) fn async_stream<F, Fut>(
     produce: F,
 ) -> impl futures::Stream<Item = Result<Event, std::convert::Infallible>>
 where
@@ -394,23 +394,23 @@ fn tokio_stream_from(
 
 /// One upstream's stream as the merged stream reads it: through the gateway's endpoint of
 /// that upstream, on the client's behalf, in the client's session.
-struct Follow {
-    http: reqwest::Client,
-    on_behalf: reqwest::header::HeaderMap,
+pub(crate) struct Follow {
+    pub(crate) http: reqwest::Client,
+    pub(crate) on_behalf: reqwest::header::HeaderMap,
     /// `<gateway><upstream_path>/<name>/mcp`.
-    url: String,
-    upstream: String,
+    pub(crate) url: String,
+    pub(crate) upstream: String,
     /// The client's session token.
-    token: String,
-    version: String,
+    pub(crate) token: String,
+    pub(crate) version: String,
     /// Where to resume, from the client's `Last-Event-ID`.
-    last_id: Option<String>,
+    pub(crate) last_id: Option<String>,
 }
 
 /// Reads one upstream's stream through Envoy until the client leaves, opening it again
 /// (from its last event id) when it ends. An upstream that refuses it for good (405 no
 /// stream, 404 or 400 no such session, any 4xx but 408 and 429) is left out.
-async fn follow(f: Follow, tx: mpsc::Sender<Incoming>) {
+pub(crate) async fn follow(f: Follow, tx: mpsc::Sender<Incoming>) {
     let Follow {
         http,
         on_behalf,

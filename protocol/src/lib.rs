@@ -17,5 +17,6 @@ pub mod request_state;
 pub mod server_message;
 pub mod session;
 pub mod sse;
+pub mod subscriptions;
 pub mod uri;
 pub mod wire;

@@ -9,7 +9,8 @@ a request that does not name that revision in `_meta` (the 2025 `initialize` abo
 gets HTTP 400 with -32022 and the versions it speaks; `GET` and `DELETE` get 405.
 
 Tools: `add`, `era` (the server's name), `locate` (an argument annotated `x-mcp-header`,
-which the server checks against the `Mcp-Param-Region` header) and `confirm`, which asks the client for a yes/no
+which the server checks against the `Mcp-Param-Region` header), `announce` (tells
+`subscriptions/listen` streams its tool list changed and a URI was updated) and `confirm`, which asks the client for a yes/no
 with a multi-round-trip request (2026-07-28 `input_required`) and answers what it was told.
 """
 
@@ -52,6 +53,14 @@ def era() -> str:
 def locate(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
     """Echo the region, which 2026-07-28 clients also send as the Mcp-Param-Region header."""
     return f"region:{region}"
+
+
+@server.tool()
+async def announce(uri: str, ctx: Context) -> str:
+    """Tell subscribers the tool list changed and `uri` was updated."""
+    await ctx.notify_tools_changed()
+    await ctx.notify_resource_updated(uri)
+    return "announced"
 
 
 @server.tool()

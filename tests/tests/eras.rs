@@ -484,3 +484,153 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_listen_merges_upstreams_of_both_eras() -> anyhow::Result<()> {
+    use switchboard_e2e::raw::{follow, post_with, wait_for};
+    let (_peers, gw) = three_eras().await?;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}});
+    // server-everything's first static resource, and one the modern upstream announces.
+    let ev_uri = "ev+demo://resource/static/document/architecture.md";
+    let listen = json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+        "params": {"_meta": meta, "notifications": {"toolsListChanged": true,
+            "resourceSubscriptions": ["mo+mem://news", ev_uri, "nobody+x://y"]}}});
+    let resp = reqwest::Client::new()
+        .post(&gw.endpoint)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "subscriptions/listen")
+        .body(listen.to_string())
+        .send()
+        .await?;
+    assert_eq!(resp.status(), 200);
+    let (task, mut events) = follow(resp);
+    // One acknowledgement: what the upstreams honour together. The 2026-07-28 upstream took
+    // its part of the filter as a subscription of its own; server-everything (2025) was
+    // subscribed in a session of the bridge's; a URI of no upstream is not honoured.
+    let (_, ack) = wait_for(&mut events, "the acknowledgement", |m| {
+        m["method"] == "notifications/subscriptions/acknowledged"
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
+    eprintln!("acknowledged: {ack}");
+    let honoured = &ack["params"]["notifications"];
+    assert_eq!(honoured["toolsListChanged"], true, "{ack}");
+    let uris = honoured["resourceSubscriptions"].to_string();
+    assert!(
+        uris.contains("mo+mem://news") && uris.contains(ev_uri),
+        "{ack}\n{}",
+        gw.logs()
+    );
+    assert!(!uris.contains("nobody"), "{ack}");
+    assert_eq!(
+        ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+    // The modern upstream announces: the client hears it, prefixed, tagged with its id.
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "mo__announce", "arguments": {"uri": "mem://news"}, "_meta": meta}});
+    let done = post_with(
+        &gw.endpoint,
+        None,
+        &call,
+        &[
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "mo__announce"),
+        ],
+    )
+    .await?;
+    assert_eq!(done.response()["result"]["content"][0]["text"], "announced");
+    // Both notifications arrive, in whichever order: prefixed, tagged with the client's id.
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let (_, m) = wait_for(
+            &mut events,
+            "the list change and the resource update",
+            |m| {
+                m["method"] == "notifications/resources/updated"
+                    || m["method"] == "notifications/tools/list_changed"
+            },
+        )
+        .await?;
+        assert_eq!(
+            m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1",
+            "{m}"
+        );
+        heard.push(m);
+    }
+    let updated = heard
+        .iter()
+        .find(|m| m["method"] == "notifications/resources/updated")
+        .ok_or_else(|| anyhow::anyhow!("no update in {heard:?}"))?;
+    assert_eq!(updated["params"]["uri"], "mo+mem://news", "{updated}");
+    assert!(
+        heard
+            .iter()
+            .any(|m| m["method"] == "notifications/tools/list_changed"),
+        "{heard:?}"
+    );
+    task.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_hears_only_what_the_clients_rules_allow() -> anyhow::Result<()> {
+    use switchboard_e2e::peers::DualEraServer;
+    use switchboard_e2e::raw::{follow, wait_for};
+    let mo = DualEraServer::modern_only("modern").await?;
+    let py = DualEraServer::start().await?;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  stateless_clients: true\nauth:\n  clients:\n    - name: ci\n      api_key: {{header: x-api-key, keys: [\"ci-key-0123456789\"]}}\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [mo, py], resources: [\"mo+mem://open/*\", \"py+*\"]}}\n      deny: {{upstreams: [py]}}\nupstreams:\n  - name: mo\n    url: {}\n  - name: py\n    url: {}\n",
+        mo.url(),
+        py.url()
+    );
+    let gw = Gateway::start(&yaml).await?;
+    let listen = |key: Option<&'static str>| {
+        let endpoint = gw.endpoint.clone();
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+                "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"},
+                    "notifications": {"toolsListChanged": true, "resourceSubscriptions":
+                        ["mo+mem://open/a", "mo+mem://closed/b", "py+mem://c"]}}});
+            let mut req = reqwest::Client::new()
+                .post(&endpoint)
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2026-07-28")
+                .header("mcp-method", "subscriptions/listen");
+            if let Some(k) = key {
+                req = req.header("x-api-key", k);
+            }
+            req.body(body.to_string()).send().await
+        }
+    };
+    // Without credentials: refused by the filter before anything is asked.
+    assert_eq!(listen(None).await?.status(), 401);
+    let resp = listen(Some("ci-key-0123456789")).await?;
+    anyhow::ensure!(
+        resp.status() == 200,
+        "HTTP {}: {}
+{}",
+        resp.status(),
+        resp.text().await?,
+        gw.logs()
+    );
+    let (task, mut events) = follow(resp);
+    let (_, ack) = wait_for(&mut events, "the acknowledgement", |m| {
+        m["method"] == "notifications/subscriptions/acknowledged"
+    })
+    .await?;
+    // py is denied as an upstream, mem://closed is not a resource ci may read.
+    assert_eq!(
+        ack["params"]["notifications"]["resourceSubscriptions"],
+        json!(["mo+mem://open/a"]),
+        "{ack}\n{}",
+        gw.logs()
+    );
+    task.abort();
+    Ok(())
+}

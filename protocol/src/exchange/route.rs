@@ -39,6 +39,9 @@ pub fn forwarded_request_header(name: &str) -> bool {
                 | "user-agent"
                 | SESSION_HEADER
                 | VERSION_HEADER
+                // The method is never rewritten; the (prefixed) name is, so Mcp-Name is not
+                // passed on as the client wrote it.
+                | crate::wire::METHOD_HEADER
                 | LAST_EVENT_ID_HEADER
                 | "x-request-id"
                 | "traceparent"

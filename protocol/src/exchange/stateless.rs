@@ -68,6 +68,9 @@ impl Exchange {
             let body = modern::header_mismatch_body(Some(&id_value), &why);
             return Some(Step::Respond(json_reply(400, body)));
         }
+        if method == crate::subscriptions::LISTEN {
+            return Some(self.listen(gw, id, clock));
+        }
         // A request that names one upstream's tool, prompt or resource needs that one only;
         // one the client may not use is not even contacted.
         let targets = match self.addressed_upstream(gw, method, &params) {
@@ -133,6 +136,54 @@ impl Exchange {
             method == "server/discover",
             clock,
         ))
+    }
+
+    /// `subscriptions/listen`: on the aggregated endpoint the bridge merges it (Envoy's route
+    /// for the method takes it there, the filter watching for its list-changed markers);
+    /// on an upstream's own endpoint — where the bridge asks each upstream — it goes on to
+    /// that upstream as a stream, unless the upstream is known to speak 2025 only.
+    fn listen(&mut self, gw: &Gateway, id: &RawValue, clock: &Clock) -> Step {
+        let refuse = |ex: &mut Exchange, message: String| {
+            ex.state = State::Done;
+            error_reply(200, Some(id), code::METHOD_NOT_FOUND, &message)
+        };
+        match self.scope {
+            Scope::Aggregated if gw.config.get_stream => {
+                self.state = State::Stream(crate::sse::EventSplitter::new());
+                // The bridge asks the upstreams as this client: it gets who that is, sealed.
+                let identity = self
+                    .identity
+                    .as_ref()
+                    .map(|who| gw.relay(who, clock));
+                Step::Route(Route {
+                    upstream: crate::subscriptions::LISTEN_ROUTE.into(),
+                    body: None,
+                    headers: vec![(crate::access::IDENTITY_HEADER.into(), identity)],
+                })
+            }
+            Scope::Aggregated => refuse(
+                self,
+                "Method not found: subscriptions need the gateway's bridge (switchboard run, or serve --bridge)".into(),
+            ),
+            Scope::Upstream(index) => {
+                let name = gw.config.upstreams[index].name.clone();
+                if gw.era(index) == Some(era::Era::Legacy) {
+                    return refuse(
+                        self,
+                        format!(
+                            "Method not found: upstream {name:?} speaks MCP 2025 (resources/subscribe and the GET stream of a session)"
+                        ),
+                    );
+                }
+                self.audit.upstream.clone_from(&name);
+                self.state = State::Done;
+                Step::Route(Route {
+                    upstream: name,
+                    body: None,
+                    headers: vec![(SESSION_HEADER.into(), None)],
+                })
+            }
+        }
     }
 
     /// The upstream whose prefix a request's name or URI has, on the aggregated endpoint

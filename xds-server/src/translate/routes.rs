@@ -27,36 +27,24 @@ pub(super) fn route_configuration(
         routes.extend(upstream_routes(u, &format!("{}-direct", u.name), &own, &[]));
     }
     if bridge {
-        // The merged server-to-client stream: no overall timeout, as for every stream.
-        routes.push(route::Route {
-            name: "mcp-stream".into(),
-            r#match: Some(route::RouteMatch {
-                path_specifier: Some(route::route_match::PathSpecifier::Path(
-                    server.mcp_path.clone(),
-                )),
-                headers: vec![exact_header(":method", "GET")],
-                ..Default::default()
-            }),
-            action: Some(route::route::Action::Route(route::RouteAction {
-                cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
-                    BRIDGE_CLUSTER.into(),
-                )),
-                timeout: Some(duration(Duration::ZERO)),
-                ..Default::default()
-            })),
-            // The bridge reads the upstreams' streams back through this Envoy listener.
-            request_headers_to_add: vec![header_format(
-                switchboard_bridge::GATEWAY_HEADER,
-                if server.tls.is_some() {
-                    "https://%DOWNSTREAM_LOCAL_ADDRESS%"
-                } else {
-                    "http://%DOWNSTREAM_LOCAL_ADDRESS%"
-                },
-            )],
-            // The client's credentials were removed by the filter; the identity it found
-            // stays, for the bridge.
-            ..Default::default()
-        });
+        routes.push(merged_stream_route(
+            gateway,
+            "mcp-stream",
+            vec![exact_header(":method", "GET")],
+        ));
+        // A 2026-07-28 client's subscription stream, merged by the bridge too: the filter
+        // selects this route once it has checked the request.
+        routes.push(merged_stream_route(
+            gateway,
+            "mcp-listen",
+            vec![
+                exact_header(":method", "POST"),
+                exact_header(
+                    ROUTE_HEADER,
+                    switchboard_protocol::subscriptions::LISTEN_ROUTE,
+                ),
+            ],
+        ));
     }
     routes.push(direct_response(
         "mcp-unrouted",
@@ -78,6 +66,44 @@ pub(super) fn route_configuration(
             routes,
             ..Default::default()
         }],
+        ..Default::default()
+    }
+}
+
+/// A stream the bridge merges (the 2025 GET stream, a 2026-07-28 subscription): no overall
+/// timeout, as for every stream.
+fn merged_stream_route(
+    gateway: &Gateway,
+    name: &str,
+    headers: Vec<route::HeaderMatcher>,
+) -> route::Route {
+    route::Route {
+        name: name.into(),
+        r#match: Some(route::RouteMatch {
+            path_specifier: Some(route::route_match::PathSpecifier::Path(
+                gateway.server.mcp_path.clone(),
+            )),
+            headers,
+            ..Default::default()
+        }),
+        action: Some(route::route::Action::Route(route::RouteAction {
+            cluster_specifier: Some(route::route_action::ClusterSpecifier::Cluster(
+                BRIDGE_CLUSTER.into(),
+            )),
+            timeout: Some(duration(Duration::ZERO)),
+            ..Default::default()
+        })),
+        // The bridge reads the upstreams' streams back through this Envoy listener.
+        request_headers_to_add: vec![header_format(
+            switchboard_bridge::GATEWAY_HEADER,
+            if gateway.server.tls.is_some() {
+                "https://%DOWNSTREAM_LOCAL_ADDRESS%"
+            } else {
+                "http://%DOWNSTREAM_LOCAL_ADDRESS%"
+            },
+        )],
+        // The client's credentials were removed by the filter; the identity it found
+        // stays, for the bridge.
         ..Default::default()
     }
 }
@@ -164,11 +190,17 @@ pub(super) fn upstream_routes(
     name: &str,
     path: &str,
     headers: &[route::HeaderMatcher],
-) -> [route::Route; 2] {
-    let make = |suffix: &str, method: Option<&str>, timeout: Duration, cluster: String| {
+) -> [route::Route; 3] {
+    let make = |suffix: &str,
+                method: Option<(&str, Option<&str>)>,
+                timeout: Duration,
+                cluster: String| {
         let mut matchers = headers.to_vec();
-        if let Some(m) = method {
+        if let Some((m, mcp_method)) = method {
             matchers.push(exact_header(":method", m));
+            if let Some(mcp) = mcp_method {
+                matchers.push(exact_header(switchboard_protocol::wire::METHOD_HEADER, mcp));
+            }
         }
         route::Route {
             name: format!("{name}{suffix}"),
@@ -203,10 +235,18 @@ pub(super) fn upstream_routes(
         }
     };
     [
-        // Streams: no overall timeout, and their own pool (see `cluster`).
+        // Streams: no overall timeout, and their own pool (see `cluster`): the 2025 GET
+        // stream, and the 2026-07-28 subscription stream (a POST the filter has checked
+        // names the method it carries).
         make(
             "-stream",
-            Some("GET"),
+            Some(("GET", None)),
+            Duration::ZERO,
+            stream_cluster_name(&u.name),
+        ),
+        make(
+            "-listen",
+            Some(("POST", Some(switchboard_protocol::subscriptions::LISTEN))),
             Duration::ZERO,
             stream_cluster_name(&u.name),
         ),
