@@ -189,18 +189,22 @@ fn routes_select_by_header_and_per_upstream_path() {
         names,
         [
             "local-mcp-stream",
+            "local-mcp-listen",
             "local-mcp",
             "local-direct-stream",
+            "local-direct-listen",
             "local-direct",
             "gh-mcp-stream",
+            "gh-mcp-listen",
             "gh-mcp",
             "gh-direct-stream",
+            "gh-direct-listen",
             "gh-direct",
             "mcp-unrouted",
             "not-found"
         ]
     );
-    let local = &routes[1];
+    let local = &routes[2];
     let m = local.r#match.as_ref().unwrap();
     assert_eq!(
         m.path_specifier,
@@ -218,7 +222,19 @@ fn routes_select_by_header_and_per_upstream_path() {
         ("X-Key", "k%%1%%"),
         "a literal % is escaped for Envoy's header formatter"
     );
-    let direct = &routes[7];
+    // A subscription stream (2026-07-28) at an upstream's own endpoint: no timeout.
+    let listen = &routes[10];
+    let m = listen.r#match.as_ref().unwrap();
+    assert!(
+        m.headers
+            .iter()
+            .any(|h| h.name == switchboard_protocol::wire::METHOD_HEADER)
+    );
+    let Some(route::route::Action::Route(action)) = &listen.action else {
+        panic!()
+    };
+    assert_eq!(action.timeout, Some(duration(Duration::ZERO)));
+    let direct = &routes[11];
     let m = direct.r#match.as_ref().unwrap();
     assert_eq!(
         m.path_specifier,
