@@ -1,10 +1,14 @@
-//! The newest SDK of the 2026-07-28 era (the Python SDK's `Client`, mcp 2.3.0) against the
-//! gateway and 2025-era upstreams. Without `server.stateless_clients` the gateway is a 2025
-//! server: a client in `auto` mode probes `server/discover`, is refused as by any 2025 server,
-//! and falls back to the handshake; a client pinned to 2026-07-28 fails with the gateway's 400
-//! (never the new revision's -32022, which says "modern server" and stops a fallback). With it,
-//! every mode works, the gateway opening and closing upstream sessions per request, and the
-//! routing headers are checked before any upstream is asked.
+//! MCP 2026-07-28 next to the 2025 revisions, with the newest SDKs of both eras (the Python
+//! SDK's `Client`, mcp 2.3.0; the TypeScript SDK v2 client) and upstreams of every era:
+//! server-everything (2025 only), rmcp and the Python SDK's `MCPServer` (both), and that
+//! server refusing everything but 2026-07-28.
+//!
+//! Without `server.stateless_clients` the gateway is a 2025 server to clients: an `auto`
+//! client falls back to the handshake, one pinned to 2026-07-28 gets the gateway's 400 (never
+//! the revision's -32022, which says "modern server" and stops a fallback). With it, every
+//! mode works: routing headers checked before any upstream is asked, upstreams found and
+//! spoken to in their own revision, 2025 upstream sessions kept per client, multi-round-trip
+//! requests with a sealed `requestState`, and `subscriptions/listen` merged by the bridge.
 
 use serde_json::{Value, json};
 use switchboard_e2e::peers::RmcpServer;
@@ -632,5 +636,43 @@ async fn a_subscription_hears_only_what_the_clients_rules_allow() -> anyhow::Res
         gw.logs()
     );
     task.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateless_client_reuses_one_session_at_a_2025_upstream() -> anyhow::Result<()> {
+    use switchboard_e2e::raw::post_with;
+    let a = RmcpServer::start("a").await?;
+    // rmcp speaks both eras; pinned to 2025 here, as a 2025-only upstream is spoken to.
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  stateless_clients: true\nupstreams:\n  - name: a\n    url: {}\n    protocol: legacy\n",
+        a.url()
+    );
+    let gw = Gateway::start(&yaml).await?;
+    let call = |n: i64| {
+        json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {
+            "name": "a__add", "arguments": {"a": n, "b": 1},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}}}})
+    };
+    let headers = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "a__add"),
+    ];
+    for n in 1..=3 {
+        let answer = post_with(&gw.endpoint, None, &call(n), &headers).await?;
+        assert_eq!(
+            answer.response()["result"]["content"][0]["text"],
+            (n + 1).to_string(),
+            "{:?}\n{}",
+            answer.messages,
+            gw.logs()
+        );
+    }
+    // One handshake (initialize, notifications/initialized), then three calls in that
+    // session; nothing closed between requests.
+    assert_eq!(a.method_count("POST"), 5, "{}", gw.logs());
+    assert_eq!(a.method_count("DELETE"), 0);
     Ok(())
 }

@@ -125,6 +125,8 @@ pub(super) struct Opening {
     pub(super) refusals: Vec<(usize, String)>,
     /// Failures of the first round, told with the second's.
     pub(super) failures: Vec<String>,
+    /// Upstreams whose kept session is used ([`super::kept`]), with its last use.
+    pub(super) reused: Vec<(usize, u64)>,
 }
 
 /// A request to an upstream inside a session: in its own session and version, or — for
@@ -179,7 +181,17 @@ impl Exchange {
         let mut calls = Vec::new();
         let mut called = Vec::new();
         for &u in &targets {
-            let (ask, fallback) = match gw.era(u) {
+            let era = gw.era(u);
+            // A stateless client's earlier request left a session at this 2025 upstream.
+            if stateless
+                && era == Some(Era::Legacy)
+                && let Some((answer, result, used_ms)) = self.kept_session(gw, u, clock.now_ms)
+            {
+                opening.carried.push((u, answer, result));
+                opening.reused.push((u, used_ms));
+                continue;
+            }
+            let (ask, fallback) = match era {
                 Some(Era::Legacy) => (Ask::Initialize, false),
                 Some(Era::Modern {
                     capabilities,
@@ -189,7 +201,7 @@ impl Exchange {
                     && !need_results
                     && clock.now_ms.saturating_sub(at_ms) < CAPABILITIES_FRESH_MS =>
                 {
-                    let known = known_modern(capabilities);
+                    let known = known_result(modern::VERSION, capabilities);
                     opening.carried.push((u, CalloutAnswer::default(), known));
                     continue;
                 }
@@ -376,12 +388,13 @@ impl Exchange {
         opened.sort_by_key(|(u, _, _)| *u);
         done.ok = opened;
         done.failures = std::mem::take(&mut opening.failures);
+        done.reused = std::mem::take(&mut opening.reused);
         Ok(done)
     }
 }
 
-/// The `initialize`-shaped result of a modern upstream known by its capability bits.
-fn known_modern(bits: u8) -> Value {
+/// The `initialize`-shaped result of an upstream known by its version and capability bits.
+pub(super) fn known_result(version: &str, bits: u8) -> Value {
     let mut capabilities = serde_json::Map::new();
     for (key, bit) in [
         ("completions", caps::COMPLETIONS),
@@ -397,5 +410,5 @@ fn known_modern(bits: u8) -> Value {
     if bits & caps::RESOURCE_SUBSCRIBE != 0 {
         capabilities.insert("resources".into(), json!({"subscribe": true}));
     }
-    json!({"protocolVersion": modern::VERSION, "capabilities": capabilities})
+    json!({"protocolVersion": version, "capabilities": capabilities})
 }

@@ -26,10 +26,8 @@ pub(super) enum Op {
     CallThrough,
     /// A stateless client's request: sessions opened at its upstreams ...
     Open,
-    /// ... told they are initialized ...
+    /// ... and told they are initialized (they are kept for the client's next requests).
     Opened,
-    /// ... and closed once it is answered.
-    Close,
 }
 
 impl Op {
@@ -43,7 +41,6 @@ impl Op {
             Op::CallThrough => "a call",
             Op::Open => "initialize",
             Op::Opened => "a notification",
-            Op::Close => "session termination",
         }
     }
 }
@@ -80,7 +77,7 @@ impl Exchange {
         clock: &Clock,
     ) -> Option<Step> {
         let step = self.callout_response(gw, call, answer, clock)?;
-        let step = self.after_stateless(gw, step);
+        let step = self.after_stateless(gw, step, clock);
         Some(self.with_pass_through(gw, step))
     }
 
@@ -136,6 +133,9 @@ impl Exchange {
         for (call, answer) in answers.into_iter().enumerate() {
             let upstream = &gw.config.upstreams[targets[call]];
             let answer = answer.unwrap_or(Err(Failure::NoAnswer));
+            if answer.as_ref().is_ok_and(|a| a.status == 404) {
+                self.forgotten(gw, targets[call]);
+            }
             let of = Answer {
                 call,
                 upstream,
@@ -179,7 +179,7 @@ impl Exchange {
         let id = id.as_ref();
         if gw.config.fan_out == FanOut::FailClosed
             && !done.failures.is_empty()
-            && !matches!(op, Op::Delete | Op::Close | Op::Open)
+            && !matches!(op, Op::Delete | Op::Open)
         {
             return Step::Respond(json_reply(
                 200,
@@ -190,7 +190,6 @@ impl Exchange {
             Op::Initialize { version } => self.finish_initialize(gw, version, id, done, clock),
             Op::Open => self.opened(gw, done, clock),
             Op::Opened => self.serve_stateless(gw, clock),
-            Op::Close => self.closed(),
             Op::List(list) => self.finish_list(gw, *list, id, &done.lists, clock),
             Op::Broadcast { reply_result } => Step::Respond(broadcast_reply(id, reply_result)),
             Op::Delete => Step::Respond(Reply {
@@ -233,7 +232,6 @@ impl Exchange {
         if matches!(
             op,
             Op::Delete
-                | Op::Close
                 | Op::Opened
                 | Op::Broadcast {
                     reply_result: false
@@ -272,6 +270,8 @@ pub(super) struct Answered {
     pub(super) lists: Vec<(usize, aggregate::Page)>,
     /// One line per upstream that failed, for the log and a fail-closed answer.
     pub(super) failures: Vec<String>,
+    /// An opening's upstreams whose kept session is used, with its last use.
+    pub(super) reused: Vec<(usize, u64)>,
 }
 
 /// What was read from one answer.

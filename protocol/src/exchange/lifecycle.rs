@@ -332,6 +332,6 @@ pub(super) fn session_callouts(
 }
 
 /// The `DELETE`s that end `session` at each upstream that gave it a session id.
-pub(super) fn session_closing(gw: &Gateway, session: &Session) -> (Vec<usize>, Vec<Callout>) {
+fn session_closing(gw: &Gateway, session: &Session) -> (Vec<usize>, Vec<Callout>) {
     session_callouts(gw, session, "DELETE", b"", |us| us.session_id.is_some())
 }

@@ -31,6 +31,7 @@ mod failure;
 mod fan_out;
 mod gateway;
 mod input_required;
+mod kept;
 mod lifecycle;
 mod lists;
 mod resolve;
@@ -53,7 +54,7 @@ pub use stream::LIST_CHANGED_MARKER;
 use era::{Opening, upstream_callout};
 use failure::*;
 use fan_out::{Answer, Answered, FanOutState, Op};
-use lifecycle::{broadcast_reply, session_callouts, session_closing};
+use lifecycle::{broadcast_reply, session_callouts};
 use lists::*;
 use resolve::Resolve;
 use response::*;
@@ -312,7 +313,7 @@ impl Exchange {
                 _ => "*".into(),
             };
         }
-        let step = self.after_stateless(gw, step);
+        let step = self.after_stateless(gw, step, clock);
         self.with_pass_through(gw, step)
     }
 }

@@ -233,6 +233,11 @@ impl Exchange {
         let want = id.unwrap_or(Value::Null);
         let upstream = &gw.config.upstreams[target];
         let answer = answer.unwrap_or(Err(Failure::NoAnswer));
+        if answer.as_ref().is_ok_and(|a| a.status == 404)
+            && let Some(again) = self.ask_again(gw, target, clock)
+        {
+            return again;
+        }
         match answer.and_then(|a| {
             if (200..300).contains(&a.status) {
                 Ok(mcp::find_response(&a.content_type, &a.body, &want)?)

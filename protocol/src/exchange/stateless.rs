@@ -22,8 +22,12 @@ pub(super) struct Stateless {
     pub(super) joined: Vec<(String, Value)>,
     /// The upstream sessions opened for it.
     pub(super) session: Option<Session>,
-    /// The answer, held while the sessions close.
-    pub(super) answer: Option<Reply>,
+    /// The `initialize` request for its 2025 upstreams.
+    pub(super) initialize: Vec<u8>,
+    /// Upstreams whose kept session serves it ([`super::kept`]), with its last use.
+    pub(super) reused: Vec<(String, u64)>,
+    /// A kept session turned out forgotten and the request was asked again.
+    pub(super) retried: bool,
 }
 
 impl Exchange {
@@ -116,7 +120,9 @@ impl Exchange {
             method: method.to_string(),
             joined: Vec::new(),
             session: None,
-            answer: None,
+            initialize: init.clone().into_bytes(),
+            reused: Vec::new(),
+            retried: false,
         }));
         // A retry of a multi-round-trip request is checked before any upstream is asked.
         let addressed = (targets.len() == 1).then(|| targets[0]);
@@ -238,12 +244,19 @@ impl Exchange {
             ));
         }
         let session = self.session_over(gw, mcp::SUPPORTED_VERSIONS[0], &done.ok, clock);
+        let reused: Vec<(String, u64)> = done
+            .reused
+            .iter()
+            .map(|&(u, used)| (gw.config.upstreams[u].name.clone(), used))
+            .collect();
+        // Only a session opened now is told it is initialized.
         let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
         let (targets, callouts) = session_callouts(gw, &session, "POST", initialized, |us| {
-            us.protocol_version != modern::VERSION
+            us.protocol_version != modern::VERSION && !reused.iter().any(|(n, _)| *n == us.name)
         });
         let failed_closed = gw.config.fan_out == FanOut::FailClosed && !done.failures.is_empty();
         if let Some(s) = self.stateless.as_mut() {
+            s.reused = reused;
             s.joined = done
                 .ok
                 .iter()
@@ -252,7 +265,6 @@ impl Exchange {
             s.session = Some(session);
         }
         if failed_closed {
-            // The sessions that did open close before the client hears why.
             let message = capitalize(&done.failures.join("; "));
             return Step::Respond(json_reply(
                 200,
@@ -326,45 +338,60 @@ impl Exchange {
         result
     }
 
-    /// A step of a stateless request: its answer waits until the upstream sessions are
-    /// closed. Every other step passes.
-    pub(super) fn after_stateless(&mut self, gw: &Gateway, step: Step) -> Step {
+    /// A step of a stateless request: its answer goes out once the upstream sessions it
+    /// used are kept for the client's next requests. Every other step passes.
+    pub(super) fn after_stateless(&mut self, gw: &Gateway, step: Step, clock: &Clock) -> Step {
         let Step::Respond(reply) = step else {
             return step;
         };
-        let Some(s) = self.stateless.as_mut() else {
+        let Some(s) = self.stateless.take() else {
             return Step::Respond(reply);
         };
-        let Some(session) = s.session.take() else {
-            // Nothing opened (refused before, or every initialize failed).
-            let reply = finished(reply, &s.method);
-            self.stateless = None;
-            return Step::Respond(reply);
-        };
-        s.answer = Some(reply);
-        let (targets, callouts) = session_closing(gw, &session);
-        if targets.is_empty() {
-            return self.closed();
+        if let Some(session) = &s.session {
+            self.keep_sessions(gw, session, &s.reused, clock.now_ms);
         }
-        self.state = State::FanOut(FanOutState {
-            op: Op::Close,
-            id: None,
-            answers: vec![None; targets.len()],
-            targets,
-        });
-        Step::AwaitCallouts(callouts)
+        self.state = State::Done;
+        Step::Respond(finished(reply, &s.method))
     }
 
-    /// The sessions are closed: the held answer.
-    pub(super) fn closed(&mut self) -> Step {
-        self.state = State::Done;
-        let Some(s) = self.stateless.take() else {
-            return internal_error();
-        };
-        let Some(reply) = s.answer else {
-            return internal_error();
-        };
-        Step::Respond(finished(reply, &s.method))
+    /// Upstream `u` answered 404: a kept session it had for this client is gone.
+    pub(super) fn forgotten(&self, gw: &Gateway, u: usize) {
+        let name = &gw.config.upstreams[u].name;
+        if self
+            .stateless
+            .as_ref()
+            .is_some_and(|s| s.reused.iter().any(|(n, _)| n == name))
+        {
+            self.forget_kept(gw, u);
+        }
+    }
+
+    /// A call in a kept session the upstream forgot: once, a new session and the call
+    /// again (the client never hears of it).
+    pub(super) fn ask_again(&mut self, gw: &Gateway, u: usize, clock: &Clock) -> Option<Step> {
+        let name = &gw.config.upstreams[u].name;
+        let s = self.stateless.as_mut()?;
+        if s.retried || !s.reused.iter().any(|(n, _)| n == name) {
+            return None;
+        }
+        self.forget_kept(gw, u);
+        let s = self.stateless.as_mut()?;
+        s.retried = true;
+        s.reused.clear();
+        s.session = None;
+        let initialize = s.initialize.clone();
+        self.log.push(format!(
+            "upstream {name:?} forgot the session kept for this client: initialized again"
+        ));
+        Some(self.open_upstreams(
+            gw,
+            Op::Open,
+            Some(json!(0)),
+            vec![u],
+            initialize,
+            false,
+            clock,
+        ))
     }
 
     fn stateless_error(&self, code: i64, message: &str) -> String {

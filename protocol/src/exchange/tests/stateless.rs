@@ -4,7 +4,7 @@ use crate::modern::{self, meta as keys};
 fn stateless_gw() -> Gateway {
     let mut config = example(2);
     config.stateless_clients = true;
-    Gateway::new(config)
+    Gateway::with_cache(config, Box::new(MemoryCache::default()))
 }
 
 fn modern_head(method: &str, name: Option<&str>) -> RequestHead {
@@ -31,7 +31,11 @@ fn no_content() -> Result<CalloutAnswer, Failure> {
 }
 
 #[test]
-fn a_stateless_call_opens_a_session_at_its_upstream_only_and_closes_it_before_answering() {
+fn a_stateless_call_opens_a_session_and_answers_without_closing_it() {
+    a_stateless_call_opens_a_session_at_its_upstream_only_and_keeps_it();
+}
+
+fn a_stateless_call_opens_a_session_at_its_upstream_only_and_keeps_it() -> (Gateway, String) {
     let gw = stateless_gw();
     let mut ex = Exchange::new();
     let head = modern_head("tools/call", Some("u1__echo"));
@@ -89,18 +93,8 @@ fn a_stateless_call_opens_a_session_at_its_upstream_only_and_closes_it_before_an
         json!({"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"hi"}]}}),
     );
 
-    // 4. The session closes; 5. then the answer, complete.
-    let close = callouts(ex.on_callout_response(&gw, 0, result, &clock()).unwrap());
-    assert_eq!(close[0].headers[0], (":method".into(), "DELETE".into()));
-    assert!(
-        close[0]
-            .headers
-            .contains(&(SESSION_HEADER.into(), "s1".into()))
-    );
-    let (status, v, headers) = reply(
-        ex.on_callout_response(&gw, 0, no_content(), &clock())
-            .unwrap(),
-    );
+    // 4. The answer, complete; the upstream session is kept for the client's next request.
+    let (status, v, headers) = reply(ex.on_callout_response(&gw, 0, result, &clock()).unwrap());
     assert_eq!(status, 200);
     assert_eq!(v["id"], 5);
     assert_eq!(v["result"]["resultType"], "complete");
@@ -108,6 +102,94 @@ fn a_stateless_call_opens_a_session_at_its_upstream_only_and_closes_it_before_an
         !headers.iter().any(|(k, _)| k == SESSION_HEADER),
         "no session for a stateless client"
     );
+    (gw, body)
+}
+
+#[test]
+fn a_stateless_clients_next_request_uses_its_kept_upstream_session() {
+    let (gw, body) = a_stateless_call_opens_a_session_at_its_upstream_only_and_keeps_it();
+    let again = |gw: &Gateway, answers: Vec<Result<CalloutAnswer, Failure>>| {
+        let mut ex = Exchange::new();
+        ex.on_request_headers(gw, &modern_head("tools/call", Some("u1__echo")), CLOCK_S);
+        let first = callouts(ex.on_request_body(gw, body.as_bytes(), &clock()));
+        let mut seen = vec![first];
+        let mut last = None;
+        for a in answers {
+            let step = ex.on_callout_response(gw, 0, a, &clock()).unwrap();
+            if let Step::AwaitCallouts(c) = &step {
+                seen.push(c.clone());
+            }
+            last = Some(step);
+        }
+        (seen, last.unwrap(), ex.take_log())
+    };
+    let result = || {
+        answer(
+            None,
+            json!({"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"text","text":"hi"}]}}),
+        )
+    };
+    // The call goes straight out in the kept session: no handshake.
+    let (seen, last, _) = again(&gw, vec![result()]);
+    assert_eq!(seen[0].len(), 1);
+    assert_eq!(sent_method(&seen[0][0]), "tools/call");
+    assert!(
+        seen[0][0]
+            .headers
+            .contains(&(SESSION_HEADER.into(), "s1".into()))
+    );
+    assert_eq!(reply(last).1["result"]["content"][0]["text"], "hi");
+
+    // The upstream forgot it (404): a new session, the call again, the client none the wiser.
+    let gone = Ok(CalloutAnswer {
+        status: 404,
+        content_type: "application/json".into(),
+        body: br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32001,"message":"Session not found"}}"#
+            .to_vec(),
+        ..Default::default()
+    });
+    let init = answer(
+        Some("s2"),
+        json!({"jsonrpc":"2.0","id":0,"result": init_result(json!({"tools":{}}))}),
+    );
+    let (seen, last, log) = again(&gw, vec![gone, init, no_content(), result()]);
+    let methods: Vec<String> = seen.iter().map(|c| sent_method(&c[0])).collect();
+    assert_eq!(
+        methods,
+        [
+            "tools/call",
+            "initialize",
+            "notifications/initialized",
+            "tools/call"
+        ]
+    );
+    assert!(
+        seen[3][0]
+            .headers
+            .contains(&(SESSION_HEADER.into(), "s2".into()))
+    );
+    assert_eq!(reply(last).1["result"]["content"][0]["text"], "hi");
+    assert!(log.join("\n").contains("forgot the session"), "{log:?}");
+    // Forgotten again right after a new handshake: the client's answer, not a loop.
+    let gone = || {
+        Ok(CalloutAnswer {
+            status: 404,
+            ..Default::default()
+        })
+    };
+    let init = answer(
+        Some("s3"),
+        json!({"jsonrpc":"2.0","id":0,"result": init_result(json!({"tools":{}}))}),
+    );
+    let (_, last, _) = again(&gw, vec![gone(), init, no_content(), gone()]);
+    assert_eq!(reply(last).1["error"]["code"], UPSTREAM_ERROR);
+}
+
+fn sent_method(c: &Callout) -> String {
+    serde_json::from_slice::<Value>(&c.body).unwrap_or_default()["method"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -118,7 +200,7 @@ fn discovery_merges_the_upstreams_and_promises_no_caching() {
     let body = modern_body(1, "server/discover", json!({}));
     let open = callouts(ex.on_request_body(&gw, body.as_bytes(), &clock()));
     assert_eq!(open.len(), 2, "every upstream is asked");
-    // Each round: every callout answered (initialize; initialized; DELETE).
+    // Each round: every callout answered (initialize; initialized).
     let round = |ex: &mut Exchange, answers: Vec<Result<CalloutAnswer, Failure>>| {
         let mut last = None;
         for (i, a) in answers.into_iter().enumerate() {
@@ -140,8 +222,6 @@ fn discovery_merges_the_upstreams_and_promises_no_caching() {
         ],
     );
     assert_eq!(callouts(told).len(), 2);
-    let close = round(&mut ex, vec![no_content(), no_content()]);
-    assert_eq!(callouts(close).len(), 2, "both sessions close");
     let (_, v, _) = reply(round(&mut ex, vec![no_content(), no_content()]));
     let r = &v["result"];
     assert_eq!(r["supportedVersions"][0], modern::VERSION);
