@@ -37,6 +37,7 @@ pub fn session(gw: &Gateway) -> String {
         issued_at: NOW,
         upstreams: vec![up("a"), up("b")],
         identity: None,
+        client: None,
     };
     session::seal(&key, &s, b"fuzz seed")
 }

@@ -182,8 +182,10 @@ impl Exchange {
         let mut called = Vec::new();
         for &u in &targets {
             let era = gw.era(u);
-            // A stateless client's earlier request left a session at this 2025 upstream.
+            // A stateless client's earlier request left a session at this 2025 upstream (a
+            // `server/discover` asks anew: it merges what `initialize` says).
             if stateless
+                && !need_results
                 && era == Some(Era::Legacy)
                 && let Some((answer, result, used_ms)) = self.kept_session(gw, u, clock.now_ms)
             {

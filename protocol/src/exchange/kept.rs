@@ -4,8 +4,9 @@
 //! for the next requests of the same client (its identity, the capabilities it declares,
 //! the credentials passed through for it), instead of a handshake and a `DELETE` around every
 //! request. What is kept is an upstream session id per client and upstream, not per
-//! request; an entry unused for [`KEEP_MS`] is not used again, and an upstream that forgot
-//! the session (404) gets a new one, the request asked again once.
+//! request, in a bounded number of slots ([`SLOTS`]); an entry unused for [`KEEP_MS`] is not
+//! used again, and an upstream that forgot the session (404) gets a new one, the request
+//! asked again once.
 
 use super::*;
 
@@ -15,8 +16,16 @@ const KEEP_MS: u64 = 5 * 60_000;
 /// A kept entry is written again (its last use) at most this often.
 const TOUCH_MS: u64 = 60_000;
 
+/// Entries per upstream: a client's entry lives in one of this many slots, so what is kept
+/// stays bounded however many clients come (Envoy's shared data never forgets a key). Two
+/// clients in one slot take turns: the one displaced opens a new session next time.
+const SLOTS: u32 = 4096;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Kept {
+    /// Whose it is (the full key digest): a slot's other tenants do not use it.
+    #[serde(rename = "k")]
+    owner: String,
     /// The upstream's `Mcp-Session-Id`.
     #[serde(rename = "s")]
     session_id: String,
@@ -36,7 +45,9 @@ impl Exchange {
     /// identity, the capabilities its `initialize` declares, and the values of the headers
     /// passed through to the upstream (a session opened with one user's token is never
     /// another's).
-    fn kept_key(&self, gw: &Gateway, u: usize) -> String {
+    /// The shared-data key of this client's slot at upstream `u`, and the digest that says
+    /// the entry there is this client's.
+    fn kept_key(&self, gw: &Gateway, u: usize) -> (String, String) {
         let upstream = &gw.config.upstreams[u];
         let mut h = Sha256::new();
         for part in [
@@ -57,11 +68,10 @@ impl Exchange {
             h.update(v.as_bytes());
             h.update([0]);
         }
-        let digest: String = h.finalize()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("kept/{}/{digest}", upstream.name)
+        let digest = h.finalize();
+        let slot = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % SLOTS;
+        let owner: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        (format!("kept/{}/{slot}", upstream.name), owner)
     }
 
     /// The kept session at upstream `u` for this client, as an opening's result: its
@@ -72,9 +82,10 @@ impl Exchange {
         u: usize,
         now_ms: u64,
     ) -> Option<(CalloutAnswer, Value, u64)> {
-        let raw = gw.cache.get(&self.kept_key(gw, u))?;
+        let (key, owner) = self.kept_key(gw, u);
+        let raw = gw.cache.get(&key)?;
         let kept: Kept = serde_json::from_slice(&raw).ok()?;
-        if now_ms.saturating_sub(kept.used_ms) >= KEEP_MS {
+        if kept.owner != owner || now_ms.saturating_sub(kept.used_ms) >= KEEP_MS {
             return None;
         }
         let answer = CalloutAnswer {
@@ -107,20 +118,22 @@ impl Exchange {
             if fresh {
                 continue;
             }
+            let (key, owner) = self.kept_key(gw, u);
             let kept = Kept {
+                owner,
                 session_id: sid.clone(),
                 version: us.protocol_version.clone(),
                 capabilities: us.capabilities,
                 used_ms: now_ms,
             };
             if let Ok(value) = serde_json::to_vec(&kept) {
-                gw.cache.put(&self.kept_key(gw, u), &value);
+                gw.cache.put(&key, &value);
             }
         }
     }
 
     /// The kept session at upstream `u` is gone (the upstream forgot it): not used again.
     pub(super) fn forget_kept(&self, gw: &Gateway, u: usize) {
-        gw.cache.put(&self.kept_key(gw, u), b"");
+        gw.cache.put(&self.kept_key(gw, u).0, b"");
     }
 }

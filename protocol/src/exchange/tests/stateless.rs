@@ -284,3 +284,69 @@ fn an_upstream_the_client_may_not_use_is_not_even_contacted() {
     assert_eq!(v["error"]["code"], ACCESS_DENIED);
     assert!(v["error"]["message"].as_str().unwrap().contains("u1"));
 }
+
+#[test]
+fn a_kept_session_is_its_clients_alone() {
+    use crate::access::{AccessConfig, Client};
+    let mut config = example(2);
+    config.stateless_clients = true;
+    let client = |name: &str| Client {
+        name: name.into(),
+        ..Default::default()
+    };
+    config.access = Some(AccessConfig {
+        clients: vec![client("ci"), client("eve")],
+        rules: vec![],
+        bridge_key_sha256: None,
+    });
+    let gw = Gateway::with_cache(config, Box::new(MemoryCache::default()));
+    let body = modern_body(
+        5,
+        "tools/call",
+        json!({"name": "u1__echo", "arguments": {}}),
+    );
+    let first_call = |who: &str| {
+        let mut ex = Exchange::new();
+        let head = RequestHead {
+            identity: Some(crate::access::Identity {
+                client: who.into(),
+                claims: None,
+                ..Default::default()
+            }),
+            ..modern_head("tools/call", Some("u1__echo"))
+        };
+        ex.on_request_headers(&gw, &head, CLOCK_S);
+        let first = callouts(ex.on_request_body(&gw, body.as_bytes(), &clock()));
+        if sent_method(&first[0]) == "initialize" {
+            let init = answer(
+                Some(&format!("sid-{who}")),
+                json!({"jsonrpc":"2.0","id":0,"result": init_result(json!({"tools":{}}))}),
+            );
+            ex.on_callout_response(&gw, 0, init, &clock());
+            ex.on_callout_response(&gw, 0, no_content(), &clock());
+            let done = answer(
+                None,
+                json!({"jsonrpc":"2.0","id":5,"result":{"content":[]}}),
+            );
+            ex.on_callout_response(&gw, 0, done, &clock());
+        }
+        first
+    };
+    assert_eq!(sent_method(&first_call("ci")[0]), "initialize");
+    // eve gets a session of her own, not ci's …
+    assert_eq!(sent_method(&first_call("eve")[0]), "initialize");
+    // … and each, next time, their own.
+    let again = first_call("ci");
+    assert_eq!(sent_method(&again[0]), "tools/call");
+    assert!(
+        again[0]
+            .headers
+            .contains(&(SESSION_HEADER.into(), "sid-ci".into()))
+    );
+    let again = first_call("eve");
+    assert!(
+        again[0]
+            .headers
+            .contains(&(SESSION_HEADER.into(), "sid-eve".into()))
+    );
+}
