@@ -74,6 +74,8 @@ pub struct BridgeState {
     pub hosted: crate::hosted::HostedUpstreams,
     /// Old clients on the legacy `/sse` endpoint.
     pub legacy: crate::legacy_endpoint::LegacySessions,
+    /// Calls of 2025 upstreams waiting for a stateless client's answer.
+    pub held: crate::interactive::Held,
     /// The key the gateway's filter knows the bridge by.
     key: RwLock<Option<String>>,
     /// What Envoy shows in [`INGRESS_HEADER`].
@@ -187,7 +189,10 @@ impl Bridge {
             loop {
                 tick.tick().await;
                 match state.upgrade() {
-                    Some(s) => s.hosted.reap_idle(),
+                    Some(s) => {
+                        s.hosted.reap_idle();
+                        s.held.reap_expired();
+                    }
                     None => return,
                 }
             }
@@ -195,7 +200,7 @@ impl Bridge {
         let state = self.state.clone();
         crate::hosted::router()
             .merge(crate::legacy_endpoint::router())
-            .fallback(axum::routing::get(merged_stream).post(crate::listen::listen))
+            .fallback(axum::routing::get(merged_stream).post(crate::interactive::post))
             .layer(axum::middleware::from_fn(
                 move |req: axum::extract::Request, next: axum::middleware::Next| {
                     let state = state.clone();

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod exchange;
 pub mod filter_config;
 pub mod glob;
+pub mod interactive;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod modern;

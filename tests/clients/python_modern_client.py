@@ -9,8 +9,8 @@ client ended up speaking, the tools it listed, the calls' texts (a call that fai
 {"error": ...} in its place), and the questions the user was asked; or, when connecting
 fails, {"error": ..., "type": ...}. Exits 0 either way (the caller asserts).
 
-The client accepts every elicitation with `{"ok": true}`: in the 2025 era as an answer to
-the server's request, in 2026-07-28 as the retry of an `input_required` result.
+The client accepts every elicitation with `{"ok": true, "name": "Ada"}`: in the 2025 era as
+an answer to the server's request, in 2026-07-28 as the retry of an `input_required` result.
 """
 
 import asyncio
@@ -26,7 +26,7 @@ async def run(url: str, mode: str, calls: list) -> dict:
 
     async def elicit(_context, params):
         asked.append(params.message)
-        return ElicitResult(action="accept", content={"ok": True})
+        return ElicitResult(action="accept", content={"ok": True, "name": "Ada"})
 
     async with Client(url, mode=mode, read_timeout_seconds=20, elicitation_callback=elicit) as client:
         out: dict = {"protocol_version": client.protocol_version, "asked": asked}

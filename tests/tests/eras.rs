@@ -308,12 +308,10 @@ async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() ->
         for tool in ["mo__confirm", "py__add", "ev__echo"] {
             assert!(tools.contains(tool), "{mode}: {tool} missing from {tools}");
         }
-        // server-everything offers its elicitation tool only to clients that can be asked:
-        // a 2025 session relays the question; a stateless client cannot be asked inside a
-        // 2025 session, so the gateway does not claim it can, and the tool is not offered.
-        assert_eq!(
+        // server-everything offers its elicitation tool to clients that can be asked: a 2025
+        // session relays the question, a stateless client gets it as input_required.
+        assert!(
             tools.contains("ev__trigger-elicitation-request"),
-            mode == "legacy",
             "{mode}: {tools}"
         );
         assert_eq!(
@@ -397,6 +395,30 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
     assert_eq!(
         seen["calls"][1]["text"], "accept:True:asked:Really?",
         "{seen}"
+    );
+
+    // A 2025 upstream's question (server-everything's elicitation tool asks inside its
+    // answer) reaches the same client as input_required: the bridge holds the upstream's
+    // stream while the client answers, and the answer goes back in the upstream's session.
+    let url = gw.endpoint.clone();
+    let seen = tokio::task::spawn_blocking(move || {
+        modern_client(
+            &url,
+            "2026-07-28",
+            &json!([{"name": "ev__trigger-elicitation-request"}]),
+        )
+    })
+    .await??;
+    eprintln!("the Python SDK client (2026-07-28) asked by a 2025 upstream saw: {seen}");
+    let text = seen["calls"][0]["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("User provided the requested information") && text.contains("Ada"),
+        "{seen}\n{}",
+        gw.logs()
+    );
+    assert_eq!(
+        seen["asked"][0],
+        "Please provide inputs for the following fields:"
     );
 
     // The same tool for a 2025 session: not translated (yet); a clear error naming the

@@ -31,6 +31,7 @@ mod failure;
 mod fan_out;
 mod gateway;
 mod input_required;
+mod interactive;
 mod kept;
 mod lifecycle;
 mod lists;

@@ -105,7 +105,13 @@ impl Exchange {
         }
         let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": mcp::SUPPORTED_VERSIONS[0],
-            "capabilities": modern::without_server_requests(&meta.client_capabilities),
+            // With a bridge, a 2025 upstream's questions reach the client (as
+            // `input_required`, see `interactive`); without one the upstream must not ask.
+            "capabilities": if gw.config.get_stream {
+                meta.client_capabilities.clone()
+            } else {
+                modern::without_server_requests(&meta.client_capabilities)
+            },
             "clientInfo": meta.client_info.clone().unwrap_or_else(
                 || json!({"name": gw.config.server_name, "version": gw.config.server_version})),
         }})
@@ -130,6 +136,9 @@ impl Exchange {
             Ok(body) => body,
             Err(refused) => return Some(refused),
         };
+        if let Some(step) = self.interactive(gw, method, addressed, &body, clock) {
+            return Some(step);
+        }
         if let Some(s) = self.stateless.as_mut() {
             s.body = body;
         }

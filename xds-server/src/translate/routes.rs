@@ -45,6 +45,19 @@ pub(super) fn route_configuration(
                 ),
             ],
         ));
+        // A stateless client's call of a 2025 upstream that may ask it something: the
+        // bridge holds the upstream's stream while the client answers.
+        routes.push(merged_stream_route(
+            gateway,
+            "mcp-interactive",
+            vec![
+                exact_header(":method", "POST"),
+                exact_header(
+                    ROUTE_HEADER,
+                    switchboard_protocol::interactive::INTERACTIVE_ROUTE,
+                ),
+            ],
+        ));
     }
     routes.push(direct_response(
         "mcp-unrouted",
