@@ -24,7 +24,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use switchboard_protocol::access::IDENTITY_HEADER;
-use switchboard_protocol::interactive::{ASKED_HEADER, HELD_PREFIX, TARGET_HEADER};
+use switchboard_protocol::interactive::{
+    ANSWER, ASKED_HEADER, ERA_HEADER, HELD_PREFIX, QUESTION_PREFIX, SESSION_CLIENT, TARGET_HEADER,
+};
 use switchboard_protocol::jsonrpc::code;
 use switchboard_protocol::modern::{self, meta};
 use switchboard_protocol::request_state::RequestState;
@@ -71,10 +73,18 @@ struct Call {
     since: Instant,
 }
 
+/// A 2025 client's call whose questions wait for its answers.
+struct Asking {
+    answers: tokio::sync::mpsc::Sender<(String, Value)>,
+    identity: Option<String>,
+    upstream: String,
+}
+
 /// The calls this bridge holds, by token.
 #[derive(Default)]
 pub struct Held {
     calls: Mutex<HashMap<String, Call>>,
+    asking: Mutex<HashMap<String, Asking>>,
     counter: AtomicU64,
 }
 
@@ -86,13 +96,22 @@ impl Held {
         }
     }
 
+    /// A name for a held call nobody can guess: a 2025 client answers a question by its id,
+    /// so the id must not name someone else's call.
     fn token(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!("{HELD_PREFIX}{}-{nanos:x}-{n}", std::process::id())
+        let mut random = [0u8; 16];
+        if getrandom::fill(&mut random).is_err() {
+            // No entropy: still unique, and bound to the identity checked on use.
+            let n = self.counter.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            random[..8].copy_from_slice(&n.to_be_bytes());
+            random[8..].copy_from_slice(&(nanos as u64).to_be_bytes());
+        }
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{HELD_PREFIX}{hex}")
     }
 }
 
@@ -126,14 +145,17 @@ async fn call(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) -> 
             "The gateway is starting",
         );
     };
-    let (Some(target), Some(asked)) = (header(TARGET_HEADER), header(ASKED_HEADER)) else {
+    let Some(target) = header(TARGET_HEADER) else {
         return error(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
             "Bad Request: not a call the gateway sent",
         );
     };
-    let asked = modern::decode_header_value(&asked).unwrap_or(asked);
+    // What the call was for, as the client named it (an answer names nothing).
+    let asked = header(ASKED_HEADER)
+        .map(|a| modern::decode_header_value(&a).unwrap_or(a))
+        .unwrap_or_default();
     let identity_header = header(IDENTITY_HEADER);
     let identity = match config.relayed(identity_header.as_deref()) {
         Ok(who) => who,
@@ -156,6 +178,19 @@ async fn call(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) -> 
     let method = request["method"].as_str().unwrap_or_default().to_string();
     let on_behalf = bridge.state.on_behalf(identity_header.as_deref());
     let url = format!("{gateway}{}/{target}/mcp", config.upstream_path);
+    match header(ERA_HEADER).as_deref() {
+        Some(SESSION_CLIENT) => {
+            let link = Link {
+                upstream: target,
+                url,
+                session: String::new(),
+                on_behalf,
+            };
+            return for_session(bridge, link, identity, request).await;
+        }
+        Some(ANSWER) => return answered(&bridge, &target, identity.as_ref(), &request),
+        _ => {}
+    }
     let reply =
         |result: Value| json_response(&json!({"jsonrpc": "2.0", "id": id, "result": result}));
     let fail = |message: String| {
@@ -468,4 +503,198 @@ fn json_response(body: &Value) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// A 2025 client's call of an upstream of the stateless revision, made as a stateless client
+/// through the upstream's endpoint. A complete answer is the answer; `input_required` turns
+/// the answer into an event stream: each input request goes to the client as a request of
+/// the upstream's (the gateway's tagged id), its answers (POSTed by the client, sent here by
+/// the filter) make the retry, until the upstream completes.
+async fn for_session(
+    bridge: Bridge,
+    link: Link,
+    identity: Option<String>,
+    request: Value,
+) -> Response {
+    let id = request["id"].clone();
+    let first = match ask_stateless(&bridge.http, &link, &request).await {
+        Ok(answer) => answer,
+        Err(message) => {
+            return json_response(&json!({"jsonrpc": "2.0", "id": id,
+                "error": {"code": UPSTREAM_ERROR, "message": message}}));
+        }
+    };
+    if !first["result"]
+        .get("resultType")
+        .is_some_and(|t| t == "input_required")
+    {
+        return json_response(&for_2025(first));
+    }
+    let token = bridge.state.held.token();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, Value)>(16);
+    if let Ok(mut asking) = bridge.state.held.asking.lock() {
+        if asking.len() >= MAX_HELD {
+            return json_response(&json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": UPSTREAM_ERROR,
+                "message": format!("Upstream {:?} needs input, and the gateway holds {MAX_HELD} calls already", link.upstream)}}));
+        }
+        asking.insert(
+            token.clone(),
+            Asking {
+                answers: tx,
+                identity,
+                upstream: link.upstream.clone(),
+            },
+        );
+    }
+    let held = std::sync::Arc::clone(&bridge.state);
+    let events = crate::stream::async_stream(move |emit| async move {
+        let mut answer = first;
+        let mut rounds = 0;
+        let end = loop {
+            let result = &answer["result"];
+            if !result
+                .get("resultType")
+                .is_some_and(|t| t == "input_required")
+            {
+                break for_2025(answer);
+            }
+            rounds += 1;
+            let empty = serde_json::Map::new();
+            let asks = result["inputRequests"].as_object().unwrap_or(&empty);
+            if rounds > 8 || asks.is_empty() {
+                break json!({"jsonrpc": "2.0", "id": id, "error": {"code": UPSTREAM_ERROR,
+                    "message": format!("Upstream {:?} kept asking for input", link.upstream)}});
+            }
+            for (key, ask) in asks {
+                let question = json!({"jsonrpc": "2.0",
+                    "id": switchboard_protocol::server_message::tag_id(
+                        &link.upstream, &json!(format!("{QUESTION_PREFIX}{token}/{key}"))),
+                    "method": ask["method"], "params": ask["params"]});
+                let event = axum::response::sse::Event::default()
+                    .event("message")
+                    .data(question.to_string());
+                if emit.send(event).await.is_err() {
+                    break;
+                }
+            }
+            let mut responses = serde_json::Map::new();
+            while responses.len() < asks.len() {
+                let got = tokio::select! {
+                    g = tokio::time::timeout(HOLD, rx.recv()) => g.ok().flatten(),
+                    () = emit.closed() => None,
+                };
+                let Some((key, value)) = got else { break };
+                responses.insert(key, value);
+            }
+            if responses.len() < asks.len() {
+                break json!({"jsonrpc": "2.0", "id": id, "error": {"code": UPSTREAM_ERROR,
+                    "message": format!("The client did not answer upstream {:?}'s question", link.upstream)}});
+            }
+            let mut retry = request.clone();
+            retry["params"]["inputResponses"] = Value::Object(responses);
+            if let Some(state) = result.get("requestState") {
+                retry["params"]["requestState"] = state.clone();
+            }
+            answer = match ask_stateless(&bridge.http, &link, &retry).await {
+                Ok(a) => a,
+                Err(message) => {
+                    break json!({"jsonrpc": "2.0", "id": id,
+                    "error": {"code": UPSTREAM_ERROR, "message": message}});
+                }
+            };
+        };
+        if let Ok(mut asking) = held.held.asking.lock() {
+            asking.remove(&token);
+        }
+        let event = axum::response::sse::Event::default()
+            .event("message")
+            .data(end.to_string());
+        let _ = emit.send(event).await;
+    });
+    axum::response::sse::Sse::new(events).into_response()
+}
+
+/// A 2025 client's answer to a question the bridge put to it.
+fn answered(bridge: &Bridge, target: &str, identity: Option<&String>, message: &Value) -> Response {
+    let question = message["id"].as_str().unwrap_or_default();
+    let Some((token, key)) = question
+        .strip_prefix(QUESTION_PREFIX)
+        .and_then(|q| q.split_once('/'))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "This response answers no request the gateway relayed",
+        );
+    };
+    let value = message
+        .get("result")
+        .cloned()
+        .unwrap_or_else(|| json!({"action": "cancel"}));
+    let sender = bridge.state.held.asking.lock().ok().and_then(|asking| {
+        asking
+            .get(token)
+            .filter(|a| a.upstream == target && a.identity.as_ref() == identity)
+            .map(|a| a.answers.clone())
+    });
+    match sender {
+        Some(tx) if tx.try_send((key.to_string(), value)).is_ok() => {
+            (StatusCode::ACCEPTED, "").into_response()
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            code::INVALID_REQUEST,
+            "No question of that id is waiting (answered already, or it waited too long)",
+        ),
+    }
+}
+
+/// A request to the upstream's endpoint as a stateless client: the response.
+async fn ask_stateless(
+    http: &reqwest::Client,
+    link: &Link,
+    request: &Value,
+) -> Result<Value, String> {
+    let method = request["method"].as_str().unwrap_or_default();
+    let mut req = http
+        .post(&link.url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header(VERSION_HEADER, modern::VERSION)
+        .header(switchboard_protocol::wire::METHOD_HEADER, method)
+        .headers(link.on_behalf.clone());
+    if let Some(name) = modern::named_param(method).and_then(|f| request["params"][f].as_str()) {
+        req = req.header(
+            switchboard_protocol::wire::NAME_HEADER,
+            modern::encode_header_value(name),
+        );
+    }
+    let resp = req
+        .body(request.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("Upstream {:?} could not be reached: {e}", link.upstream))?;
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("Upstream {:?}: {e}", link.upstream))?;
+    switchboard_protocol::mcp::find_response(&content_type, &body, &request["id"])
+        .map_err(|e| format!("Upstream {:?}: {e}", link.upstream))
+}
+
+/// A response of the stateless revision as a 2025 client reads it.
+fn for_2025(mut response: Value) -> Value {
+    if let Some(r) = response.get_mut("result").and_then(Value::as_object_mut) {
+        for key in ["resultType", "ttlMs", "cacheScope"] {
+            r.remove(key);
+        }
+    }
+    response
 }

@@ -15,3 +15,17 @@ pub const ASKED_HEADER: &str = "x-switchboard-asked";
 
 /// How the inner state of a `requestState` names a call the bridge holds.
 pub const HELD_PREFIX: &str = "bridge:";
+
+/// Whose call it is, when not a stateless client's: [`SESSION_CLIENT`] for a 2025 client's
+/// call (questions go to it as server requests), [`ANSWER`] for its answer to one.
+pub const ERA_HEADER: &str = "x-switchboard-client";
+
+/// A 2025 client's call of an upstream of the stateless revision.
+pub const SESSION_CLIENT: &str = "session";
+
+/// A 2025 client's answer to a question the bridge put to it.
+pub const ANSWER: &str = "answer";
+
+/// The id prefix of the questions the bridge puts to a 2025 client (inside the gateway's
+/// `sb:<upstream>:` tag): `held-<token>/<input key>`.
+pub const QUESTION_PREFIX: &str = "held-";

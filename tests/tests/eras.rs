@@ -421,20 +421,22 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
         "Please provide inputs for the following fields:"
     );
 
-    // The same tool for a 2025 session: not translated (yet); a clear error naming the
-    // upstream, and the client's session goes on.
+    // The same tool for a 2025 session: the bridge makes the call as a stateless client and
+    // puts the upstream's input request to the client as a server request inside the call's
+    // stream; the client's answer (a separate POST) makes the retry.
     let url = gw.endpoint.clone();
     let legacy_calls = json!([{"name": "mo__confirm", "args": {"question": "Ship it?"}},
                               {"name": "mo__add", "args": {"a": 1, "b": 1}}]);
     let seen =
         tokio::task::spawn_blocking(move || modern_client(&url, "legacy", &legacy_calls)).await??;
     eprintln!("the Python SDK client (legacy) saw: {seen}");
-    let first = seen["calls"][0].to_string();
-    assert!(
-        first.contains(r#"Upstream \"mo\" needs input"#),
+    assert_eq!(
+        seen["calls"][0]["text"],
+        "accept:True:asked:Ship it?",
         "{seen}\n{}",
         gw.logs()
     );
+    assert_eq!(seen["asked"], json!(["Ship it?"]), "{seen}");
     assert_eq!(seen["calls"][1]["text"], "2", "{seen}");
 
     // By hand: the state the client gets is the gateway's, not the upstream's.

@@ -55,6 +55,14 @@ impl Exchange {
                     Some((upstream, original)) if session.upstream(upstream).is_some() => {
                         let body = replace_id(body, original);
                         let name = upstream.to_string();
+                        // An upstream of the stateless revision asks nothing itself: the
+                        // question was the bridge's, put for it.
+                        if session
+                            .upstream(upstream)
+                            .is_some_and(|us| us.protocol_version == crate::modern::VERSION)
+                        {
+                            return self.answer_to_bridge(gw, &name, body, clock);
+                        }
                         self.route_body(gw, &session, &name, None, body)
                     }
                     // With one upstream in the session, the answer can only be for it.

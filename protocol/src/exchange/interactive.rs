@@ -8,7 +8,9 @@
 //! carries a `requestState` the bridge sealed as the filter does, naming the held call.
 
 use super::*;
-use crate::interactive::{ASKED_HEADER, HELD_PREFIX, INTERACTIVE_ROUTE, TARGET_HEADER};
+use crate::interactive::{
+    ANSWER, ASKED_HEADER, ERA_HEADER, HELD_PREFIX, INTERACTIVE_ROUTE, SESSION_CLIENT, TARGET_HEADER,
+};
 use crate::modern;
 
 impl Exchange {
@@ -31,13 +33,7 @@ impl Exchange {
         let held = v["params"]["requestState"]
             .as_str()
             .is_some_and(|s| s.starts_with(HELD_PREFIX));
-        let asks = self.client_meta.as_ref().is_some_and(|c| {
-            serde_json::from_str::<Value>(&c.capabilities).is_ok_and(|caps| {
-                ["elicitation", "sampling", "roots"]
-                    .iter()
-                    .any(|k| caps.get(k).is_some())
-            })
-        });
+        let asks = self.client_can_be_asked();
         if !(held || (asks && gw.era(u) == Some(era::Era::Legacy))) {
             return None;
         }
@@ -75,5 +71,77 @@ impl Exchange {
                 ),
             ],
         }))
+    }
+}
+
+impl Exchange {
+    /// Whether the client declared a capability an upstream uses by asking it something.
+    fn client_can_be_asked(&self) -> bool {
+        self.client_meta.as_ref().is_some_and(|c| {
+            serde_json::from_str::<Value>(&c.capabilities).is_ok_and(|caps| {
+                ["elicitation", "sampling", "roots"]
+                    .iter()
+                    .any(|k| caps.get(k).is_some())
+            })
+        })
+    }
+
+    /// A 2025 client's call of an upstream of the stateless revision, when that upstream may
+    /// answer `input_required`: the bridge makes it (as a stateless client, through the
+    /// upstream's own endpoint) and puts the upstream's questions to the client as server
+    /// requests inside the call's event stream. Needs the bridge and `stateless_clients`.
+    pub(super) fn held_for_session(
+        &mut self,
+        gw: &Gateway,
+        upstream: &str,
+        body: &[u8],
+    ) -> Option<Step> {
+        if !(gw.config.get_stream && gw.config.stateless_clients && self.client_can_be_asked()) {
+            return None;
+        }
+        let (_, asked) = self.asked.clone()?;
+        let client = self.client_meta.clone().unwrap_or_default();
+        let body = modern::with_request_meta(body, &client);
+        let clock = self.arrival.clone();
+        Some(self.via_bridge(gw, upstream, body, SESSION_CLIENT, Some(&asked), &clock))
+    }
+
+    /// A 2025 client's answer to a question the bridge put to it for `upstream`.
+    pub(super) fn answer_to_bridge(
+        &mut self,
+        gw: &Gateway,
+        upstream: &str,
+        body: Vec<u8>,
+        clock: &Clock,
+    ) -> Step {
+        self.via_bridge(gw, upstream, body, ANSWER, None, clock)
+    }
+
+    fn via_bridge(
+        &mut self,
+        gw: &Gateway,
+        upstream: &str,
+        body: Vec<u8>,
+        era: &str,
+        asked: Option<&str>,
+        clock: &Clock,
+    ) -> Step {
+        let identity = self.identity.as_ref().map(|who| gw.relay(who, clock));
+        self.audit.upstream = upstream.to_string();
+        self.state = State::Done;
+        let mut headers = vec![
+            (crate::access::IDENTITY_HEADER.into(), identity),
+            (TARGET_HEADER.into(), Some(upstream.to_string())),
+            (ERA_HEADER.into(), Some(era.to_string())),
+            (SESSION_HEADER.into(), None),
+        ];
+        if let Some(a) = asked {
+            headers.push((ASKED_HEADER.into(), Some(modern::encode_header_value(a))));
+        }
+        Step::Route(Route {
+            upstream: INTERACTIVE_ROUTE.into(),
+            body: Some(body),
+            headers,
+        })
     }
 }

@@ -125,6 +125,8 @@ pub struct Exchange {
     /// The client's `Mcp-Param-*` headers, for a `tools/call` to an upstream of the
     /// stateless revision.
     mcp_params: Vec<(String, String)>,
+    /// The body's arrival time and seed, for what is sealed while it is routed.
+    arrival: Clock,
 }
 
 /// What a call the filter makes itself needs to make of its answer.
@@ -300,6 +302,7 @@ impl Exchange {
     }
 
     pub fn on_request_body(&mut self, gw: &Gateway, body: &[u8], clock: &Clock) -> Step {
+        self.arrival = clock.clone();
         let step = self.request_body(gw, body, clock);
         if let Step::AwaitCallouts(calls) = &step
             && self.audit.upstream.is_empty()

@@ -292,6 +292,13 @@ impl Exchange {
         };
         let config = gw.by_name(upstream).map(|(_, u)| u);
         let modern = us.protocol_version == crate::modern::VERSION && id.is_some();
+        if modern
+            && self.stateless.is_none()
+            && let Some(b) = &body
+            && let Some(step) = self.held_for_session(gw, upstream, b)
+        {
+            return step;
+        }
         if (self.stateless.is_some() || modern)
             && let Some((index, config)) = gw.by_name(upstream)
         {

@@ -23,7 +23,7 @@ pub struct RequestHead {
 }
 
 /// Time and a never-repeating seed for sealing tokens, from the host.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Clock {
     pub now_s: u64,
     /// Milliseconds since the epoch, for cache expiry.
