@@ -329,6 +329,31 @@ async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() ->
         );
         assert_eq!(seen["calls"][3]["text"], "modern", "{mode}: {seen}");
     }
+    // An upstream's own endpoint serves a 2026-07-28 client too: that upstream alone,
+    // unprefixed (here the 2026-only one, and the 2025-only one through a kept session).
+    for (name, tool, args, text) in [
+        ("mo", "add", json!({"a": 2, "b": 2}), "4"),
+        ("ev", "echo", json!({"message": "own"}), "Echo: own"),
+    ] {
+        let url = gw
+            .endpoint
+            .replace("/mcp", &format!("/upstreams/{name}/mcp"));
+        let calls = json!([{"name": tool, "args": args}]);
+        let seen = tokio::task::spawn_blocking(move || modern_client(&url, "2026-07-28", &calls))
+            .await??;
+        assert_eq!(
+            seen["calls"][0]["text"],
+            text,
+            "{name}: {seen}\n{}",
+            gw.logs()
+        );
+        assert!(
+            seen["tools"]
+                .as_array()
+                .is_some_and(|t| t.iter().all(|n| !n.as_str().unwrap_or("").contains("__"))),
+            "{name}: {seen}"
+        );
+    }
     // A tool whose argument the client mirrors as a header (`x-mcp-header`): the gateway
     // passes Mcp-Param-Region on, and the upstream finds it equal to the argument.
     let url = gw.endpoint.clone();

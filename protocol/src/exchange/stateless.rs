@@ -73,7 +73,7 @@ impl Exchange {
             return Some(Step::Respond(json_reply(400, body)));
         }
         if method == crate::subscriptions::LISTEN {
-            return Some(self.listen(gw, id, clock));
+            return Some(self.listen(gw, id, &params, clock));
         }
         // A request that names one upstream's tool, prompt or resource needs that one only;
         // one the client may not use is not even contacted.
@@ -157,7 +157,7 @@ impl Exchange {
     /// for the method takes it there, the filter watching for its list-changed markers);
     /// on an upstream's own endpoint — where the bridge asks each upstream — it goes on to
     /// that upstream as a stream, unless the upstream is known to speak 2025 only.
-    fn listen(&mut self, gw: &Gateway, id: &RawValue, clock: &Clock) -> Step {
+    fn listen(&mut self, gw: &Gateway, id: &RawValue, params: &Value, clock: &Clock) -> Step {
         let refuse = |ex: &mut Exchange, message: String| {
             ex.state = State::Done;
             error_reply(200, Some(id), code::METHOD_NOT_FOUND, &message)
@@ -181,7 +181,25 @@ impl Exchange {
                 "Method not found: subscriptions need the gateway's bridge (switchboard run, or serve --bridge)".into(),
             ),
             Scope::Upstream(index) => {
-                let name = gw.config.upstreams[index].name.clone();
+                let upstream = &gw.config.upstreams[index];
+                let name = upstream.name.clone();
+                // Updates of a resource the client may not read are not its to hear (the
+                // bridge leaves them out; a client asking here directly is refused).
+                let uris = params["notifications"]["resourceSubscriptions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str);
+                for uri in uris {
+                    let full = if gw.prefixed() {
+                        naming::prefix_uri(&upstream.uri_prefix, uri)
+                    } else {
+                        uri.to_string()
+                    };
+                    if !self.permits(gw, Kind::Resource, &full) {
+                        return self.denied(id, Kind::Resource, &full);
+                    }
+                }
                 if gw.era(index) == Some(era::Era::Legacy) {
                     return refuse(
                         self,

@@ -10,6 +10,32 @@ pub(super) fn route_configuration(
     let server = &gateway.server;
     let bridge = get_stream(gateway, module);
     let mut routes = Vec::new();
+    if bridge {
+        // What the filter sends the bridge by selector, from any endpoint (only the filter
+        // sets the selector): a 2026-07-28 client's subscription stream, and a call the
+        // bridge holds while a client answers an upstream's question. First, so that no
+        // upstream's own route takes them.
+        for (name, selector) in [
+            ("mcp-listen", switchboard_protocol::subscriptions::LISTEN_ROUTE),
+            (
+                "mcp-interactive",
+                switchboard_protocol::interactive::INTERACTIVE_ROUTE,
+            ),
+        ] {
+            let mut r = merged_stream_route(
+                gateway,
+                name,
+                vec![
+                    exact_header(":method", "POST"),
+                    exact_header(ROUTE_HEADER, selector),
+                ],
+            );
+            if let Some(m) = r.r#match.as_mut() {
+                m.path_specifier = Some(route::route_match::PathSpecifier::Prefix("/".into()));
+            }
+            routes.push(r);
+        }
+    }
     if module.bridge.is_some() && gateway.legacy_sse() {
         routes.extend(legacy_sse_routes(gateway));
     }
@@ -31,32 +57,6 @@ pub(super) fn route_configuration(
             gateway,
             "mcp-stream",
             vec![exact_header(":method", "GET")],
-        ));
-        // A 2026-07-28 client's subscription stream, merged by the bridge too: the filter
-        // selects this route once it has checked the request.
-        routes.push(merged_stream_route(
-            gateway,
-            "mcp-listen",
-            vec![
-                exact_header(":method", "POST"),
-                exact_header(
-                    ROUTE_HEADER,
-                    switchboard_protocol::subscriptions::LISTEN_ROUTE,
-                ),
-            ],
-        ));
-        // A stateless client's call of a 2025 upstream that may ask it something: the
-        // bridge holds the upstream's stream while the client answers.
-        routes.push(merged_stream_route(
-            gateway,
-            "mcp-interactive",
-            vec![
-                exact_header(":method", "POST"),
-                exact_header(
-                    ROUTE_HEADER,
-                    switchboard_protocol::interactive::INTERACTIVE_ROUTE,
-                ),
-            ],
         ));
     }
     routes.push(direct_response(

@@ -347,3 +347,33 @@ fn a_stateless_list_promises_what_every_upstream_promises() {
     assert_eq!(one_private["ttlMs"], 60_000);
     assert_eq!(one_private["cacheScope"], "private");
 }
+
+#[test]
+fn a_subscription_at_an_upstreams_endpoint_is_held_to_the_resource_rules() {
+    let mut config = guarded().config;
+    config.stateless_clients = true;
+    for u in &mut config.upstreams {
+        u.protocol = UpstreamProtocol::Auto;
+    }
+    let gw = Gateway::new(config);
+    let listen = |uri: &str| {
+        let mut ex = Exchange::new();
+        let head = RequestHead {
+            protocol_version: Some(modern::VERSION.into()),
+            mcp_method: Some("subscriptions/listen".into()),
+            ..head_at("ci", "POST", "/upstreams/u0/mcp", None)
+        };
+        ex.on_request_headers(&gw, &head, CLOCK_S);
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen", "params": {
+            "_meta": {keys::PROTOCOL_VERSION: modern::VERSION},
+            "notifications": {"resourceSubscriptions": [uri]}}});
+        ex.on_request_body(&gw, body.to_string().as_bytes(), &clock())
+    };
+    // u0+file:///secret/* is denied to every client: no stream of its updates either.
+    let (_, body, _) = reply(listen("file:///secret/plans"));
+    assert_eq!(body["error"]["code"], ACCESS_DENIED, "{body}");
+    match listen("file:///public/notes") {
+        Step::Route(r) => assert_eq!(r.upstream, "u0"),
+        other => panic!("expected the stream routed to u0, got {other:?}"),
+    }
+}
