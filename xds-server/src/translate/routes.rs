@@ -16,7 +16,10 @@ pub(super) fn route_configuration(
         // bridge holds while a client answers an upstream's question. First, so that no
         // upstream's own route takes them.
         for (name, selector) in [
-            ("mcp-listen", switchboard_protocol::subscriptions::LISTEN_ROUTE),
+            (
+                "mcp-listen",
+                switchboard_protocol::subscriptions::LISTEN_ROUTE,
+            ),
             (
                 "mcp-interactive",
                 switchboard_protocol::interactive::INTERACTIVE_ROUTE,
