@@ -698,3 +698,85 @@ fn for_2025(mut response: Value) -> Value {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn asking(
+        bridge: &Bridge,
+        token: &str,
+        identity: Option<&str>,
+    ) -> tokio::sync::mpsc::Receiver<(String, Value)> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        bridge
+            .state
+            .held
+            .asking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                token.to_string(),
+                Asking {
+                    answers: tx,
+                    identity: identity.map(str::to_string),
+                    upstream: "mo".into(),
+                },
+            );
+        rx
+    }
+
+    fn answer(token: &str) -> Value {
+        json!({"jsonrpc": "2.0", "id": format!("{QUESTION_PREFIX}{token}/confirm"),
+               "result": {"action": "accept", "content": {"ok": true}}})
+    }
+
+    #[tokio::test]
+    async fn only_the_client_that_was_asked_answers() {
+        let bridge = Bridge::new(Arc::new(crate::BridgeState::default()));
+        let token = bridge.state.held.token();
+        assert!(token.starts_with(HELD_PREFIX) && token.len() > HELD_PREFIX.len() + 30);
+        assert_ne!(token, bridge.state.held.token(), "tokens are not reused");
+        let mut rx = asking(&bridge, &token, Some("alice"));
+        let alice = "alice".to_string();
+        let eve = "eve".to_string();
+        // Another client, another upstream, a made-up question: nothing reaches the call.
+        let status = |r: Response| r.status();
+        assert_eq!(
+            status(answered(&bridge, "mo", Some(&eve), &answer(&token))),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(answered(&bridge, "py", Some(&alice), &answer(&token))),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(answered(
+                &bridge,
+                "mo",
+                Some(&alice),
+                &answer("bridge:guess")
+            )),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            status(answered(
+                &bridge,
+                "mo",
+                Some(&alice),
+                &json!({"id": "not-ours", "result": {}})
+            )),
+            StatusCode::BAD_REQUEST
+        );
+        assert!(rx.try_recv().is_err());
+        // The client that was asked: its answer reaches the waiting call.
+        assert_eq!(
+            status(answered(&bridge, "mo", Some(&alice), &answer(&token))),
+            StatusCode::ACCEPTED
+        );
+        let (key, value) = rx.try_recv().unwrap_or_default();
+        assert_eq!(key, "confirm");
+        assert_eq!(value["action"], "accept");
+    }
+}
