@@ -9,7 +9,8 @@
 //! stays open, waiting. The client's retry (checked by the filter, then sent here) answers
 //! the question in the upstream's session, and the held stream goes on to the result or
 //! the next question. Held calls live in this process: a retry that reaches another
-//! replica, or comes after [`HOLD`], is refused with a clear error.
+//! replica, or comes after [`HOLD`], is refused with a clear error. The 2025 session is kept
+//! for the client's next call (by identity and declared capabilities, [`SESSION_IDLE`]).
 
 use crate::stream::{Bridge, error, now_s};
 use axum::body::Bytes;
@@ -39,6 +40,12 @@ const HOLD: Duration = Duration::from_secs(600);
 
 /// At most this many calls are held at once; more are refused (each holds a stream).
 const MAX_HELD: usize = 1000;
+
+/// A session kept for a client's next call serves this long after its last use.
+const SESSION_IDLE: Duration = Duration::from_secs(300);
+
+/// At most this many sessions are kept (the least recently used makes room).
+const MAX_SESSIONS: usize = 4096;
 
 /// The revision the bridge speaks to the upstream.
 const LEGACY: &str = "2025-11-25";
@@ -80,20 +87,66 @@ struct Asking {
     upstream: String,
 }
 
-/// The calls this bridge holds, by token.
+/// The calls this bridge holds, by token; the 2025 sessions it keeps for clients' next calls.
 #[derive(Default)]
 pub struct Held {
     calls: Mutex<HashMap<String, Call>>,
     asking: Mutex<HashMap<String, Asking>>,
+    /// By upstream endpoint, client identity and declared capabilities: the session and
+    /// its last use.
+    sessions: Mutex<HashMap<String, (String, Instant)>>,
     counter: AtomicU64,
 }
 
 impl Held {
-    /// Ends what waited longer than [`HOLD`] (its upstream stream closes with it).
+    /// Ends what waited longer than [`HOLD`] (its upstream stream closes with it), and
+    /// forgets sessions unused for [`SESSION_IDLE`] (the upstream ends them itself).
     pub fn reap_expired(&self) {
         if let Ok(mut calls) = self.calls.lock() {
             calls.retain(|_, c| c.since.elapsed() < HOLD);
         }
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.retain(|_, (_, used)| used.elapsed() < SESSION_IDLE);
+        }
+    }
+
+    /// The session kept for `key`, marked used.
+    fn kept(&self, key: &str) -> Option<String> {
+        let mut sessions = self.sessions.lock().ok()?;
+        let (session, used) = sessions.get_mut(key)?;
+        if used.elapsed() >= SESSION_IDLE {
+            return None;
+        }
+        *used = Instant::now();
+        Some(session.clone())
+    }
+
+    fn keep(&self, key: &str, session: &str) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            if sessions.len() >= MAX_SESSIONS && !sessions.contains_key(key) {
+                // Full: the least recently used makes room.
+                let oldest = sessions
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    sessions.remove(&k);
+                }
+            }
+            sessions.insert(key.to_string(), (session.to_string(), Instant::now()));
+        }
+    }
+
+    /// `session` (kept for `key`) is gone; `true` when it was the kept one.
+    fn forget(&self, key: &str, session: &str) -> bool {
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return false;
+        };
+        if sessions.get(key).is_some_and(|(s, _)| s == session) {
+            sessions.remove(key);
+            return true;
+        }
+        false
     }
 
     /// A name for a held call nobody can guess: a 2025 client answers a question by its id,
@@ -251,14 +304,9 @@ async fn call(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) -> 
         }
     };
     match next_event(&mut call).await {
-        Some(Next::Result(result)) => {
-            close(&bridge.http, &call.link).await;
-            reply(with_complete(result))
-        }
-        Some(Next::Error(e)) => {
-            close(&bridge.http, &call.link).await;
-            json_response(&json!({"jsonrpc": "2.0", "id": id, "error": e}))
-        }
+        // The session stays, kept for the client's next call.
+        Some(Next::Result(result)) => reply(with_complete(result)),
+        Some(Next::Error(e)) => json_response(&json!({"jsonrpc": "2.0", "id": id, "error": e})),
         Some(Next::Question(question)) => {
             let full = bridge
                 .state
@@ -268,7 +316,7 @@ async fn call(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) -> 
                 .map(|c| c.len() >= MAX_HELD)
                 .unwrap_or(true);
             if full {
-                close(&bridge.http, &call.link).await;
+                // The call is dropped (its stream with it); the session stays for others.
                 return fail(format!(
                     "Upstream {target:?} asked the client something, and the gateway holds {MAX_HELD} calls already"
                 ));
@@ -298,12 +346,10 @@ async fn call(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) -> 
                 "requestState": sealed,
             }))
         }
-        None => {
-            close(&bridge.http, &call.link).await;
-            fail(format!(
-                "Upstream {target:?} ended the call without an answer"
-            ))
-        }
+        // A session that broke answers 404 next time, and a new one is opened then.
+        None => fail(format!(
+            "Upstream {target:?} ended the call without an answer"
+        )),
     }
 }
 
@@ -312,8 +358,10 @@ enum Opened {
     Answered(Value),
 }
 
-/// Opens a 2025 session at the upstream's endpoint with the client's capabilities and
-/// makes the call in it; a JSON answer is the result at once, an event stream is read on.
+/// Makes the call in a 2025 session at the upstream's endpoint opened with the client's
+/// capabilities — the one kept for this client from its last call when there is one (a
+/// session the gateway forgot, 404, is opened again once); a JSON answer is the result at
+/// once, an event stream is read on.
 async fn open_call(
     bridge: &Bridge,
     url: &str,
@@ -323,18 +371,107 @@ async fn open_call(
     identity: Option<String>,
 ) -> Result<Opened, String> {
     let m = &request["params"]["_meta"];
+    let capabilities = m
+        .get(meta::CLIENT_CAPABILITIES)
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let key = format!(
+        "{url}\u{0}{}\u{0}{capabilities}",
+        identity.as_deref().unwrap_or("")
+    );
+    // The request as a 2025 session sends it: without the revision's `_meta` keys.
+    let mut sent = request.clone();
+    if let Some(m) = sent["params"]["_meta"].as_object_mut() {
+        m.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+    }
+    let mut link = Link {
+        upstream: target.to_string(),
+        url: url.to_string(),
+        session: String::new(),
+        on_behalf,
+    };
+    let mut kept = bridge.state.held.kept(&key);
+    let resp = loop {
+        link.session = match kept.take() {
+            Some(session) => session,
+            None => {
+                let session =
+                    initialize(bridge, &link, &capabilities, m.get(meta::CLIENT_INFO)).await?;
+                bridge.state.held.keep(&key, &session);
+                session
+            }
+        };
+        let resp = bridge
+            .http
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header(VERSION_HEADER, LEGACY)
+            .header(SESSION_HEADER, &link.session)
+            .headers(link.on_behalf.clone())
+            .body(sent.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("Upstream {target:?} could not be reached: {e}"))?;
+        if resp.status() == StatusCode::NOT_FOUND && bridge.state.held.forget(&key, &link.session) {
+            // The kept session is gone: a new one, the call again.
+            continue;
+        }
+        break resp;
+    };
+    let stream = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    if !stream {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let answer: Value = serde_json::from_str(&text)
+            .map_err(|_| format!("Upstream {target:?} answered HTTP {status} without JSON-RPC"))?;
+        return match (answer.get("result"), answer.get("error")) {
+            (Some(r), _) => Ok(Opened::Answered(r.clone())),
+            (_, Some(e)) => Err(format!(
+                "Upstream {target:?} answered with error {}",
+                e["message"].as_str().unwrap_or_default()
+            )),
+            _ => Err(format!(
+                "Upstream {target:?} answered HTTP {status} without a result"
+            )),
+        };
+    }
+    Ok(Opened::Call(Box::new(Call {
+        link,
+        identity,
+        id: request["id"].clone(),
+        question: Value::Null,
+        body: Box::pin(resp.bytes_stream()),
+        decoder: sse::Decoder::new(),
+        pending: VecDeque::new(),
+        since: Instant::now(),
+    })))
+}
+
+/// `initialize` and `notifications/initialized` at the upstream's endpoint: the session.
+async fn initialize(
+    bridge: &Bridge,
+    link: &Link,
+    capabilities: &Value,
+    client_info: Option<&Value>,
+) -> Result<String, String> {
+    let target = &link.upstream;
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": LEGACY,
-        "capabilities": m.get(meta::CLIENT_CAPABILITIES).cloned().unwrap_or_else(|| json!({})),
-        "clientInfo": m.get(meta::CLIENT_INFO).cloned().unwrap_or_else(
+        "capabilities": capabilities,
+        "clientInfo": client_info.cloned().unwrap_or_else(
             || json!({"name": "switchboard-bridge", "version": env!("CARGO_PKG_VERSION")})),
     }});
     let resp = bridge
         .http
-        .post(url)
+        .post(&link.url)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
-        .headers(on_behalf.clone())
+        .headers(link.on_behalf.clone())
         .body(init.to_string())
         .send()
         .await
@@ -350,66 +487,15 @@ async fn open_call(
                 resp.status()
             )
         })?;
-    let mut call = Call {
-        link: Link {
-            upstream: target.to_string(),
-            url: url.to_string(),
-            session,
-            on_behalf,
-        },
-        identity,
-        id: request["id"].clone(),
-        question: Value::Null,
-        body: Box::pin(futures::stream::empty()),
-        decoder: sse::Decoder::new(),
-        pending: VecDeque::new(),
-        since: Instant::now(),
+    let opened = Link {
+        session: session.clone(),
+        ..link.clone()
     };
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    post_in_session(&bridge.http, &call.link, &initialized)
+    post_in_session(&bridge.http, &opened, &initialized)
         .await
         .map_err(|e| format!("Upstream {target:?}: {e}"))?;
-    // The request as a 2025 session sends it: without the revision's `_meta` keys.
-    let mut sent = request.clone();
-    if let Some(m) = sent["params"]["_meta"].as_object_mut() {
-        m.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
-    }
-    let resp = bridge
-        .http
-        .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .header(VERSION_HEADER, LEGACY)
-        .header(SESSION_HEADER, &call.link.session)
-        .headers(call.link.on_behalf.clone())
-        .body(sent.to_string())
-        .send()
-        .await
-        .map_err(|e| format!("Upstream {target:?} could not be reached: {e}"))?;
-    let stream = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("text/event-stream"));
-    if !stream {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        close(&bridge.http, &call.link).await;
-        let answer: Value = serde_json::from_str(&text)
-            .map_err(|_| format!("Upstream {target:?} answered HTTP {status} without JSON-RPC"))?;
-        return match (answer.get("result"), answer.get("error")) {
-            (Some(r), _) => Ok(Opened::Answered(r.clone())),
-            (_, Some(e)) => Err(format!(
-                "Upstream {target:?} answered with error {}",
-                e["message"].as_str().unwrap_or_default()
-            )),
-            _ => Err(format!(
-                "Upstream {target:?} answered HTTP {status} without a result"
-            )),
-        };
-    }
-    call.body = Box::pin(resp.bytes_stream());
-    Ok(Opened::Call(Box::new(call)))
+    Ok(session)
 }
 
 enum Next {
@@ -474,20 +560,6 @@ async fn post_in_session(
         Ok(())
     } else {
         Err(format!("HTTP {}", resp.status()))
-    }
-}
-
-/// Ends the call's upstream session.
-async fn close(http: &reqwest::Client, call: &Link) {
-    let deleted = http
-        .delete(&call.url)
-        .header(SESSION_HEADER, &call.session)
-        .header(VERSION_HEADER, LEGACY)
-        .headers(call.on_behalf.clone())
-        .send()
-        .await;
-    if let Err(e) = deleted {
-        debug!(upstream = call.upstream, error = %e, "could not end a held call's session");
     }
 }
 
@@ -730,6 +802,19 @@ mod tests {
     fn answer(token: &str) -> Value {
         json!({"jsonrpc": "2.0", "id": format!("{QUESTION_PREFIX}{token}/confirm"),
                "result": {"action": "accept", "content": {"ok": true}}})
+    }
+
+    #[test]
+    fn a_kept_session_serves_its_key_until_forgotten() {
+        let held = Held::default();
+        assert_eq!(held.kept("k"), None);
+        held.keep("k", "s1");
+        assert_eq!(held.kept("k").as_deref(), Some("s1"));
+        assert_eq!(held.kept("other"), None);
+        // Only the kept session is forgotten (a stale 404 of an older one changes nothing).
+        assert!(!held.forget("k", "s0"));
+        assert!(held.forget("k", "s1"));
+        assert_eq!(held.kept("k"), None);
     }
 
     #[tokio::test]
