@@ -198,7 +198,11 @@ async fn call(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) -> 
             "The gateway is starting",
         );
     };
-    let Some(target) = header(TARGET_HEADER) else {
+    // Only the filter names the upstream, and only one of the configuration's (the name
+    // goes into a URL).
+    let Some(target) =
+        header(TARGET_HEADER).filter(|t| config.filter.upstreams.iter().any(|u| u.name == *t))
+    else {
         return error(
             StatusCode::BAD_REQUEST,
             code::INVALID_REQUEST,
