@@ -105,17 +105,21 @@ pub fn find_response(content_type: &str, body: &[u8], id: &Value) -> Result<Valu
     }
 }
 
+/// The server capabilities the gateway relays, each with its [`caps`] bit, in the order
+/// merged answers list them.
+pub const CAPABILITIES: [(&str, u8); 5] = [
+    ("completions", caps::COMPLETIONS),
+    ("logging", caps::LOGGING),
+    ("prompts", caps::PROMPTS),
+    ("resources", caps::RESOURCES),
+    ("tools", caps::TOOLS),
+];
+
 /// The [`caps`] bits an upstream's `initialize` result advertises.
 pub fn capability_bits(result: &Value) -> u8 {
     let c = &result["capabilities"];
     let mut bits = 0;
-    for (key, bit) in [
-        ("tools", caps::TOOLS),
-        ("prompts", caps::PROMPTS),
-        ("resources", caps::RESOURCES),
-        ("logging", caps::LOGGING),
-        ("completions", caps::COMPLETIONS),
-    ] {
+    for (key, bit) in CAPABILITIES {
         if c.get(key).is_some_and(|v| !v.is_null()) {
             bits |= bit;
         }
@@ -153,13 +157,7 @@ pub fn merged_initialize(
             .any(|j| j.result["capabilities"][key][flag] == json!(true))
     };
     let mut capabilities = Map::new();
-    for (key, bit) in [
-        ("completions", caps::COMPLETIONS),
-        ("logging", caps::LOGGING),
-        ("prompts", caps::PROMPTS),
-        ("resources", caps::RESOURCES),
-        ("tools", caps::TOOLS),
-    ] {
+    for (key, bit) in CAPABILITIES {
         if bits & bit == 0 {
             continue;
         }

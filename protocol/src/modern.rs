@@ -158,6 +158,20 @@ pub fn with_request_meta(body: &[u8], client: &ClientMeta) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
+/// `request` (a JSON-RPC request) as a 2025 session sends it: the revision's `_meta` keys
+/// removed (and `_meta` with them when nothing else was in it).
+pub fn without_request_meta(request: &mut Value) {
+    let Some(params) = request.get_mut("params").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(m) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+        m.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if m.is_empty() {
+            params.remove("_meta");
+        }
+    }
+}
+
 /// The routing headers a request of this revision carries to an upstream: the version,
 /// `Mcp-Method`, and `Mcp-Name` where the method names something.
 pub fn routing_headers(body: &[u8]) -> Vec<(String, String)> {

@@ -398,13 +398,7 @@ impl Exchange {
 /// The `initialize`-shaped result of an upstream known by its version and capability bits.
 pub(super) fn known_result(version: &str, bits: u8) -> Value {
     let mut capabilities = serde_json::Map::new();
-    for (key, bit) in [
-        ("completions", caps::COMPLETIONS),
-        ("logging", caps::LOGGING),
-        ("prompts", caps::PROMPTS),
-        ("resources", caps::RESOURCES),
-        ("tools", caps::TOOLS),
-    ] {
+    for (key, bit) in mcp::CAPABILITIES {
         if bits & bit != 0 {
             capabilities.insert(key.into(), json!({}));
         }

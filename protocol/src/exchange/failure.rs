@@ -134,6 +134,12 @@ pub(super) fn tls_failure(details: &str) -> Option<String> {
 impl Exchange {
     /// The HTTP answer to a request at an upstream the client may not use.
     pub(super) fn upstream_denied(&mut self, name: &str) -> Step {
+        let message = self.upstream_refusal(name);
+        error_reply(403, None, ACCESS_DENIED, &message)
+    }
+
+    /// Ends the exchange refused for upstream `name`, logged: the message to answer with.
+    pub(super) fn upstream_refusal(&mut self, name: &str) -> String {
         self.state = State::Done;
         let who = self
             .identity
@@ -141,7 +147,7 @@ impl Exchange {
             .map_or("this client", |i| i.client.as_str());
         let message = format!("Access denied: {who} may not use upstream {name:?}");
         self.log.push(message.clone());
-        error_reply(403, None, ACCESS_DENIED, &message)
+        message
     }
 
     pub(super) fn denied(&mut self, id: &RawValue, kind: Kind, name: &str) -> Step {

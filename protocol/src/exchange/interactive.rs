@@ -14,13 +14,15 @@ use crate::interactive::{
 use crate::modern;
 
 impl Exchange {
-    /// `Some` when this stateless request goes to the bridge: a retry of a call the bridge
-    /// holds, or a call of a 2025 upstream by a client that can be asked something.
+    /// `Some` when this stateless request goes to the bridge: a retry (`retry`: it carries a
+    /// `requestState`) of a call the bridge holds, or a call of a 2025 upstream by a client
+    /// that can be asked something.
     pub(super) fn interactive(
         &mut self,
         gw: &Gateway,
         method: &str,
         addressed: Option<usize>,
+        retry: bool,
         body: &[u8],
         clock: &Clock,
     ) -> Option<Step> {
@@ -29,12 +31,16 @@ impl Exchange {
         if !gw.config.get_stream {
             return None;
         }
+        // Decided before the body is read again: most calls are neither.
+        let asked_by_legacy = self.client_can_be_asked() && gw.era(u) == Some(era::Era::Legacy);
+        if !(retry || asked_by_legacy) {
+            return None;
+        }
         let mut v: Value = serde_json::from_slice(body).ok()?;
         let held = v["params"]["requestState"]
             .as_str()
             .is_some_and(|s| s.starts_with(HELD_PREFIX));
-        let asks = self.client_can_be_asked();
-        if !(held || (asks && gw.era(u) == Some(era::Era::Legacy))) {
+        if !(held || asked_by_legacy) {
             return None;
         }
         let upstream = &gw.config.upstreams[u];

@@ -81,13 +81,7 @@ impl Exchange {
             Some(index) => {
                 let name = &gw.config.upstreams[index].name;
                 if !self.permits(gw, Kind::Upstream, name) {
-                    self.state = State::Done;
-                    let who = self
-                        .identity
-                        .as_ref()
-                        .map_or("this client", |i| i.client.as_str());
-                    let message = format!("Access denied: {who} may not use upstream {name:?}");
-                    self.log.push(message.clone());
+                    let message = self.upstream_refusal(name);
                     return Some(error_reply(200, Some(id), ACCESS_DENIED, &message));
                 }
                 vec![index]
@@ -136,7 +130,8 @@ impl Exchange {
             Ok(body) => body,
             Err(refused) => return Some(refused),
         };
-        if let Some(step) = self.interactive(gw, method, addressed, &body, clock) {
+        let retry = params.get("requestState").is_some();
+        if let Some(step) = self.interactive(gw, method, addressed, retry, &body, clock) {
             return Some(step);
         }
         if let Some(s) = self.stateless.as_mut() {
@@ -432,18 +427,7 @@ fn for_upstreams(body: &[u8]) -> Vec<u8> {
     let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
         return body.to_vec();
     };
-    if let Some(meta) = v
-        .get_mut("params")
-        .and_then(|p| p.get_mut("_meta"))
-        .and_then(Value::as_object_mut)
-    {
-        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
-        if meta.is_empty()
-            && let Some(params) = v.get_mut("params").and_then(Value::as_object_mut)
-        {
-            params.remove("_meta");
-        }
-    }
+    modern::without_request_meta(&mut v);
     v.to_string().into_bytes()
 }
 
