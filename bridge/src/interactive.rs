@@ -12,7 +12,7 @@
 //! replica, or comes after [`HOLD`], is refused with a clear error. The 2025 session is kept
 //! for the client's next call (by identity and declared capabilities, [`SESSION_IDLE`]).
 
-use crate::stream::{Bridge, error, now_s};
+use crate::stream::{Bridge, error, header, now_s, post_json, starting};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -179,24 +179,9 @@ pub(crate) async fn post(state: State<Bridge>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn call(State(bridge): State<Bridge>, headers: HeaderMap, body: Bytes) -> Response {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let stamped =
-        header(crate::GATEWAY_HEADER).and_then(|v| crate::gateway_address::gateway_url(&v));
-    let Some((config, gateway)) = bridge
-        .state
-        .current()
-        .and_then(|(c, g)| Some((c, stamped.or(g)?)))
-    else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code::INTERNAL_ERROR,
-            "The gateway is starting",
-        );
+    let header = |name: &str| header(&headers, name);
+    let Some((config, gateway)) = bridge.state.serving(&headers) else {
+        return starting();
     };
     // Only the filter names the upstream, and only one of the configuration's (the name
     // goes into a URL).
@@ -385,9 +370,7 @@ async fn open_call(
     );
     // The request as a 2025 session sends it: without the revision's `_meta` keys.
     let mut sent = request.clone();
-    if let Some(m) = sent["params"]["_meta"].as_object_mut() {
-        m.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
-    }
+    modern::without_request_meta(&mut sent);
     let mut link = Link {
         upstream: target.to_string(),
         url: url.to_string(),
@@ -405,14 +388,9 @@ async fn open_call(
                 session
             }
         };
-        let resp = bridge
-            .http
-            .post(url)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
+        let resp = post_json(&bridge.http, url, &link.on_behalf)
             .header(VERSION_HEADER, LEGACY)
             .header(SESSION_HEADER, &link.session)
-            .headers(link.on_behalf.clone())
             .body(sent.to_string())
             .send()
             .await
@@ -470,12 +448,7 @@ async fn initialize(
         "clientInfo": client_info.cloned().unwrap_or_else(
             || json!({"name": "switchboard-bridge", "version": env!("CARGO_PKG_VERSION")})),
     }});
-    let resp = bridge
-        .http
-        .post(&link.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .headers(link.on_behalf.clone())
+    let resp = post_json(&bridge.http, &link.url, &link.on_behalf)
         .body(init.to_string())
         .send()
         .await
@@ -549,13 +522,9 @@ async fn post_in_session(
     call: &Link,
     message: &Value,
 ) -> Result<(), String> {
-    let resp = http
-        .post(&call.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
+    let resp = post_json(http, &call.url, &call.on_behalf)
         .header(VERSION_HEADER, LEGACY)
         .header(SESSION_HEADER, &call.session)
-        .headers(call.on_behalf.clone())
         .body(message.to_string())
         .send()
         .await
@@ -733,13 +702,9 @@ async fn ask_stateless(
     request: &Value,
 ) -> Result<Value, String> {
     let method = request["method"].as_str().unwrap_or_default();
-    let mut req = http
-        .post(&link.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
+    let mut req = post_json(http, &link.url, &link.on_behalf)
         .header(VERSION_HEADER, modern::VERSION)
-        .header(switchboard_protocol::wire::METHOD_HEADER, method)
-        .headers(link.on_behalf.clone());
+        .header(switchboard_protocol::wire::METHOD_HEADER, method);
     if let Some(name) = modern::named_param(method).and_then(|f| request["params"][f].as_str()) {
         req = req.header(
             switchboard_protocol::wire::NAME_HEADER,

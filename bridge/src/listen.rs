@@ -10,7 +10,9 @@
 //! subscription id ([`switchboard_protocol::subscriptions`]).
 
 use crate::merge;
-use crate::stream::{Bridge, Follow, Incoming, async_stream, error, follow, now_s};
+use crate::stream::{
+    Bridge, Follow, Incoming, async_stream, error, follow, header, now_s, post_json, starting,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -48,26 +50,10 @@ pub(crate) async fn listen(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+    let Some((config, gateway)) = bridge.state.serving(&headers) else {
+        return starting();
     };
-    let stamped =
-        header(crate::GATEWAY_HEADER).and_then(|v| crate::gateway_address::gateway_url(&v));
-    let Some((config, gateway)) = bridge
-        .state
-        .current()
-        .and_then(|(c, g)| Some((c, stamped.or(g)?)))
-    else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code::INTERNAL_ERROR,
-            "The gateway is starting",
-        );
-    };
-    let identity = header(IDENTITY_HEADER);
+    let identity = header(&headers, IDENTITY_HEADER);
     let who = identity.as_deref().and_then(|h| {
         switchboard_protocol::access::open_relayed(
             &config.key,
@@ -258,14 +244,9 @@ async fn subscribe(s: Subscribe, tx: mpsc::Sender<Heard>) {
     let body = json!({"jsonrpc": "2.0", "id": 0, "method": LISTEN,
         "params": {"notifications": s.part.to_json()}});
     let body = modern::with_request_meta(body.to_string().as_bytes(), &client);
-    let sent = s
-        .http
-        .post(&s.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
+    let sent = post_json(&s.http, &s.url, &s.on_behalf)
         .header(VERSION_HEADER, MODERN)
         .header(METHOD_HEADER, LISTEN)
-        .headers(s.on_behalf.clone())
         .body(body)
         .send();
     let resp = tokio::select! {
@@ -412,12 +393,7 @@ async fn open_session(s: &Subscribe) -> Option<String> {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": LEGACY, "capabilities": {},
         "clientInfo": {"name": "switchboard-bridge", "version": env!("CARGO_PKG_VERSION")}}});
-    let resp = s
-        .http
-        .post(&s.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .headers(s.on_behalf.clone())
+    let resp = post_json(&s.http, &s.url, &s.on_behalf)
         .body(init.to_string())
         .send()
         .await
@@ -434,13 +410,8 @@ async fn open_session(s: &Subscribe) -> Option<String> {
 
 /// A request in the session: the response to it, when there is one.
 async fn post(s: &Subscribe, token: Option<&str>, message: &Value) -> Option<Value> {
-    let mut req = s
-        .http
-        .post(&s.url)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
+    let mut req = post_json(&s.http, &s.url, &s.on_behalf)
         .header(VERSION_HEADER, LEGACY)
-        .headers(s.on_behalf.clone())
         .body(message.to_string());
     if let Some(t) = token {
         req = req.header(SESSION_HEADER, t);

@@ -152,6 +152,15 @@ impl BridgeState {
         }
     }
 
+    /// The configuration in force and the gateway listener to reach upstreams through (the
+    /// Envoy the request came through, as Envoy stamped it); `None` while there is none yet
+    /// ([`starting`] is the answer then). Every handler starts here.
+    pub(crate) fn serving(&self, headers: &HeaderMap) -> Option<(Arc<BridgeConfig>, String)> {
+        // Only an address (never a URL a client could have chosen) is taken from the header.
+        let stamped = header(headers, GATEWAY_HEADER).and_then(|v| gateway_url(&v));
+        self.current().and_then(|(c, g)| Some((c, stamped.or(g)?)))
+    }
+
     pub(crate) fn current(&self) -> Option<(Arc<BridgeConfig>, Option<String>)> {
         let config = self.config.read().ok()?.clone()?;
         let gateway = self.gateway.read().ok()?.clone();
@@ -241,26 +250,41 @@ pub(crate) struct Incoming {
     pub(crate) data: String,
 }
 
+/// The answer while the bridge has no configuration yet.
+pub(crate) fn starting() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code::INTERNAL_ERROR,
+        "The gateway is starting",
+    )
+}
+
+/// A request header's value, when it is text.
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A POST of JSON-RPC to the gateway on the client's behalf (`on_behalf`), taking either
+/// answer form.
+pub(crate) fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    on_behalf: &reqwest::header::HeaderMap,
+) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .headers(on_behalf.clone())
+}
+
 async fn merged_stream(State(bridge): State<Bridge>, headers: HeaderMap) -> Response {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    // Upstream streams are read through the Envoy the client came through; only an address
-    // (never a URL a client could have chosen) is taken from the header.
-    let stamped = header(GATEWAY_HEADER).and_then(|v| gateway_url(&v));
-    let Some((config, gateway)) = bridge
-        .state
-        .current()
-        .and_then(|(c, g)| Some((c, stamped.or(g)?)))
-    else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            code::INTERNAL_ERROR,
-            "The gateway is starting",
-        );
+    let header = |name: &str| header(&headers, name);
+    // Upstream streams are read through the Envoy the client came through.
+    let Some((config, gateway)) = bridge.state.serving(&headers) else {
+        return starting();
     };
     let Some(token) = header(SESSION_HEADER) else {
         return error(
