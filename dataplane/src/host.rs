@@ -2,6 +2,7 @@
 //! filter implements it with host calls; a fake implements it in tests.
 
 use std::time::Duration;
+use switchboard_protocol::audit::{Counter, Series};
 use switchboard_protocol::exchange::Callout;
 
 /// The host refused a call (the stream is gone, a buffer cannot be read…).
@@ -23,6 +24,8 @@ pub trait Host {
     fn set_request_header(&self, name: &str, value: Option<&str>);
     fn request_body(&self, size: usize) -> Result<Vec<u8>, HostError>;
     fn set_request_body(&self, body: &[u8]) -> Result<(), HostError>;
+    /// Lets a request held for the filter's callouts go on.
+    fn resume_request(&self);
     /// Makes Envoy pick the route again (after the route selector header changed).
     fn clear_route_cache(&self);
 
@@ -50,8 +53,9 @@ pub trait Host {
         body: &[u8],
     ) -> Result<(), HostError>;
 
-    fn increment(&self, counter: &str);
-    fn record(&self, histogram: &str, value: u64);
+    fn increment(&self, counter: &Counter);
+    /// Records a latency (milliseconds) in the series' histogram.
+    fn record(&self, series: &Series, value: u64);
     /// Time since the Unix epoch.
     fn now(&self) -> Duration;
     fn log(&self, level: Level, message: &str);

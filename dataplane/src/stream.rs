@@ -3,6 +3,7 @@
 use crate::host::{Host, Level};
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use switchboard_protocol::audit::{self, Outcome};
 use switchboard_protocol::exchange::{
     CalloutAnswer, Clock, Exchange, Failure, Gateway, Headers, Reply, ResponseStep, Route, Step,
@@ -35,7 +36,7 @@ enum ResponseMode {
 /// One HTTP stream through the gateway.
 pub struct Stream<H: Host> {
     host: H,
-    gateway: Rc<Gateway>,
+    gateway: Arc<Gateway>,
     exchange: Exchange,
     /// Part of every nonce seed: the host's stream id and a per-worker counter of seals.
     stream_id: u32,
@@ -53,7 +54,7 @@ impl<H: Host> Stream<H> {
     /// `seals` is shared by the streams of one worker, so no two seeds repeat.
     pub fn new(
         host: H,
-        gateway: Rc<Gateway>,
+        gateway: Arc<Gateway>,
         stream_id: u32,
         seals: Rc<std::cell::Cell<u64>>,
     ) -> Self {
@@ -163,8 +164,11 @@ impl<H: Host> Stream<H> {
             .exchange
             .on_callout_response(&self.gateway, call, answer, &clock);
         self.flush_log();
-        if let Some(step) = step {
-            self.carry_out(step);
+        if let Some(step) = step
+            && self.carry_out(step) == Flow::Continue
+        {
+            // The request was held for the callouts: it goes on now.
+            self.host.resume_request();
         }
     }
 
@@ -372,8 +376,8 @@ impl<H: Host> Stream<H> {
         for counter in &record.counters {
             self.host.increment(counter);
         }
-        for (histogram, value) in &record.histograms {
-            self.host.record(histogram, *value);
+        for (series, value) in &record.histograms {
+            self.host.record(series, *value);
         }
     }
 

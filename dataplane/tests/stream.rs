@@ -7,8 +7,10 @@ mod driven {
     use serde_json::{Value, json};
     use std::cell::{Cell, RefCell};
     use std::rc::Rc;
+    use std::sync::Arc;
     use std::time::Duration;
     use switchboard_dataplane::{Flow, Host, HostError, Level, Stream};
+    use switchboard_protocol::audit::{Counter, Series};
     use switchboard_protocol::exchange::{Callout, Gateway};
     use switchboard_protocol::filter_config::{FilterConfig, ROUTE_HEADER};
 
@@ -17,6 +19,7 @@ mod driven {
 
     #[derive(Default)]
     struct State {
+        resumed: usize,
         request_headers: Vec<(String, String)>,
         request_body: Vec<u8>,
         response_headers: Vec<(String, String)>,
@@ -62,6 +65,9 @@ mod driven {
         fn set_request_body(&self, body: &[u8]) -> Result<(), HostError> {
             self.0.borrow_mut().request_body = body.to_vec();
             Ok(())
+        }
+        fn resume_request(&self) {
+            self.0.borrow_mut().resumed += 1;
         }
         fn clear_route_cache(&self) {
             self.0.borrow_mut().route_cache_cleared = true;
@@ -114,11 +120,11 @@ mod driven {
             self.0.borrow_mut().sent = Some((status, headers.to_vec(), body.to_vec()));
             Ok(())
         }
-        fn increment(&self, counter: &str) {
-            self.0.borrow_mut().counters.push(counter.to_string());
+        fn increment(&self, counter: &Counter) {
+            self.0.borrow_mut().counters.push(counter.name());
         }
-        fn record(&self, histogram: &str, _value: u64) {
-            self.0.borrow_mut().histograms.push(histogram.to_string());
+        fn record(&self, series: &Series, _value: u64) {
+            self.0.borrow_mut().histograms.push(series.latency_name());
         }
         fn now(&self) -> Duration {
             Duration::from_secs(1_700_000_000)
@@ -138,7 +144,7 @@ mod driven {
         })
     }
 
-    fn gateway(extra: Value) -> Rc<Gateway> {
+    fn gateway(extra: Value) -> Arc<Gateway> {
         let mut config = json!({
             "mcp_path": "/mcp", "max_request_bytes": 1_048_576, "server_name": "switchboard",
             "server_version": "0.1.0", "session_key": "test-key", "session_max_age_s": 3600,
@@ -152,11 +158,11 @@ mod driven {
         }
         let config =
             FilterConfig::from_json(config.to_string().as_bytes()).expect("a valid filter config");
-        Rc::new(Gateway::new(config))
+        Arc::new(Gateway::new(config))
     }
 
     fn stream(
-        gw: &Rc<Gateway>,
+        gw: &Arc<Gateway>,
         headers: &[(&str, &str)],
         body: &str,
     ) -> (FakeHost, Stream<FakeHost>) {
@@ -196,7 +202,7 @@ mod driven {
 
     const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
 
-    fn initialized(gw: &Rc<Gateway>) -> String {
+    fn initialized(gw: &Arc<Gateway>) -> String {
         let post = [
             (":method", "POST"),
             (":path", "/mcp"),
@@ -375,7 +381,7 @@ mod driven {
     }
 
     /// A request of the session `token` on `/mcp`, carried through its headers and body.
-    fn routed(gw: &Rc<Gateway>, token: &str, body: &str) -> (FakeHost, Stream<FakeHost>) {
+    fn routed(gw: &Arc<Gateway>, token: &str, body: &str) -> (FakeHost, Stream<FakeHost>) {
         let headers = [
             (":method", "POST"),
             (":path", "/mcp"),

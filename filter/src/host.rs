@@ -8,6 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 use switchboard_dataplane::{Host, HostError, Level};
+use switchboard_protocol::audit::{Counter, Series};
 use switchboard_protocol::exchange::{Callout, ListCache};
 
 /// The stream the current proxy-wasm callback is for (the host knows which).
@@ -37,6 +38,10 @@ impl Host for WasmHost {
 
     fn set_request_body(&self, body: &[u8]) -> Result<(), HostError> {
         hostcalls::set_buffer(BufferType::HttpRequestBody, 0, usize::MAX, body).map_err(refused)
+    }
+
+    fn resume_request(&self) {
+        let _ = hostcalls::resume_http_request();
     }
 
     fn clear_route_cache(&self) {
@@ -129,14 +134,14 @@ impl Host for WasmHost {
         hostcalls::send_http_response(u32::from(status), headers, body).map_err(refused)
     }
 
-    fn increment(&self, counter: &str) {
-        if let Some(id) = metric(MetricType::Counter, counter) {
+    fn increment(&self, counter: &Counter) {
+        if let Some(id) = metric(MetricType::Counter, &counter.name()) {
             let _ = hostcalls::increment_metric(id, 1);
         }
     }
 
-    fn record(&self, histogram: &str, value: u64) {
-        if let Some(id) = metric(MetricType::Histogram, histogram) {
+    fn record(&self, series: &Series, value: u64) {
+        if let Some(id) = metric(MetricType::Histogram, &series.latency_name()) {
             let _ = hostcalls::record_metric(id, value);
         }
     }

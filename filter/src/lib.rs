@@ -10,6 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel};
 use std::cell::Cell;
 use std::rc::Rc;
+use std::sync::Arc;
 use switchboard_dataplane::{Flow, Stream};
 use switchboard_protocol::exchange::Gateway;
 use switchboard_protocol::filter_config::FilterConfig;
@@ -23,7 +24,7 @@ proxy_wasm::main! {{
 }}
 
 struct Root {
-    gateway: Option<Rc<Gateway>>,
+    gateway: Option<Arc<Gateway>>,
     /// Tokens sealed by this VM: part of each nonce seed.
     seals: Rc<Cell<u64>>,
 }
@@ -44,7 +45,7 @@ impl RootContext for Root {
         };
         match FilterConfig::from_json(&bytes) {
             Ok(config) => {
-                self.gateway = Some(Rc::new(Gateway::with_cache(config, Box::new(SharedCache))));
+                self.gateway = Some(Arc::new(Gateway::with_cache(config, Box::new(SharedCache))));
                 true
             }
             Err(e) => {

@@ -110,9 +110,54 @@ pub struct Record {
     /// log, empty values left out.
     pub properties: Vec<(&'static str, String)>,
     /// Counters to increment by one.
-    pub counters: Vec<String>,
-    /// Histograms and the value to record.
-    pub histograms: Vec<(String, u64)>,
+    pub counters: Vec<Counter>,
+    /// Latency histograms and the value to record (milliseconds).
+    pub histograms: Vec<(Series, u64)>,
+}
+
+/// Whose metrics: an upstream's, or a tool's. Names are already [`stat_name`]s. A shell
+/// writes them as one stat name each (wasm: `switchboard.tool.<tool>.calls`) or as labels
+/// (native: `switchboard.tool_calls{upstream, tool}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Series {
+    /// `fan_out` for initialize and lists, `gateway` for the gateway's own answers.
+    Upstream(String),
+    Tool {
+        upstream: String,
+        tool: String,
+    },
+}
+
+impl Series {
+    /// The flat stat name's stem.
+    pub fn stem(&self) -> String {
+        match self {
+            Series::Upstream(u) => format!("switchboard.upstream.{u}"),
+            Series::Tool { tool, .. } => format!("switchboard.tool.{tool}"),
+        }
+    }
+
+    /// The flat name of its latency histogram.
+    pub fn latency_name(&self) -> String {
+        format!("{}.latency_ms", self.stem())
+    }
+}
+
+/// One request counted in a series; with `class`, one failure of that class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    pub series: Series,
+    pub class: Option<&'static str>,
+}
+
+impl Counter {
+    /// The flat stat name: `<stem>.calls` or `<stem>.errors.<class>`.
+    pub fn name(&self) -> String {
+        match self.class {
+            None => format!("{}.calls", self.series.stem()),
+            Some(class) => format!("{}.errors.{class}", self.series.stem()),
+        }
+    }
 }
 
 /// The audit line's fields and the metric updates of one request. Metrics count MCP
@@ -154,7 +199,7 @@ pub fn record(
         "*" => "fan_out",
         u => u,
     };
-    let mut series = vec![format!("switchboard.upstream.{}", stat_name(upstream))];
+    let mut all = vec![Series::Upstream(stat_name(upstream))];
     if audit.method == "tools/call" {
         // Only tools the gateway listed have a series of their own.
         let tool = if audit.tool_series.is_empty() {
@@ -162,16 +207,23 @@ pub fn record(
         } else {
             audit.tool_series.as_str()
         };
-        series.push(format!("switchboard.tool.{}", stat_name(tool)));
+        all.push(Series::Tool {
+            upstream: stat_name(upstream),
+            tool: stat_name(tool),
+        });
     }
-    for base in series {
-        record.counters.push(format!("{base}.calls"));
-        if let Some(class) = class {
-            record.counters.push(format!("{base}.errors.{class}"));
+    for series in all {
+        record.counters.push(Counter {
+            series: series.clone(),
+            class: None,
+        });
+        if class.is_some() {
+            record.counters.push(Counter {
+                series: series.clone(),
+                class,
+            });
         }
-        record
-            .histograms
-            .push((format!("{base}.latency_ms"), latency_ms));
+        record.histograms.push((series, latency_ms));
     }
     record
 }
@@ -253,7 +305,7 @@ mod tests {
         };
         let r = record(&audit, &client, true, failed, 7);
         assert_eq!(
-            r.counters,
+            r.counters.iter().map(Counter::name).collect::<Vec<_>>(),
             [
                 "switchboard.upstream.gh.calls",
                 "switchboard.upstream.gh.errors.upstream_timeout",
@@ -262,8 +314,15 @@ mod tests {
             ]
         );
         assert_eq!(
-            r.histograms[1],
+            (r.histograms[1].0.latency_name(), r.histograms[1].1),
             ("switchboard.tool.gh__create_issue.latency_ms".into(), 7)
+        );
+        assert_eq!(
+            r.histograms[1].0,
+            Series::Tool {
+                upstream: "gh".into(),
+                tool: "gh__create_issue".into()
+            }
         );
         assert!(
             r.properties
@@ -287,7 +346,7 @@ mod tests {
         };
         let r = record(&unlisted, &client, false, ok, 1);
         assert!(r.properties.is_empty());
-        assert_eq!(r.counters[1], "switchboard.tool.unknown.calls");
+        assert_eq!(r.counters[1].name(), "switchboard.tool.unknown.calls");
         let refused = record(
             &Audit::default(),
             &client,

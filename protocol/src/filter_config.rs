@@ -63,6 +63,34 @@ pub struct FilterConfig {
     /// machine) is no DNS rebinding and is let in without CORS.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loopback_origins: bool,
+    /// The secrets ([`Secrets`]) are not in this configuration but in this file (mode 0600,
+    /// written by the control plane), which the native shell reads: Envoy's `config_dump`
+    /// then shows none of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_file: Option<String>,
+}
+
+/// What a filter configuration holds that an operator's `config_dump` must not show: the
+/// session keys, the values of the headers configured for upstreams, and the API-key
+/// digests (a digest of a short key can be guessed offline).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secrets {
+    pub session_key: String,
+    pub previous_session_keys: Vec<String>,
+    /// Per upstream, in order: its header values.
+    pub upstream_headers: Vec<Vec<String>>,
+    /// Per access client, in order: its API-key digests.
+    pub api_key_digests: Vec<Vec<String>>,
+}
+
+/// The secrets file does not fit the configuration it was written for.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("the secrets file cannot be parsed: {0}")]
+    Parse(#[from] serde_json::Error),
+    #[error("the secrets file was written for another configuration ({0})")]
+    Mismatch(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -291,6 +319,100 @@ impl FilterConfig {
         // Plain strings and integers only: serialization cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// Moves the secrets out (their places left empty); [`FilterConfig::restore_secrets`]
+    /// puts them back.
+    pub fn take_secrets(&mut self) -> Secrets {
+        Secrets {
+            session_key: std::mem::take(&mut self.session_key),
+            previous_session_keys: std::mem::take(&mut self.previous_session_keys),
+            upstream_headers: self
+                .upstreams
+                .iter_mut()
+                .map(|u| {
+                    u.headers
+                        .iter_mut()
+                        .map(|(_, v)| std::mem::take(v))
+                        .collect()
+                })
+                .collect(),
+            api_key_digests: self
+                .access
+                .iter_mut()
+                .flat_map(|a| a.clients.iter_mut())
+                .map(|c| {
+                    c.api_key
+                        .as_mut()
+                        .map(|k| std::mem::take(&mut k.sha256))
+                        .unwrap_or_default()
+                })
+                .collect(),
+        }
+    }
+
+    /// Puts back what [`FilterConfig::take_secrets`] took, from the secrets file's bytes.
+    pub fn restore_secrets(&mut self, bytes: &[u8]) -> Result<(), SecretsError> {
+        let s: Secrets = serde_json::from_slice(bytes)?;
+        let clients = self.access.as_ref().map_or(0, |a| a.clients.len());
+        if s.upstream_headers.len() != self.upstreams.len()
+            || self
+                .upstreams
+                .iter()
+                .zip(&s.upstream_headers)
+                .any(|(u, h)| u.headers.len() != h.len())
+        {
+            return Err(SecretsError::Mismatch("upstream headers"));
+        }
+        if s.api_key_digests.len() != clients {
+            return Err(SecretsError::Mismatch("clients"));
+        }
+        self.session_key = s.session_key;
+        self.previous_session_keys = s.previous_session_keys;
+        for (u, values) in self.upstreams.iter_mut().zip(s.upstream_headers) {
+            for ((_, v), value) in u.headers.iter_mut().zip(values) {
+                *v = value;
+            }
+        }
+        if let Some(a) = self.access.as_mut() {
+            for (c, digests) in a.clients.iter_mut().zip(s.api_key_digests) {
+                if let Some(k) = c.api_key.as_mut() {
+                    k.sha256 = digests;
+                }
+            }
+        }
+        self.secrets_file = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod secrets_tests {
+    use super::*;
+
+    #[test]
+    fn secrets_go_out_and_come_back() {
+        let mut c = example(2);
+        c.session_key = "k".repeat(32);
+        c.previous_session_keys = vec!["old".into()];
+        c.upstreams[0].headers = vec![("authorization".into(), "Bearer s3cret".into())];
+        let original = c.clone();
+        let secrets = c.take_secrets();
+        let shown = c.to_json();
+        assert!(
+            !shown.contains("s3cret") && !shown.contains(&"k".repeat(32)) && !shown.contains("old")
+        );
+        assert!(shown.contains("authorization"), "names stay");
+        let bytes = serde_json::to_vec(&secrets).unwrap_or_default();
+        let mut other = c.clone();
+        other.upstreams.pop();
+        assert!(matches!(
+            other.restore_secrets(&bytes),
+            Err(SecretsError::Mismatch(_))
+        ));
+        assert!(c.clone().restore_secrets(b"{").is_err());
+        c.restore_secrets(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c, original);
+    }
 }
 
 #[cfg(test)]
@@ -366,6 +488,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         audit: false,
         allowed_hosts: Vec::new(),
         loopback_origins: false,
+        secrets_file: None,
     }
 }
 

@@ -1,9 +1,12 @@
 use super::*;
 
-/// Where list results are kept between requests, shared by Envoy's workers (the wasm adapter
-/// uses Envoy's shared data). A cached list is keyed by its upstream's generation: `bump`,
-/// called when the upstream says its list changed, makes every cached list of it stale.
-pub trait ListCache {
+/// Where list results (and what else the gateway learns once for every worker: upstream
+/// revisions, kept sessions, listed tools) are kept between requests, shared by Envoy's
+/// workers: the wasm shell uses Envoy's shared data, the native shell one bounded map per
+/// process, which it shares across worker threads. A cached list is keyed by its upstream's
+/// generation: `bump`, called when the upstream says its list changed, makes every cached
+/// list of it stale.
+pub trait ListCache: Send + Sync {
     fn get(&self, key: &str) -> Option<Vec<u8>>;
     fn put(&self, key: &str, value: &[u8]);
     fn generation(&self, upstream: &str) -> u64;

@@ -25,6 +25,7 @@ use crate::wire::{
 };
 
 mod admission;
+mod bounded_cache;
 mod dispatch;
 mod era;
 mod failure;
@@ -45,6 +46,7 @@ mod stream;
 mod tests;
 
 pub use admission::{Arrival, Headers, source_ip};
+pub use bounded_cache::BoundedCache;
 pub use failure::Failure;
 pub use gateway::{Gateway, ListCache, NoCache, UNKNOWN_TOOL};
 pub use response::stripped_response_headers;

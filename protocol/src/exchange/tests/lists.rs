@@ -337,7 +337,8 @@ fn cached_lists_skip_the_upstream_until_they_expire_or_change() {
     );
     let keys = cache
         .0
-        .borrow()
+        .lock()
+        .unwrap()
         .keys()
         .filter(|k| k.starts_with("list/"))
         .count();

@@ -260,14 +260,17 @@ fn list_page(
 
 /// A cache in memory, counting bumps like Envoy's shared data would hold them.
 #[derive(Default, Clone)]
-struct MemoryCache(std::rc::Rc<std::cell::RefCell<std::collections::HashMap<String, Vec<u8>>>>);
+struct MemoryCache(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>>);
 
 impl ListCache for MemoryCache {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.borrow().get(key).cloned()
+        self.0.lock().unwrap().get(key).cloned()
     }
     fn put(&self, key: &str, value: &[u8]) {
-        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+        self.0
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), value.to_vec());
     }
     fn generation(&self, upstream: &str) -> u64 {
         self.get(&format!("gen/{upstream}"))
