@@ -37,8 +37,31 @@ impl Source {
         snapshot
             .check_consistent()
             .map_err(|e| anyhow::anyhow!("internal error: inconsistent snapshot: {e}"))?;
+        // Written before the snapshot that names it can reach Envoy.
+        if let Some((path, bytes)) = translate::filter_secrets(&gateway, &module) {
+            write_private(&path, &bytes)?;
+        }
         Ok((gateway, snapshot))
     }
+}
+
+/// Writes a file only this user can read (0600), whole or not at all.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 impl Source {
@@ -65,7 +88,11 @@ pub fn filter_module(path: &Path) -> FilterModule {
         Err(_) => Sha256::digest(path.to_string_lossy().as_bytes()),
     };
     FilterModule {
+        data_plane: translate::DataPlane::Wasm,
+        data_plane_pinned: false,
         path: path.display().to_string(),
+        native_path: String::new(),
+        secrets_dir: None,
         sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
         fallback_session_key: process_session_key().to_string(),
         bridge: None,

@@ -43,9 +43,8 @@ enum Command {
     Render {
         #[arg(short, long, env = "SWITCHBOARD_CONFIG")]
         config: PathBuf,
-        /// Path of the filter's .wasm as Envoy will load it.
-        #[arg(long, env = "SWITCHBOARD_WASM")]
-        wasm: Option<PathBuf>,
+        #[command(flatten)]
+        modules: commands::ModuleArgs,
         /// Render as `serve --bridge ADDR` would push (default: as `run` does, the bridge on
         /// loopback, at port 0 where `run` picks one).
         #[arg(long)]
@@ -70,9 +69,9 @@ fn main() -> ExitCode {
         Command::Validate { config } => commands::validate(&config),
         Command::Render {
             config,
-            wasm,
+            modules,
             bridge,
-        } => commands::render(&config, wasm.as_deref(), bridge),
+        } => commands::render(&config, &modules, bridge),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ pub mod serve;
 
 use crate::config::{self, env::Environment};
 use crate::gateway::{Source, filter_module};
+use crate::translate::{DataPlane, FilterModule};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -30,14 +31,49 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Which data plane, and where its module is: shared by `run`, `serve` and `render`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ModuleArgs {
+    /// The data plane: `native` (an Envoy dynamic module, Envoy ≥ 1.38) or `wasm`
+    /// (proxy-wasm, for Istio and Envoys without dynamic modules). Default: the gateway
+    /// file's `server.data_plane`, else `native` where its module is found, else `wasm`.
+    #[arg(long, env = "SWITCHBOARD_DATA_PLANE", value_enum)]
+    pub data_plane: Option<DataPlane>,
+    /// The filter's .wasm (else the one built in this checkout).
+    #[arg(long, env = "SWITCHBOARD_WASM")]
+    pub wasm: Option<PathBuf>,
+    /// The native module, libswitchboard_native.so (else the one built in this checkout).
+    #[arg(long = "native-module", env = "SWITCHBOARD_NATIVE_MODULE")]
+    pub native_module: Option<PathBuf>,
+}
+
+impl ModuleArgs {
+    pub fn filter_module(&self) -> FilterModule {
+        let wasm = wasm_path(self.wasm.as_deref());
+        let native = native_path(self.native_module.as_deref());
+        let mut module = filter_module(&wasm);
+        module.native_path = native.display().to_string();
+        module.data_plane = self.data_plane.unwrap_or(
+            // Given only a .wasm, or no native module to load: wasm.
+            if native.is_file() && (self.wasm.is_none() || self.native_module.is_some()) {
+                DataPlane::Native
+            } else {
+                DataPlane::Wasm
+            },
+        );
+        module.data_plane_pinned = self.data_plane.is_some();
+        module
+    }
+}
+
 /// `bridge`: where `serve --bridge` would run it; else as `run` does, on loopback (the port
 /// `run` picks at start shows as 0).
 pub fn render(
     path: &Path,
-    wasm: Option<&Path>,
+    modules: &ModuleArgs,
     bridge: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
-    let mut module = filter_module(&wasm_path(wasm));
+    let mut module = modules.filter_module();
     module.bridge = Some(bridge.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()));
     let source = Source {
         config: path.to_path_buf(),
@@ -54,21 +90,38 @@ pub fn render(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The filter module: `--wasm`/`SWITCHBOARD_WASM`, else the one built in this checkout.
+/// The wasm filter: `--wasm`/`SWITCHBOARD_WASM`, else the one built in this checkout.
 pub fn wasm_path(flag: Option<&Path>) -> PathBuf {
+    built(
+        flag,
+        &["target/wasm/wasm32-unknown-unknown/wasm/switchboard_filter.wasm"],
+    )
+}
+
+/// The native module: `--native-module`/`SWITCHBOARD_NATIVE_MODULE`, else the one built in
+/// this checkout (release before debug).
+pub fn native_path(flag: Option<&Path>) -> PathBuf {
+    built(
+        flag,
+        &[
+            "target/release/libswitchboard_native.so",
+            "target/debug/libswitchboard_native.so",
+        ],
+    )
+}
+
+fn built(flag: Option<&Path>, candidates: &[&str]) -> PathBuf {
     if let Some(p) = flag {
         return std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     }
-    const BUILT: &str = "target/wasm/wasm32-unknown-unknown/wasm/switchboard_filter.wasm";
     let roots = crate::envoy::project_roots();
-    roots
+    let mut all = roots
         .iter()
-        .map(|r| r.join(BUILT))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            roots
-                .first()
-                .map(|r| r.join(BUILT))
-                .unwrap_or_else(|| BUILT.into())
-        })
+        .flat_map(|r| candidates.iter().map(move |c| r.join(c)));
+    all.find(|p| p.is_file()).unwrap_or_else(|| {
+        roots
+            .first()
+            .map(|r| r.join(candidates[0]))
+            .unwrap_or_else(|| candidates[0].into())
+    })
 }

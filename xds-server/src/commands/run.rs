@@ -1,9 +1,9 @@
 use crate::ads::Ads;
 use crate::bootstrap::{BootstrapParams, XdsAddress, bootstrap_yaml};
 use crate::commands::serve::{serve_ads, shutdown_signal};
-use crate::commands::wasm_path;
 use crate::envoy::{self, Endpoints};
-use crate::gateway::{Source, filter_module};
+use crate::gateway::Source;
+use crate::translate::DataPlane;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,9 +20,8 @@ pub struct Args {
     /// The Envoy binary (else ENVOY_BIN, the project's .tools/envoy, or PATH).
     #[arg(long)]
     envoy: Option<PathBuf>,
-    /// The filter's .wasm (else SWITCHBOARD_WASM or the one built in this checkout).
-    #[arg(long, env = "SWITCHBOARD_WASM")]
-    wasm: Option<PathBuf>,
+    #[command(flatten)]
+    modules: crate::commands::ModuleArgs,
     /// Envoy worker threads (default: one per core).
     #[arg(long)]
     concurrency: Option<u16>,
@@ -43,12 +42,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
-    let wasm = wasm_path(args.wasm.as_deref());
-    anyhow::ensure!(
-        wasm.is_file(),
-        "the filter module {} does not exist: build it with `make wasm`",
-        wasm.display()
-    );
     let bin = envoy::find_binary(args.envoy.as_deref())?;
     // The bridge serves what Envoy cannot (the merged GET stream), on loopback.
     let bridge_state = Arc::new(switchboard_bridge::BridgeState::default());
@@ -56,22 +49,6 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot bind the bridge port")?;
     let bridge_addr = bridge_listener.local_addr()?;
-    let mut module = filter_module(&wasm);
-    module.bridge = Some(bridge_addr);
-    let source = Source {
-        config: args.config.clone(),
-        module,
-        bridge: Some(bridge_state.clone()),
-        tunnels: Arc::new(crate::tunnels::Tunnels::live(bridge_addr.ip())),
-    };
-    let (gateway, snapshot) = source.load()?;
-    check_addresses_free(&gateway)?;
-    let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();
-    source.update_bridge(&gateway);
-    info!("bridge on {bridge_addr}");
-
-    let (tx, rx) = watch::channel(Arc::new(snapshot));
-    let _watch = crate::watch::spawn(source, tx, files)?;
     // The snapshots carry the session key and upstream credentials: only the Envoy started
     // here reaches ADS, on a Unix socket in a directory only this user can open (tempfile
     // makes it 0700), not on a port any local process could connect to.
@@ -79,6 +56,38 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         .prefix("switchboard-")
         .tempdir()
         .context("cannot create a working directory")?;
+    let mut module = args.modules.filter_module();
+    module.bridge = Some(bridge_addr);
+    // The native filter reads its secrets from there (0600), so Envoy's admin interface
+    // does not show them.
+    module.secrets_dir = Some(workdir.path().to_path_buf());
+    let source = Source {
+        config: args.config.clone(),
+        module,
+        bridge: Some(bridge_state.clone()),
+        tunnels: Arc::new(crate::tunnels::Tunnels::live(bridge_addr.ip())),
+    };
+    let (gateway, snapshot) = source.load()?;
+    let data_plane = source.module.data_plane_for(&gateway);
+    let module_file = match data_plane {
+        DataPlane::Native => (&source.module.native_path, "make native"),
+        DataPlane::Wasm => (&source.module.path, "make wasm"),
+    };
+    anyhow::ensure!(
+        std::path::Path::new(module_file.0).is_file(),
+        "the {} data plane's module {} does not exist: build it with `{}`",
+        data_plane.as_str(),
+        module_file.0,
+        module_file.1
+    );
+    info!("data plane: {} ({})", data_plane.as_str(), module_file.0);
+    check_addresses_free(&gateway)?;
+    let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();
+    source.update_bridge(&gateway);
+    info!("bridge on {bridge_addr}");
+
+    let (tx, rx) = watch::channel(Arc::new(snapshot));
+    let _watch = crate::watch::spawn(source, tx, files)?;
     let socket = workdir.path().join("xds.sock");
     let xds = private_socket(&socket)?;
     info!("serving ADS on {}", socket.display());

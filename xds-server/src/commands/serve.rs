@@ -1,6 +1,5 @@
 use crate::ads::Ads;
-use crate::commands::wasm_path;
-use crate::gateway::{Source, filter_module};
+use crate::gateway::Source;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +14,9 @@ pub struct Args {
     /// Address to serve ADS on.
     #[arg(long, default_value = "127.0.0.1:18000")]
     xds: String,
-    /// Path of the filter's .wasm on the Envoy hosts.
-    #[arg(long, env = "SWITCHBOARD_WASM")]
-    wasm: Option<PathBuf>,
+    /// The data plane and where its module is on the Envoy hosts.
+    #[command(flatten)]
+    modules: crate::commands::ModuleArgs,
     /// Also run the bridge (the merged `GET /mcp` stream) on this address, which every Envoy
     /// must reach and nothing else should (like the xDS port). Without it, `GET /mcp` is 405.
     #[arg(long)]
@@ -53,7 +52,7 @@ pub struct XdsTls {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let mut module = filter_module(&wasm_path(args.wasm.as_deref()));
+        let mut module = args.modules.filter_module();
         let mut bridge = None;
         let mut tunnels = crate::tunnels::Tunnels::Unavailable;
         if let Some(addr) = args.bridge {

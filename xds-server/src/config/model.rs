@@ -262,6 +262,10 @@ pub struct Server {
     /// opened per request. Off by default while the revision's support is partial: answering
     /// it would stop `auto` clients from falling back to the 2025 handshake.
     pub stateless_clients: bool,
+    /// Which shell runs the MCP filter in Envoy: `native` (a dynamic module) or `wasm` (for
+    /// meshes such as Istio). `switchboard run --data-plane` wins over it. Default: `native`
+    /// where its module is found.
+    pub data_plane: Option<crate::translate::DataPlane>,
     /// The legacy event stream of old clients.
     pub sse_path: String,
     /// Where old clients post their messages.
@@ -331,6 +335,7 @@ impl Default for Server {
             tls: None,
             transports: vec![ClientTransport::StreamableHttp],
             stateless_clients: false,
+            data_plane: None,
             sse_path: "/sse".into(),
             messages_path: "/messages".into(),
             cors: None,

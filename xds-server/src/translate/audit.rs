@@ -4,6 +4,7 @@
 //! upstream, the JSON-RPC error code and the class of the outcome), which it leaves in filter
 //! state. No header value is logged, so no secret can be.
 
+use super::DataPlane;
 use crate::config::model::Gateway;
 use envoy_types::pb::envoy::config::accesslog::v3 as accesslog;
 use envoy_types::pb::envoy::config::core::v3 as core;
@@ -18,14 +19,14 @@ pub const FIELDS: [(&str, &str); 16] = [
     ("source", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
     (
         "identity",
-        "%FILTER_STATE(wasm.switchboard_identity:PLAIN)%",
+        "%FILTER_STATE(STATE.switchboard_identity:PLAIN)%",
     ),
-    ("session", "%FILTER_STATE(wasm.switchboard_session:PLAIN)%"),
-    ("method", "%FILTER_STATE(wasm.switchboard_method:PLAIN)%"),
-    ("name", "%FILTER_STATE(wasm.switchboard_name:PLAIN)%"),
+    ("session", "%FILTER_STATE(STATE.switchboard_session:PLAIN)%"),
+    ("method", "%FILTER_STATE(STATE.switchboard_method:PLAIN)%"),
+    ("name", "%FILTER_STATE(STATE.switchboard_name:PLAIN)%"),
     (
         "upstream",
-        "%FILTER_STATE(wasm.switchboard_upstream:PLAIN)%",
+        "%FILTER_STATE(STATE.switchboard_upstream:PLAIN)%",
     ),
     ("http_method", "%REQ(:METHOD)%"),
     // The path the client asked for, not the upstream's a route rewrote it to.
@@ -33,24 +34,32 @@ pub const FIELDS: [(&str, &str); 16] = [
     ("status", "%RESPONSE_CODE%"),
     (
         "rpc_error",
-        "%FILTER_STATE(wasm.switchboard_rpc_code:PLAIN)%",
+        "%FILTER_STATE(STATE.switchboard_rpc_code:PLAIN)%",
     ),
-    ("class", "%FILTER_STATE(wasm.switchboard_class:PLAIN)%"),
+    ("class", "%FILTER_STATE(STATE.switchboard_class:PLAIN)%"),
     // `bridge`: the bridge's request on the client's behalf, not one the client sent.
-    ("via", "%FILTER_STATE(wasm.switchboard_via:PLAIN)%"),
+    ("via", "%FILTER_STATE(STATE.switchboard_via:PLAIN)%"),
     ("duration_ms", "%DURATION%"),
     ("bytes_received", "%BYTES_RECEIVED%"),
     ("bytes_sent", "%BYTES_SENT%"),
 ];
 
-fn format() -> core::SubstitutionFormatString {
-    let fields = FIELDS
+/// `FIELDS` with the data plane's filter-state keys (`STATE.` stands for their prefix).
+pub fn fields(data_plane: DataPlane) -> Vec<(&'static str, String)> {
+    FIELDS
         .iter()
+        .map(|(k, v)| (*k, v.replace("STATE.", data_plane.state_prefix())))
+        .collect()
+}
+
+fn format(data_plane: DataPlane) -> core::SubstitutionFormatString {
+    let fields = fields(data_plane)
+        .into_iter()
         .map(|(k, v)| {
             (
-                (*k).to_string(),
+                k.to_string(),
                 Value {
-                    kind: Some(Kind::StringValue((*v).to_string())),
+                    kind: Some(Kind::StringValue(v)),
                 },
             )
         })
@@ -69,7 +78,7 @@ fn format() -> core::SubstitutionFormatString {
     }
 }
 
-pub fn access_logs(gateway: &Gateway) -> Vec<accesslog::AccessLog> {
+pub fn access_logs(gateway: &Gateway, data_plane: DataPlane) -> Vec<accesslog::AccessLog> {
     let Some(audit) = &gateway.audit else {
         return Vec::new();
     };
@@ -81,7 +90,7 @@ pub fn access_logs(gateway: &Gateway) -> Vec<accesslog::AccessLog> {
                 file::FileAccessLog {
                     path: path.0.clone(),
                     access_log_format: Some(file::file_access_log::AccessLogFormat::LogFormat(
-                        format(),
+                        format(data_plane),
                     )),
                 },
             ))),
@@ -94,7 +103,7 @@ pub fn access_logs(gateway: &Gateway) -> Vec<accesslog::AccessLog> {
             config_type: Some(accesslog::access_log::ConfigType::TypedConfig(pack_any(
                 stream::StdoutAccessLog {
                     access_log_format: Some(stream::stdout_access_log::AccessLogFormat::LogFormat(
-                        format(),
+                        format(data_plane),
                     )),
                 },
             ))),

@@ -2,6 +2,9 @@
 //! plane receives, and the wasm filter that carries it, delivered by ECDS.
 
 use super::*;
+use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
+use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
+use std::path::PathBuf;
 use switchboard_protocol::wire;
 
 /// The contract the filter receives in its `PluginConfig.configuration`.
@@ -17,6 +20,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
         upstream_path: gateway.server.upstream_path.clone(),
         mcp_path: gateway.server.mcp_path.clone(),
         max_request_bytes: gateway.server.max_request_bytes,
+        secrets_file: None,
         server_name: "switchboard".into(),
         server_version: env!("CARGO_PKG_VERSION").into(),
         session_key: gateway
@@ -257,7 +261,65 @@ pub fn get_stream(gateway: &Gateway, module: &FilterModule) -> bool {
 }
 
 /// The Switchboard filter as Envoy loads it: the module, and the filter's configuration.
-pub(super) fn wasm_filter(gateway: &Gateway, module: &FilterModule) -> Wasm {
+/// The MCP filter as the module's data plane carries it, with the same configuration.
+pub(super) fn mcp_filter(gateway: &Gateway, module: &FilterModule) -> Any {
+    match module.data_plane_for(gateway) {
+        DataPlane::Wasm => pack_any(wasm_filter(gateway, module)),
+        DataPlane::Native => pack_any(native_filter(gateway, module)),
+    }
+}
+
+/// Where the native filter's secrets go, and the file's content: with a secrets directory
+/// (`run`), the configuration Envoy holds names this file instead of carrying them. The
+/// name is the content's digest, so a changed secret is a changed configuration.
+pub fn filter_secrets(gateway: &Gateway, module: &FilterModule) -> Option<(PathBuf, Vec<u8>)> {
+    use sha2::{Digest, Sha256};
+    let dir = module.secrets_dir.as_ref()?;
+    if module.data_plane_for(gateway) != DataPlane::Native {
+        return None;
+    }
+    let secrets = filter_config(gateway, module).take_secrets();
+    let bytes = serde_json::to_vec(&secrets).unwrap_or_default();
+    let digest: String = Sha256::digest(&bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some((dir.join(format!("filter-secrets-{digest}.json")), bytes))
+}
+
+/// The dynamic module: loaded from its file once per Envoy process and never unloaded (its
+/// process-wide list cache outlives any one configuration).
+fn native_filter(gateway: &Gateway, module: &FilterModule) -> DynamicModuleFilter {
+    let mut config = filter_config(gateway, module);
+    if let Some((path, _)) = filter_secrets(gateway, module) {
+        config.take_secrets();
+        config.secrets_file = Some(path.display().to_string());
+    }
+    DynamicModuleFilter {
+        dynamic_module_config: Some(DynamicModuleConfig {
+            module: Some(core::AsyncDataSource {
+                specifier: Some(core::async_data_source::Specifier::Local(
+                    core::DataSource {
+                        specifier: Some(core::data_source::Specifier::Filename(
+                            module.native_path.clone(),
+                        )),
+                        ..Default::default()
+                    },
+                )),
+            }),
+            do_not_close: true,
+            metrics_namespace: "switchboard".into(),
+            ..Default::default()
+        }),
+        filter_name: "switchboard".into(),
+        filter_config: Some(pack_any(StringValue {
+            value: config.to_json(),
+        })),
+        ..Default::default()
+    }
+}
+
+fn wasm_filter(gateway: &Gateway, module: &FilterModule) -> Wasm {
     Wasm {
         config: Some(wasm::PluginConfig {
             name: "switchboard".into(),

@@ -21,7 +21,7 @@ pub(super) fn discovered_filter(name: &str, type_url: &str) -> hcm::HttpFilter {
 
 /// The listener holds only what changes with its address and TLS (and the settings of its
 /// connection manager); the filters' configurations come by ECDS, routes by RDS.
-pub(super) fn mcp_listener(gateway: &Gateway) -> envoy_listener::Listener {
+pub(super) fn mcp_listener(gateway: &Gateway, data_plane: DataPlane) -> envoy_listener::Listener {
     let manager = hcm::HttpConnectionManager {
         stat_prefix: "switchboard".into(),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
@@ -39,10 +39,7 @@ pub(super) fn mcp_listener(gateway: &Gateway) -> envoy_listener::Listener {
                 JWT_FILTER_NAME,
                 "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
             ),
-            discovered_filter(
-                WASM_FILTER_NAME,
-                "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            ),
+            discovered_filter(MCP_FILTER_NAME, data_plane.type_url()),
             http_filter("envoy.filters.http.router", pack_any(Router::default())),
         ],
         normalize_path: Some(BoolValue { value: true }),
@@ -52,7 +49,7 @@ pub(super) fn mcp_listener(gateway: &Gateway) -> envoy_listener::Listener {
         request_timeout: Some(duration(gateway.server.request_timeout)),
         stream_idle_timeout: Some(duration(gateway.server.stream_idle_timeout)),
         local_reply_config: Some(local_replies(gateway)),
-        access_log: audit::access_logs(gateway),
+        access_log: audit::access_logs(gateway, data_plane),
         ..Default::default()
     };
     let address = gateway.server.listen.0;

@@ -30,8 +30,8 @@ pub mod routes;
 pub mod secret;
 
 pub use cluster::{cluster_name, single_host_cluster, stream_cluster_name};
-use filter::wasm_filter;
-pub use filter::{filter_config, get_stream};
+use filter::mcp_filter;
+pub use filter::{filter_config, filter_secrets, get_stream};
 pub use hosted::{TranslateError, hosted_configs, hosted_module};
 use listener::mcp_listener;
 use routes::route_configuration;
@@ -40,13 +40,65 @@ pub const LISTENER_NAME: &str = "switchboard-mcp";
 
 pub const ROUTE_CONFIG_NAME: &str = "switchboard";
 
-pub const WASM_FILTER_NAME: &str = "switchboard.mcp";
+/// The MCP filter's name, and its ECDS resource's.
+pub const MCP_FILTER_NAME: &str = "switchboard.mcp";
+
+/// Which shell carries the protocol core inside Envoy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataPlane {
+    /// An Envoy dynamic module (`libswitchboard_native.so`): Envoy ≥ 1.38 with the dynamic
+    /// modules filter; the fastest.
+    #[default]
+    Native,
+    /// The proxy-wasm filter (`switchboard_filter.wasm`) in Envoy's V8: any Envoy with wasm,
+    /// and meshes (Istio) that load wasm but not dynamic modules.
+    Wasm,
+}
+
+impl DataPlane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataPlane::Native => "native",
+            DataPlane::Wasm => "wasm",
+        }
+    }
+
+    /// The type of the filter's configuration, as the listener announces it for ECDS.
+    pub fn type_url(self) -> &'static str {
+        match self {
+            DataPlane::Native => {
+                "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"
+            }
+            DataPlane::Wasm => "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        }
+    }
+
+    /// What the filter's filter-state keys (the audit fields) start with.
+    pub fn state_prefix(self) -> &'static str {
+        match self {
+            // The shell names them itself.
+            DataPlane::Native => "",
+            // Envoy keeps a wasm filter's properties as `wasm.<name>`.
+            DataPlane::Wasm => "wasm.",
+        }
+    }
+}
 
 /// The compiled filter as Envoy will load it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FilterModule {
+    /// The data plane when the gateway file names none (`server.data_plane`).
+    pub data_plane: DataPlane,
+    /// Chosen on the command line: it wins over the gateway file.
+    pub data_plane_pinned: bool,
     /// Path of the `.wasm` file on the Envoy host.
     pub path: String,
+    /// Path of the native module (`libswitchboard_native.so`) on the Envoy host.
+    pub native_path: String,
+    /// A private directory on the Envoy host (`run`'s): the native filter's secrets go to a
+    /// file there instead of into its configuration.
+    pub secrets_dir: Option<std::path::PathBuf>,
     /// Hex SHA-256 of the file: part of the VM id, so a new build replaces the VM.
     pub sha256: String,
     /// The session key used when the gateway file sets none (one per control-plane process).
@@ -63,11 +115,23 @@ pub struct FilterModule {
 }
 
 impl FilterModule {
+    /// The data plane a gateway gets: the command line's, else its file's, else the default.
+    pub fn data_plane_for(&self, gateway: &Gateway) -> DataPlane {
+        match gateway.server.data_plane {
+            Some(p) if !self.data_plane_pinned => p,
+            _ => self.data_plane,
+        }
+    }
+
     /// A module with fixed values and no bridge: renders made with it are the same on every
     /// run and machine (golden snapshots, tests, docs).
     pub fn example() -> FilterModule {
         FilterModule {
+            data_plane: DataPlane::Wasm,
+            data_plane_pinned: false,
             path: "/opt/switchboard.wasm".into(),
+            native_path: "/opt/libswitchboard_native.so".into(),
+            secrets_dir: None,
             sha256: "ab".repeat(32),
             fallback_session_key: "k".repeat(32),
             bridge: None,
@@ -115,7 +179,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
     }
     clusters.extend(jwt::jwks_clusters(gateway));
     Resources {
-        listeners: vec![mcp_listener(gateway)],
+        listeners: vec![mcp_listener(gateway, module.data_plane_for(gateway))],
         routes: vec![route_configuration(gateway, module)],
         clusters,
         secrets,
@@ -125,8 +189,8 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
                 typed_config: Some(pack_any(jwt::authentication(gateway))),
             },
             core::TypedExtensionConfig {
-                name: WASM_FILTER_NAME.into(),
-                typed_config: Some(pack_any(wasm_filter(gateway, module))),
+                name: MCP_FILTER_NAME.into(),
+                typed_config: Some(mcp_filter(gateway, module)),
             },
         ],
     }

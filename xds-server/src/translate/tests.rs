@@ -275,7 +275,7 @@ fn listener_carries_wasm_filter_with_contract() {
         [
             "envoy.filters.http.header_mutation",
             JWT_FILTER_NAME,
-            WASM_FILTER_NAME,
+            MCP_FILTER_NAME,
             "envoy.filters.http.router"
         ]
     );
@@ -289,7 +289,7 @@ fn listener_carries_wasm_filter_with_contract() {
     let ext = r
         .extension_configs
         .iter()
-        .find(|e| e.name == WASM_FILTER_NAME)
+        .find(|e| e.name == MCP_FILTER_NAME)
         .unwrap();
     let w = Wasm::decode(ext.typed_config.as_ref().unwrap().value.as_slice()).unwrap();
     let pc = w.config.unwrap();
@@ -320,4 +320,83 @@ fn edits_of_rules_cors_upstreams_and_jwt_clients_leave_the_listener_as_it_is() {
 fn translation_is_deterministic() {
     let g = gateway(TWO);
     assert_eq!(translate(&g, &module()), translate(&g, &module()));
+}
+
+#[test]
+fn the_native_data_plane_gets_the_same_contract_and_its_secrets_by_file() {
+    use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
+    let g = gateway(
+        "session:\n  key: \"0123456789abcdef0123456789abcdef\"\nauth:\n  clients:\n    - name: ci\n      api_key: {keys: [\"0123456789abcdef\"]}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n    headers: {x-token: s3cret}\n",
+    );
+    let mut m = module();
+    m.data_plane = DataPlane::Native;
+    let r = translate(&g, &m);
+    let ext = r
+        .extension_configs
+        .iter()
+        .find(|e| e.name == MCP_FILTER_NAME)
+        .unwrap();
+    let any = ext.typed_config.as_ref().unwrap();
+    assert_eq!(any.type_url, DataPlane::Native.type_url());
+    let f = DynamicModuleFilter::decode(any.value.as_slice()).unwrap();
+    let dm = f.dynamic_module_config.unwrap();
+    // Never unloaded: the process-wide cache lives in the module.
+    assert!(dm.do_not_close);
+    assert_eq!(dm.metrics_namespace, "switchboard");
+    assert_eq!(f.filter_name, "switchboard");
+    let cfg = StringValue::decode(f.filter_config.unwrap().value.as_slice()).unwrap();
+    assert_eq!(
+        FilterConfig::from_json(cfg.value.as_bytes()).unwrap(),
+        filter_config(&g, &m),
+        "without a secrets directory, the same contract as wasm"
+    );
+
+    // With one (`run`), the secrets go to a file the module reads.
+    m.secrets_dir = Some("/private".into());
+    let (path, bytes) = filter_secrets(&g, &m).unwrap();
+    assert!(
+        path.to_str()
+            .unwrap()
+            .starts_with("/private/filter-secrets-")
+    );
+    let r = translate(&g, &m);
+    let any = r
+        .extension_configs
+        .iter()
+        .find(|e| e.name == MCP_FILTER_NAME)
+        .unwrap();
+    let f =
+        DynamicModuleFilter::decode(any.typed_config.as_ref().unwrap().value.as_slice()).unwrap();
+    let shown = StringValue::decode(f.filter_config.unwrap().value.as_slice())
+        .unwrap()
+        .value;
+    assert!(!shown.contains("s3cret") && !shown.contains("0123456789abcdef0123456789abcdef"));
+    let mut restored = FilterConfig::from_json(shown.as_bytes()).unwrap();
+    assert_eq!(
+        restored.secrets_file.as_deref(),
+        Some(path.to_str().unwrap())
+    );
+    restored.restore_secrets(&bytes).unwrap();
+    assert_eq!(restored, filter_config(&g, &m));
+    // Wasm keeps its secrets inline.
+    m.data_plane = DataPlane::Wasm;
+    assert!(filter_secrets(&g, &m).is_none());
+}
+
+#[test]
+fn the_gateway_file_chooses_the_data_plane_unless_the_command_line_did() {
+    let g = gateway("server:\n  data_plane: wasm\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n");
+    let mut m = module();
+    m.data_plane = DataPlane::Native;
+    assert_eq!(m.data_plane_for(&g), DataPlane::Wasm);
+    m.data_plane_pinned = true;
+    assert_eq!(m.data_plane_for(&g), DataPlane::Native);
+    let e = load_str(
+        "server:\n  data_plane: v8\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n",
+        "g.yaml",
+        &Environment::Process,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("g.yaml:2") && e.contains("data_plane"), "{e}");
 }
