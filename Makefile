@@ -3,21 +3,29 @@
 
 CARGO ?= cargo
 WASM := target/wasm/wasm32-unknown-unknown/wasm/switchboard_filter.wasm
+# Debug build for the tests; `make build` makes the release one `run` prefers.
+NATIVE_DEBUG := target/debug/libswitchboard_native.so
 SWITCHBOARD := target/release/switchboard
 CONFIG ?= examples/default.yaml
 
-.PHONY: run test setup wasm build lint fmt clean fuzz bench
+.PHONY: run test setup wasm native build lint fmt clean fuzz bench
 
 run: setup wasm build
 	scripts/run-default.sh $(SWITCHBOARD) $(CONFIG)
 
 # Debug builds: the end-to-end tests measure behaviour, not speed, and compile much faster.
-# The benchmark's own logic (its verdicts) is tested too, and the fuzz targets, which live
-# outside the workspace, are compiled, so a change that breaks them fails here.
+# The end-to-end suite runs twice, once per data plane (native, then wasm): the two shells
+# carry out the same core and must not drift. The benchmark's own logic (its verdicts) is
+# tested too, and the fuzz targets, which live outside the workspace, are compiled, so a
+# change that breaks them fails here.
+TEST_ENV = SWITCHBOARD_BIN=$(CURDIR)/target/debug/switchboard SWITCHBOARD_WASM=$(CURDIR)/$(WASM) \
+  SWITCHBOARD_NATIVE_MODULE=$(CURDIR)/$(NATIVE_DEBUG)
 test: setup wasm
-	$(CARGO) build -p switchboard
-	SWITCHBOARD_BIN=$(CURDIR)/target/debug/switchboard SWITCHBOARD_WASM=$(CURDIR)/$(WASM) \
+	$(CARGO) build -p switchboard -p switchboard-native
+	$(TEST_ENV) SWITCHBOARD_DATA_PLANE=native \
 	  $(CARGO) test --workspace --exclude switchboard-bench -- --test-threads=2
+	$(TEST_ENV) SWITCHBOARD_DATA_PLANE=wasm \
+	  $(CARGO) test -p switchboard-e2e -- --test-threads=2
 	$(CARGO) test -p switchboard-bench
 	RUSTC_BOOTSTRAP=1 $(CARGO) check --manifest-path fuzz/Cargo.toml --bins --locked
 
@@ -27,8 +35,11 @@ setup:
 wasm:
 	scripts/build-wasm.sh
 
+native:
+	$(CARGO) build --release -p switchboard-native
+
 build:
-	$(CARGO) build --release -p switchboard
+	$(CARGO) build --release -p switchboard -p switchboard-native
 
 # Not part of `make test`: each fuzz target for FUZZ_SECONDS (default 60).
 fuzz:

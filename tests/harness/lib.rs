@@ -46,6 +46,36 @@ pub fn wasm_path() -> PathBuf {
         })
 }
 
+/// The native module the tests load (`make test` builds it in debug).
+pub fn native_module_path() -> PathBuf {
+    std::env::var_os("SWITCHBOARD_NATIVE_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/libswitchboard_native.so"))
+}
+
+/// The data plane under test: `SWITCHBOARD_DATA_PLANE` (`native`, the default, or `wasm`).
+/// `make test` runs the suite on both.
+pub fn data_plane() -> String {
+    std::env::var("SWITCHBOARD_DATA_PLANE").unwrap_or_else(|_| "native".into())
+}
+
+pub fn native() -> bool {
+    data_plane() == "native"
+}
+
+/// The arguments that give `run`, `serve` and `render` the data plane under test and both
+/// modules.
+pub fn module_args() -> Vec<String> {
+    vec![
+        "--data-plane".into(),
+        data_plane(),
+        "--wasm".into(),
+        wasm_path().display().to_string(),
+        "--native-module".into(),
+        native_module_path().display().to_string(),
+    ]
+}
+
 pub fn envoy_bin() -> PathBuf {
     std::env::var_os("ENVOY_BIN")
         .map(PathBuf::from)
@@ -128,8 +158,7 @@ impl Gateway {
             .arg(&config)
             .arg("--envoy")
             .arg(envoy_bin())
-            .arg("--wasm")
-            .arg(wasm_path())
+            .args(module_args())
             .args([
                 "--concurrency",
                 "2",

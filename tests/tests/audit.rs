@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{Gateway, eventually, raw};
+use switchboard_e2e::{Gateway, eventually, native, raw};
 
 const API_KEY: &str = "audit-key-0123456789abcdef";
 
@@ -149,29 +149,54 @@ async fn every_mcp_request_leaves_an_audit_line_and_counts_in_the_stats() -> any
         .await?
         .text()
         .await?;
+    // The same counts on both data planes: one stat per series on wasm, labels on native.
+    let [
+        upstream_calls,
+        add_calls,
+        slow_client,
+        down_connect,
+        bucket,
+        prom_add,
+    ] = if native() {
+        [
+            "switchboard.upstream_calls.upstream.alpha",
+            "switchboard.tool_calls.upstream.alpha.tool.alpha__add",
+            "switchboard.tool_errors.upstream.alpha.tool.alpha__slow.class.client",
+            "switchboard.upstream_errors.upstream.down.class.upstream_connect",
+            "switchboard_upstream_latency_ms_bucket{upstream=\"alpha\"",
+            "switchboard_tool_calls{upstream=\"alpha\",tool=\"alpha__add\"} 1",
+        ]
+    } else {
+        [
+            "wasmcustom.switchboard.upstream.alpha.calls",
+            "wasmcustom.switchboard.tool.alpha__add.calls",
+            "wasmcustom.switchboard.tool.alpha__slow.errors.client",
+            "wasmcustom.switchboard.upstream.down.errors.upstream_connect",
+            "switchboard_upstream_alpha_latency_ms_bucket",
+            "switchboard_tool_alpha__add_calls{} 1",
+        ]
+    };
+    assert!(stat(upstream_calls).await == 2, "{all}");
+    assert_eq!(stat(add_calls).await, 1, "{all}");
+    assert_eq!(stat(slow_client).await, 1, "{all}");
+    assert_eq!(stat(down_connect).await, 1, "{all}");
+    // Histograms reach the admin interface at Envoy's next stats flush.
+    let prometheus = eventually(Duration::from_secs(15), "the latency histogram", || {
+        let admin = gw.admin.clone();
+        async move {
+            let text = reqwest::get(format!("{admin}/stats/prometheus"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains(bucket).then_some(text)
+        }
+    })
+    .await
+    .unwrap_or_default();
     assert!(
-        stat("wasmcustom.switchboard.upstream.alpha.calls").await == 2,
-        "{all}"
-    );
-    assert_eq!(
-        stat("wasmcustom.switchboard.tool.alpha__add.calls").await,
-        1
-    );
-    assert_eq!(
-        stat("wasmcustom.switchboard.tool.alpha__slow.errors.client").await,
-        1
-    );
-    assert_eq!(
-        stat("wasmcustom.switchboard.upstream.down.errors.upstream_connect").await,
-        1
-    );
-    let prometheus = reqwest::get(format!("{}/stats/prometheus", gw.admin))
-        .await?
-        .text()
-        .await?;
-    assert!(
-        prometheus.contains("switchboard_upstream_alpha_latency_ms_bucket")
-            && prometheus.contains("switchboard_tool_alpha__add_calls{} 1"),
+        prometheus.contains(bucket) && prometheus.contains(prom_add),
         "{}",
         prometheus
             .lines()

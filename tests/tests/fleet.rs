@@ -4,7 +4,10 @@
 use serde_json::json;
 use std::time::Duration;
 use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{Background, Envoy, Gateway, call_text, connect, eventually, raw, wasm_path};
+use switchboard_e2e::{
+    Background, Envoy, Gateway, call_text, connect, data_plane, eventually, native_module_path,
+    raw, wasm_path,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_envoy_started_from_the_printed_bootstrap_serves_mcp() -> anyhow::Result<()> {
@@ -29,6 +32,10 @@ async fn an_envoy_started_from_the_printed_bootstrap_serves_mcp() -> anyhow::Res
         "127.0.0.1:0",
         "--wasm",
         &wasm.to_string_lossy(),
+        "--native-module",
+        &native_module_path().to_string_lossy(),
+        "--data-plane",
+        &data_plane(),
         "--bridge",
         "127.0.0.1:0",
     ])?;
@@ -175,6 +182,10 @@ async fn item5_xds_is_served_over_tls_only_to_the_nodes_it_knows() -> anyhow::Re
         "127.0.0.1:0",
         "--wasm",
         &wasm.to_string_lossy(),
+        "--native-module",
+        &native_module_path().to_string_lossy(),
+        "--data-plane",
+        &data_plane(),
         "--xds-cert",
         &path(&server_cert),
         "--xds-key",
@@ -295,6 +306,10 @@ async fn serve_exits_promptly_on_sigterm_with_an_envoy_connected() -> anyhow::Re
         "127.0.0.1:0",
         "--wasm",
         &wasm.to_string_lossy(),
+        "--native-module",
+        &native_module_path().to_string_lossy(),
+        "--data-plane",
+        &data_plane(),
     ])?;
     let xds = serve.line("xDS: ").await?;
     let (_envoy, _listener) = Envoy::from_bootstrap(&xds, "edge-1").await?;

@@ -5,7 +5,9 @@
 use serde_json::json;
 use std::time::{Duration, Instant};
 use switchboard_e2e::peers::{Everything, RmcpServer};
-use switchboard_e2e::{Background, Envoy, Gateway, call_text, connect, eventually, raw, wasm_path};
+use switchboard_e2e::{
+    Background, Envoy, Gateway, call_text, connect, eventually, module_args, raw,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_that_never_answers_is_left_out_at_its_timeout() -> anyhow::Result<()> {
@@ -142,17 +144,14 @@ async fn envoy_keeps_serving_without_its_control_plane_and_a_new_one_resyncs_it(
         .local_addr()?
         .port();
     let xds = format!("127.0.0.1:{port}");
-    let wasm = wasm_path().display().to_string();
-    let args = [
-        "serve",
-        "-c",
-        &config.display().to_string(),
-        "--xds",
-        &xds,
-        "--wasm",
-        &wasm,
-    ]
-    .map(String::from);
+    let mut args = vec![
+        "serve".to_string(),
+        "-c".into(),
+        config.display().to_string(),
+        "--xds".into(),
+        xds.clone(),
+    ];
+    args.extend(module_args());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let serve = Background::spawn(&args)?;
     serve.line("xDS: ").await?;
