@@ -11,6 +11,7 @@ pub struct Run {
     pub seconds_per_round: f64,
     pub rounds: usize,
     pub wasm_bytes: u64,
+    pub native_bytes: u64,
     pub scenarios: Vec<Scenario>,
     pub idle: Vec<Idle>,
 }
@@ -147,7 +148,8 @@ pub fn markdown(run: &Run) -> String {
         "Machine: {} ({} cores, {:.0} GiB), Linux {}, Envoy {}, commit {}, {}. \
          Each Envoy runs with `--concurrency 2`; the load generator, the upstreams and every \
          Envoy share the same cores. {} rounds of {} s per target, targets alternating. \
-         Filter: {} KB of wasm.\n",
+         `switchboard` is the native shell (an Envoy dynamic module, {} KB), \
+         `switchboard (wasm)` the proxy-wasm shell ({} KB of wasm) over the same core.\n",
         m.cpu,
         m.cores,
         m.memory_gib,
@@ -157,6 +159,7 @@ pub fn markdown(run: &Run) -> String {
         m.date,
         run.rounds,
         run.seconds_per_round,
+        run.native_bytes / 1024,
         run.wasm_bytes / 1024
     );
     let _ = writeln!(out, "Command: `{}`\n", run.command);
@@ -253,22 +256,23 @@ fn targets(run: &Run) -> String {
     };
     let scenario = |prefix: &str| run.scenarios.iter().find(|s| s.name.starts_with(prefix));
     let c16 = scenario("tools/call 64 B, c=16");
+    // Judged on the native shell ("switchboard"); the wasm shell's rows are beside it.
     let plain = pair(c16, "switchboard", "plain route");
     let cpu = plain.and_then(|(s, p)| ratio(s.envoy_cpu_us, p.envoy_cpu_us));
     row(
-        "tools/call c=16: Envoy CPU/request ≤ 1.4× plain route",
+        "tools/call c=16: Envoy CPU/request ≤ 1.15× plain route",
         with_errors(x(cpu), plain),
-        clean(cpu.map(|r| r <= 1.4), plain),
+        clean(cpu.map(|r| r <= 1.15), plain),
     );
     let native = pair(c16, "switchboard", "native mcp_router");
     let rps = native.map(|(s, n)| s.rps / n.rps);
     row(
-        "tools/call c=16: throughput ≥ 1.0× native",
+        "tools/call c=16: throughput ≥ 1.2× native mcp_router",
         with_errors(x(rps), native),
-        clean(rps.map(|r| r >= 1.0), native),
+        clean(rps.map(|r| r >= 1.2), native),
     );
     row(
-        "tools/call c=16: p99 ≤ native",
+        "tools/call c=16: p99 ≤ native mcp_router",
         with_errors(
             native
                 .map(|(s, n)| format!("{:.3} ms vs {:.3} ms", s.p99_ms, n.p99_ms))
@@ -277,18 +281,25 @@ fn targets(run: &Run) -> String {
         ),
         clean(native.map(|(s, n)| s.p99_ms <= n.p99_ms), native),
     );
-    for n in [4, 16] {
-        let s = scenario(&format!("tools/list over {n} "));
-        for (target, bound) in [("switchboard", 3.0), ("switchboard + list cache", 20.0)] {
-            let compared = pair(s, target, "native mcp_router");
-            let r = compared.map(|(a, b)| a.rps / b.rps);
-            row(
-                &format!("tools/list over {n}: {target} ≥ {bound}× native throughput"),
-                with_errors(x(r), compared),
-                clean(r.map(|r| r >= bound), compared),
-            );
-        }
+    let list4 = scenario("tools/list over 4 ");
+    for (target, bound) in [("switchboard", 0.4), ("switchboard + list cache", 0.1)] {
+        let compared = pair(list4, target, "native mcp_router");
+        let r = compared.and_then(|(a, b)| ratio(a.envoy_cpu_us, b.envoy_cpu_us));
+        row(
+            &format!(
+                "tools/list over 4×50: {target} Envoy CPU/request ≤ {bound}× native mcp_router"
+            ),
+            with_errors(x(r), compared),
+            clean(r.map(|r| r <= bound), compared),
+        );
     }
+    let init = pair(scenario("initialize"), "switchboard", "native mcp_router");
+    let r = init.and_then(|(a, b)| ratio(a.envoy_cpu_us, b.envoy_cpu_us));
+    row(
+        "initialize: Envoy CPU/request ≤ 1.0× native mcp_router",
+        with_errors(x(r), init),
+        clean(r.map(|r| r <= 1.0), init),
+    );
     let fan = pair(scenario("fan-out"), "switchboard", "direct");
     row(
         "fan-out p50 ≤ slowest upstream (direct) + 20%",
@@ -351,6 +362,7 @@ mod tests {
             seconds_per_round: 1.0,
             rounds: 1,
             wasm_bytes: 0,
+            native_bytes: 0,
             scenarios: vec![Scenario {
                 name: "tools/call 64 B, c=16".into(),
                 targets: vec![
@@ -384,9 +396,9 @@ mod tests {
     #[test]
     fn a_run_with_errors_meets_no_target() {
         let clean = targets(&run(0, Some(0.0)));
-        assert_eq!(verdict(&clean, "throughput ≥ 1.0× native"), "yes");
+        assert_eq!(verdict(&clean, "throughput ≥ 1.2× native"), "yes");
         let failing = targets(&run(3, Some(0.0)));
-        assert_eq!(verdict(&failing, "throughput ≥ 1.0× native"), "**no**");
+        assert_eq!(verdict(&failing, "throughput ≥ 1.2× native"), "**no**");
         assert!(failing.contains("(3 errors)"), "{failing}");
     }
 

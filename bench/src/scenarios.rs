@@ -5,7 +5,7 @@ use crate::client::{Mcp, check};
 use crate::load::{self, Op, Round};
 use crate::procfs;
 use crate::report::{self, Idle, Measured, Scenario as Reported};
-use crate::targets::{Binaries, StaticEnvoy, Switchboard, Upstreams};
+use crate::targets::{Binaries, Plane, StaticEnvoy, Switchboard, Upstreams};
 use anyhow::Context;
 use serde_json::json;
 use std::path::PathBuf;
@@ -34,6 +34,9 @@ pub struct Options {
     switchboard: Option<PathBuf>,
     #[arg(long, env = "SWITCHBOARD_WASM")]
     wasm: Option<PathBuf>,
+    /// The native module (default: this checkout's release build).
+    #[arg(long)]
+    native_module: Option<PathBuf>,
     /// The markdown report (also printed).
     #[arg(long, default_value = "bench/results/latest.md")]
     markdown: PathBuf,
@@ -43,6 +46,8 @@ pub struct Options {
 
 /// Upstreams per aggregation, as the issue asks: 1, 4 and 16 upstreams of 50 tools.
 const TOOLS: usize = 50;
+/// The proxy-wasm shell over the same core, measured beside the native one ("switchboard").
+const WASM_TARGET: &str = "switchboard (wasm)";
 const FAST: usize = 16;
 /// `tools/list` delays of the fan-out scenario's upstreams; the slowest is the bound.
 const SLOW_MS: [u64; 4] = [10, 20, 30, 40];
@@ -170,9 +175,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         wasm: opts.wasm.clone().unwrap_or_else(|| {
             root.join("target/wasm/wasm32-unknown-unknown/wasm/switchboard_filter.wasm")
         }),
+        native: opts
+            .native_module
+            .clone()
+            .unwrap_or_else(|| root.join("target/release/libswitchboard_native.so")),
         concurrency: opts.concurrency,
     };
-    for p in [&bin.envoy, &bin.switchboard, &bin.wasm] {
+    for p in [&bin.envoy, &bin.switchboard, &bin.wasm, &bin.native] {
         anyhow::ensure!(
             p.exists(),
             "{} is missing (`make bench` builds it)",
@@ -212,9 +221,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 .map(|a| format!("http://{a}/mcp"))
                 .collect()
         };
-        let gateway = Switchboard::start(&bin, &gateway_yaml(&urls, None)).await?;
+        let gateway = Switchboard::start(&bin, &gateway_yaml(&urls, None), Plane::Native).await?;
+        let wasm = Switchboard::start(&bin, &gateway_yaml(&urls, None), Plane::Wasm).await?;
         let cached = if spec.with_cache {
-            Some(Switchboard::start(&bin, &gateway_yaml(&urls, Some("60s"))).await?)
+            Some(Switchboard::start(&bin, &gateway_yaml(&urls, Some("60s")), Plane::Native).await?)
         } else {
             None
         };
@@ -234,6 +244,13 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 gateway.endpoint.clone(),
                 Some(gateway.envoy_pid),
                 Some(gateway.process.pid()),
+                aggregated,
+            ),
+            (
+                WASM_TARGET,
+                wasm.endpoint.clone(),
+                Some(wasm.envoy_pid),
+                Some(wasm.process.pid()),
                 aggregated,
             ),
         ];
@@ -307,8 +324,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let idle = if wanted("idle") {
         eprintln!("== {} idle sessions", opts.idle_sessions);
         let url = format!("http://{}/mcp", upstreams.fast[0]);
-        let gateway =
-            Switchboard::start(&bin, &gateway_yaml(std::slice::from_ref(&url), None)).await?;
+        let gateway = Switchboard::start(
+            &bin,
+            &gateway_yaml(std::slice::from_ref(&url), None),
+            Plane::Native,
+        )
+        .await?;
         let mut idle = Vec::new();
         for (name, url, envoy_pid, sb_pid) in [
             ("native mcp_router", envoy.url("native1")?, envoy_pid, None),
@@ -340,6 +361,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         seconds_per_round: opts.seconds,
         rounds: opts.rounds,
         wasm_bytes: std::fs::metadata(&bin.wasm).map(|m| m.len()).unwrap_or(0),
+        native_bytes: std::fs::metadata(&bin.native).map(|m| m.len()).unwrap_or(0),
         scenarios: reported,
         idle,
     };

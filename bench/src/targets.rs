@@ -15,7 +15,15 @@ pub struct Binaries {
     pub envoy: PathBuf,
     pub switchboard: PathBuf,
     pub wasm: PathBuf,
+    pub native: PathBuf,
     pub concurrency: u16,
+}
+
+/// Which shell `switchboard run` loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    Native,
+    Wasm,
 }
 
 /// A child process stopped (SIGTERM, then SIGKILL) when dropped.
@@ -165,7 +173,7 @@ pub struct Switchboard {
 }
 
 impl Switchboard {
-    pub async fn start(bin: &Binaries, yaml: &str) -> anyhow::Result<Switchboard> {
+    pub async fn start(bin: &Binaries, yaml: &str, plane: Plane) -> anyhow::Result<Switchboard> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, yaml)?;
@@ -179,6 +187,15 @@ impl Switchboard {
             .arg(&bin.envoy)
             .arg("--wasm")
             .arg(&bin.wasm)
+            .arg("--native-module")
+            .arg(&bin.native)
+            .args([
+                "--data-plane",
+                match plane {
+                    Plane::Native => "native",
+                    Plane::Wasm => "wasm",
+                },
+            ])
             .args(["--concurrency", &bin.concurrency.to_string()])
             .args(["--envoy-log-level", "warn"])
             .env("SWITCHBOARD_LOG", "warn")
