@@ -385,7 +385,9 @@ fn the_native_data_plane_gets_the_same_contract_and_its_secrets_by_file() {
 
 #[test]
 fn the_gateway_file_chooses_the_data_plane_unless_the_command_line_did() {
-    let g = gateway("server:\n  data_plane: wasm\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n");
+    let g = gateway(
+        "server:\n  data_plane: wasm\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n",
+    );
     let mut m = module();
     m.data_plane = DataPlane::Native;
     assert_eq!(m.data_plane_for(&g), DataPlane::Wasm);
