@@ -23,9 +23,9 @@ TEST_ENV = SWITCHBOARD_BIN=$(CURDIR)/target/debug/switchboard SWITCHBOARD_WASM=$
 test: setup wasm
 	$(CARGO) build -p switchboard -p switchboard-native
 	$(TEST_ENV) SWITCHBOARD_DATA_PLANE=native \
-	  $(CARGO) test --workspace --exclude switchboard-bench -- --test-threads=2
+	  $(CARGO) test --workspace --exclude switchboard-bench --no-fail-fast -- --test-threads=2
 	$(TEST_ENV) SWITCHBOARD_DATA_PLANE=wasm \
-	  $(CARGO) test -p switchboard-e2e -- --test-threads=2
+	  $(CARGO) test -p switchboard-e2e --no-fail-fast -- --test-threads=2
 	$(CARGO) test -p switchboard-bench
 	RUSTC_BOOTSTRAP=1 $(CARGO) check --manifest-path fuzz/Cargo.toml --bins --locked
 

@@ -2,7 +2,7 @@
 # Runs every fuzz target for a bounded time (FUZZ_SECONDS each, default 60) with cargo-fuzz,
 # installed into .tools/cargo on first use. Stable Rust: no sanitizer (RUSTC_BOOTSTRAP only
 # lets cargo-fuzz pass its unstable flags); libFuzzer's coverage guidance still works.
-# Usage: scripts/fuzz.sh [target...]   (targets: jsonrpc sse session_token request_state cursor exchange gateway_yaml list_page resource_uri)
+# Usage: scripts/fuzz.sh [target...]   (targets: jsonrpc sse session_token request_state cursor exchange gateway_yaml list_page resource_uri stream)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,7 +13,7 @@ fi
 seconds=${FUZZ_SECONDS:-60}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(jsonrpc sse session_token request_state cursor exchange gateway_yaml list_page resource_uri)
+  targets=(jsonrpc sse session_token request_state cursor exchange gateway_yaml list_page resource_uri stream)
 fi
 export RUSTC_BOOTSTRAP=1
 for t in "${targets[@]}"; do

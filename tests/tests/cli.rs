@@ -1,7 +1,7 @@
 //! The `switchboard` CLI without Envoy: validate, render and bootstrap.
 
 use std::process::Command;
-use switchboard_e2e::{switchboard_bin, wasm_path};
+use switchboard_e2e::{module_args, native, native_module_path, switchboard_bin, wasm_path};
 
 fn validate(yaml: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -100,8 +100,7 @@ fn render_prints_the_envoy_resources_as_yaml() {
     let out = Command::new(switchboard_bin())
         .args(["render", "-c"])
         .arg(&path)
-        .arg("--wasm")
-        .arg(wasm_path())
+        .args(module_args())
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -114,7 +113,13 @@ fn render_prints_the_envoy_resources_as_yaml() {
     assert_eq!(doc["clusters"]["resources"][0]["name"], "upstream-a");
     assert_eq!(doc["listeners"]["resources"][0]["name"], "switchboard-mcp");
     assert_eq!(doc["routes"]["resources"][0]["name"], "switchboard");
-    assert!(yaml.contains(&wasm_path().display().to_string()), "{yaml}");
+    // The module of the data plane under test, as Envoy will load it.
+    let module = if native() {
+        native_module_path()
+    } else {
+        wasm_path()
+    };
+    assert!(yaml.contains(&module.display().to_string()), "{yaml}");
 }
 
 #[test]
