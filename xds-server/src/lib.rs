@@ -4,6 +4,7 @@
 //! tests and tools (golden snapshots, the fuzz targets) use the same code.
 
 pub mod admin;
+pub mod certs;
 pub mod config;
 pub mod protojson;
 pub mod render;

@@ -34,6 +34,9 @@ enum Command {
     Serve(commands::serve::Args),
     /// Print the Envoy bootstrap that connects an Envoy to `switchboard serve`.
     Bootstrap(commands::bootstrap::Args),
+    /// Make or renew the tunnel domain's CA and server certificate (offline).
+    #[command(subcommand)]
+    Certs(commands::certs::Certs),
     /// Check a gateway file; exit 1 with the error (file:line:column: field: message).
     Validate {
         #[arg(short, long, env = "SWITCHBOARD_CONFIG")]
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Bootstrap(args) => commands::bootstrap::run(args),
+        Command::Certs(c) => commands::certs::run(c),
         Command::Validate { config } => commands::validate(&config),
         Command::Render {
             config,

@@ -1,6 +1,7 @@
 //! One module per subcommand; `validate` and `render` are small enough to live here.
 
 pub mod bootstrap;
+pub mod certs;
 pub mod run;
 pub mod serve;
 
