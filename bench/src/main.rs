@@ -39,6 +39,9 @@ enum Cmd {
         /// Result size in bytes.
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// The upstream answers the call as an event stream.
+        #[arg(long)]
+        sse: bool,
         /// `tools/list` instead of `tools/call`.
         #[arg(long)]
         list: bool,
@@ -70,8 +73,16 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             seconds,
             size,
+            sse,
             list,
-        } => runtime(2)?.block_on(scenarios::load_one(&url, concurrency, seconds, size, list)),
+        } => runtime(2)?.block_on(scenarios::load_one(
+            &url,
+            concurrency,
+            seconds,
+            size,
+            sse,
+            list,
+        )),
         Cmd::Upstream {
             listeners,
             tools,

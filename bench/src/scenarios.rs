@@ -388,6 +388,7 @@ pub async fn load_one(
     concurrency: usize,
     seconds: f64,
     size: usize,
+    sse: bool,
     list: bool,
 ) -> anyhow::Result<()> {
     let mcp = Mcp::new(url, concurrency * 2)?;
@@ -399,7 +400,7 @@ pub async fn load_one(
         Op::Call {
             tool: echo_tool(&tools)?,
             size,
-            sse: false,
+            sse,
             stateless: false,
         }
     };

@@ -320,52 +320,44 @@ impl EnvoyFilter {
         }
     }
 
-    /// The body's size so far (buffered and this hook's chunk).
-    pub fn body_size(&self, direction: Direction) -> usize {
-        let mut size = 0;
-        for kind in direction.bodies() {
-            // SAFETY: see the module's comment; `out` has room for `n` chunks, of which
-            // only the lengths are read.
-            unsafe {
-                let n = envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind);
-                if n == 0 {
-                    continue;
-                }
-                let mut out = vec![EnvoyBuffer::NULL; n];
-                if envoy_dynamic_module_callback_http_get_body_chunks(
-                    self.0,
-                    kind,
-                    out.as_mut_ptr(),
-                ) {
-                    size += out.iter().map(|c| c.len).sum::<usize>();
-                }
+    /// Envoy's chunks of one body, borrowed for the current hook.
+    fn chunks(&self, kind: u32) -> Vec<EnvoyBuffer> {
+        // SAFETY: see the module's comment; `out` has room for `n` chunks.
+        unsafe {
+            let n = envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind);
+            if n == 0 {
+                return Vec::new();
+            }
+            let mut out = vec![EnvoyBuffer::NULL; n];
+            if envoy_dynamic_module_callback_http_get_body_chunks(self.0, kind, out.as_mut_ptr()) {
+                out
+            } else {
+                Vec::new()
             }
         }
-        size
+    }
+
+    /// The body's size so far (buffered and this hook's chunk).
+    pub fn body_size(&self, direction: Direction) -> usize {
+        direction
+            .bodies()
+            .iter()
+            .flat_map(|&kind| self.chunks(kind))
+            .map(|c| c.len)
+            .sum()
     }
 
     /// The body so far: what Envoy buffered for the filter, then the chunk of this hook.
     pub fn body(&self, direction: Direction) -> Vec<u8> {
-        let mut body = Vec::new();
-        for kind in direction.bodies() {
-            // SAFETY: see the module's comment; `out` has room for `n` chunks, each copied
-            // before the hook returns.
-            unsafe {
-                let n = envoy_dynamic_module_callback_http_get_body_chunks_size(self.0, kind);
-                if n == 0 {
-                    continue;
-                }
-                let mut out = vec![EnvoyBuffer::NULL; n];
-                if envoy_dynamic_module_callback_http_get_body_chunks(
-                    self.0,
-                    kind,
-                    out.as_mut_ptr(),
-                ) {
-                    for chunk in &out {
-                        body.extend_from_slice(chunk.bytes());
-                    }
-                }
-            }
+        let chunks: Vec<EnvoyBuffer> = direction
+            .bodies()
+            .iter()
+            .flat_map(|&kind| self.chunks(kind))
+            .collect();
+        let mut body = Vec::with_capacity(chunks.iter().map(|c| c.len).sum());
+        for chunk in &chunks {
+            // SAFETY: Envoy's chunk, valid until this hook returns; copied here.
+            body.extend_from_slice(unsafe { chunk.bytes() });
         }
         body
     }

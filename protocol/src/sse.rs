@@ -111,6 +111,17 @@ impl EventSplitter {
         let mut out = Vec::new();
         let mut i = self.scanned;
         while i < self.pending.len() {
+            if !self.after_cr {
+                // Up to the next line end nothing changes: skip it in one search (an event
+                // can be a 100 KB line).
+                match memchr::memchr2(b'\n', b'\r', &self.pending[i..]) {
+                    Some(p) => i += p,
+                    None => {
+                        i = self.pending.len();
+                        break;
+                    }
+                }
+            }
             let b = self.pending[i];
             if b == b'\r' && i == self.line_start && !self.after_cr && i + 1 == self.pending.len() {
                 // A blank line ending in `\r`: wait for the next byte, which may be its `\n`.
@@ -160,10 +171,8 @@ pub fn map_ids(raw: &[u8], f: impl Fn(&str) -> String) -> Option<Vec<u8>> {
     let mut start = 0;
     while start < raw.len() {
         // A line and its ending (`\n`, `\r\n` or `\r`).
-        let end_of_text = raw[start..]
-            .iter()
-            .position(|&b| b == b'\n' || b == b'\r')
-            .map_or(raw.len(), |p| start + p);
+        let end_of_text =
+            memchr::memchr2(b'\n', b'\r', &raw[start..]).map_or(raw.len(), |p| start + p);
         let next = match raw.get(end_of_text) {
             None => end_of_text,
             Some(b'\r') if raw.get(end_of_text + 1) == Some(&b'\n') => end_of_text + 2,

@@ -6,7 +6,7 @@ pub const LIST_CHANGED_MARKER: &str = "switchboard list_changed ";
 
 /// Whether an event tells that a list changed (`notifications/tools/list_changed`…).
 pub(super) fn is_list_changed(raw: &[u8]) -> bool {
-    raw.windows(12).any(|w| w == b"list_changed")
+    memchr::memmem::find(raw, b"list_changed").is_some()
         && crate::sse::parse(raw)
             .into_iter()
             .next()
@@ -72,7 +72,7 @@ pub(super) fn client_event(
     tag: bool,
 ) -> Option<String> {
     // Most events are results: skip parsing what is neither a request nor a notification.
-    if !raw.windows(8).any(|w| w == b"\"method\"") {
+    if memchr::memmem::find(raw, b"\"method\"").is_none() {
         return None;
     }
     let event = crate::sse::parse(raw).into_iter().next()?;
