@@ -72,9 +72,7 @@ pub(super) fn client_event(
     tag: bool,
 ) -> Option<String> {
     // Most events are results: skip parsing what is neither a request nor a notification.
-    if memchr::memmem::find(raw, b"\"method\"").is_none() {
-        return None;
-    }
+    memchr::memmem::find(raw, b"\"method\"")?;
     let event = crate::sse::parse(raw).into_iter().next()?;
     let mut message: Value = serde_json::from_str(&event.data).ok()?;
     if !server_message::for_client(&mut message, upstream, uri_prefix, tag) {
