@@ -193,8 +193,11 @@ pub fn routing_headers(body: &[u8]) -> Vec<(String, String)> {
 /// tool's input schema annotates it with `x-mcp-header`. The gateway passes them on to
 /// upstreams of this revision, which check them against the arguments.
 pub fn is_param_header(name: &str) -> bool {
+    // Bytes, not a `str` slice: a name with non-ASCII characters (a client's header, read
+    // lossily) may have no character boundary where the prefix ends.
     name.len() > PARAM_HEADER_PREFIX.len()
-        && name[..PARAM_HEADER_PREFIX.len()].eq_ignore_ascii_case(PARAM_HEADER_PREFIX)
+        && name.as_bytes()[..PARAM_HEADER_PREFIX.len()]
+            .eq_ignore_ascii_case(PARAM_HEADER_PREFIX.as_bytes())
 }
 
 const PARAM_HEADER_PREFIX: &str = "mcp-param-";
@@ -422,6 +425,16 @@ impl CacheHints {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn param_headers_are_recognised_whatever_the_name_holds() {
+        assert!(is_param_header("Mcp-Param-Region"));
+        assert!(!is_param_header("mcp-param-"));
+        assert!(!is_param_header("x-other"));
+        // Found by the `stream` fuzz target: a multi-byte character across the prefix's end.
+        assert!(!is_param_header("  \u{fffd}\u{fffd}\u{fffd}\u{fffd} {\"j"));
+        assert!(!is_param_header("mcp-para\u{e9}m-x"));
+    }
 
     fn meta_of(version: &str) -> RequestMeta {
         RequestMeta::of(&json!({"_meta": {meta::PROTOCOL_VERSION: version}})).unwrap()
