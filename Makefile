@@ -15,9 +15,10 @@ run: setup wasm build
 
 # Debug builds: the end-to-end tests measure behaviour, not speed, and compile much faster.
 # The end-to-end suite runs twice, once per data plane (native, then wasm): the two shells
-# carry out the same core and must not drift. The benchmark's own logic (its verdicts) is
-# tested too, and the fuzz targets, which live outside the workspace, are compiled, so a
-# change that breaks them fails here.
+# carry out the same core and must not drift. The second pass selects the same packages as
+# the first (`--test '*'`: integration tests only), so nothing is compiled again. The
+# benchmark's own logic (its verdicts) is tested too, and the fuzz targets, which live
+# outside the workspace, are compiled, so a change that breaks them fails here.
 TEST_ENV = SWITCHBOARD_BIN=$(CURDIR)/target/debug/switchboard SWITCHBOARD_WASM=$(CURDIR)/$(WASM) \
   SWITCHBOARD_NATIVE_MODULE=$(CURDIR)/$(NATIVE_DEBUG)
 test: setup wasm
@@ -25,7 +26,7 @@ test: setup wasm
 	$(TEST_ENV) SWITCHBOARD_DATA_PLANE=native \
 	  $(CARGO) test --workspace --exclude switchboard-bench --no-fail-fast -- --test-threads=2
 	$(TEST_ENV) SWITCHBOARD_DATA_PLANE=wasm \
-	  $(CARGO) test -p switchboard-e2e --no-fail-fast -- --test-threads=2
+	  $(CARGO) test --workspace --exclude switchboard-bench --no-fail-fast --test '*' -- --test-threads=2
 	$(CARGO) test -p switchboard-bench
 	RUSTC_BOOTSTRAP=1 $(CARGO) check --manifest-path fuzz/Cargo.toml --bins --locked
 
