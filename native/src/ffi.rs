@@ -206,10 +206,7 @@ pub struct EnvoyConfig(RawConfig);
 
 impl EnvoyConfig {
     fn define(&self, histogram: bool, name: &str, labels: &[&str]) -> Option<MetricId> {
-        let labels: Vec<ModuleBuffer> = labels
-            .iter()
-            .map(|l| ModuleBuffer::of(l.as_bytes()))
-            .collect();
+        let labels = buffers(labels);
         let mut id = 0usize;
         // SAFETY: `self.0` is the config pointer of the running `on_http_filter_config_new`;
         // the buffers live across the call.
@@ -264,6 +261,14 @@ impl Direction {
             Direction::Response => RESPONSE_HEADERS,
         }
     }
+}
+
+/// Label names or values as Envoy reads them (borrowing `labels` for the call).
+fn buffers(labels: &[&str]) -> Vec<ModuleBuffer> {
+    labels
+        .iter()
+        .map(|l| ModuleBuffer::of(l.as_bytes()))
+        .collect()
 }
 
 fn to_string(bytes: &[u8]) -> String {
@@ -457,10 +462,7 @@ impl EnvoyFilter {
     }
 
     pub fn increment(&self, id: MetricId, labels: &[&str]) {
-        let labels: Vec<ModuleBuffer> = labels
-            .iter()
-            .map(|l| ModuleBuffer::of(l.as_bytes()))
-            .collect();
+        let labels = buffers(labels);
         // SAFETY: see the module's comment; Envoy copies the label values.
         unsafe {
             envoy_dynamic_module_callback_http_filter_increment_counter(
@@ -474,10 +476,7 @@ impl EnvoyFilter {
     }
 
     pub fn record(&self, id: MetricId, labels: &[&str], value: u64) {
-        let labels: Vec<ModuleBuffer> = labels
-            .iter()
-            .map(|l| ModuleBuffer::of(l.as_bytes()))
-            .collect();
+        let labels = buffers(labels);
         // SAFETY: see the module's comment; Envoy copies the label values.
         unsafe {
             envoy_dynamic_module_callback_http_filter_record_histogram_value(

@@ -44,6 +44,37 @@ fn extension<'a>(text: &'a str, name: &str) -> (&'a str, String) {
     (header, lines.next().unwrap_or_default().trim().to_string())
 }
 
+/// `openssl x509 -checkend`: still valid `days` from now.
+fn valid_for_days(cert: &Path, days: u64) -> bool {
+    Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-checkend",
+            &(days * 86400).to_string(),
+            "-in",
+        ])
+        .arg(cert)
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .success()
+}
+
+/// `openssl verify`: `dir`'s tls.crt chains to its ca.crt.
+fn verifies_against_its_ca(dir: &Path) {
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.join("ca.crt"))
+        .arg(dir.join("tls.crt"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{e}"))
@@ -116,42 +147,17 @@ fn init_makes_the_ca_and_server_certificate_the_tunnel_proxy_expects() {
     let (_, bc) = extension(&cert, "X509v3 Basic Constraints");
     assert!(bc.contains("CA:FALSE"), "{cert}");
     // 90 days.
-    let dates = Command::new("openssl")
-        .args([
-            "x509",
-            "-noout",
-            "-checkend",
-            &(89 * 86400).to_string(),
-            "-in",
-        ])
-        .arg(dir.path().join("tls.crt"))
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(dates.success(), "valid for less than 89 days");
-    let expires = Command::new("openssl")
-        .args([
-            "x509",
-            "-noout",
-            "-checkend",
-            &(91 * 86400).to_string(),
-            "-in",
-        ])
-        .arg(dir.path().join("tls.crt"))
-        .status()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!expires.success(), "valid for more than 91 days");
-    // It verifies against the CA, and the keys are private.
-    let verify = Command::new("openssl")
-        .args(["verify", "-CAfile"])
-        .arg(dir.path().join("ca.crt"))
-        .arg(dir.path().join("tls.crt"))
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let cert_file = dir.path().join("tls.crt");
     assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
+        valid_for_days(&cert_file, 89),
+        "valid for less than 89 days"
     );
+    assert!(
+        !valid_for_days(&cert_file, 91),
+        "valid for more than 91 days"
+    );
+    // It verifies against the CA, and the keys are private.
+    verifies_against_its_ca(dir.path());
     assert_eq!(mode(&dir.path().join("ca.key")), 0o600);
     assert_eq!(mode(&dir.path().join("tls.key")), 0o600);
 
@@ -211,17 +217,7 @@ fn renew_cert_is_a_no_op_while_enough_remains_and_reissues_from_the_stored_ca_ot
         std::fs::read(dir.path().join("ca.crt")).unwrap_or_default(),
         ca_before
     );
-    let verify = Command::new("openssl")
-        .args(["verify", "-CAfile"])
-        .arg(dir.path().join("ca.crt"))
-        .arg(dir.path().join("tls.crt"))
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stdout)
-    );
+    verifies_against_its_ca(dir.path());
     assert_eq!(mode(&dir.path().join("tls.key")), 0o600);
 }
 

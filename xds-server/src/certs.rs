@@ -114,31 +114,38 @@ pub fn server_cert(
 
 /// How long the certificate in `cert_pem` remains valid after `now` (zero once expired).
 pub fn remaining(cert_pem: &str, now: OffsetDateTime) -> Result<Duration, CertError> {
+    read(cert_pem, |cert| {
+        let end = cert.validity().not_after.to_datetime();
+        Duration::try_from(end - now).unwrap_or(Duration::ZERO)
+    })
+}
+
+/// Runs `f` on the certificate in `cert_pem`.
+fn read<R>(
+    cert_pem: &str,
+    f: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> R,
+) -> Result<R, CertError> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
         .map_err(|e| CertError::Read(e.to_string()))?;
     let cert = pem
         .parse_x509()
         .map_err(|e| CertError::Read(e.to_string()))?;
-    let end = cert.validity().not_after.to_datetime();
-    Ok(Duration::try_from(end - now).unwrap_or(Duration::ZERO))
+    Ok(f(&cert))
 }
 
 /// The names a certificate is for (its DNS SANs).
 pub fn dns_names(cert_pem: &str) -> Result<Vec<String>, CertError> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
-        .map_err(|e| CertError::Read(e.to_string()))?;
-    let cert = pem
-        .parse_x509()
-        .map_err(|e| CertError::Read(e.to_string()))?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
-                names.push(d.to_string());
+    read(cert_pem, |cert| {
+        let mut names = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for n in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::DNSName(d) = n {
+                    names.push(d.to_string());
+                }
             }
         }
-    }
-    Ok(names)
+        names
+    })
 }
 
 /// A `kubernetes.io/tls` Secret with the server certificate, its key and the CA

@@ -39,14 +39,15 @@ impl Source {
             .map_err(|e| anyhow::anyhow!("internal error: inconsistent snapshot: {e}"))?;
         // Written before the snapshot that names it can reach Envoy.
         if let Some((path, bytes)) = translate::filter_secrets(&gateway, &module) {
-            write_private(&path, &bytes)?;
+            write_whole(&path, &bytes, 0o600)?;
         }
         Ok((gateway, snapshot))
     }
 }
 
-/// Writes a file only this user can read (0600), whole or not at all.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+/// Replaces `path` whole (a reader never sees half of it), with `mode` from the start: the
+/// filter's secrets here, the keys and certificates of `switchboard certs`.
+pub fn write_whole(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -55,13 +56,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
+        .mode(mode)
         .open(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 impl Source {

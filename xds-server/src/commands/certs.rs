@@ -2,9 +2,8 @@
 //! written 0600; `renew-cert` is a no-op while the certificate has long enough to run, so it
 //! can run on a schedule.
 
+use crate::gateway::write_whole;
 use anyhow::Context;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -133,16 +132,16 @@ fn write(target: &Target, ca: &Pair, server: &Pair) -> anyhow::Result<()> {
         Target::Dir(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
-            write_file(&dir.join(CA_CERT), &ca.cert_pem, 0o644)?;
-            write_file(&dir.join(CA_KEY), &ca.key_pem, 0o600)?;
-            write_file(&dir.join(KEY), &server.key_pem, 0o600)?;
-            write_file(&dir.join(CERT), &server.cert_pem, 0o644)?;
+            write_whole(&dir.join(CA_CERT), ca.cert_pem.as_bytes(), 0o644)?;
+            write_whole(&dir.join(CA_KEY), ca.key_pem.as_bytes(), 0o600)?;
+            write_whole(&dir.join(KEY), server.key_pem.as_bytes(), 0o600)?;
+            write_whole(&dir.join(CERT), server.cert_pem.as_bytes(), 0o644)?;
         }
         Target::Secret { name, manifest } => {
             let text = certs::k8s_manifest(name, ca, server);
             match manifest {
                 // It holds private keys: 0600 like the key files.
-                Some(path) => write_file(path, &text, 0o600)?,
+                Some(path) => write_whole(path, text.as_bytes(), 0o600)?,
                 None => print!("{text}"),
             }
         }
@@ -172,19 +171,4 @@ fn read(target: &Target) -> anyhow::Result<(Pair, Pair)> {
             Ok(certs::from_k8s_manifest(&text(path)?)?)
         }
     }
-}
-
-/// Replaces `path` whole (a reader never sees half a key), with `mode` from the start.
-fn write_file(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(content.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }

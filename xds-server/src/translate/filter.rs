@@ -273,28 +273,37 @@ pub(super) fn mcp_filter(gateway: &Gateway, module: &FilterModule) -> Any {
 /// (`run`), the configuration Envoy holds names this file instead of carrying them. The
 /// name is the content's digest, so a changed secret is a changed configuration.
 pub fn filter_secrets(gateway: &Gateway, module: &FilterModule) -> Option<(PathBuf, Vec<u8>)> {
+    native_config(gateway, module).1
+}
+
+/// The native filter's configuration, and the secrets file it names (when it names one).
+fn native_config(
+    gateway: &Gateway,
+    module: &FilterModule,
+) -> (FilterConfig, Option<(PathBuf, Vec<u8>)>) {
     use sha2::{Digest, Sha256};
-    let dir = module.secrets_dir.as_ref()?;
-    if module.data_plane_for(gateway) != DataPlane::Native {
-        return None;
-    }
-    let secrets = filter_config(gateway, module).take_secrets();
-    let bytes = serde_json::to_vec(&secrets).unwrap_or_default();
+    let mut config = filter_config(gateway, module);
+    let Some(dir) = module
+        .secrets_dir
+        .as_ref()
+        .filter(|_| module.data_plane_for(gateway) == DataPlane::Native)
+    else {
+        return (config, None);
+    };
+    let bytes = serde_json::to_vec(&config.take_secrets()).unwrap_or_default();
     let digest: String = Sha256::digest(&bytes)[..8]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Some((dir.join(format!("filter-secrets-{digest}.json")), bytes))
+    let path = dir.join(format!("filter-secrets-{digest}.json"));
+    config.secrets_file = Some(path.display().to_string());
+    (config, Some((path, bytes)))
 }
 
 /// The dynamic module: loaded from its file once per Envoy process and never unloaded (its
 /// process-wide list cache outlives any one configuration).
 fn native_filter(gateway: &Gateway, module: &FilterModule) -> DynamicModuleFilter {
-    let mut config = filter_config(gateway, module);
-    if let Some((path, _)) = filter_secrets(gateway, module) {
-        config.take_secrets();
-        config.secrets_file = Some(path.display().to_string());
-    }
+    let (config, _) = native_config(gateway, module);
     DynamicModuleFilter {
         dynamic_module_config: Some(DynamicModuleConfig {
             module: Some(core::AsyncDataSource {
