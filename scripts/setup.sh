@@ -29,6 +29,8 @@ PY_PEERS=(
   "mcp==2.3.0"
   # A SOCKS5 server with username/password auth, for the proxy tests.
   "pproxy==2.7.9"
+  # A DNS server on loopback whose answers the host-route (SSRF guard) tests change.
+  "dnslib==0.9.26"
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }

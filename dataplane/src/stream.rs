@@ -176,7 +176,7 @@ impl<H: Host> Stream<H> {
         let headers = self.host.response_headers();
         let header = |name: &str| Headers(&headers).get(name).map(str::to_string);
         // The upstream's cookies and CORS grants stop here; the gateway's own CORS follows.
-        if !self.local {
+        if !self.local && !self.exchange.host_routed() {
             for name in stripped_response_headers(headers.iter().map(|(k, _)| k.as_str())) {
                 self.host.set_response_header(name, None);
             }

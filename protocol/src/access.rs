@@ -84,6 +84,9 @@ pub struct Lists {
     pub prompts: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// Host routes, by key (`wiki`, `docs.example.org`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +95,7 @@ pub enum Kind {
     Tool,
     Prompt,
     Resource,
+    Host,
 }
 
 impl Kind {
@@ -102,6 +106,7 @@ impl Kind {
             Kind::Tool => "tool",
             Kind::Prompt => "prompt",
             Kind::Resource => "resource",
+            Kind::Host => "host route",
         }
     }
 }
@@ -113,6 +118,7 @@ impl Lists {
             Kind::Tool => &self.tools,
             Kind::Prompt => &self.prompts,
             Kind::Resource => &self.resources,
+            Kind::Host => &self.hosts,
         }
     }
 }
@@ -274,7 +280,9 @@ impl AccessConfig {
             let allow = r.allow.of(kind);
             // A rule that lists upstreams but not tools (say) allows the tools of those
             // upstreams; the upstream check decides those.
-            (allow.is_empty() && kind != Kind::Upstream && !r.allow.upstreams.is_empty())
+            (allow.is_empty()
+                && !matches!(kind, Kind::Upstream | Kind::Host)
+                && !r.allow.upstreams.is_empty())
                 || allow.iter().any(|g| glob::matches(g, name))
         })
     }

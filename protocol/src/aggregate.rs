@@ -33,7 +33,7 @@ impl ListKind {
         match kind {
             Kind::Tool => Some(ListKind::Tools),
             Kind::Prompt => Some(ListKind::Prompts),
-            Kind::Upstream | Kind::Resource => None,
+            Kind::Upstream | Kind::Resource | Kind::Host => None,
         }
     }
 

@@ -68,6 +68,87 @@ pub struct FilterConfig {
     /// then shows none of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secrets_file: Option<String>,
+    /// Hostnames routed to whole MCP servers (the gateway's `hosts:`, a tunnel file): their
+    /// requests pass through untouched but for what [`HostRoutes`] says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_routes: Option<HostRoutes>,
+}
+
+/// Requests Envoy routes by hostname: the gateway authenticates the client and checks its
+/// rules (`hosts` lists), removes the credentials it consumed, audits and counts them, and
+/// reads none of the body.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRoutes {
+    pub routes: Vec<HostRoute>,
+    /// Removed from every host-routed request (lower case).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub strip_headers: Vec<String>,
+    /// The tunnel domain: a name under it that no route serves is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Host routes only (a tunnel file): the gateway has no MCP endpoint of its own, and
+    /// every name no route serves is refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exclusive: bool,
+}
+
+/// Where a request's `Host` leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostMatch<'a> {
+    Route(&'a HostRoute),
+    /// A name the host routes claim (under the tunnel domain, or any with `exclusive`)
+    /// that no route serves.
+    Unknown,
+    /// Not a host route's: the gateway's own endpoints.
+    Gateway,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostRoute {
+    /// The route's key, as rules and the audit log name it.
+    pub name: String,
+    /// The hostnames it answers (lower case, no port), as Envoy's virtual host does.
+    pub hosts: Vec<String>,
+}
+
+impl HostRoutes {
+    /// Where a request for `authority` (`Host`/`:authority`) goes; a port and a final dot
+    /// are ignored, case too.
+    pub fn find(&self, authority: &str) -> HostMatch<'_> {
+        let host = bare_host(authority);
+        if let Some(r) = self.routes.iter().find(|r| r.hosts.contains(&host)) {
+            return HostMatch::Route(r);
+        }
+        let under_domain = self
+            .domain
+            .as_deref()
+            .is_some_and(|d| host.strip_suffix(d).is_some_and(|s| s.ends_with('.')));
+        if self.exclusive || under_domain {
+            HostMatch::Unknown
+        } else {
+            HostMatch::Gateway
+        }
+    }
+
+    /// The route serving `authority`, if one does.
+    pub fn route_for(&self, authority: &str) -> Option<&HostRoute> {
+        match self.find(authority) {
+            HostMatch::Route(r) => Some(r),
+            _ => None,
+        }
+    }
+}
+
+/// `authority` without its port and final dot, lower case.
+fn bare_host(authority: &str) -> String {
+    let host = match authority.rsplit_once(':') {
+        // Not the colons of a bracketed IPv6 address.
+        Some((h, port)) if !port.contains(']') && port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase()
 }
 
 /// What a filter configuration holds that an operator's `config_dump` must not show: the
@@ -489,6 +570,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         allowed_hosts: Vec::new(),
         loopback_origins: false,
         secrets_file: None,
+        host_routes: None,
     }
 }
 

@@ -268,16 +268,44 @@ impl RmcpServer {
         .await
     }
 
+    /// A [`TestServer`] that also accepts requests for `host` (its DNS name), as a server
+    /// behind a name must: rmcp refuses other `Host` values than loopback's by default
+    /// (DNS-rebinding protection).
+    pub async fn start_named(label: &str, host: &str) -> anyhow::Result<RmcpServer> {
+        let label = label.to_string();
+        Self::serve_handler_for(
+            move || TestServer::new(&label),
+            false,
+            0,
+            &[host, "localhost", "127.0.0.1"],
+        )
+        .await
+    }
+
     async fn serve_handler<S: ServerHandler + Send + 'static>(
         factory: impl Fn() -> S + Send + Sync + 'static,
         json_response: bool,
         port: u16,
     ) -> anyhow::Result<RmcpServer> {
+        Self::serve_handler_for(factory, json_response, port, &[]).await
+    }
+
+    /// `hosts`: the `Host` values accepted (none given: rmcp's default, loopback's).
+    async fn serve_handler_for<S: ServerHandler + Send + 'static>(
+        factory: impl Fn() -> S + Send + Sync + 'static,
+        json_response: bool,
+        port: u16,
+        hosts: &[&str],
+    ) -> anyhow::Result<RmcpServer> {
         let stop = CancellationToken::new();
+        let mut config = StreamableHttpServerConfig::default();
+        if !hosts.is_empty() {
+            config = config.with_allowed_hosts(hosts.iter().copied());
+        }
         let service: StreamableHttpService<S, LocalSessionManager> = StreamableHttpService::new(
             move || Ok(factory()),
             Default::default(),
-            StreamableHttpServerConfig::default()
+            config
                 .with_json_response(json_response)
                 // JSON answers are only given by rmcp's stateless (non-legacy) mode.
                 .with_legacy_session_mode(!json_response)

@@ -18,6 +18,8 @@ pub struct Source {
     pub bridge: Option<Arc<switchboard_bridge::BridgeState>>,
     /// The bridge's SOCKS5 tunnels for proxied upstreams.
     pub tunnels: Arc<crate::tunnels::Tunnels>,
+    /// Resolves the names of host routes (`None`: `render`, which connects nowhere).
+    pub dns: Option<Arc<crate::dns::Dns>>,
 }
 
 impl Source {
@@ -32,7 +34,11 @@ impl Source {
             );
         }
         let tunnels = self.tunnels.ensure(&gateway)?;
-        let module = translate::hosted_module(&gateway, &self.module, tunnels)?;
+        let mut module = translate::hosted_module(&gateway, &self.module, tunnels)?;
+        if let Some(dns) = &self.dns {
+            dns.follow(gateway.hosts.as_ref());
+            module.resolved = dns.answers();
+        }
         let snapshot = Snapshot::new(&translate::translate(&gateway, &module));
         snapshot
             .check_consistent()
@@ -97,6 +103,7 @@ pub fn filter_module(path: &Path) -> FilterModule {
         fallback_session_key: process_session_key().to_string(),
         bridge: None,
         tunnels: Default::default(),
+        resolved: Default::default(),
         bridge_key: process_secret("bridge").to_string(),
         bridge_ingress: process_secret("bridge-ingress").to_string(),
     }

@@ -3,6 +3,7 @@
 mod ads;
 mod bootstrap;
 mod commands;
+mod dns;
 mod envoy;
 mod gateway;
 mod tunnels;
@@ -55,13 +56,39 @@ enum Command {
     },
 }
 
+type LogFilter =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Set when `SWITCHBOARD_LOG` does not decide the log's filter: the configuration may then.
+static LOG_FILTER: std::sync::OnceLock<LogFilter> = std::sync::OnceLock::new();
+
+/// The configuration's `log_level` (`server.log_level`, a tunnel file's), unless
+/// `SWITCHBOARD_LOG` was given.
+pub(crate) fn set_log_level(level: &str) {
+    if let Some(handle) = LOG_FILTER.get()
+        && let Err(e) = handle.reload(tracing_subscriber::EnvFilter::new(level))
+    {
+        eprintln!("switchboard: cannot change the log level: {e}");
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG").ok();
+    let configurable = from_env.is_none();
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(
+        from_env.unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info")),
+    );
+    if configurable {
+        let _ = LOG_FILTER.set(handle);
+    }
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
         )
         .init();
     let cli = Cli::parse();

@@ -38,8 +38,21 @@ fn rendered(path: &Path) -> String {
         Err(e) => panic!("{}: {e}", path.display()),
     };
     let bridge: SocketAddr = ([127, 0, 0, 1], 0).into();
+    // What the names of host routes resolve to: one inside the allowed list and one
+    // outside (the cluster gets only the first), one outside only (no endpoint at all).
+    let resolved = [
+        ("docs.internal", vec!["10.0.0.7", "8.8.8.8"]),
+        ("build.internal", vec!["169.254.169.254"]),
+    ]
+    .into_iter()
+    .map(|(name, ips)| {
+        let ips = ips.iter().filter_map(|ip| ip.parse().ok()).collect();
+        (name.to_string(), ips)
+    })
+    .collect();
     let module = FilterModule {
         bridge: Some(bridge),
+        resolved,
         ..FilterModule::example()
     };
     // As `render` does: each proxied upstream's tunnel at port 0 of the bridge's address.
@@ -87,6 +100,11 @@ fn the_transport_seed_example() {
 #[test]
 fn the_desktop_example() {
     check("claude-desktop", "examples/claude_desktop_config.json");
+}
+
+#[test]
+fn the_tunnel_file() {
+    check("tunnel", "xds-server/tests/golden/tunnel.yaml");
 }
 
 #[test]

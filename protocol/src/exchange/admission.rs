@@ -58,6 +58,25 @@ impl Exchange {
             step,
         };
         let config = &gw.config;
+        // A host route's server is the client's to talk to: CORS and Host checks are its own.
+        if let Some(hosts) = &config.host_routes {
+            use crate::filter_config::HostMatch;
+            match hosts.find(headers.get(":authority").unwrap_or_default()) {
+                HostMatch::Route(route) => {
+                    return self.admit_host_routed(gw, headers, source, clock, &route.name, remove);
+                }
+                HostMatch::Unknown => {
+                    self.state = State::Done;
+                    return answer(error_reply(
+                        404,
+                        None,
+                        code::INVALID_REQUEST,
+                        "No MCP server is routed at this hostname",
+                    ));
+                }
+                HostMatch::Gateway => {}
+            }
+        }
         let origin = headers.get("origin");
         // A CORS preflight carries no credentials: answered before anything else.
         if let Some(o) = origin
@@ -127,6 +146,63 @@ impl Exchange {
             _ => Vec::new(),
         };
         Arrival { remove, set, step }
+    }
+
+    /// A request to a host route: authenticated and checked against the rules when the
+    /// gateway has clients, stripped of the credentials the gateway consumed, audited and
+    /// counted (its method from `Mcp-Method`, which 2026-07-28 clients send, else the HTTP
+    /// method: the body is not read), and passed on untouched otherwise.
+    fn admit_host_routed(
+        &mut self,
+        gw: &Gateway,
+        headers: Headers<'_>,
+        source: impl FnOnce() -> Option<IpAddr>,
+        clock: &Clock,
+        route: &str,
+        mut remove: Vec<String>,
+    ) -> Arrival {
+        self.state = State::Done;
+        self.host_routed = true;
+        self.audit.upstream = format!("host:{route}");
+        self.audit.method = headers
+            .get(crate::wire::METHOD_HEADER)
+            .or_else(|| headers.get(":method"))
+            .unwrap_or_default()
+            .to_string();
+        self.audit.name = headers
+            .get(crate::wire::NAME_HEADER)
+            .unwrap_or_default()
+            .to_string();
+        let answer = |remove: Vec<String>, step| Arrival {
+            remove,
+            set: Vec::new(),
+            step,
+        };
+        let identity = match self.authenticate(gw, headers, source, clock.now_s) {
+            Ok(identity) => identity,
+            Err(step) => return answer(remove, step),
+        };
+        self.client.identity = identity.as_ref().map(Identity::key).unwrap_or_default();
+        if gw.config.audit {
+            self.client.session = headers
+                .get(SESSION_HEADER)
+                .map(crate::audit::session_digest)
+                .unwrap_or_default();
+        }
+        self.identity = identity;
+        if !self.permits(gw, Kind::Host, route) {
+            let who = self
+                .identity
+                .as_ref()
+                .map_or("this client", |i| i.client.as_str());
+            let message = format!("Access denied: {who} may not use host route {route:?}");
+            self.log.push(message.clone());
+            return answer(remove, error_reply(403, None, ACCESS_DENIED, &message));
+        }
+        if let Some(h) = &gw.config.host_routes {
+            remove.extend(h.strip_headers.iter().filter(|n| headers.has(n)).cloned());
+        }
+        answer(remove, Step::PassThrough)
     }
 
     /// Who sent the request: `Ok(None)` when the gateway has no clients to tell apart; a

@@ -129,6 +129,8 @@ pub struct Exchange {
     mcp_params: Vec<(String, String)>,
     /// The body's arrival time and seed, for what is sealed while it is routed.
     arrival: Clock,
+    /// A host route's request: it and its answer pass untouched.
+    host_routed: bool,
 }
 
 /// What a call the filter makes itself needs to make of its answer.
@@ -151,6 +153,12 @@ impl Exchange {
     /// Lines for the operator's log, gathered since the last call.
     pub fn take_log(&mut self) -> Vec<String> {
         std::mem::take(&mut self.log)
+    }
+
+    /// A host route's request, whose answer the shell passes on as it comes (no header of
+    /// the upstream's is removed).
+    pub fn host_routed(&self) -> bool {
+        self.host_routed
     }
 
     /// What the request was, as far as it is known.

@@ -64,6 +64,38 @@ pub(super) fn redirect_target(location: &str) -> String {
 }
 
 impl Exchange {
+    /// A host route's answer passes as it comes; only Envoy's own failure (it could not, or
+    /// would not, connect) becomes a JSON-RPC error that names the route.
+    fn host_route_answer(&mut self, status: u16, code_details: Option<&str>) -> ResponseStep {
+        let details = match code_details {
+            Some(d) if status >= 500 && d != "via_upstream" => d,
+            _ => return ResponseStep::Stream { remove: vec![] },
+        };
+        let route = self
+            .audit
+            .upstream
+            .strip_prefix("host:")
+            .unwrap_or(&self.audit.upstream);
+        let (status, message) = if details.contains("no_healthy_upstream") {
+            (
+                502,
+                format!(
+                    "Host route {route:?}: the gateway will not connect to its upstream: none of the addresses it resolves to is in upstream.allowed_ips, or it did not resolve (the gateway's log says which)"
+                ),
+            )
+        } else {
+            (
+                status,
+                format!("Host route {route:?}: the upstream could not be reached ({details})"),
+            )
+        };
+        self.log.push(message.clone());
+        ResponseStep::Replace(json_reply(
+            status,
+            jsonrpc::error_body(None, UPSTREAM_ERROR, &message),
+        ))
+    }
+
     /// Response headers of a routed request. `code_details` is Envoy's
     /// `response.code_details`: `via_upstream` when the upstream answered, else why Envoy
     /// answered itself (connection failure, timeout…). `location`: the answer's `Location`.
@@ -79,6 +111,9 @@ impl Exchange {
                 return ResponseStep::Transform;
             }
             self.state = State::Done;
+        }
+        if self.host_routed {
+            return self.host_route_answer(status, code_details);
         }
         let State::Routed(routed) = &mut self.state else {
             return ResponseStep::Stream { remove: vec![] };

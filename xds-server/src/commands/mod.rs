@@ -81,6 +81,7 @@ pub fn render(
         module,
         bridge: None,
         tunnels: std::sync::Arc::new(crate::tunnels::Tunnels::Placeholder),
+        dns: None,
     };
     let (gateway, snapshot) = source.load()?;
     let yaml = crate::render::snapshot_yaml(&snapshot)?;

@@ -25,12 +25,13 @@ pub struct Args {
     /// Envoy worker threads (default: one per core).
     #[arg(long)]
     concurrency: Option<u16>,
-    /// Envoy's log level.
-    #[arg(long, default_value = "warning")]
-    envoy_log_level: String,
-    /// How long requests in flight may take to finish on shutdown.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    drain_timeout: Duration,
+    /// Envoy's log level (default: the configuration's `log_level`, else warning).
+    #[arg(long)]
+    envoy_log_level: Option<String>,
+    /// How long requests in flight may take to finish on shutdown (default: the
+    /// configuration's `shutdown_timeout`, else 5s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    drain_timeout: Option<Duration>,
     /// More arguments for Envoy, after `--`.
     #[arg(last = true)]
     envoy_args: Vec<String>,
@@ -66,8 +67,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         module,
         bridge: Some(bridge_state.clone()),
         tunnels: Arc::new(crate::tunnels::Tunnels::live(bridge_addr.ip())),
+        dns: Some(Arc::new(crate::dns::Dns::from_env()?)),
     };
-    let (gateway, snapshot) = source.load()?;
+    let (gateway, snapshot) = crate::dns::load_resolved(&source).await?;
+    if let Some(level) = gateway.server.log_level {
+        crate::set_log_level(level.filter());
+    }
     let data_plane = source.module.data_plane_for(&gateway);
     let module_file = match data_plane {
         DataPlane::Native => (&source.module.native_path, "make native"),
@@ -87,6 +92,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
     info!("bridge on {bridge_addr}");
 
     let (tx, rx) = watch::channel(Arc::new(snapshot));
+    let _dns = crate::dns::spawn(source.clone(), tx.clone());
     let _watch = crate::watch::spawn(source, tx, files)?;
     let socket = workdir.path().join("xds.sock");
     let xds = private_socket(&socket)?;
@@ -120,8 +126,17 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         bootstrap: bootstrap_file,
         workdir: workdir.path().to_path_buf(),
         concurrency: args.concurrency,
-        log_level: args.envoy_log_level,
-        drain_timeout: args.drain_timeout,
+        log_level: args.envoy_log_level.unwrap_or_else(|| {
+            gateway
+                .server
+                .log_level
+                .map_or("warning", |l| l.envoy())
+                .to_string()
+        }),
+        drain_timeout: args
+            .drain_timeout
+            .or(gateway.server.shutdown_timeout)
+            .unwrap_or(Duration::from_secs(5)),
         extra_args: args.envoy_args,
     };
     let endpoints = ready_tx.subscribe();

@@ -82,11 +82,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             module,
             bridge,
             tunnels: Arc::new(tunnels),
+            dns: Some(Arc::new(crate::dns::Dns::from_env()?)),
         };
-        let (gateway, snapshot) = source.load()?;
+        let (gateway, snapshot) = crate::dns::load_resolved(&source).await?;
+        if let Some(level) = gateway.server.log_level {
+            crate::set_log_level(level.filter());
+        }
         let files: Vec<PathBuf> = gateway.pem_files().into_iter().map(Into::into).collect();
         source.update_bridge(&gateway);
         let (tx, rx) = tokio::sync::watch::channel(Arc::new(snapshot));
+        let _dns = crate::dns::spawn(source.clone(), tx.clone());
         let _watch = crate::watch::spawn(source, tx, files)?;
         let tls = args.tls.server_config()?;
         let listener = TcpListener::bind(&args.xds)

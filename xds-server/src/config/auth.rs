@@ -97,6 +97,9 @@ pub struct ListsConfig {
     pub prompts: Vec<String>,
     #[serde(default)]
     pub resources: Vec<String>,
+    /// Host routes by key (`hosts.routes`).
+    #[serde(default)]
+    pub hosts: Vec<String>,
 }
 
 /// `upstreams[].auth`.

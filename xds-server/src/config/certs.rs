@@ -37,6 +37,9 @@ pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FieldError> {
             )?;
         }
     }
+    if let Some(ca) = gateway.hosts.as_mut().and_then(|h| h.ca_file.as_mut()) {
+        read(ca, base, "upstream.tls.ca_file", Kind::Certs)?;
+    }
     for (i, u) in gateway.upstreams.iter_mut().enumerate() {
         let Some(tls) = &mut u.tls else { continue };
         let field = |f: &str| format!("upstreams[{i}].tls.{f}");

@@ -31,6 +31,9 @@ pub struct GatewayFile {
     /// The same object as VS Code's `mcp.json` names it.
     #[serde(default)]
     pub servers: Option<McpServers>,
+    /// Requests routed by hostname to whole MCP servers.
+    #[serde(default)]
+    pub hosts: Option<super::hosts::HostsSection>,
     /// Trust shared by every HTTPS upstream without a CA of its own.
     #[serde(default)]
     pub tls: TrustConfig,

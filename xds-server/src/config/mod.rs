@@ -8,6 +8,7 @@ pub mod document;
 pub mod env;
 pub mod env_upstreams;
 pub mod error;
+pub mod hosts;
 pub mod load;
 pub mod mcp_servers;
 pub mod model;

@@ -43,6 +43,8 @@ pub struct Gateway {
     pub auth: Option<super::auth::Auth>,
     pub audit: Option<AuditConfig>,
     pub upstreams: Vec<Upstream>,
+    /// Requests routed by hostname to whole MCP servers (`hosts:`, or a tunnel file).
+    pub hosts: Option<super::hosts::Hosts>,
     /// The CA bundle that HTTPS upstreams (and JWKS URLs) without a CA of their own are
     /// checked against; found at load when one needs it.
     pub system_ca: Option<PemFile>,
@@ -108,6 +110,7 @@ impl Gateway {
         for t in self.upstreams.iter().filter_map(|u| u.tls.as_ref()) {
             out.extend(t.ca_cert.iter().chain(&t.client_cert).chain(&t.client_key));
         }
+        out.extend(self.hosts.iter().filter_map(|h| h.ca_file.as_ref()));
         for c in self.auth.iter().flat_map(|a| &a.clients) {
             if let Some(f) = c.jwt.as_ref().and_then(|j| j.jwks.file.as_ref()) {
                 out.push(f);
@@ -168,7 +171,8 @@ impl Gateway {
             .flat_map(|a| &a.clients)
             .filter_map(|c| c.jwt.as_ref()?.jwks.url.as_ref())
             .any(|u| u.is_tls());
-        upstream || jwks
+        let hosts = self.hosts.as_ref().is_some_and(|h| h.include_system_cas);
+        upstream || jwks || hosts
     }
 
     /// The prefix of an upstream's tool and prompt names.
@@ -287,6 +291,13 @@ pub struct Server {
     /// (`stream_idle_timeout`); event streams stay busy with keep-alives.
     #[serde(deserialize_with = "duration")]
     pub stream_idle_timeout: Duration,
+    /// switchboard's log level and Envoy's (`debug`, `info`, `warn`, `error`); the command
+    /// line's `--log-level`/`--envoy-log-level` win over it.
+    pub log_level: Option<super::hosts::LogLevel>,
+    /// How long requests in flight may take to finish when `run` stops (Envoy's drain);
+    /// the command line's `--drain-timeout` wins over it.
+    #[serde(deserialize_with = "optional_duration")]
+    pub shutdown_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -343,6 +354,8 @@ impl Default for Server {
             request_headers_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             stream_idle_timeout: Duration::from_secs(300),
+            log_level: None,
+            shutdown_timeout: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+pub(super) const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub fn cluster_name(upstream: &str) -> String {
     format!("upstream-{upstream}")
@@ -97,7 +97,7 @@ fn pool_limits(t: &Transport) -> cluster::CircuitBreakers {
 
 /// HTTP/1.1 unless `http2`: then ALPN chooses over TLS (h2 if the upstream offers it), and
 /// plain text uses HTTP/2 with prior knowledge.
-fn protocol_options(t: &Transport, is_tls: bool) -> http_options::HttpProtocolOptions {
+pub(super) fn protocol_options(t: &Transport, is_tls: bool) -> http_options::HttpProtocolOptions {
     use http_options::http_protocol_options::{
         AutoHttpConfig, ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config,
     };

@@ -21,6 +21,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
         mcp_path: gateway.server.mcp_path.clone(),
         max_request_bytes: gateway.server.max_request_bytes,
         secrets_file: None,
+        host_routes: gateway.hosts.as_ref().map(|h| host_routes(gateway, h)),
         server_name: "switchboard".into(),
         server_version: env!("CARGO_PKG_VERSION").into(),
         session_key: gateway
@@ -135,6 +136,7 @@ pub(super) fn lists(l: &crate::config::auth::ListsConfig) -> access::Lists {
         tools: l.tools.clone(),
         prompts: l.prompts.clone(),
         resources: l.resources.iter().map(|p| resource_pattern(p)).collect(),
+        hosts: l.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
     }
 }
 
@@ -161,7 +163,7 @@ pub(super) fn allowed_hosts(gateway: &Gateway) -> Vec<String> {
         return h.clone();
     }
     if gateway.server.listen.0.ip().is_loopback() {
-        [
+        let mut hosts: Vec<String> = [
             "localhost",
             "localhost:*",
             "127.0.0.1",
@@ -170,7 +172,12 @@ pub(super) fn allowed_hosts(gateway: &Gateway) -> Vec<String> {
             "[::1]:*",
         ]
         .map(String::from)
-        .to_vec()
+        .to_vec();
+        // Names under the tunnel domain that no route serves get Envoy's 404 instead.
+        if let Some(domain) = gateway.hosts.as_ref().and_then(|h| h.domain.as_ref()) {
+            hosts.extend([format!("*.{domain}"), format!("*.{domain}:*")]);
+        }
+        hosts
     } else {
         Vec::new()
     }
@@ -199,6 +206,46 @@ pub(super) fn credential_headers(gateway: &Gateway) -> Vec<String> {
         .map(|h| h.source_header.to_ascii_lowercase());
     push_new(&mut out, api_key_headers(gateway).chain(sources));
     out
+}
+
+/// The host routes as the filter checks them, with the headers it removes there: the
+/// gateway's own always, the credentials it consumed unless `forward_credentials`.
+fn host_routes(
+    gateway: &Gateway,
+    hosts: &crate::config::hosts::Hosts,
+) -> filter_config::HostRoutes {
+    let mut strip: Vec<String> = [
+        access::JWT_PAYLOAD_HEADER,
+        access::BRIDGE_KEY_HEADER,
+        access::IDENTITY_HEADER,
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if !hosts.forward_credentials {
+        let jwt = gateway
+            .auth
+            .iter()
+            .flat_map(|a| &a.clients)
+            .any(|c| c.jwt.is_some());
+        push_new(
+            &mut strip,
+            api_key_headers(gateway).chain(jwt.then(|| "authorization".to_string())),
+        );
+    }
+    filter_config::HostRoutes {
+        routes: hosts
+            .domains()
+            .into_iter()
+            .map(|(r, names)| filter_config::HostRoute {
+                name: r.key.clone(),
+                hosts: names,
+            })
+            .collect(),
+        strip_headers: strip,
+        domain: hosts.domain.clone(),
+        exclusive: gateway.upstreams.is_empty(),
+    }
 }
 
 /// The headers API keys travel in (lower case).

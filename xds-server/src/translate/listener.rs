@@ -42,8 +42,12 @@ pub(super) fn mcp_listener(gateway: &Gateway, data_plane: DataPlane) -> envoy_li
             discovered_filter(MCP_FILTER_NAME, data_plane.type_url()),
             http_filter("envoy.filters.http.router", pack_any(Router::default())),
         ],
-        normalize_path: Some(BoolValue { value: true }),
-        merge_slashes: true,
+        // Host routes pass paths byte for byte; the gateway's own endpoints match exact
+        // paths either way.
+        normalize_path: Some(BoolValue {
+            value: gateway.hosts.is_none(),
+        }),
+        merge_slashes: gateway.hosts.is_none(),
         // Slow clients (headers or a body trickling in) are not waited for without end.
         request_headers_timeout: Some(duration(gateway.server.request_headers_timeout)),
         request_timeout: Some(duration(gateway.server.request_timeout)),

@@ -24,6 +24,7 @@ pub mod audit;
 pub mod cluster;
 pub mod filter;
 pub mod hosted;
+pub mod hosts;
 pub mod jwt;
 pub mod listener;
 pub mod routes;
@@ -112,6 +113,8 @@ pub struct FilterModule {
     /// Upstreams the bridge stands in for, by name: the address Envoy connects to instead of
     /// the upstream's own (a SOCKS5 tunnel, or the bridge itself for a stdio upstream).
     pub tunnels: std::collections::BTreeMap<String, std::net::SocketAddr>,
+    /// What the names of host routes resolved to (the translation applies the IP guard).
+    pub resolved: crate::config::hosts::Resolved,
 }
 
 impl FilterModule {
@@ -136,6 +139,7 @@ impl FilterModule {
             fallback_session_key: "k".repeat(32),
             bridge: None,
             tunnels: Default::default(),
+            resolved: Default::default(),
             bridge_key: "b".repeat(32),
             bridge_ingress: "i".repeat(32),
         }
@@ -178,6 +182,10 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
         ));
     }
     clusters.extend(jwt::jwks_clusters(gateway));
+    if let Some(h) = &gateway.hosts {
+        clusters.extend(hosts::clusters(h, &module.resolved));
+        secrets.extend(hosts::ca_secret(gateway));
+    }
     Resources {
         listeners: vec![mcp_listener(gateway, module.data_plane_for(gateway))],
         routes: vec![route_configuration(gateway, module)],

@@ -74,14 +74,24 @@ pub(super) fn route_configuration(
         404,
         &format!("Not found: the MCP endpoint is {}", server.mcp_path),
     ));
+    let mut virtual_hosts = gateway
+        .hosts
+        .as_ref()
+        .map(hosts::virtual_hosts)
+        .unwrap_or_default();
+    // A tunnel file has host routes only: every other name is unknown.
+    if gateway.hosts.is_some() && gateway.upstreams.is_empty() {
+        routes = vec![hosts::unknown_host()];
+    }
+    virtual_hosts.push(route::VirtualHost {
+        name: "switchboard".into(),
+        domains: vec!["*".into()],
+        routes,
+        ..Default::default()
+    });
     route::RouteConfiguration {
         name: ROUTE_CONFIG_NAME.into(),
-        virtual_hosts: vec![route::VirtualHost {
-            name: "switchboard".into(),
-            domains: vec!["*".into()],
-            routes,
-            ..Default::default()
-        }],
+        virtual_hosts,
         ..Default::default()
     }
 }

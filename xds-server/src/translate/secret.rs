@@ -85,7 +85,7 @@ fn certificate(name: &str, cert: &PemFile, key: &PemFile) -> tls::Secret {
     }
 }
 
-fn trusted_ca(name: &str, ca: &PemFile) -> tls::Secret {
+pub(super) fn trusted_ca(name: &str, ca: &PemFile) -> tls::Secret {
     tls::Secret {
         name: name.into(),
         r#type: Some(tls::secret::Type::ValidationContext(

@@ -182,3 +182,91 @@ fn the_outcome_is_recorded_once_with_the_clients_identity() {
     );
     assert!(ex.record(&gw, outcome, CLOCK_S * 1000 + 9).is_none());
 }
+
+/// `admitting()` with host routes `wiki` (and `wiki.t.example`) under the domain
+/// `t.example`, a rule that lets `lan` use that route only, and the gateway's API-key
+/// header to strip.
+fn host_routed() -> Gateway {
+    use crate::access::{Lists, Rule};
+    use crate::filter_config::{HostRoute, HostRoutes};
+    let mut config = admitting().config.clone();
+    if let Some(access) = config.access.as_mut() {
+        access.rules = vec![Rule {
+            clients: vec!["lan".into()],
+            allow: Lists {
+                hosts: vec!["wiki".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        }];
+    }
+    config.host_routes = Some(HostRoutes {
+        routes: vec![
+            HostRoute {
+                name: "wiki".into(),
+                hosts: vec!["wiki".into(), "wiki.t.example".into()],
+            },
+            HostRoute {
+                name: "docs".into(),
+                hosts: vec!["docs.t.example".into()],
+            },
+        ],
+        strip_headers: vec!["x-token".into()],
+        domain: Some("t.example".into()),
+        exclusive: false,
+    });
+    Gateway::new(config)
+}
+
+#[test]
+fn a_host_route_passes_untouched_after_its_client_and_rule_are_checked() {
+    let gw = host_routed();
+    let request = |host: &str, source: &str| {
+        arrive(
+            &gw,
+            &[
+                (":method", "POST"),
+                (":path", "/anything?x=1"),
+                (":authority", host),
+                ("x-token", "secret"),
+                ("authorization", "Bearer for-the-upstream"),
+                ("origin", "https://evil.example"),
+                ("mcp-method", "tools/call"),
+                ("mcp-name", "search"),
+            ],
+            source,
+        )
+    };
+    // Any case, a port and a final dot: the same route. Origin and CORS are the server's.
+    let (ex, a) = request("WIKI.t.example.:8443", "10.1.2.3:5000");
+    assert_eq!(a.step, Step::PassThrough);
+    assert!(ex.host_routed());
+    assert_eq!(
+        a.remove,
+        vec!["x-token".to_string()],
+        "only what the gateway consumed"
+    );
+    assert!(ex.cors().is_empty());
+    assert_eq!(ex.audit().upstream, "host:wiki");
+    assert_eq!(
+        (ex.audit().method.as_str(), ex.audit().name.as_str()),
+        ("tools/call", "search")
+    );
+    // The rule names routes: `lan` may not use `docs`; a stranger is not let in at all.
+    let (_, a) = request("docs.t.example", "10.1.2.3:5000");
+    let (status, body, _) = reply(a.step);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("host route")
+    );
+    let (_, a) = request("wiki", "192.0.2.1:5000");
+    assert_eq!(reply(a.step).0, 401);
+    // Unknown under the domain: 404; any other name is the gateway's own endpoint.
+    let (_, a) = request("nope.t.example", "10.1.2.3:5000");
+    assert_eq!(reply(a.step).0, 404);
+    let (ex, _) = request("gateway.example", "10.1.2.3:5000");
+    assert!(!ex.host_routed());
+}

@@ -6,6 +6,7 @@
 use super::document::GatewayFile;
 use super::env::{self, Environment};
 use super::error::{ConfigError, FieldError};
+use super::hosts::{Hosts, TunnelFile};
 use super::model::{Aggregation, Gateway, Server, SessionConfig, Upstream};
 use super::position;
 use std::path::Path;
@@ -40,12 +41,23 @@ pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError>
 /// Line and column of the value at a field path like `upstreams[0].tls.client_cert`.
 fn at(text: &str, field: &str) -> (Option<usize>, Option<usize>) {
     let mut steps = Vec::new();
-    for part in field.split('.') {
+    // A host route's key is a hostname: one step, dots and all.
+    let (field, route) = match field.split_once("routes.") {
+        Some((head, key)) if head.is_empty() || head.ends_with('.') => {
+            (head.trim_end_matches('.'), Some(key))
+        }
+        _ => (field, None),
+    };
+    for part in field.split('.').filter(|p| !p.is_empty()) {
         let (key, rest) = part.split_once('[').unwrap_or((part, ""));
         steps.push(position::Step::Key(key.to_string()));
         if let Some(n) = rest.strip_suffix(']').and_then(|n| n.parse().ok()) {
             steps.push(position::Step::Index(n));
         }
+    }
+    if let Some(key) = route {
+        steps.push(position::Step::Key("routes".into()));
+        steps.push(position::Step::Key(key.into()));
     }
     // A missing field (client_key without client_cert…) points at the mapping that lacks it.
     while !steps.is_empty() {
@@ -115,6 +127,9 @@ impl Refusal {
 
 /// Parses and validates gateway YAML (or `mcpServers` JSON, which is YAML too).
 pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, ConfigError> {
+    if TunnelFile::is_one(text) {
+        return load_tunnel(text, file, env);
+    }
     let (parsed, ignored_keys) = parse(text, file, env)?;
     let place = |r: Refusal| r.placed(text, file);
     let mut upstreams = parsed.upstreams;
@@ -135,6 +150,11 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         auth.check()
             .map_err(|e| place(Refusal::at_field(e.within("auth"))))?;
     }
+    let hosts = parsed
+        .hosts
+        .map(|h| Hosts::check(h, "hosts."))
+        .transpose()
+        .map_err(|e| place(Refusal::at_field(e)))?;
     for (i, u) in upstreams.iter_mut().enumerate() {
         check_upstream(u)
             .map_err(|e| place(Refusal::at_field(e.within(&format!("upstreams[{i}]")))))?;
@@ -146,6 +166,7 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         auth: parsed.auth,
         audit: parsed.audit,
         upstreams,
+        hosts,
         system_ca: parsed.tls.system_ca_file,
         ignored_keys,
     })
@@ -170,11 +191,23 @@ fn parse(
             .map_err(|e| ConfigError::file(file, "", e.to_string()))?;
         return Ok((empty, ignored_keys));
     }
-    let parse = || match desktop {
-        Some((servers, _)) => serde_path_to_error::deserialize(servers),
+    let parsed = read_as(text, file, env, desktop.map(|(servers, _)| servers))?;
+    Ok((parsed, ignored_keys))
+}
+
+/// `T` from the text (or from `value`, the part of it to read). Errors point at the field
+/// serde stopped at.
+fn read_as<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+    env: &Environment,
+    value: Option<serde_yaml_ng::Value>,
+) -> Result<T, ConfigError> {
+    let parse = || match value {
+        Some(v) => serde_path_to_error::deserialize(v),
         None => serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text)),
     };
-    let parsed = env::with_environment(env, parse).map_err(|e| {
+    env::with_environment(env, parse).map_err(|e| {
         let path = if e.path().iter().next().is_none() {
             String::new()
         } else {
@@ -199,8 +232,42 @@ fn parse(
             message: clean_message(&inner.to_string(), &path),
             path,
         }
-    })?;
-    Ok((parsed, ignored_keys))
+    })
+}
+
+/// The tunnel proxy's file: its listener, certificate and host routes, and nothing else
+/// (no aggregated endpoint). Its requests are audited to Envoy's standard output.
+fn load_tunnel(text: &str, file: &str, env: &Environment) -> Result<Gateway, ConfigError> {
+    let tunnel: TunnelFile = read_as(text, file, env, None)?;
+    let hosts =
+        Hosts::check(tunnel.hosts(), "").map_err(|e| Refusal::at_field(e).placed(text, file))?;
+    let server = Server {
+        listen: tunnel.listen_addr,
+        tls: Some(super::model::ServerTls {
+            cert_file: tunnel.tls.cert_file,
+            key_file: tunnel.tls.key_file,
+            client_ca: None,
+        }),
+        log_level: Some(tunnel.log_level),
+        shutdown_timeout: Some(tunnel.shutdown_timeout),
+        // The tunnel has no admin address of its own: any free loopback port.
+        admin: super::model::Address(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Server::default()
+    };
+    Ok(Gateway {
+        server: check_server(server).map_err(|r| r.placed(text, file))?,
+        session: SessionConfig::default(),
+        aggregation: Aggregation::default(),
+        auth: None,
+        audit: Some(super::model::AuditConfig {
+            file: None,
+            stdout: true,
+        }),
+        upstreams: Vec::new(),
+        hosts: Some(hosts),
+        system_ca: None,
+        ignored_keys: Vec::new(),
+    })
 }
 
 /// `server`: one way to say where to listen; paths; limits.
