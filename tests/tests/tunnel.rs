@@ -587,3 +587,138 @@ async fn a_renewed_certificate_is_served_without_a_failed_call() -> anyhow::Resu
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_routes_beside_the_aggregated_endpoint_check_clients_and_keep_their_keys()
+-> anyhow::Result<()> {
+    let wiki = RmcpServer::start("wiki").await?;
+    let docs = RmcpServer::start("docs").await?;
+    let agg = RmcpServer::start("agg").await?;
+    let key = "host-route-test-api-key";
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\naudit: {{stdout: true}}\nauth:\n  clients:\n    - name: ci\n      api_key: {{header: x-api-key, keys: [\"{key}\"]}}\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [agg], hosts: [wiki]}}\nhosts:\n  tunnel_domain: {DOMAIN}\n  routes:\n    wiki: http://127.0.0.1:{}\n    docs: http://127.0.0.1:{}\n  upstream:\n    allowed_ips: [127.0.0.0/8]\nupstreams:\n  - name: agg\n    url: http://{}/mcp\n",
+        wiki.addr.port(),
+        docs.addr.port(),
+        agg.addr
+    );
+    let gw = Gateway::start(&yaml).await?;
+    let listener: SocketAddr = gw.base().trim_start_matches("http://").parse()?;
+    let port = listener.port();
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&format!("wiki.{DOMAIN}"), listener)
+        .resolve(&format!("docs.{DOMAIN}"), listener)
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::HeaderName::from_static("x-api-key"),
+            reqwest::header::HeaderValue::from_static("host-route-test-api-key"),
+        )]))
+        .build()?;
+    let wiki_url = format!("http://wiki.{DOMAIN}:{port}/mcp");
+
+    // The client's rule allows the route: served, and the key the gateway took stays here.
+    assert_eq!(whoami(&http, wiki_url.clone()).await?, "wiki");
+    let keys_upstream = wiki
+        .headers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.contains_key("x-api-key"))
+        .count();
+    assert_eq!(
+        keys_upstream, 0,
+        "the gateway's API key reached the host route"
+    );
+    // The same client on another route its rule does not list: 403, never connected.
+    let r = http
+        .post(format!("http://docs.{DOMAIN}:{port}/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await?;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("host route \"docs\"")),
+        "{body}"
+    );
+    assert_eq!(docs.requests.load(Ordering::SeqCst), 0);
+    // Without the key: 401 on the route too.
+    let anonymous = reqwest::Client::builder()
+        .no_proxy()
+        .resolve(&format!("wiki.{DOMAIN}"), listener)
+        .build()?;
+    let r = anonymous
+        .post(&wiki_url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401);
+
+    // The aggregated endpoint still serves on the gateway's own name, prefixed.
+    let agg_client = mcp_client(http.clone(), gw.endpoint.clone()).await?;
+    assert_eq!(
+        call_text(&agg_client, "agg__whoami", json!({})).await?,
+        "agg"
+    );
+    agg_client.cancel().await?;
+
+    // Audit lines name the route and the client.
+    eventually(
+        Duration::from_secs(10),
+        "an audit line for host:wiki",
+        || {
+            let found = gw.logs().lines().any(|l| {
+                l.contains("\"upstream\":\"host:wiki\"") && l.contains("\"identity\":\"ci\"")
+            });
+            async move { found.then_some(()) }
+        },
+    )
+    .await
+    .with_context(|| gw.logs())?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_level_and_shutdown_timeout_drive_the_logs_and_the_drain() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = certs(dir.path());
+    let file = dir.path().join("tunnel.yaml");
+    let yaml = seed_file(
+        &certs,
+        &[("wiki", "http://10.0.0.5:8080".into())],
+        "10.0.0.0/8",
+    )
+    .replace("log_level: info", "log_level: warn")
+    .replace("shutdown_timeout: 5s", "shutdown_timeout: 3s");
+    std::fs::write(&file, yaml)?;
+    let envoy = switchboard_e2e::envoy_bin().display().to_string();
+    let mut args = vec![
+        "run",
+        "-c",
+        file.to_str().context("path")?,
+        "--envoy",
+        &envoy,
+    ];
+    let modules = switchboard_e2e::module_args();
+    args.extend(modules.iter().map(String::as_str));
+    let mut run = switchboard_e2e::Background::spawn(&args)?;
+    // The harness sets SWITCHBOARD_LOG=info: the file's level applies only without it, so
+    // judge Envoy's level, which nothing else sets: at `warning` its startup `info` lines
+    // (`initializing epoch`) are not printed.
+    run.line("MCP endpoint: ").await?;
+    switchboard_e2e::signal(run.pid(), nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        run.exits_within(Duration::from_secs(20)).await,
+        "run did not stop"
+    );
+    let log = run.stderr.text();
+    assert!(log.contains("draining envoy (up to 3s)"), "{log}");
+    assert!(
+        !log.contains("initializing epoch"),
+        "Envoy logged at info:\n{log}"
+    );
+    Ok(())
+}

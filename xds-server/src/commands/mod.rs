@@ -17,12 +17,29 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
             for w in g.warnings() {
                 eprintln!("{}: warning: {w}", path.display());
             }
-            println!(
-                "{}: ok ({} upstream{})",
-                path.display(),
-                g.upstreams.len(),
-                if g.upstreams.len() == 1 { "" } else { "s" }
-            );
+            let routes = g.hosts.as_ref().map_or(0, |h| h.routes.len());
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            if routes == 0 {
+                println!(
+                    "{}: ok ({} upstream{})",
+                    path.display(),
+                    g.upstreams.len(),
+                    plural(g.upstreams.len())
+                );
+            } else {
+                println!(
+                    "{}: ok ({} upstream{}, {routes} host route{})",
+                    path.display(),
+                    g.upstreams.len(),
+                    plural(g.upstreams.len()),
+                    plural(routes)
+                );
+                for (r, names) in g.hosts.iter().flat_map(|h| h.domains()) {
+                    let t = &r.target;
+                    let scheme = if t.tls { "https" } else { "http" };
+                    println!("  {} -> {scheme}://{}", names.join(", "), t.authority());
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
