@@ -33,9 +33,18 @@ def main():
     resolver = FileResolver(path)
     # Quiet: stdout carries only the port line (the test stops reading after it).
     quiet = DNSLogger(log="-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)
-    udp = DNSServer(resolver, port=0, address="127.0.0.1", logger=quiet)
-    port = udp.server.server_address[1]
-    tcp = DNSServer(resolver, port=port, address="127.0.0.1", tcp=True, logger=quiet)
+    # UDP on a free port, then TCP on the same one; another process may hold that TCP port
+    # already (ephemeral ports are shared by every test running), so try again.
+    for _ in range(50):
+        udp = DNSServer(resolver, port=0, address="127.0.0.1", logger=quiet)
+        port = udp.server.server_address[1]
+        try:
+            tcp = DNSServer(resolver, port=port, address="127.0.0.1", tcp=True, logger=quiet)
+            break
+        except OSError:
+            udp.server.server_close()
+    else:
+        sys.exit("no port free for both UDP and TCP")
     udp.start_thread()
     tcp.start_thread()
     print(f"port {port}", flush=True)

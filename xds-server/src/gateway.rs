@@ -138,6 +138,10 @@ fn process_secret(purpose: &str) -> &'static str {
 /// Reloads `source` and publishes the result if it changed; on error keeps what is in force.
 /// Returns the certificate files the configuration in force names.
 pub fn reload(source: &Source, tx: &watch::Sender<Arc<Snapshot>>) -> Option<Vec<PathBuf>> {
+    // One at a time (a file edit and a changed DNS answer may race): a load that read older
+    // answers never publishes after one that read newer ones.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     match source.load() {
         Ok((gateway, snapshot)) => {
             let files = gateway

@@ -33,8 +33,16 @@ pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError>
         });
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    super::certs::read_all(&mut gateway, base)
-        .map_err(|e| Refusal::at_field(e).placed(&text, &name))?;
+    super::certs::read_all(&mut gateway, base).map_err(|mut e| {
+        // A tunnel file spells the listener's certificate `tls.cert_file`, the guard's CA
+        // `upstream.tls.ca_file` at its top.
+        if TunnelFile::is_one(&text) {
+            e.field = e.field.replacen("server.tls.", "tls.", 1);
+        } else if e.field == "upstream.tls.ca_file" {
+            e.field = "hosts.upstream.tls.ca_file".into();
+        }
+        Refusal::at_field(e).placed(&text, &name)
+    })?;
     Ok(gateway)
 }
 
