@@ -75,6 +75,21 @@ impl Dns {
         })
     }
 
+    /// The resolver of `run` and `serve`. A bad [`SERVERS_ENV`] is an error; without the
+    /// system's configuration (no readable `/etc/resolv.conf`) the gateway still starts:
+    /// routes written with an address work, named ones have no address (they fail closed)
+    /// and the log says why.
+    pub fn shared() -> anyhow::Result<Option<Arc<Dns>>> {
+        match Dns::from_env() {
+            Ok(dns) => Ok(Some(Arc::new(dns))),
+            Err(e) if std::env::var_os(SERVERS_ENV).is_some() => Err(e),
+            Err(e) => {
+                warn!("no DNS resolver, so host routes to names will not connect: {e:#}");
+                Ok(None)
+            }
+        }
+    }
+
     /// The answers so far.
     pub fn answers(&self) -> Answers {
         self.answers

@@ -67,7 +67,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         module,
         bridge: Some(bridge_state.clone()),
         tunnels: Arc::new(crate::tunnels::Tunnels::live(bridge_addr.ip())),
-        dns: Some(Arc::new(crate::dns::Dns::from_env()?)),
+        dns: crate::dns::Dns::shared()?,
     };
     let (gateway, snapshot) = crate::dns::load_resolved(&source).await?;
     if let Some(level) = gateway.server.log_level {

@@ -82,7 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             module,
             bridge,
             tunnels: Arc::new(tunnels),
-            dns: Some(Arc::new(crate::dns::Dns::from_env()?)),
+            dns: crate::dns::Dns::shared()?,
         };
         let (gateway, snapshot) = crate::dns::load_resolved(&source).await?;
         if let Some(level) = gateway.server.log_level {
