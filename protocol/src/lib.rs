@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod modern;
 pub mod naming;
 pub mod request_state;
+pub mod rest;
 pub mod server_message;
 pub mod session;
 pub mod sse;

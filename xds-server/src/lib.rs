@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod certs;
 pub mod config;
+pub mod openapi;
 pub mod protojson;
 pub mod render;
 pub mod resources;
