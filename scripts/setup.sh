@@ -31,6 +31,8 @@ PY_PEERS=(
   "pproxy==2.7.9"
   # A DNS server on loopback whose answers the host-route (SSRF guard) tests change.
   "dnslib==0.9.26"
+  # A REST API framework that writes its own OpenAPI document (the REST-upstream tests).
+  "fastapi==0.165.0"
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }

@@ -11,6 +11,10 @@ use crate::translate::{DataPlane, FilterModule};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
     match config::load_file(path, &Environment::Process) {
         Ok(g) => {
@@ -18,7 +22,6 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
                 eprintln!("{}: warning: {w}", path.display());
             }
             let routes = g.hosts.as_ref().map_or(0, |h| h.routes.len());
-            let plural = |n: usize| if n == 1 { "" } else { "s" };
             if routes == 0 {
                 println!(
                     "{}: ok ({} upstream{})",
@@ -38,6 +41,28 @@ pub fn validate(path: &Path) -> anyhow::Result<ExitCode> {
                     let t = &r.target;
                     let scheme = if t.tls { "https" } else { "http" };
                     println!("  {} -> {scheme}://{}", names.join(", "), t.authority());
+                }
+            }
+            // What each REST upstream's document yields, as clients will see the names.
+            for u in g
+                .upstreams
+                .iter()
+                .filter(|u| !u.rest_tools.is_empty() || u.openapi.is_some())
+            {
+                let source = u.openapi.as_ref().map_or("", |o| o.source.0.as_str());
+                println!(
+                    "  {}: {} tool{} from {source}",
+                    u.name,
+                    u.rest_tools.len(),
+                    plural(u.rest_tools.len())
+                );
+                let prefix = switchboard_protocol::naming::prefix_name(
+                    g.prefix(u),
+                    &g.aggregation.separator,
+                    "",
+                );
+                for t in &u.rest_tools {
+                    println!("    {prefix}{}  ({} {})", t.name, t.method, t.path);
                 }
             }
             Ok(ExitCode::SUCCESS)

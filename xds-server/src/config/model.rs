@@ -98,8 +98,9 @@ impl Gateway {
         out
     }
 
-    /// Every certificate and key file it names (absolute once loaded from a file): watched,
-    /// so a rotated file is pushed to Envoy.
+    /// Every certificate and key file it names, and REST upstreams' OpenAPI documents kept
+    /// in files (absolute once loaded from a file): watched, so a rotated or edited file is
+    /// read again and pushed to Envoy.
     pub fn pem_files(&self) -> Vec<&std::path::Path> {
         let mut out = Vec::new();
         out.extend(&self.system_ca);
@@ -116,7 +117,16 @@ impl Gateway {
                 out.push(f);
             }
         }
-        out.into_iter().map(|f| f.path.as_path()).collect()
+        let mut paths: Vec<&std::path::Path> = out.into_iter().map(|f| f.path.as_path()).collect();
+        // REST upstreams' OpenAPI documents kept in files.
+        paths.extend(
+            self.upstreams
+                .iter()
+                .filter_map(|u| u.openapi.as_ref())
+                .filter(|o| o.url().is_none())
+                .map(|o| std::path::Path::new(o.source.0.as_str())),
+        );
+        paths
     }
 
     /// Every secret value in the configuration (the session key, header values, API keys,
@@ -159,7 +169,7 @@ impl Gateway {
     /// CA of its own (and not `insecure_skip_verify`), or a JWKS fetched over HTTPS.
     pub fn needs_system_roots(&self) -> bool {
         let upstream = self.upstreams.iter().any(|u| {
-            u.kind == UpstreamKind::Http
+            matches!(u.kind, UpstreamKind::Http | UpstreamKind::Openapi)
                 && u.url.is_tls()
                 && u.tls
                     .as_ref()
@@ -370,6 +380,15 @@ pub struct Upstream {
     /// Streamable HTTP upstreams only; stdio upstreams are reached through the bridge.
     #[serde(default = "UpstreamUrl::missing")]
     pub url: UpstreamUrl,
+    /// A REST upstream's base URL (its operations' paths follow its path).
+    #[serde(default)]
+    pub base_url: Option<UpstreamUrl>,
+    /// A REST upstream's OpenAPI document.
+    #[serde(default)]
+    pub openapi: Option<OpenApiSource>,
+    /// The tools its document yields (filled at load).
+    #[serde(skip)]
+    pub rest_tools: Vec<switchboard_protocol::rest::RestTool>,
     #[serde(default)]
     pub headers: BTreeMap<String, Expanded>,
     #[serde(default = "default_timeout", deserialize_with = "duration")]
@@ -458,6 +477,9 @@ impl Upstream {
             name: UpstreamName(String::new()),
             kind: UpstreamKind::Http,
             url: UpstreamUrl::missing(),
+            base_url: None,
+            openapi: None,
+            rest_tools: Vec::new(),
             headers: BTreeMap::new(),
             timeout: default_timeout(),
             tool_prefix: None,
@@ -485,6 +507,22 @@ impl Upstream {
             sse_read_timeout: Stdio::sse_read_timeout(),
             sse: None,
         }
+    }
+}
+
+/// Where a REST upstream's OpenAPI document is: a file (relative to the gateway file;
+/// watched) or an `http(s)://` URL (fetched at load and on reload, through the upstream's
+/// TLS settings).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiSource {
+    pub source: Expanded,
+}
+
+impl OpenApiSource {
+    pub fn url(&self) -> Option<&str> {
+        let s = self.source.0.trim();
+        (s.starts_with("http://") || s.starts_with("https://")).then_some(s)
     }
 }
 
@@ -659,4 +697,7 @@ pub enum UpstreamKind {
     Stdio,
     /// The deprecated HTTP+SSE transport (2024-11-05), held by the bridge.
     Sse,
+    /// Not an MCP server: a REST API described by OpenAPI (`base_url` + `openapi`), whose
+    /// operations are tools.
+    Openapi,
 }

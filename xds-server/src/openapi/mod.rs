@@ -109,8 +109,8 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
-/// Every operation: paths in alphabetical order (as the parsed document keeps them), then
-/// methods in the order the specification lists them.
+/// Every operation: paths in the document's order, then methods in the order the
+/// specification lists them.
 pub fn operations(doc: &Document) -> Vec<Operation> {
     let root = &doc.json;
     let mut out = Vec::new();

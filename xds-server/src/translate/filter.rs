@@ -83,7 +83,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
                 max_list_items: u.max_list_items,
                 // The bridge speaks the 2025 revision for what it hosts.
                 protocol: match u.kind {
-                    UpstreamKind::Http => u.protocol,
+                    UpstreamKind::Http | UpstreamKind::Openapi => u.protocol,
                     _ => filter_config::UpstreamProtocol::Legacy,
                 },
             })

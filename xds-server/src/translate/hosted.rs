@@ -20,6 +20,11 @@ pub enum TranslateError {
         "server.transports has sse, which needs the bridge: use `switchboard run`, or `switchboard serve --bridge ADDR`"
     )]
     LegacySseNeedsBridge,
+    /// Read and checked (`validate` lists the tools), not yet served on the data path.
+    #[error(
+        "upstream {0:?} is a REST (OpenAPI) upstream: `switchboard validate` lists the tools its document yields, but this version does not serve them yet"
+    )]
+    RestNotServed(String),
 }
 
 /// `module` for `gateway`: the upstreams the bridge stands in for point at it — a stdio or
@@ -29,6 +34,13 @@ pub fn hosted_module(
     module: &FilterModule,
     mut tunnels: BTreeMap<String, SocketAddr>,
 ) -> Result<FilterModule, TranslateError> {
+    if let Some(u) = gateway
+        .upstreams
+        .iter()
+        .find(|u| u.kind == UpstreamKind::Openapi)
+    {
+        return Err(TranslateError::RestNotServed(u.name.to_string()));
+    }
     for u in gateway
         .upstreams
         .iter()
@@ -55,7 +67,7 @@ pub fn hosted_configs(gateway: &Gateway) -> Vec<HostedConfig> {
         .iter()
         .filter_map(|u| {
             let transport = match u.kind {
-                UpstreamKind::Http => return None,
+                UpstreamKind::Http | UpstreamKind::Openapi => return None,
                 UpstreamKind::Stdio => Transport::Process {
                     command: u.command.as_ref().map(|c| c.0.clone()).unwrap_or_default(),
                     args: u.args.iter().map(|a| a.0.clone()).collect(),

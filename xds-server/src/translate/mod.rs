@@ -169,7 +169,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
         .upstreams
         .iter()
         .flat_map(|u| {
-            let hosted = u.kind != UpstreamKind::Http;
+            let hosted = !matches!(u.kind, UpstreamKind::Http | UpstreamKind::Openapi);
             cluster::upstream_clusters(u, module.tunnels.get(&*u.name).copied(), hosted)
         })
         .collect();

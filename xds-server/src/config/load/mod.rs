@@ -43,6 +43,8 @@ pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError>
         }
         Refusal::at_field(e).placed(&text, &name)
     })?;
+    super::openapi_docs::read_all(&mut gateway, base)
+        .map_err(|e| Refusal::at_field(e).placed(&text, &name))?;
     Ok(gateway)
 }
 
@@ -514,11 +516,22 @@ fn system_bundle(env: &Environment) -> Option<std::path::PathBuf> {
 fn check_kind(u: &mut super::model::Upstream) -> Result<(), FieldError> {
     use super::model::{UpstreamKind, UpstreamUrl};
     let err = |f: &str, m: &str| Err(FieldError::new(f, m));
+    // The REST upstream's shape of the transport seed: `base_url` + `openapi`, no `url`.
+    let rest_shape = u.base_url.is_some() || u.openapi.is_some();
+    if u.kind == UpstreamKind::Http && u.url.is_missing() && rest_shape {
+        u.kind = UpstreamKind::Openapi;
+    }
     let needs_url = match u.kind {
         UpstreamKind::Http => Some("an http upstream needs a url (or type: stdio with a command)"),
         UpstreamKind::Sse => Some("an sse upstream needs the url of its event stream"),
-        UpstreamKind::Stdio => None,
+        UpstreamKind::Stdio | UpstreamKind::Openapi => None,
     };
+    if rest_shape && u.kind != UpstreamKind::Openapi {
+        return err(
+            "base_url",
+            "base_url and openapi make a REST upstream, which has no url (or type: openapi)",
+        );
+    }
     if let Some(message) = needs_url.filter(|_| u.url.is_missing()) {
         return err("url", message);
     }
@@ -532,6 +545,25 @@ fn check_kind(u: &mut super::model::Upstream) -> Result<(), FieldError> {
     }
     match u.kind {
         UpstreamKind::Http => {}
+        UpstreamKind::Openapi => {
+            let Some(base) = u.base_url.clone() else {
+                return err(
+                    "base_url",
+                    "a REST upstream needs base_url (where its API is)",
+                );
+            };
+            if u.openapi.is_none() {
+                return err(
+                    "openapi",
+                    "a REST upstream needs openapi.source (its OpenAPI document: a file or a URL)",
+                );
+            }
+            if !u.url.is_missing() {
+                return err("url", "a REST upstream has base_url, not url");
+            }
+            // Envoy's cluster, TLS and Host come from the base URL, as from an MCP URL.
+            u.url = base;
+        }
         UpstreamKind::Stdio => {
             if u.command.as_ref().is_none_or(|c| c.0.trim().is_empty()) {
                 return err("command", "a stdio upstream needs a command");
