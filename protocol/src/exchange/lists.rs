@@ -132,6 +132,15 @@ impl Exchange {
             let Some((index, upstream)) = gw.by_name(&us.name) else {
                 continue;
             };
+            if let Some(tools) = &upstream.rest_tools {
+                // Its tools are in the configuration: read as any upstream's answer.
+                answers.push(Some(Ok(rest_call::list_answer(tools, &id_value))));
+                list.hits.push(None);
+                list.cache_keys.push(None);
+                targets.push(index);
+                list.slots.push(slot);
+                continue;
+            }
             let key = self.cache_key(gw, &request, index, &list.pages[slot]);
             let generation = gw.cache.generation(&upstream.name);
             if let Some(page) = key

@@ -38,6 +38,7 @@ mod lifecycle;
 mod lists;
 mod resolve;
 mod response;
+mod rest_call;
 mod route;
 mod stateless;
 mod steps;
@@ -143,6 +144,8 @@ struct Through {
     modern: bool,
     /// The method and the name or URI (as the client wrote it) the call is for.
     asked: (String, String),
+    /// A REST upstream's tool: its HTTP answer becomes the result.
+    rest: Option<crate::rest::RestTool>,
 }
 
 impl Exchange {

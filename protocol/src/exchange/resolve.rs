@@ -233,6 +233,9 @@ impl Exchange {
         let want = id.unwrap_or(Value::Null);
         let upstream = &gw.config.upstreams[target];
         let answer = answer.unwrap_or(Err(Failure::NoAnswer));
+        if let Some(step) = self.finish_rest(gw, target, &want, &answer) {
+            return step;
+        }
         if answer.as_ref().is_ok_and(|a| a.status == 404)
             && let Some(again) = self.ask_again(gw, target, clock)
         {

@@ -85,8 +85,16 @@ impl Exchange {
         &mut self,
         gw: &Gateway,
         session: Session,
-        req: Addressed<'_>,
+        mut req: Addressed<'_>,
     ) -> Step {
+        // A REST upstream's shortened tool name is known from configuration, without asking.
+        if req.kind == Kind::Tool
+            && naming::looks_shortened(&req.requested)
+            && let Some(full) =
+                rest_call::unshorten(gw, &session, &req.requested, self.prefixed(gw))
+        {
+            req.requested = full;
+        }
         let prefixed = req.requested.as_str();
         self.audit.name = prefixed.to_string();
         if naming::looks_shortened(prefixed)
@@ -290,6 +298,11 @@ impl Exchange {
                 "The upstream is not part of this session",
             );
         };
+        if let Some((index, u)) = gw.by_name(upstream)
+            && u.rest_tools.is_some()
+        {
+            return self.call_rest(gw, index, id, body);
+        }
         let config = gw.by_name(upstream).map(|(_, u)| u);
         let modern = us.protocol_version == crate::modern::VERSION && id.is_some();
         if modern
@@ -326,6 +339,7 @@ impl Exchange {
                 uri_prefix,
                 modern,
                 asked: self.asked.take().unwrap_or_default(),
+                rest: None,
             });
             self.state = State::FanOut(FanOutState {
                 targets: vec![index],

@@ -195,6 +195,12 @@ impl Exchange {
                         return self.denied(id, Kind::Resource, &full);
                     }
                 }
+                if upstream.rest_tools.is_some() {
+                    return refuse(
+                        self,
+                        format!("Method not found: upstream {name:?} is a REST API, which has no subscriptions"),
+                    );
+                }
                 if gw.era(index) == Some(era::Era::Legacy) {
                     return refuse(
                         self,

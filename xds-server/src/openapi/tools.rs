@@ -69,6 +69,10 @@ fn tool(op: &Operation) -> RestTool {
     let mut required: Vec<String> = Vec::new();
     let mut params = Vec::new();
     for p in &op.params {
+        // A header that would steer the request or speak for the gateway is no argument.
+        if p.location == "header" && !switchboard_protocol::rest::allowed_header(&p.name) {
+            continue;
+        }
         let location = match p.location.as_str() {
             "path" => ParamLocation::Path,
             "query" => ParamLocation::Query,

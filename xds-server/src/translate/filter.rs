@@ -82,6 +82,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
                 max_list_bytes: u.max_list_bytes,
                 max_list_items: u.max_list_items,
                 // The bridge speaks the 2025 revision for what it hosts.
+                rest_tools: (u.kind == UpstreamKind::Openapi).then(|| u.rest_tools.clone()),
                 protocol: match u.kind {
                     UpstreamKind::Http | UpstreamKind::Openapi => u.protocol,
                     _ => filter_config::UpstreamProtocol::Legacy,

@@ -20,11 +20,6 @@ pub enum TranslateError {
         "server.transports has sse, which needs the bridge: use `switchboard run`, or `switchboard serve --bridge ADDR`"
     )]
     LegacySseNeedsBridge,
-    /// Read and checked (`validate` lists the tools), not yet served on the data path.
-    #[error(
-        "upstream {0:?} is a REST (OpenAPI) upstream: `switchboard validate` lists the tools its document yields, but this version does not serve them yet"
-    )]
-    RestNotServed(String),
 }
 
 /// `module` for `gateway`: the upstreams the bridge stands in for point at it — a stdio or
@@ -34,17 +29,10 @@ pub fn hosted_module(
     module: &FilterModule,
     mut tunnels: BTreeMap<String, SocketAddr>,
 ) -> Result<FilterModule, TranslateError> {
-    if let Some(u) = gateway
-        .upstreams
-        .iter()
-        .find(|u| u.kind == UpstreamKind::Openapi)
-    {
-        return Err(TranslateError::RestNotServed(u.name.to_string()));
-    }
     for u in gateway
         .upstreams
         .iter()
-        .filter(|u| u.kind != UpstreamKind::Http)
+        .filter(|u| !matches!(u.kind, UpstreamKind::Http | UpstreamKind::Openapi))
     {
         let bridge = module
             .bridge
