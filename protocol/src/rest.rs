@@ -238,23 +238,24 @@ impl RestTool {
     }
 }
 
-fn is_json_type(content_type: &str) -> bool {
-    let t = content_type
+/// The media type of a `Content-Type` value, lower case, without parameters.
+fn media_type(content_type: &str) -> String {
+    content_type
         .split(';')
         .next()
         .unwrap_or_default()
         .trim()
-        .to_ascii_lowercase();
+        .to_ascii_lowercase()
+}
+
+/// `application/json`, or any `application/*+json`.
+pub fn is_json_type(content_type: &str) -> bool {
+    let t = media_type(content_type);
     t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
 }
 
 fn is_text_type(content_type: &str) -> bool {
-    let t = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let t = media_type(content_type);
     t.starts_with("text/")
         || is_json_type(&t)
         || matches!(

@@ -857,3 +857,31 @@ pub fn ts_modern_client(
         .env("MCP_CLIENT_MODULE", &module);
     client_json("the TypeScript client", cmd)
 }
+
+/// `switchboard ARGS` to its end: whether it succeeded, and what it printed (stdout, then
+/// stderr).
+pub fn switchboard_said<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (bool, String) {
+    let out = Command::new(switchboard_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", switchboard_bin().display()));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `switchboard validate` of `yaml`, written to `dir/name`.
+pub fn validate_in(dir: &std::path::Path, name: &str, yaml: &str) -> (bool, String) {
+    let file = dir.join(name);
+    std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
+    switchboard_said(&[
+        std::ffi::OsStr::new("validate"),
+        "-c".as_ref(),
+        file.as_os_str(),
+    ])
+}

@@ -4,21 +4,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use switchboard_e2e::switchboard_bin;
 
 fn switchboard(args: &[&str]) -> (bool, String) {
-    let out = Command::new(switchboard_bin())
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    switchboard_e2e::switchboard_said(args)
 }
 
 fn openssl_text(path: &Path) -> String {

@@ -10,26 +10,11 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use switchboard_e2e::peers::RmcpServer;
 use switchboard_e2e::{
-    Gateway, call_text, inspector, python_client, python_modern_client, repo_root, switchboard_bin,
-    ts_modern_client,
+    Gateway, call_text, inspector, python_client, python_modern_client, repo_root, ts_modern_client,
 };
 
 fn validate(dir: &std::path::Path, yaml: &str) -> (bool, String) {
-    let file = dir.join("gateway.yaml");
-    std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(switchboard_bin())
-        .args(["validate", "-c"])
-        .arg(&file)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    switchboard_e2e::validate_in(dir, "gateway.yaml", yaml)
 }
 
 /// Serves `text` at `/openapi.yaml` on loopback.
@@ -166,10 +151,10 @@ const API_KEY: &str = "rest-upstream-test-key";
 
 /// A gateway with the FastAPI app as REST upstream `inventory` (document fetched from the
 /// app at load, a configured token) beside the MCP upstream `alpha`; the client `ci` may not
-/// delete.
+/// list items.
 fn gateway_yaml(api: &RestApi, alpha: &RmcpServer) -> String {
     format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\naudit: {{stdout: true}}\nauth:\n  clients:\n    - name: ci\n      api_key: {{header: x-api-key, keys: [\"{API_KEY}\"]}}\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [\"*\"]}}\n      deny: {{tools: [inventory__delete_item]}}\nupstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi:\n      source: http://{addr}/openapi.json\n    headers: {{Authorization: \"Bearer upstream-token\"}}\n  - name: alpha\n    url: {alpha}\n",
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\naudit: {{stdout: true}}\nauth:\n  clients:\n    - name: ci\n      api_key: {{header: x-api-key, keys: [\"{API_KEY}\"]}}\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [\"*\"]}}\n      deny: {{tools: [inventory__list_items]}}\nupstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi:\n      source: http://{addr}/openapi.json\n    headers: {{Authorization: \"Bearer upstream-token\"}}\n  - name: alpha\n    url: {alpha}\n",
         addr = api.addr,
         alpha = alpha.url()
     )
@@ -199,7 +184,7 @@ async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyho
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
     for want in [
         "inventory__get_item",
-        "inventory__list_items",
+        "inventory__delete_item",
         "inventory__create_item",
         "inventory__whoami",
         "inventory__item_label",
@@ -207,6 +192,8 @@ async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyho
     ] {
         assert!(names.contains(&want), "{want} not in {names:?}");
     }
+    // The rule hides what it denies.
+    assert!(!names.contains(&"inventory__list_items"), "{names:?}");
     let get_item = tools
         .iter()
         .find(|t| t.name == "inventory__get_item")
@@ -278,8 +265,15 @@ async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyho
         .await
         .expect_err("no item_id");
     assert!(format!("{e}").contains("item_id"), "{e}");
-    // Access rules apply to REST tools: `ci` may not delete.
-    let e = call("inventory__delete_item", json!({"item_id": id}))
+    // 204: done, nothing to say; the item is gone after it.
+    let deleted = call("inventory__delete_item", json!({"item_id": id})).await?;
+    assert_ne!(deleted.is_error, Some(true), "{deleted:?}");
+    let text = serde_json::to_value(&deleted.content)?;
+    assert_eq!(text[0]["text"], "HTTP 204: no content", "{text}");
+    let again = call("inventory__get_item", json!({"item_id": id})).await?;
+    assert_eq!(again.is_error, Some(true), "{again:?}");
+    // Access rules apply to REST tools: `ci` may not list items.
+    let e = call("inventory__list_items", json!({}))
         .await
         .expect_err("denied");
     assert!(format!("{e}").contains("Access denied"), "{e}");
@@ -308,7 +302,7 @@ async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyho
         "headers": {"x-api-key": API_KEY},
         "calls": [
             {"name": "inventory__get_item", "args": {"item_id": 1}},
-            {"name": "inventory__list_items", "args": {"tag": "tools"}},
+            {"name": "inventory__whoami", "args": {"x-request-id": "py"}},
             {"name": "alpha__add", "args": {"a": 1, "b": 2}},
         ],
     });
@@ -344,7 +338,7 @@ async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyho
     assert!(
         python["calls"][1]["text"]
             .as_str()
-            .is_some_and(|t| t.contains("hammer")),
+            .is_some_and(|t| t.contains("\"py\"")),
         "{python}"
     );
     assert_eq!(python["calls"][2]["text"], "3", "{python}");
@@ -355,6 +349,7 @@ async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyho
         .filter_map(|t| t["name"].as_str())
         .collect();
     assert!(listed_names.contains(&"inventory__create_item"), "{listed}");
+    assert!(!listed_names.contains(&"inventory__list_items"), "{listed}");
     assert_eq!(called["structuredContent"]["name"], "hammer", "{called}");
     Ok(())
 }
@@ -394,5 +389,45 @@ async fn clients_of_the_2026_07_28_revision_call_rest_tools_too() -> anyhow::Res
             assert_eq!(seen["calls"][1]["text"], "42", "{who} {mode}: {seen}");
         }
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_url_that_stops_answering_keeps_the_last_document() -> anyhow::Result<()> {
+    let api = RestApi::start()?;
+    let yaml = format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi: {{source: \"http://{addr}/openapi.json\"}}\n    timeout: 2s\n",
+        addr = api.addr
+    );
+    let gw = Gateway::start(&yaml).await?;
+    drop(api);
+    // A reload (an edit of the file) fetches again, fails, and keeps what it had.
+    gw.write_config(&format!("{yaml}# edited\n"))?;
+    switchboard_e2e::eventually(std::time::Duration::from_secs(20), "the warning", || {
+        let seen = gw.logs().contains("keeping the last one fetched");
+        async move { seen.then_some(()) }
+    })
+    .await
+    .with_context(|| gw.logs())?;
+    let client = switchboard_e2e::connect(&gw.endpoint).await?;
+    let tools = client.list_all_tools().await?;
+    assert!(
+        tools.iter().any(|t| t.name == "inventory__get_item"),
+        "{tools:?}"
+    );
+    // The API is gone: a call says so, naming the upstream.
+    let e = client
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("inventory__get_item").with_arguments(
+                json!({"item_id": 1})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await
+        .expect_err("the API is down");
+    assert!(format!("{e}").contains("inventory"), "{e}");
+    client.cancel().await?;
     Ok(())
 }

@@ -299,21 +299,7 @@ async fn requests_reach_the_upstream_byte_for_byte_and_streams_flow() -> anyhow:
 
 fn validate(yaml: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let file = dir.path().join("tunnel.yaml");
-    std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(switchboard_bin())
-        .args(["validate", "-c"])
-        .arg(&file)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    switchboard_e2e::validate_in(dir.path(), "tunnel.yaml", yaml)
 }
 
 #[test]

@@ -167,3 +167,16 @@ impl Exchange {
         )
     }
 }
+
+/// The client's error for a call `upstream` did not answer (`why`), naming it.
+pub(super) fn upstream_failed(upstream: &Upstream, id: &Value, why: &Failure) -> Step {
+    let message = format!(
+        "Upstream {:?} {why}{}",
+        upstream.name,
+        via_note(&upstream.via)
+    );
+    Step::Respond(json_reply(
+        200,
+        error_body_value(Some(id), UPSTREAM_ERROR, &message),
+    ))
+}

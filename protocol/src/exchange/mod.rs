@@ -284,16 +284,10 @@ impl Exchange {
             "DELETE" => self.delete(gw, head.session_id.as_deref()),
             _ => {
                 self.state = State::Done;
-                let mut r = json_reply(
-                    405,
-                    jsonrpc::error_body(
-                        None,
-                        code::INVALID_REQUEST,
-                        "Method not allowed on the MCP endpoint",
-                    ),
-                );
-                r.headers.push(("allow".into(), "GET, POST, DELETE".into()));
-                Step::Respond(r)
+                not_allowed(
+                    "Method not allowed on the MCP endpoint",
+                    "GET, POST, DELETE",
+                )
             }
         }
     }

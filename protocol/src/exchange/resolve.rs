@@ -256,17 +256,7 @@ impl Exchange {
                 }
                 Step::Respond(json_reply(200, text))
             }
-            Err(why) => {
-                let message = format!(
-                    "Upstream {:?} {why}{}",
-                    upstream.name,
-                    via_note(&upstream.via)
-                );
-                Step::Respond(json_reply(
-                    200,
-                    error_body_value(Some(&want), UPSTREAM_ERROR, &message),
-                ))
-            }
+            Err(why) => upstream_failed(upstream, &want, &why),
         }
     }
 }

@@ -41,19 +41,13 @@ impl Exchange {
         if body.is_none() {
             // A GET on its own endpoint: a REST API sends no events.
             self.state = State::Done;
-            let mut r = json_reply(
-                405,
-                jsonrpc::error_body(
-                    None,
-                    code::INVALID_REQUEST,
-                    &format!(
-                        "Upstream {:?} is a REST API: it has no event stream",
-                        upstream.name
-                    ),
+            return not_allowed(
+                &format!(
+                    "Upstream {:?} is a REST API: it has no event stream",
+                    upstream.name
                 ),
+                "POST, DELETE",
             );
-            r.headers.push(("allow".into(), "POST, DELETE".into()));
-            return Step::Respond(r);
         }
         let request: Value = body
             .as_deref()
@@ -140,6 +134,13 @@ impl Exchange {
         let tool = self.through.as_mut()?.rest.take()?;
         self.through = None;
         let upstream = &gw.config.upstreams[target];
+        // Envoy's own answer for the callout (no connection, reset, timeout) is no answer
+        // of the API's: the usual error naming the upstream.
+        let envoys = answer.as_ref().ok().and_then(envoy_local_reply);
+        let answer = match envoys {
+            Some(failure) => &Err(failure),
+            None => answer,
+        };
         Some(match answer {
             Ok(a) => Step::Respond(json_reply(
                 200,
@@ -148,17 +149,7 @@ impl Exchange {
                     crate::rest::call_result(&tool, a.status, &a.content_type, &a.body),
                 ),
             )),
-            Err(why) => {
-                let message = format!(
-                    "Upstream {:?} {why}{}",
-                    upstream.name,
-                    via_note(&upstream.via)
-                );
-                Step::Respond(json_reply(
-                    200,
-                    error_body_value(Some(id), UPSTREAM_ERROR, &message),
-                ))
-            }
+            Err(why) => upstream_failed(upstream, id, why),
         })
     }
 }
@@ -184,6 +175,24 @@ pub(super) fn unshorten(
             })
         })
         .find(|full| naming::shorten(full) == shortened)
+}
+
+/// A callout answer Envoy made itself (its local replies' fixed texts), as the failure it
+/// stands for.
+fn envoy_local_reply(a: &CalloutAnswer) -> Option<Failure> {
+    if !matches!(a.status, 502..=504) || a.body.len() > 512 {
+        return None;
+    }
+    let body = std::str::from_utf8(&a.body).ok()?;
+    if body == "upstream request timeout" {
+        return Some(Failure::Http(format!(
+            "timed out (HTTP {}: {body})",
+            a.status
+        )));
+    }
+    let envoy = body.starts_with("upstream connect error or disconnect/reset before headers")
+        || body == "no healthy upstream";
+    envoy.then(|| Failure::Http(format!("could not be reached ({body})")))
 }
 
 /// The base URL's path (the upstream's `path`, without a query).

@@ -108,6 +108,16 @@ pub(super) fn error_reply(status: u16, id: Option<&RawValue>, code: i64, message
     Step::Respond(json_reply(status, jsonrpc::error_body(id, code, message)))
 }
 
+/// 405 with what is allowed.
+pub(super) fn not_allowed(message: &str, allow: &str) -> Step {
+    let mut r = json_reply(
+        405,
+        jsonrpc::error_body(None, code::INVALID_REQUEST, message),
+    );
+    r.headers.push(("allow".into(), allow.into()));
+    Step::Respond(r)
+}
+
 /// The answer to a state the exchange should never be in.
 pub(super) fn internal_error() -> Step {
     Step::Respond(json_reply(

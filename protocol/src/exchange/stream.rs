@@ -98,16 +98,10 @@ impl Exchange {
             // The merged stream needs the bridge; the specification allows 405 for a server
             // that offers none.
             self.state = State::Done;
-            let mut r = json_reply(
-                405,
-                jsonrpc::error_body(
-                    None,
-                    code::INVALID_REQUEST,
-                    "This gateway offers no server-to-client event stream; use POST",
-                ),
+            return not_allowed(
+                "This gateway offers no server-to-client event stream; use POST",
+                "POST, DELETE",
             );
-            r.headers.push(("allow".into(), "POST, DELETE".into()));
-            return Step::Respond(r);
         }
         let session = match self.open_session(gw, head.session_id.as_deref(), None) {
             Ok(s) => s,

@@ -213,13 +213,4 @@ fn operation(root: &Value, path: &str, method: &str, op: &Value, shared: &[Value
     }
 }
 
-/// `application/json`, `application/problem+json`, with or without parameters.
-pub fn is_json(media_type: &str) -> bool {
-    let t = media_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
-}
+pub use switchboard_protocol::rest::is_json_type as is_json;
