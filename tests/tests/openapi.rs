@@ -431,3 +431,44 @@ async fn a_document_url_that_stops_answering_keeps_the_last_document() -> anyhow
     client.cancel().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_upstream_has_its_own_endpoint_too() -> anyhow::Result<()> {
+    let api = RestApi::start()?;
+    let alpha = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi: {{source: \"http://{addr}/openapi.json\"}}\n  - name: alpha\n    url: {alpha}\n",
+        addr = api.addr,
+        alpha = alpha.url()
+    ))
+    .await?;
+    // `/upstreams/inventory/mcp`: that upstream alone, its tools unprefixed.
+    let own = format!("{}/upstreams/inventory/mcp", gw.base());
+    let client = switchboard_e2e::connect(&own).await?;
+    let tools = client.list_all_tools().await?;
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(
+        names.contains(&"get_item") && !names.iter().any(|n| n.contains("__")),
+        "{names:?}"
+    );
+    let text = call_text(&client, "get_item", json!({"item_id": 1})).await?;
+    assert!(text.contains("hammer"), "{text}");
+    // A GET (the 2025 event stream) in a session there: a REST API sends no events.
+    let session = switchboard_e2e::raw::initialize(&own).await?;
+    let r = reqwest::Client::new()
+        .get(&own)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", session)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 405);
+    let body: Value = r.json().await?;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("REST API")),
+        "{body}"
+    );
+    client.cancel().await?;
+    Ok(())
+}

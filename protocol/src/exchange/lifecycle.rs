@@ -225,14 +225,18 @@ impl Exchange {
         }
         let (result, version) = match (self.scope, ok.first()) {
             // An upstream's own endpoint is that upstream: its own answer, its version; its
-            // own stream is routed to it.
-            (Scope::Upstream(_), Some((_, _, own))) => (
-                own.clone(),
-                own["protocolVersion"]
-                    .as_str()
-                    .unwrap_or(version)
-                    .to_string(),
-            ),
+            // own stream is routed to it. A REST upstream gave no answer: the gateway's own.
+            (Scope::Upstream(u), Some((_, _, own)))
+                if gw.config.upstreams[u].rest_tools.is_none() =>
+            {
+                (
+                    own.clone(),
+                    own["protocolVersion"]
+                        .as_str()
+                        .unwrap_or(version)
+                        .to_string(),
+                )
+            }
             _ => {
                 let joined: Vec<mcp::Joined<'_>> = ok
                     .iter()
