@@ -631,3 +631,14 @@ impl Drop for Socks5Proxy {
         let _ = self.child.wait();
     }
 }
+
+/// Serves `app` on a free loopback port until the test ends: the plain HTTP peers tests
+/// write for one scenario.
+pub async fn serve_app(app: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
+}

@@ -837,12 +837,7 @@ async fn huge_list_upstream(tools: usize) -> anyhow::Result<std::net::SocketAddr
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
+    switchboard_e2e::peers::serve_app(app).await
 }
 
 /// Issue 14, item 10: an upstream's list is bounded (items and bytes per page, per upstream,

@@ -481,12 +481,7 @@ async fn misdirecting_sse_server(endpoint: String) -> anyhow::Result<std::net::S
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
+    switchboard_e2e::peers::serve_app(app).await
 }
 
 /// One chunk, then a stream that stays open.
@@ -577,12 +572,7 @@ async fn cookie_upstream() -> anyhow::Result<std::net::SocketAddr> {
                 .into_response()
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
+    switchboard_e2e::peers::serve_app(app).await
 }
 
 /// Item 8: cookies and CORS headers of an upstream's answer stop at the gateway, and a

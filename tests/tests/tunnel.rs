@@ -218,11 +218,7 @@ async fn echo_server() -> anyhow::Result<Echo> {
                 }))
             },
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = switchboard_e2e::peers::serve_app(app).await?;
     Ok(Echo { addr, release })
 }
 
