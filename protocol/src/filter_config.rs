@@ -131,14 +131,6 @@ impl HostRoutes {
             HostMatch::Gateway
         }
     }
-
-    /// The route serving `authority`, if one does.
-    pub fn route_for(&self, authority: &str) -> Option<&HostRoute> {
-        match self.find(authority) {
-            HostMatch::Route(r) => Some(r),
-            _ => None,
-        }
-    }
 }
 
 /// `authority` without its port and final dot, lower case.

@@ -162,7 +162,7 @@ impl Exchange {
         mut remove: Vec<String>,
     ) -> Arrival {
         self.state = State::Done;
-        self.host_routed = true;
+        self.host_route = Some(route.to_string());
         self.audit.upstream = format!("host:{route}");
         self.audit.method = headers
             .get(crate::wire::METHOD_HEADER)

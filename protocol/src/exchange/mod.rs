@@ -130,8 +130,8 @@ pub struct Exchange {
     mcp_params: Vec<(String, String)>,
     /// The body's arrival time and seed, for what is sealed while it is routed.
     arrival: Clock,
-    /// A host route's request: it and its answer pass untouched.
-    host_routed: bool,
+    /// A host route's request (the route's key): it and its answer pass untouched.
+    host_route: Option<String>,
 }
 
 /// What a call the filter makes itself needs to make of its answer.
@@ -144,8 +144,9 @@ struct Through {
     modern: bool,
     /// The method and the name or URI (as the client wrote it) the call is for.
     asked: (String, String),
-    /// A REST upstream's tool: its HTTP answer becomes the result.
-    rest: Option<crate::rest::RestTool>,
+    /// A REST upstream's tool (its index in the upstream's `rest_tools`): its HTTP answer
+    /// becomes the result.
+    rest: Option<usize>,
 }
 
 impl Exchange {
@@ -161,7 +162,7 @@ impl Exchange {
     /// A host route's request, whose answer the shell passes on as it comes (no header of
     /// the upstream's is removed).
     pub fn host_routed(&self) -> bool {
-        self.host_routed
+        self.host_route.is_some()
     }
 
     /// What the request was, as far as it is known.

@@ -66,16 +66,16 @@ pub(super) fn redirect_target(location: &str) -> String {
 impl Exchange {
     /// A host route's answer passes as it comes; only Envoy's own failure (it could not, or
     /// would not, connect) becomes a JSON-RPC error that names the route.
-    fn host_route_answer(&mut self, status: u16, code_details: Option<&str>) -> ResponseStep {
+    fn host_route_answer(
+        &mut self,
+        route: &str,
+        status: u16,
+        code_details: Option<&str>,
+    ) -> ResponseStep {
         let details = match code_details {
             Some(d) if status >= 500 && d != "via_upstream" => d,
             _ => return ResponseStep::Stream { remove: vec![] },
         };
-        let route = self
-            .audit
-            .upstream
-            .strip_prefix("host:")
-            .unwrap_or(&self.audit.upstream);
         let (status, message) = if details.contains("no_healthy_upstream") {
             (
                 502,
@@ -112,8 +112,8 @@ impl Exchange {
             }
             self.state = State::Done;
         }
-        if self.host_routed {
-            return self.host_route_answer(status, code_details);
+        if let Some(route) = self.host_route.clone() {
+            return self.host_route_answer(&route, status, code_details);
         }
         let State::Routed(routed) = &mut self.state else {
             return ResponseStep::Stream { remove: vec![] };

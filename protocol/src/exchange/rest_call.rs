@@ -68,7 +68,8 @@ impl Exchange {
             );
         }
         let name = request["params"]["name"].as_str().unwrap_or_default();
-        let Some(tool) = tools.iter().find(|t| t.name == name) else {
+        let Some((tool_index, tool)) = tools.iter().enumerate().find(|(_, t)| t.name == name)
+        else {
             return refuse(
                 self,
                 code::INVALID_PARAMS,
@@ -105,7 +106,7 @@ impl Exchange {
             uri_prefix: None,
             modern: false,
             asked: self.asked.take().unwrap_or_default(),
-            rest: Some(tool.clone()),
+            rest: Some(tool_index),
         });
         self.state = State::FanOut(FanOutState {
             targets: vec![index],
@@ -131,9 +132,10 @@ impl Exchange {
         id: &Value,
         answer: &Result<CalloutAnswer, Failure>,
     ) -> Option<Step> {
-        let tool = self.through.as_mut()?.rest.take()?;
+        let tool_index = self.through.as_mut()?.rest.take()?;
         self.through = None;
         let upstream = &gw.config.upstreams[target];
+        let tool = upstream.rest_tools.as_deref()?.get(tool_index)?;
         // Envoy's own answer for the callout (no connection, reset, timeout) is no answer
         // of the API's: the usual error naming the upstream.
         let envoys = answer.as_ref().ok().and_then(envoy_local_reply);
@@ -146,7 +148,7 @@ impl Exchange {
                 200,
                 result_body(
                     id,
-                    crate::rest::call_result(&tool, a.status, &a.content_type, &a.body),
+                    crate::rest::call_result(tool, a.status, &a.content_type, &a.body),
                 ),
             )),
             Err(why) => upstream_failed(upstream, id, why),

@@ -18,7 +18,7 @@ use envoy_types::util::pack_any;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub fn cluster_name(upstream: &str) -> String {

@@ -70,7 +70,7 @@ pub(super) fn clusters(hosts: &Hosts, resolved: &Resolved) -> Vec<envoy_cluster:
                 cluster_discovery_type: Some(ClusterDiscoveryType::Type(
                     DiscoveryType::Static as i32,
                 )),
-                connect_timeout: Some(duration(Duration::from_secs(5))),
+                connect_timeout: Some(duration(super::cluster::CONNECT_TIMEOUT)),
                 load_assignment: Some(endpoint::ClusterLoadAssignment {
                     cluster_name: name,
                     endpoints: vec![endpoint::LocalityLbEndpoints {
