@@ -124,7 +124,11 @@ mod driven {
             self.0.borrow_mut().counters.push(counter.name());
         }
         fn record(&self, series: &Series, _value: u64) {
-            self.0.borrow_mut().histograms.push(series.latency_name());
+            let (metric, values) = series.duration();
+            self.0
+                .borrow_mut()
+                .histograms
+                .push(metric.flat_name(&values));
         }
         fn now(&self) -> Duration {
             Duration::from_secs(1_700_000_000)
@@ -238,7 +242,7 @@ mod driven {
         assert!(
             state
                 .counters
-                .contains(&"switchboard.upstream.fan_out.calls".to_string())
+                .contains(&"switchboard.upstream_requests_total.upstream.fan_out".to_string())
         );
         assert!(
             state
@@ -319,12 +323,12 @@ mod driven {
         assert!(
             state
                 .counters
-                .contains(&"switchboard.upstream.u1.calls".to_string())
+                .contains(&"switchboard.upstream_requests_total.upstream.u1".to_string())
         );
         assert!(
             state
                 .counters
-                .contains(&"switchboard.tool.unknown.calls".to_string()),
+                .contains(&"switchboard.tool_calls_total.upstream.u1.tool.unknown".to_string()),
             "{:?}",
             state.counters
         );

@@ -141,7 +141,8 @@ impl Host for WasmHost {
     }
 
     fn record(&self, series: &Series, value: u64) {
-        if let Some(id) = metric(MetricType::Histogram, &series.latency_name()) {
+        let (histogram, values) = series.duration();
+        if let Some(id) = metric(MetricType::Histogram, &histogram.flat_name(&values)) {
             let _ = hostcalls::record_metric(id, value);
         }
     }
@@ -164,7 +165,8 @@ impl Host for WasmHost {
 }
 
 thread_local! {
-    /// Stat ids per VM (Envoy names them `wasmcustom.<name>`): defining is a host call.
+    /// Stat ids per VM (Envoy names them `wasmcustom.<name>`; the bootstrap's tag extraction
+    /// turns the label segments of the flat names back into labels): defining is a host call.
     static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
 }
 

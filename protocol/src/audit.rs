@@ -12,8 +12,8 @@ pub struct Audit {
     pub name: String,
     /// Where it was routed; `*` for a fan-out to the session's upstreams.
     pub upstream: String,
-    /// A `tools/call`'s metric series: the tool's full name once the gateway has listed it,
-    /// else [`crate::exchange::UNKNOWN_TOOL`], so a client cannot make series up.
+    /// A `tools/call`'s metric series: the tool's own name at its upstream once the gateway
+    /// has listed it, else [`crate::exchange::UNKNOWN_TOOL`], so a client cannot make series up.
     pub tool_series: String,
 }
 
@@ -115,31 +115,86 @@ pub struct Record {
     pub histograms: Vec<(Series, u64)>,
 }
 
-/// Whose metrics: an upstream's, or a tool's. Names are already [`stat_name`]s. A shell
-/// writes them as one stat name each (wasm: `switchboard.tool.<tool>.calls`) or as labels
-/// (native: `switchboard.tool_calls{upstream, tool}`).
+/// Whose metrics: an upstream's, or a tool's. Names are already [`stat_name`]s.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Series {
     /// `fan_out` for initialize and lists, `gateway` for the gateway's own answers.
     Upstream(String),
-    Tool {
-        upstream: String,
-        tool: String,
-    },
+    /// A `tools/call`: the upstream and the tool's own name there (unprefixed).
+    Tool { upstream: String, tool: String },
 }
 
-impl Series {
-    /// The flat stat name's stem.
-    pub fn stem(&self) -> String {
+/// The gateway's metrics: one per kind, labelled. The native shell defines them with Envoy
+/// labels; the wasm shell cannot, so it writes [`Metric::flat_name`]s, from which the
+/// bootstrap's tag extraction takes the labels back: Prometheus sees the same series from
+/// both (`switchboard_tool_calls_total{upstream="github",tool="create_issue"}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    UpstreamRequests,
+    UpstreamErrors,
+    UpstreamDuration,
+    ToolCalls,
+    ToolErrors,
+    ToolDuration,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 6] = [
+        Metric::UpstreamRequests,
+        Metric::UpstreamErrors,
+        Metric::UpstreamDuration,
+        Metric::ToolCalls,
+        Metric::ToolErrors,
+        Metric::ToolDuration,
+    ];
+
+    /// The name under the `switchboard` namespace.
+    pub fn name(self) -> &'static str {
         match self {
-            Series::Upstream(u) => format!("switchboard.upstream.{u}"),
-            Series::Tool { tool, .. } => format!("switchboard.tool.{tool}"),
+            Metric::UpstreamRequests => "upstream_requests_total",
+            Metric::UpstreamErrors => "upstream_errors_total",
+            Metric::UpstreamDuration => "upstream_request_duration_ms",
+            Metric::ToolCalls => "tool_calls_total",
+            Metric::ToolErrors => "tool_errors_total",
+            Metric::ToolDuration => "tool_call_duration_ms",
         }
     }
 
-    /// The flat name of its latency histogram.
-    pub fn latency_name(&self) -> String {
-        format!("{}.latency_ms", self.stem())
+    /// Its labels, in order.
+    pub fn labels(self) -> &'static [&'static str] {
+        match self {
+            Metric::UpstreamRequests | Metric::UpstreamDuration => &["upstream"],
+            Metric::UpstreamErrors => &["upstream", "class"],
+            Metric::ToolCalls | Metric::ToolDuration => &["upstream", "tool"],
+            Metric::ToolErrors => &["upstream", "tool", "class"],
+        }
+    }
+
+    pub fn is_histogram(self) -> bool {
+        matches!(self, Metric::UpstreamDuration | Metric::ToolDuration)
+    }
+
+    /// One stat name for a series: `switchboard.<name>.<label>.<value>…`, the name Envoy's
+    /// admin `/stats` shows for the native shell's labelled stat too.
+    pub fn flat_name(self, values: &[&str]) -> String {
+        let mut name = format!("switchboard.{}", self.name());
+        for (label, value) in self.labels().iter().zip(values) {
+            name.push('.');
+            name.push_str(label);
+            name.push('.');
+            name.push_str(value);
+        }
+        name
+    }
+}
+
+impl Series {
+    /// Its latency histogram and the label values.
+    pub fn duration(&self) -> (Metric, Vec<&str>) {
+        match self {
+            Series::Upstream(u) => (Metric::UpstreamDuration, vec![u]),
+            Series::Tool { upstream, tool } => (Metric::ToolDuration, vec![upstream, tool]),
+        }
     }
 }
 
@@ -151,12 +206,22 @@ pub struct Counter {
 }
 
 impl Counter {
-    /// The flat stat name: `<stem>.calls` or `<stem>.errors.<class>`.
-    pub fn name(&self) -> String {
-        match self.class {
-            None => format!("{}.calls", self.series.stem()),
-            Some(class) => format!("{}.errors.{class}", self.series.stem()),
+    /// The counter and its label values.
+    pub fn metric(&self) -> (Metric, Vec<&str>) {
+        match (&self.series, self.class) {
+            (Series::Upstream(u), None) => (Metric::UpstreamRequests, vec![u]),
+            (Series::Upstream(u), Some(class)) => (Metric::UpstreamErrors, vec![u, class]),
+            (Series::Tool { upstream, tool }, None) => (Metric::ToolCalls, vec![upstream, tool]),
+            (Series::Tool { upstream, tool }, Some(class)) => {
+                (Metric::ToolErrors, vec![upstream, tool, class])
+            }
         }
+    }
+
+    /// Its [`Metric::flat_name`].
+    pub fn name(&self) -> String {
+        let (metric, values) = self.metric();
+        metric.flat_name(&values)
     }
 }
 
@@ -292,7 +357,7 @@ mod tests {
             method: "tools/call".into(),
             name: "gh__create.issue".into(),
             upstream: "gh".into(),
-            tool_series: "gh__create.issue".into(),
+            tool_series: "create.issue".into(),
         };
         let client = Client {
             identity: "ci".into(),
@@ -307,21 +372,25 @@ mod tests {
         assert_eq!(
             r.counters.iter().map(Counter::name).collect::<Vec<_>>(),
             [
-                "switchboard.upstream.gh.calls",
-                "switchboard.upstream.gh.errors.upstream_timeout",
-                "switchboard.tool.gh__create_issue.calls",
-                "switchboard.tool.gh__create_issue.errors.upstream_timeout",
+                "switchboard.upstream_requests_total.upstream.gh",
+                "switchboard.upstream_errors_total.upstream.gh.class.upstream_timeout",
+                "switchboard.tool_calls_total.upstream.gh.tool.create_issue",
+                "switchboard.tool_errors_total.upstream.gh.tool.create_issue.class.upstream_timeout",
             ]
         );
+        let (metric, values) = r.histograms[1].0.duration();
         assert_eq!(
-            (r.histograms[1].0.latency_name(), r.histograms[1].1),
-            ("switchboard.tool.gh__create_issue.latency_ms".into(), 7)
+            (metric.flat_name(&values), r.histograms[1].1),
+            (
+                "switchboard.tool_call_duration_ms.upstream.gh.tool.create_issue".into(),
+                7
+            )
         );
         assert_eq!(
             r.histograms[1].0,
             Series::Tool {
                 upstream: "gh".into(),
-                tool: "gh__create_issue".into()
+                tool: "create_issue".into()
             }
         );
         assert!(
@@ -346,7 +415,10 @@ mod tests {
         };
         let r = record(&unlisted, &client, false, ok, 1);
         assert!(r.properties.is_empty());
-        assert_eq!(r.counters[1].name(), "switchboard.tool.unknown.calls");
+        assert_eq!(
+            r.counters[1].name(),
+            "switchboard.tool_calls_total.upstream.gh.tool.unknown"
+        );
         let refused = record(
             &Audit::default(),
             &client,

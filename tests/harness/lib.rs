@@ -63,6 +63,17 @@ pub fn native() -> bool {
     data_plane() == "native"
 }
 
+/// A filter stat's name in admin `/stats` (`switchboard.tool_calls_total.upstream.a.tool.b`):
+/// the native shell's labelled stat shows as that, the wasm shell's under `wasmcustom.`.
+/// Prometheus sees the same labelled metric from both.
+pub fn filter_stat(name: &str) -> String {
+    if native() {
+        name.to_string()
+    } else {
+        format!("wasmcustom.{name}")
+    }
+}
+
 /// The arguments that give `run`, `serve` and `render` the data plane under test and both
 /// modules.
 pub fn module_args() -> Vec<String> {

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use std::time::Duration;
 use switchboard_e2e::peers::RmcpServer;
-use switchboard_e2e::{Gateway, eventually, native, raw};
+use switchboard_e2e::{Gateway, eventually, raw};
 
 const API_KEY: &str = "audit-key-0123456789abcdef";
 
@@ -141,45 +141,29 @@ async fn every_mcp_request_leaves_an_audit_line_and_counts_in_the_stats() -> any
     assert!(!text.contains(API_KEY) && !text.contains(&sid), "{text}");
 
     // Metrics per upstream and per tool, with errors by class and a latency histogram.
-    let stat = |name: &'static str| {
-        let gw = &gw;
-        async move { gw.stat(name).await.unwrap_or(0) }
+    let stat = |name: &String| {
+        let (gw, name) = (&gw, name.clone());
+        async move { gw.stat(&name).await.unwrap_or(0) }
     };
     let all = reqwest::get(format!("{}/stats?filter=switchboard\\.", gw.admin))
         .await?
         .text()
         .await?;
-    // The same counts on both data planes: one stat per series on wasm, labels on native.
-    let [
-        upstream_calls,
-        add_calls,
-        slow_client,
-        down_connect,
-        bucket,
-        prom_add,
-    ] = if native() {
-        [
-            "switchboard.upstream_calls.upstream.alpha",
-            "switchboard.tool_calls.upstream.alpha.tool.alpha__add",
-            "switchboard.tool_errors.upstream.alpha.tool.alpha__slow.class.client",
-            "switchboard.upstream_errors.upstream.down.class.upstream_connect",
-            "switchboard_upstream_latency_ms_bucket{upstream=\"alpha\"",
-            "switchboard_tool_calls{upstream=\"alpha\",tool=\"alpha__add\"} 1",
-        ]
-    } else {
-        [
-            "wasmcustom.switchboard.upstream.alpha.calls",
-            "wasmcustom.switchboard.tool.alpha__add.calls",
-            "wasmcustom.switchboard.tool.alpha__slow.errors.client",
-            "wasmcustom.switchboard.upstream.down.errors.upstream_connect",
-            "switchboard_upstream_alpha_latency_ms_bucket",
-            "switchboard_tool_alpha__add_calls{} 1",
-        ]
-    };
-    assert!(stat(upstream_calls).await == 2, "{all}");
-    assert_eq!(stat(add_calls).await, 1, "{all}");
-    assert_eq!(stat(slow_client).await, 1, "{all}");
-    assert_eq!(stat(down_connect).await, 1, "{all}");
+    // The same counts on both data planes (labels on native; on wasm one stat per series,
+    // whose labels the bootstrap's tag extraction takes back), the same Prometheus series.
+    let [upstream_calls, add_calls, slow_client, down_connect] = [
+        "switchboard.upstream_requests_total.upstream.alpha",
+        "switchboard.tool_calls_total.upstream.alpha.tool.add",
+        "switchboard.tool_errors_total.upstream.alpha.tool.slow.class.client",
+        "switchboard.upstream_errors_total.upstream.down.class.upstream_connect",
+    ]
+    .map(switchboard_e2e::filter_stat);
+    let bucket = "switchboard_upstream_request_duration_ms_bucket{upstream=\"alpha\"";
+    let prom_add = "switchboard_tool_calls_total{upstream=\"alpha\",tool=\"add\"} 1";
+    assert!(stat(&upstream_calls).await == 2, "{all}");
+    assert_eq!(stat(&add_calls).await, 1, "{all}");
+    assert_eq!(stat(&slow_client).await, 1, "{all}");
+    assert_eq!(stat(&down_connect).await, 1, "{all}");
     // Histograms reach the admin interface at Envoy's next stats flush.
     let prometheus = eventually(Duration::from_secs(15), "the latency histogram", || {
         let admin = gw.admin.clone();

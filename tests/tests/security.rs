@@ -686,9 +686,9 @@ async fn item9_client_chosen_tool_names_do_not_create_stats() -> anyhow::Result<
             let unknown: u64 = text
                 .lines()
                 .filter(|l| {
-                    l.contains("switchboard.tool.unknown.calls: ")
-                        || (l.starts_with("switchboard.tool_calls.")
-                            && l.contains(".tool.unknown: "))
+                    l.starts_with(&switchboard_e2e::filter_stat(
+                        "switchboard.tool_calls_total.",
+                    )) && l.contains(".tool.unknown: ")
                 })
                 .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
                 .sum();
@@ -697,12 +697,9 @@ async fn item9_client_chosen_tool_names_do_not_create_stats() -> anyhow::Result<
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", gw.logs()))?;
-    let add = if native() {
-        "switchboard.tool_calls.upstream.alpha.tool.alpha__add: 1"
-    } else {
-        "wasmcustom.switchboard.tool.alpha__add.calls: 1"
-    };
-    assert!(stats.contains(add), "{stats}");
+    let add =
+        switchboard_e2e::filter_stat("switchboard.tool_calls_total.upstream.alpha.tool.add: 1");
+    assert!(stats.contains(&add), "{stats}");
     for made_up in ["zz1", "zz2", "alpha__nope", "x__y", "alpha__add_evil"] {
         assert!(
             !stats.contains(&format!("switchboard.tool.{made_up}."))

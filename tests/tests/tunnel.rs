@@ -649,19 +649,13 @@ async fn host_routes_beside_the_aggregated_endpoint_check_clients_and_keep_their
 
     // Per-route counters: the calls of the route, the refusal on the other as a client error
     // (labels on the native shell, one stat per series on wasm).
-    let (calls, refused) = if switchboard_e2e::native() {
-        (
-            "switchboard.upstream_calls.upstream.host_wiki",
-            "switchboard.upstream_errors.upstream.host_docs.class.client",
-        )
-    } else {
-        (
-            "wasmcustom.switchboard.upstream.host_wiki.calls",
-            "wasmcustom.switchboard.upstream.host_docs.errors.client",
-        )
-    };
-    assert!(gw.stat(calls).await.unwrap_or(0) >= 2, "{calls}");
-    assert_eq!(gw.stat(refused).await, Some(1), "{refused}");
+    let calls =
+        switchboard_e2e::filter_stat("switchboard.upstream_requests_total.upstream.host_wiki");
+    let refused = switchboard_e2e::filter_stat(
+        "switchboard.upstream_errors_total.upstream.host_docs.class.client",
+    );
+    assert!(gw.stat(&calls).await.unwrap_or(0) >= 2, "{calls}");
+    assert_eq!(gw.stat(&refused).await, Some(1), "{refused}");
 
     // Audit lines name the route and the client.
     eventually(

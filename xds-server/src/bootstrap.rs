@@ -115,9 +115,48 @@ pub fn bootstrap(p: &BootstrapParams) -> bootstrap::Bootstrap {
             clusters: vec![xds],
             ..Default::default()
         }),
+        stats_config: Some(stats_config()),
         ..Default::default()
     }
 }
+
+/// Tag extraction for the wasm filter's stats: proxy-wasm has no labels, so the filter
+/// writes one stat per series, its labels as name segments
+/// (`switchboard.tool_calls_total.upstream.github.tool.create_issue`, under Envoy's
+/// `wasmcustom.`); these regexes take each label's segment out of the name and make it a
+/// tag. Envoy's Prometheus output then shows the same labelled metric as the native shell's
+/// (`switchboard_tool_calls_total{upstream="github",tool="create_issue"}`). Envoy matches
+/// every regex against the whole name; the first group is removed, the second is the value.
+pub fn stats_config() -> envoy_types::pb::envoy::config::metrics::v3::StatsConfig {
+    use envoy_types::pb::envoy::config::metrics::v3 as metrics;
+    metrics::StatsConfig {
+        stats_tags: WASM_STAT_TAGS
+            .iter()
+            .map(|(name, regex)| metrics::TagSpecifier {
+                tag_name: (*name).into(),
+                tag_value: Some(metrics::tag_specifier::TagValue::Regex((*regex).into())),
+            })
+            .collect(),
+        // `use_all_default_tags` unset: Envoy's own tags (cluster names, …) stay.
+        ..Default::default()
+    }
+}
+
+/// The labels of [`switchboard_protocol::audit::Metric::flat_name`]s, as `(tag, regex)`.
+pub const WASM_STAT_TAGS: [(&str, &str); 3] = [
+    (
+        "upstream",
+        r"^wasmcustom\.switchboard\.[a-z_]+(\.upstream\.([\w-]+))",
+    ),
+    (
+        "tool",
+        r"^wasmcustom\.switchboard\.[a-z_]+\.upstream\.[\w-]+(\.tool\.([\w-]+))",
+    ),
+    (
+        "class",
+        r"^wasmcustom\.switchboard\.[a-z_]+\.upstream\.[\w-]+(?:\.tool\.[\w-]+)?(\.class\.([\w-]+))$",
+    ),
+];
 
 /// A static cluster of one Unix socket.
 fn pipe_cluster(name: &str, path: &std::path::Path) -> cluster::Cluster {
@@ -272,6 +311,57 @@ mod tests {
         ] {
             assert!(yaml.contains(needle), "missing {needle:?} in\n{yaml}");
         }
+    }
+
+    /// Envoy's tag extraction, as its documentation describes it, applied to every series
+    /// the filter can write: the name left over is the metric's, the tags are its labels.
+    #[test]
+    fn tag_extraction_turns_the_wasm_names_into_the_native_labels() {
+        use switchboard_protocol::audit::Metric;
+        let extract = |flat: &str| {
+            let mut name = format!("wasmcustom.{flat}");
+            let mut tags = Vec::new();
+            let original = name.clone();
+            let mut removed = Vec::new();
+            for (tag, re) in WASM_STAT_TAGS {
+                if let Some(c) = regex::Regex::new(re).unwrap().captures(&original) {
+                    tags.push((tag.to_string(), c[2].to_string()));
+                    removed.push(c.get(1).unwrap().range());
+                }
+            }
+            removed.sort_by_key(|r| std::cmp::Reverse(r.start));
+            for r in removed {
+                name.replace_range(r, "");
+            }
+            (name, tags)
+        };
+        for metric in Metric::ALL {
+            let values: Vec<&str> = metric
+                .labels()
+                .iter()
+                .map(|l| match *l {
+                    "upstream" => "git-hub",
+                    "tool" => "create_issue",
+                    _ => "upstream_timeout",
+                })
+                .collect();
+            let (name, tags) = extract(&metric.flat_name(&values));
+            assert_eq!(name, format!("wasmcustom.switchboard.{}", metric.name()));
+            let want: Vec<(String, String)> = metric
+                .labels()
+                .iter()
+                .zip(&values)
+                .map(|(l, v)| (l.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(tags, want, "{metric:?}");
+        }
+        // A value that looks like a label's name is still a value.
+        let (name, tags) = extract(&Metric::ToolErrors.flat_name(&["tool", "class", "client"]));
+        assert_eq!(name, "wasmcustom.switchboard.tool_errors_total");
+        assert_eq!(
+            tags.iter().map(|(_, v)| v.as_str()).collect::<Vec<_>>(),
+            ["tool", "class", "client"]
+        );
     }
 
     #[test]

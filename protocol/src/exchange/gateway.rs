@@ -132,18 +132,19 @@ impl Gateway {
         }
     }
 
-    /// The metric series of a call of the tool `full`: its own once the gateway listed it.
-    pub(super) fn tool_series(&self, full: &str) -> String {
+    /// The metric series of a call of the tool `full` (`name` at its upstream): its own
+    /// name once the gateway listed it, else [`UNKNOWN_TOOL`].
+    pub(super) fn tool_series(&self, full: &str, name: &str) -> String {
         let Ok(mut known) = self.known_tools.lock() else {
             return UNKNOWN_TOOL.into();
         };
         if known.contains(full) {
-            return full.into();
+            return name.into();
         }
         // Listed by another worker?
         if known.len() < MAX_KNOWN_TOOLS && self.cache.get(&format!("tool/{full}")).is_some() {
             known.insert(full.to_string());
-            return full.into();
+            return name.into();
         }
         UNKNOWN_TOOL.into()
     }

@@ -175,7 +175,7 @@ impl Exchange {
         // Rules know it by its full name on the aggregated endpoint.
         let full = Self::rule_name(gw, upstream, name);
         if r.method == "tools/call" {
-            self.audit.tool_series = gw.tool_series(&full);
+            self.audit.tool_series = gw.tool_series(&full, name);
         }
         if !self.permits(gw, r.kind, &full) {
             self.state = State::Done;

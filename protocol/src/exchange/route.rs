@@ -119,7 +119,7 @@ impl Exchange {
         if let Some((u, name)) = found {
             let full = Self::rule_name(gw, u, name);
             if req.method == "tools/call" {
-                self.audit.tool_series = gw.tool_series(&full);
+                self.audit.tool_series = gw.tool_series(&full, name);
             }
             if !(self.permits(gw, Kind::Upstream, &u.name) && self.permits(gw, req.kind, &full)) {
                 self.audit.upstream = u.name.clone();

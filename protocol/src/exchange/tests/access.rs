@@ -304,7 +304,11 @@ fn only_tools_the_gateway_listed_get_a_series_of_their_own() {
             json!({"jsonrpc":"2.0","id":20,"result":{"tools":[{"name":"open"}]}}),
         )],
     );
-    assert_eq!(series("u0__open"), "u0__open");
+    assert_eq!(
+        series("u0__open"),
+        "open",
+        "the tool's own name: upstream is a label"
+    );
     for made_up in ["u0__zz1", "zz2", "x__y"] {
         assert_eq!(series(made_up), UNKNOWN_TOOL, "{made_up}");
     }
