@@ -69,18 +69,22 @@ setup_wasm() {
   fi
 }
 
-# Debian tools the tests call: openssl reads the certificates `switchboard certs` makes.
+# Debian tools the tests call: openssl reads the certificates `switchboard certs` makes;
+# prometheus scrapes Envoy in the metrics test (tests/tests/operations.rs).
 setup_system() {
-  if command -v openssl >/dev/null; then
-    log "system: openssl is installed"
+  local missing=()
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v prometheus >/dev/null || missing+=(prometheus)
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "system: openssl and prometheus are installed"
     return
   fi
   if [ -r /etc/debian_version ]; then
-    log "system: installing openssl"
+    log "system: installing ${missing[*]}"
     as_root apt-get update -qq || true
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    log "system: install openssl"
+    log "system: install ${missing[*]}"
     return 1
   fi
 }

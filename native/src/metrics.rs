@@ -14,10 +14,13 @@ pub struct Metrics {
 impl Metrics {
     pub fn define(envoy: &EnvoyConfig) -> Metrics {
         let ids = Metric::ALL.map(|metric| {
+            // Under Envoy's custom namespace for dynamic modules, as the wasm shell's are
+            // under `wasmcustom.`: Prometheus sees `switchboard_…` from both.
+            let name = format!("switchboard.{}", metric.name());
             let id = if metric.is_histogram() {
-                envoy.histogram(metric.name(), metric.labels())
+                envoy.histogram(&name, metric.labels())
             } else {
-                envoy.counter(metric.name(), metric.labels())
+                envoy.counter(&name, metric.labels())
             };
             if id.is_none() {
                 crate::ffi::log(

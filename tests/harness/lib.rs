@@ -63,12 +63,12 @@ pub fn native() -> bool {
     data_plane() == "native"
 }
 
-/// A filter stat's name in admin `/stats` (`switchboard.tool_calls_total.upstream.a.tool.b`):
-/// the native shell's labelled stat shows as that, the wasm shell's under `wasmcustom.`.
-/// Prometheus sees the same labelled metric from both.
+/// A filter stat's name in admin `/stats` (`switchboard.tool_calls_total.upstream.a.tool.b`,
+/// labels as name segments) under the shell's custom stat namespace: `dynamicmodulescustom.`
+/// (native) or `wasmcustom.`. Prometheus sees the same labelled metric from both.
 pub fn filter_stat(name: &str) -> String {
     if native() {
-        name.to_string()
+        format!("dynamicmodulescustom.{name}")
     } else {
         format!("wasmcustom.{name}")
     }

@@ -116,7 +116,40 @@ pub fn bootstrap(p: &BootstrapParams) -> bootstrap::Bootstrap {
             ..Default::default()
         }),
         stats_config: Some(stats_config()),
+        layered_runtime: Some(runtime()),
         ..Default::default()
+    }
+}
+
+/// Runtime flags every Switchboard Envoy needs. The native shell's stats are under Envoy's
+/// custom namespace for dynamic modules; with this flag (Envoy 1.40 leaves it off) Envoy's
+/// Prometheus output drops that namespace and adds no `envoy_` prefix, as it does for
+/// wasm's, so both shells make the same `switchboard_…` metrics.
+pub fn runtime() -> bootstrap::LayeredRuntime {
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+    let flags = Struct {
+        fields: [(
+            "envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix".to_string(),
+            Value {
+                kind: Some(Kind::BoolValue(true)),
+            },
+        )]
+        .into(),
+    };
+    bootstrap::LayeredRuntime {
+        layers: vec![
+            bootstrap::RuntimeLayer {
+                name: "switchboard".into(),
+                layer_specifier: Some(bootstrap::runtime_layer::LayerSpecifier::StaticLayer(flags)),
+            },
+            // Envoy's default when no runtime is configured: admin `/runtime_modify` works.
+            bootstrap::RuntimeLayer {
+                name: "admin".into(),
+                layer_specifier: Some(bootstrap::runtime_layer::LayerSpecifier::AdminLayer(
+                    Default::default(),
+                )),
+            },
+        ],
     }
 }
 

@@ -348,6 +348,9 @@ fn native_config(
     (config, Some((path, bytes)))
 }
 
+/// Where the native shell's stats live (`dynamicmodulescustom.switchboard.tool_calls_total…`).
+pub const NATIVE_METRICS_NAMESPACE: &str = "dynamicmodulescustom";
+
 /// The dynamic module: loaded from its file once per Envoy process and never unloaded (its
 /// process-wide list cache outlives any one configuration).
 fn native_filter(gateway: &Gateway, module: &FilterModule) -> DynamicModuleFilter {
@@ -365,7 +368,9 @@ fn native_filter(gateway: &Gateway, module: &FilterModule) -> DynamicModuleFilte
                 )),
             }),
             do_not_close: true,
-            metrics_namespace: "switchboard".into(),
+            // Envoy's own default, a custom stat namespace like wasm's `wasmcustom`: the
+            // bootstrap's runtime makes Prometheus drop it (see `bootstrap::runtime`).
+            metrics_namespace: NATIVE_METRICS_NAMESPACE.into(),
             ..Default::default()
         }),
         filter_name: "switchboard".into(),

@@ -342,7 +342,7 @@ fn the_native_data_plane_gets_the_same_contract_and_its_secrets_by_file() {
     let dm = f.dynamic_module_config.unwrap();
     // Never unloaded: the process-wide cache lives in the module.
     assert!(dm.do_not_close);
-    assert_eq!(dm.metrics_namespace, "switchboard");
+    assert_eq!(dm.metrics_namespace, "dynamicmodulescustom");
     assert_eq!(f.filter_name, "switchboard");
     let cfg = StringValue::decode(f.filter_config.unwrap().value.as_slice()).unwrap();
     assert_eq!(

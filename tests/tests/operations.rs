@@ -1,0 +1,209 @@
+//! Operating the gateway the way Envoy teams do: a real Prometheus scraping Envoy's admin
+//! interface, the configurations of `envoy/`, and no secret in what Envoy shows.
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use switchboard_e2e::peers::RmcpServer;
+use switchboard_e2e::{Gateway, eventually, raw};
+
+const API_KEY: &str = "ops-key-0123456789abcdef";
+
+/// Debian's `prometheus` (installed by `scripts/setup.sh`) on a loopback port, scraping
+/// `targets` every second; stopped on drop.
+struct Prometheus {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    async fn start(targets: &[&str]) -> anyhow::Result<Prometheus> {
+        let dir = tempfile::tempdir()?;
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: envoy\n    metrics_path: /stats/prometheus\n    static_configs:\n      - targets: {}\n",
+                serde_json::to_string(targets)?
+            ),
+        )?;
+        // Prometheus cannot report a port it picked: take a free one, and try again if
+        // another process got it first.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let mut child = Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("prometheus (scripts/setup.sh installs Debian's package)")?;
+            let url = format!("http://127.0.0.1:{port}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                let ready = reqwest::get(format!("{url}/-/ready")).await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    return Ok(Prometheus {
+                        child,
+                        url,
+                        _dir: dir,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        anyhow::bail!("prometheus did not start:\n{last}")
+    }
+
+    /// An instant query's result vector.
+    async fn query(&self, promql: &str) -> Option<Vec<Value>> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/api/v1/query", self.url),
+            [("query", promql)],
+        )
+        .ok()?;
+        let v: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+        (v["status"] == "success").then(|| v["data"]["result"].as_array().cloned())?
+    }
+
+    /// Waits until `promql` has one sample with `value`.
+    async fn until(&self, promql: &str, value: f64) -> anyhow::Result<Vec<Value>> {
+        let waited = eventually(Duration::from_secs(30), promql, || async {
+            let result = self.query(promql).await?;
+            let v: f64 = result.first()?["value"][1].as_str()?.parse().ok()?;
+            (result.len() == 1 && v == value).then_some(result)
+        })
+        .await;
+        match waited {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                let targets = match reqwest::get(format!("{}/api/v1/targets", self.url)).await {
+                    Ok(r) => r.text().await.unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                Err(e.context(format!(
+                    "last answer: {:?}; targets: {targets}",
+                    self.query(promql).await
+                )))
+            }
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn host_port(admin: &str) -> &str {
+    admin.trim_start_matches("http://")
+}
+
+/// Item 3: a real Prometheus scrapes Envoy and sees one metric per kind, labelled the same
+/// on both data planes, so PromQL can aggregate over upstreams and tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_one_labelled_metric_per_kind() -> anyhow::Result<()> {
+    let alpha = RmcpServer::start("alpha").await?;
+    let beta = RmcpServer::start("beta").await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nauth:\n  clients:\n    - name: ci\n      api_key: {{keys: [\"{API_KEY}\"]}}\n  rules:\n    - clients: [ci]\n      allow: {{upstreams: [alpha, beta]}}\n      deny: {{tools: [alpha__slow]}}\nupstreams:\n  - name: alpha\n    url: {}\n  - name: beta\n    url: {}\n",
+        alpha.url(),
+        beta.url()
+    ))
+    .await?;
+    let prometheus = Prometheus::start(&[host_port(&gw.admin)]).await?;
+
+    // A known sequence: 3 adds on alpha, 2 on beta, one denied call of alpha's slow.
+    let key = [("x-api-key", API_KEY)];
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let sid = raw::post_with(&gw.endpoint, None, &init, &key)
+        .await?
+        .session_id()
+        .context("no session")?;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    raw::post_with(&gw.endpoint, Some(&sid), &list, &key).await?;
+    let mut id = 10;
+    for (tool, times) in [("alpha__add", 3), ("beta__add", 2), ("alpha__slow", 1)] {
+        for _ in 0..times {
+            id += 1;
+            let args = if tool.ends_with("add") {
+                json!({"a": 1, "b": 2})
+            } else {
+                json!({"ms": 1})
+            };
+            let r = raw::post_with(
+                &gw.endpoint,
+                Some(&sid),
+                &raw::call(json!(id), tool, args),
+                &key,
+            )
+            .await?;
+            assert_eq!(r.status, 200, "{tool}: {:?}", r.messages);
+        }
+    }
+
+    prometheus
+        .until(
+            r#"switchboard_tool_calls_total{upstream="alpha",tool="add"}"#,
+            3.0,
+        )
+        .await?;
+    // What labels are for: one query over every upstream.
+    prometheus
+        .until(
+            r#"sum by (tool) (switchboard_tool_calls_total{tool="add"})"#,
+            5.0,
+        )
+        .await?;
+    prometheus
+        .until(
+            r#"switchboard_tool_errors_total{upstream="alpha",tool="slow",class="client"}"#,
+            1.0,
+        )
+        .await?;
+    prometheus
+        .until(
+            r#"sum(switchboard_upstream_requests_total{upstream=~"alpha|beta"})"#,
+            6.0,
+        )
+        .await?;
+    // Histograms reach the admin interface at Envoy's stats flush (every 5 s).
+    prometheus
+        .until(
+            r#"switchboard_tool_call_duration_ms_count{upstream="beta",tool="add"}"#,
+            2.0,
+        )
+        .await?;
+    let p99 = prometheus
+        .query(
+            r#"histogram_quantile(0.99, sum by (le) (switchboard_upstream_request_duration_ms_bucket{upstream="alpha"}))"#,
+        )
+        .await
+        .context("the quantile query")?;
+    assert_eq!(p99.len(), 1, "{p99:?}");
+    // No series per tool name, the way the wasm shell wrote them before tag extraction.
+    let flat = prometheus
+        .query(r#"{__name__=~"switchboard_tool_.*add.*|switchboard_upstream_alpha.*"}"#)
+        .await
+        .context("the name query")?;
+    assert!(flat.is_empty(), "unlabelled series: {flat:?}");
+    Ok(())
+}
