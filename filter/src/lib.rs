@@ -3,6 +3,7 @@
 //! Everything proxy-wasm specific is in [`host`].
 
 mod host;
+mod wasi;
 
 use host::{SharedCache, WasmHost};
 use proxy_wasm::hostcalls;
@@ -13,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use switchboard_dataplane::{Flow, Stream};
 use switchboard_protocol::exchange::Gateway;
-use switchboard_protocol::filter_config::FilterConfig;
+use switchboard_protocol::filter_config::{FilterConfig, SECRETS_KEY_ENV};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -43,7 +44,15 @@ impl RootContext for Root {
                 return false;
             }
         };
-        match FilterConfig::from_json(&bytes) {
+        // The secrets are sealed with a key in Envoy's environment (`host_env_keys`).
+        let config = FilterConfig::from_json(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|mut c| {
+                c.open_secrets(wasi::var(SECRETS_KEY_ENV).as_deref())
+                    .map_err(|e| e.to_string())?;
+                Ok(c)
+            });
+        match config {
             Ok(config) => {
                 self.gateway = Some(Arc::new(Gateway::with_cache(config, Box::new(SharedCache))));
                 true

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use switchboard_dataplane::{Flow, Stream};
 use switchboard_protocol::exchange::{BoundedCache, Gateway, ListCache};
-use switchboard_protocol::filter_config::FilterConfig;
+use switchboard_protocol::filter_config::{FilterConfig, SECRETS_KEY_ENV};
 use switchboard_protocol::jsonrpc;
 
 /// The filter name the control plane configures (`DynamicModuleFilter.filter_name`).
@@ -67,16 +67,14 @@ impl ListCache for ProcessCache {
     }
 }
 
-/// The filter configuration, with its secrets from the file it names (see
-/// [`FilterConfig::secrets_file`]), so they never pass through Envoy's configuration.
+/// The filter configuration, its secrets opened with the key in Envoy's environment (see
+/// [`FilterConfig::sealed_secrets`]), so they never pass through Envoy's configuration.
 fn read_config(bytes: &[u8]) -> Result<FilterConfig, String> {
     let mut config = FilterConfig::from_json(bytes).map_err(|e| e.to_string())?;
-    if let Some(path) = config.secrets_file.clone() {
-        let secrets = std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        config
-            .restore_secrets(&secrets)
-            .map_err(|e| format!("{path}: {e}"))?;
-    }
+    let key = std::env::var(SECRETS_KEY_ENV).ok();
+    config
+        .open_secrets(key.as_deref())
+        .map_err(|e| e.to_string())?;
     Ok(config)
 }
 

@@ -63,11 +63,11 @@ pub struct FilterConfig {
     /// machine) is no DNS rebinding and is let in without CORS.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loopback_origins: bool,
-    /// The secrets ([`Secrets`]) are not in this configuration but in this file (mode 0600,
-    /// written by the control plane), which the native shell reads: Envoy's `config_dump`
-    /// then shows none of them.
+    /// The secrets ([`Secrets`]), sealed with the key in Envoy's environment
+    /// ([`SECRETS_KEY_ENV`]) and left out of the rest of this configuration: Envoy's
+    /// `config_dump` and anything that prints the configuration show ciphertext only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secrets_file: Option<String>,
+    pub sealed_secrets: Option<String>,
     /// Hostnames routed to whole MCP servers (the gateway's `hosts:`, a tunnel file): their
     /// requests pass through untouched but for what [`HostRoutes`] says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,12 +157,18 @@ pub struct Secrets {
     pub api_key_digests: Vec<Vec<String>>,
 }
 
-/// The secrets file does not fit the configuration it was written for.
+/// The environment variable of Envoy's process that holds the key the filter's secrets are
+/// sealed with: never in Envoy's configuration, readable by Envoy's user only.
+pub const SECRETS_KEY_ENV: &str = "SWITCHBOARD_SECRETS_KEY";
+
+/// Why the sealed secrets could not be put back.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
-    #[error("the secrets file cannot be parsed: {0}")]
-    Parse(#[from] serde_json::Error),
-    #[error("the secrets file was written for another configuration ({0})")]
+    #[error("the filter's secrets are sealed, but {SECRETS_KEY_ENV} is not in Envoy's environment")]
+    NoKey,
+    #[error("the filter's secrets do not open with {SECRETS_KEY_ENV} (another key sealed them)")]
+    WrongKey,
+    #[error("the sealed secrets were made for another configuration ({0})")]
     Mismatch(&'static str),
 }
 
@@ -427,9 +433,36 @@ impl FilterConfig {
         }
     }
 
-    /// Puts back what [`FilterConfig::take_secrets`] took, from the secrets file's bytes.
-    pub fn restore_secrets(&mut self, bytes: &[u8]) -> Result<(), SecretsError> {
-        let s: Secrets = serde_json::from_slice(bytes)?;
+    /// Moves the secrets into [`FilterConfig::sealed_secrets`], sealed with `key`. The
+    /// same configuration and key seal to the same text, so an unchanged configuration is
+    /// not pushed again.
+    pub fn seal_secrets(&mut self, key: &str) {
+        let secrets = self.take_secrets();
+        let key = crate::session::SessionKey::derive(key.as_bytes());
+        self.sealed_secrets = Some(crate::session::seal_value(
+            &key,
+            crate::session::Sealed::FilterSecrets,
+            &secrets,
+            b"",
+        ));
+    }
+
+    /// Opens [`FilterConfig::sealed_secrets`], if any, with `key` (the value of
+    /// [`SECRETS_KEY_ENV`] in Envoy's environment) and puts the secrets back.
+    pub fn open_secrets(&mut self, key: Option<&str>) -> Result<(), SecretsError> {
+        let Some(sealed) = self.sealed_secrets.as_deref() else {
+            return Ok(());
+        };
+        let key = key.ok_or(SecretsError::NoKey)?;
+        let key = crate::session::SessionKey::derive(key.as_bytes());
+        let secrets =
+            crate::session::open_value(&key, crate::session::Sealed::FilterSecrets, sealed)
+                .map_err(|_| SecretsError::WrongKey)?;
+        self.restore_secrets(secrets)
+    }
+
+    /// Puts back what [`FilterConfig::take_secrets`] took.
+    pub fn restore_secrets(&mut self, s: Secrets) -> Result<(), SecretsError> {
         let clients = self.access.as_ref().map_or(0, |a| a.clients.len());
         if s.upstream_headers.len() != self.upstreams.len()
             || self
@@ -457,7 +490,7 @@ impl FilterConfig {
                 }
             }
         }
-        self.secrets_file = None;
+        self.sealed_secrets = None;
         Ok(())
     }
 }
@@ -479,16 +512,51 @@ mod secrets_tests {
             !shown.contains("s3cret") && !shown.contains(&"k".repeat(32)) && !shown.contains("old")
         );
         assert!(shown.contains("authorization"), "names stay");
-        let bytes = serde_json::to_vec(&secrets).unwrap_or_default();
         let mut other = c.clone();
         other.upstreams.pop();
         assert!(matches!(
-            other.restore_secrets(&bytes),
+            other.restore_secrets(secrets.clone()),
             Err(SecretsError::Mismatch(_))
         ));
-        assert!(c.clone().restore_secrets(b"{").is_err());
-        c.restore_secrets(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        c.restore_secrets(secrets).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c, original);
+    }
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key() {
+        let mut c = example(2);
+        c.session_key = "k".repeat(32);
+        c.upstreams[0].headers = vec![("authorization".into(), "Bearer s3cret".into())];
+        let original = c.clone();
+        c.seal_secrets("the-deployment-key");
+        let shown = c.to_json();
+        assert!(!shown.contains("s3cret") && !shown.contains(&"k".repeat(32)));
+        let mut again = original.clone();
+        again.seal_secrets("the-deployment-key");
+        assert_eq!(
+            again, c,
+            "sealing is deterministic: no new version for nothing"
+        );
+
+        let parsed = FilterConfig::from_json(shown.as_bytes()).unwrap();
+        assert!(matches!(
+            parsed.clone().open_secrets(None),
+            Err(SecretsError::NoKey)
+        ));
+        assert!(matches!(
+            parsed.clone().open_secrets(Some("another-key")),
+            Err(SecretsError::WrongKey)
+        ));
+        let mut tampered = parsed.clone();
+        tampered.sealed_secrets = tampered.sealed_secrets.map(|s| s.replace('A', "B"));
+        assert!(tampered.open_secrets(Some("the-deployment-key")).is_err());
+        let mut opened = parsed;
+        opened.open_secrets(Some("the-deployment-key")).unwrap();
+        assert_eq!(opened, original);
+        // Nothing sealed: nothing to open, no key needed.
+        let mut plain = original.clone();
+        plain.open_secrets(None).unwrap();
+        assert_eq!(plain, original);
     }
 }
 
@@ -566,7 +634,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         audit: false,
         allowed_hosts: Vec::new(),
         loopback_origins: false,
-        secrets_file: None,
+        sealed_secrets: None,
         host_routes: None,
     }
 }

@@ -30,6 +30,9 @@ pub enum Sealed {
     Identity,
     /// An upstream's `requestState`, bound to it and the client ([`crate::request_state`]).
     RequestState,
+    /// The filter's own secrets in its configuration
+    /// ([`crate::filter_config::FilterConfig::seal_secrets`]).
+    FilterSecrets,
 }
 
 impl Sealed {
@@ -39,6 +42,7 @@ impl Sealed {
             Sealed::Cursor => "sbc1.",
             Sealed::Identity => "sbi1.",
             Sealed::RequestState => "sbr1.",
+            Sealed::FilterSecrets => "sbs1.",
         }
     }
 
@@ -48,6 +52,16 @@ impl Sealed {
             Sealed::Cursor => b"switchboard-cursor-v1",
             Sealed::Identity => b"switchboard-identity-v1",
             Sealed::RequestState => b"switchboard-request-state-v1",
+            Sealed::FilterSecrets => b"switchboard-filter-secrets-v1",
+        }
+    }
+
+    /// The longest token accepted: what clients send is small; a configuration's secrets
+    /// (every client's API-key digests) can be large, and come from the control plane.
+    fn max_len(self) -> usize {
+        match self {
+            Sealed::FilterSecrets => 16 << 20,
+            _ => 16 * 1024,
         }
     }
 }
@@ -223,7 +237,7 @@ pub fn open_value<T: serde::de::DeserializeOwned>(
     let body = token
         .strip_prefix(kind.prefix())
         .ok_or(SessionError::Malformed)?;
-    if body.len() > 16 * 1024 {
+    if body.len() > kind.max_len() {
         return Err(SessionError::Malformed);
     }
     let raw = URL_SAFE_NO_PAD

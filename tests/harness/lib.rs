@@ -344,8 +344,25 @@ pub struct Envoy {
     pub log: Log,
 }
 
+/// The key that seals the filter's secrets in a fleet's configuration: in the environment of
+/// `serve` ([`Background`]) and of every fleet [`Envoy`], as an operator sets it.
+pub const FLEET_SECRETS_KEY: &str = "fleet-secrets-key-for-the-tests-0123456789abcdef";
+
 impl Envoy {
+    /// An Envoy on `bootstrap_yaml`, with the fleet's secrets key in its environment.
     pub async fn start(bootstrap_yaml: &str) -> anyhow::Result<Envoy> {
+        Self::start_with_env(
+            bootstrap_yaml,
+            &[("SWITCHBOARD_SECRETS_KEY", FLEET_SECRETS_KEY)],
+        )
+        .await
+    }
+
+    /// An Envoy on `bootstrap_yaml` with exactly `env` added to its environment.
+    pub async fn start_with_env(
+        bootstrap_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Envoy> {
         let dir = tempfile::tempdir()?;
         let bootstrap = dir.path().join("bootstrap.yaml");
         let admin_path = dir.path().join("admin");
@@ -362,6 +379,8 @@ impl Envoy {
                 "--log-level",
                 "info",
             ])
+            .env_remove("SWITCHBOARD_SECRETS_KEY")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -399,6 +418,16 @@ impl Envoy {
     /// An Envoy started from `switchboard bootstrap --xds <xds> --node <node>`, as a fleet
     /// member would be, with the address its MCP listener bound.
     pub async fn from_bootstrap(xds: &str, node: &str) -> anyhow::Result<(Envoy, String)> {
+        let envoy = Envoy::start(&Self::bootstrap(xds, node)?).await?;
+        let listener = envoy
+            .listener("switchboard-mcp")
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no listener\n{}", envoy.log.text()))?;
+        Ok((envoy, listener))
+    }
+
+    /// What `switchboard bootstrap --xds <xds> --node <node>` prints.
+    pub fn bootstrap(xds: &str, node: &str) -> anyhow::Result<String> {
         let out = Command::new(switchboard_bin())
             .args([
                 "bootstrap",
@@ -415,12 +444,7 @@ impl Envoy {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let envoy = Envoy::start(&String::from_utf8_lossy(&out.stdout)).await?;
-        let listener = envoy
-            .listener("switchboard-mcp")
-            .await
-            .ok_or_else(|| anyhow::anyhow!("no listener\n{}", envoy.log.text()))?;
-        Ok((envoy, listener))
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// One counter or gauge from this Envoy's admin `/stats`.
@@ -459,6 +483,7 @@ impl Background {
         let mut child = Command::new(switchboard_bin())
             .args(args)
             .env("SWITCHBOARD_LOG", "info")
+            .env("SWITCHBOARD_SECRETS_KEY", FLEET_SECRETS_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

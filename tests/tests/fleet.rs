@@ -96,6 +96,27 @@ async fn an_envoy_started_from_the_printed_bootstrap_serves_mcp() -> anyhow::Res
         "{}",
         serve.stderr.text()
     );
+
+    // The filter's secrets reach the fleet sealed with the key in serve's environment
+    // (SWITCHBOARD_SECRETS_KEY): an Envoy without it refuses the filter's configuration and
+    // says why, and serves no MCP.
+    let keyless = Envoy::start_with_env(&Envoy::bootstrap(&xds, "edge-2")?, &[]).await?;
+    let log = keyless.log.clone();
+    eventually(
+        Duration::from_secs(20),
+        "the keyless Envoy's refusal",
+        || {
+            let said = log.contains("SWITCHBOARD_SECRETS_KEY is not in Envoy's environment");
+            async move { said.then_some(()) }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", keyless.log.text()))?;
+    eventually(Duration::from_secs(20), "serve to log the NACK", || {
+        let nacked = serve.stderr.contains("envoy REJECTED");
+        async move { nacked.then_some(()) }
+    })
+    .await?;
     Ok(())
 }
 

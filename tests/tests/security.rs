@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_e2e::peers::{Everything, RmcpServer};
-use switchboard_e2e::{Gateway, eventually, native, python_client, raw, repo_root};
+use switchboard_e2e::{Gateway, eventually, python_client, raw, repo_root};
 
 const KEY_A: &str = "client-a-key-0123456789";
 const KEY_B: &str = "client-b-key-0123456789";
@@ -817,74 +817,92 @@ async fn guarantee_auth_holds_through_the_bridge() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Native data plane: the session key, the API-key digests and the configured upstream
-/// header values reach the module in a 0600 file, not in the configuration Envoy's admin
-/// interface prints; and the gateway works with them (a key accepted, a session opened).
-#[tokio::test]
-async fn the_native_filters_secrets_are_not_in_envoys_config_dump() -> anyhow::Result<()> {
-    if !native() {
-        return Ok(());
-    }
+/// No secret of the gateway's is in what Envoy's admin interface prints, on either data
+/// plane: session keys (current and previous), API keys and their digests, configured
+/// upstream header values (the filter sets them; no route carries them), the private keys of
+/// mutual TLS and of the gateway's own port, the bridge's ingress secret and the private
+/// members of a JWKS. The gateway works with all of them (a key accepted, a session opened,
+/// the upstream reached over mutual TLS with its header).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_of_the_gateway_is_in_envoys_config_dump() -> anyhow::Result<()> {
     use sha2::{Digest, Sha256};
-    let alpha = RmcpServer::start("alpha").await?;
+    use switchboard_e2e::tls::{Ca, TlsUpstream};
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("secrets test CA")?;
+    let upstream =
+        TlsUpstream::start("alpha", &ca.server(&["mcp.internal"])?, Some(&ca), true).await?;
+    let (client_cert, client_key) = ca.client("gateway")?.write(dir.path(), "client")?;
+    let ca_file = ca.write(dir.path(), "ca")?;
+    let client_key_pem = std::fs::read_to_string(&client_key)?;
+    let jwks = dir.path().join("jwks.json");
+    let jwk_private = "private-exponent-that-must-not-leak";
+    std::fs::write(
+        &jwks,
+        json!({"keys": [{"kty": "RSA", "kid": "r1", "alg": "RS256", "e": "AQAB",
+            "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+            "d": jwk_private}]})
+        .to_string(),
+    )?;
     let session_key = "a-session-key-that-must-not-leak-0123456789";
+    let previous_key = "a-previous-session-key-that-must-not-leak-98765";
     let header_value = "upstream-credential-that-must-not-leak";
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nsession:\n  key: \"{session_key}\"\nauth:\n  clients:\n    - name: a\n      api_key: {{keys: [\"{KEY_A}\"]}}\n  rules:\n    - clients: [\"*\"]\n      allow: {{upstreams: [\"*\"]}}\nupstreams:\n  - name: alpha\n    url: {}\n    headers: {{x-upstream-token: \"{header_value}\"}}\n",
-        alpha.url()
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nsession:\n  key: \"{session_key}\"\n  previous_keys: [\"{previous_key}\"]\nauth:\n  clients:\n    - name: a\n      api_key: {{keys: [\"{KEY_A}\"]}}\n    - name: people\n      jwt: {{issuer: \"https://idp.test\", jwks: {{file: {}}}}}\n  rules:\n    - clients: [\"*\"]\n      allow: {{upstreams: [\"*\"]}}\nupstreams:\n  - name: alpha\n    url: https://127.0.0.1:{}/mcp\n    headers: {{x-upstream-token: \"{header_value}\"}}\n    tls:\n      ca_cert: {}\n      server_name: mcp.internal\n      client_cert: {}\n      client_key: {}\n",
+        jwks.display(),
+        upstream.addr.port(),
+        ca_file.display(),
+        client_cert.display(),
+        client_key.display(),
     );
     let gw = Gateway::start(&yaml).await?;
     let sid = session(&gw.endpoint, &[("x-api-key", KEY_A)]).await?;
-    let listed = request(
+    let called = request(
         &gw.endpoint,
         &sid,
-        "tools/list",
-        json!({}),
+        "tools/call",
+        json!({"name": "alpha__whoami", "arguments": {}}),
         &[("x-api-key", KEY_A)],
     )
     .await?;
+    let text = called.response().to_string();
     assert!(
-        names(&listed, "tools").contains(&"alpha__add".to_string()),
-        "{listed:?}"
+        text.contains("\"text\":\"alpha\""),
+        "the upstream answered over mutual TLS: {text}"
     );
 
-    let dump = reqwest::get(format!("{}/config_dump", gw.admin))
+    let dump = reqwest::get(format!("{}/config_dump?include_eds", gw.admin))
         .await?
         .text()
         .await?;
+    assert!(
+        dump.contains("switchboard.mcp"),
+        "the filter's configuration is in the dump"
+    );
     let digest: String = Sha256::digest(KEY_A.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
+    let key_body = client_key_pem
+        .lines()
+        .find(|l| l.len() > 40 && !l.starts_with("-----"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!key_body.is_empty());
+    for (what, secret) in [
+        ("the session key", session_key),
+        ("a previous session key", previous_key),
+        ("an API key", KEY_A),
+        ("an API-key digest", digest.as_str()),
+        ("an upstream header value", header_value),
+        ("the client private key", key_body.as_str()),
+        ("a JWKS private member", jwk_private),
+    ] {
+        assert!(!dump.contains(secret), "{what} is in config_dump");
+    }
+    // The filter's secrets travel sealed; the configuration says so.
     assert!(
-        !dump.contains(session_key),
-        "the session key is in config_dump"
+        dump.contains("sealed_secrets"),
+        "no sealed secrets in the dump"
     );
-    assert!(
-        !dump.contains(&digest),
-        "an API-key digest is in config_dump"
-    );
-    assert!(!dump.contains(KEY_A));
-    // The filter's configuration names the file instead; the routes still carry configured
-    // header values (Envoy adds them to routed requests).
-    let ecds: Value = serde_json::from_str(
-        &reqwest::get(format!("{}/config_dump?resource=ecds_filters", gw.admin))
-            .await?
-            .text()
-            .await?,
-    )?;
-    let filter = ecds.to_string();
-    assert!(!filter.contains(header_value), "{filter}");
-    let file = filter
-        .split("\\\"secrets_file\\\":\\\"")
-        .nth(1)
-        .and_then(|rest| rest.split("\\\"").next())
-        .ok_or_else(|| {
-            anyhow::anyhow!("no secrets_file in the filter's configuration: {filter}")
-        })?;
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(file)?.permissions().mode() & 0o777;
-    assert_eq!(mode, 0o600, "{file}");
-    assert!(std::fs::read_to_string(file)?.contains(session_key));
     Ok(())
 }

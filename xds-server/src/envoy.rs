@@ -20,6 +20,8 @@ pub struct Options {
     pub log_level: String,
     pub drain_timeout: Duration,
     pub extra_args: Vec<String>,
+    /// Added to Envoy's environment (the filter's secrets key).
+    pub env: Vec<(String, String)>,
 }
 
 /// The Envoy binary: `--envoy`, then `ENVOY_BIN`, then the project's `.tools/envoy` (next to
@@ -172,6 +174,7 @@ fn spawn(opts: &Options, admin_path: &Path) -> anyhow::Result<Child> {
     // drains Envoy, instead of Envoy dying at once under its feet.
     cmd.process_group(0);
     cmd.args(&opts.extra_args)
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,6 +6,7 @@ use crate::resources::Snapshot;
 use crate::translate::{self, FilterModule};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use switchboard_protocol::filter_config::SECRETS_KEY_ENV;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -43,16 +44,12 @@ impl Source {
         snapshot
             .check_consistent()
             .map_err(|e| anyhow::anyhow!("internal error: inconsistent snapshot: {e}"))?;
-        // Written before the snapshot that names it can reach Envoy.
-        if let Some((path, bytes)) = translate::filter_secrets(&gateway, &module) {
-            write_whole(&path, &bytes, 0o600)?;
-        }
         Ok((gateway, snapshot))
     }
 }
 
 /// Replaces `path` whole (a reader never sees half of it), with `mode` from the start: the
-/// filter's secrets here, the keys and certificates of `switchboard certs`.
+/// keys and certificates of `switchboard certs`.
 pub fn write_whole(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     use anyhow::Context;
     use std::io::Write;
@@ -98,7 +95,9 @@ pub fn filter_module(path: &Path) -> FilterModule {
         data_plane_pinned: false,
         path: path.display().to_string(),
         native_path: String::new(),
-        secrets_dir: None,
+        secrets_key: std::env::var(SECRETS_KEY_ENV)
+            .ok()
+            .filter(|k| !k.is_empty()),
         sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
         fallback_session_key: process_session_key().to_string(),
         bridge: None,
@@ -116,13 +115,15 @@ pub fn process_session_key() -> &'static str {
 }
 
 /// 32 random bytes, hex, made once per process and `purpose`.
-fn process_secret(purpose: &str) -> &'static str {
+pub fn process_secret(purpose: &str) -> &'static str {
     static SESSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static BRIDGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static INGRESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SECRETS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let cell = match purpose {
         "bridge" => &BRIDGE,
         "bridge-ingress" => &INGRESS,
+        "secrets" => &SECRETS,
         _ => &SESSION,
     };
     cell.get_or_init(|| {

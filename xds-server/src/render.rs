@@ -20,13 +20,17 @@ pub fn redact(value: &mut Value) {
                 && let Ok(mut config) =
                     switchboard_protocol::filter_config::FilterConfig::from_json(inner.as_bytes())
             {
-                config.session_key = REDACTED.into();
-                for k in &mut config.previous_session_keys {
-                    *k = REDACTED.into();
-                }
+                // Sealed secrets (`SWITCHBOARD_SECRETS_KEY`) left their places empty.
+                let mut hide = |v: &mut String| {
+                    if !v.is_empty() {
+                        *v = REDACTED.into();
+                    }
+                };
+                hide(&mut config.session_key);
+                config.previous_session_keys.iter_mut().for_each(&mut hide);
                 for u in &mut config.upstreams {
                     for (_, v) in &mut u.headers {
-                        *v = REDACTED.into();
+                        hide(v);
                     }
                 }
                 *inner = config.to_json();

@@ -84,7 +84,7 @@ impl Exchange {
     ) -> Option<Step> {
         let step = self.callout_response(gw, call, answer, clock)?;
         let step = self.after_stateless(gw, step, clock);
-        Some(self.with_pass_through(gw, step))
+        Some(self.with_upstream_headers(gw, step))
     }
 
     pub(super) fn callout_response(

@@ -220,13 +220,14 @@ impl Exchange {
         }
     }
 
-    /// Adds each upstream's pass-through headers to the calls and the route of `step`.
-    fn with_pass_through(&self, gw: &Gateway, step: Step) -> Step {
-        if self.pass_through.is_empty() {
-            return step;
-        }
+    /// Adds what an upstream gets beyond the client's request: its pass-through headers
+    /// (taken from the client's) to the calls and the route of `step`, and to the route its
+    /// configured headers too, which win (callouts carry those already: `steps::callout`).
+    /// The filter adds them rather than Envoy's route, so their values (credentials, often)
+    /// are in no route configuration.
+    fn with_upstream_headers(&self, gw: &Gateway, step: Step) -> Step {
         match step {
-            Step::AwaitCallouts(mut calls) => {
+            Step::AwaitCallouts(mut calls) if !self.pass_through.is_empty() => {
                 for c in &mut calls {
                     if let Some(u) = gw.config.upstreams.iter().find(|u| u.cluster == c.cluster) {
                         c.headers.extend(u.pass_through_headers(&self.pass_through));
@@ -236,9 +237,12 @@ impl Exchange {
             }
             Step::Route(mut r) => {
                 if let Some((_, u)) = gw.by_name(&r.upstream) {
+                    let passed = u.pass_through_headers(&self.pass_through);
+                    let configured = u.headers.iter().cloned();
                     r.headers.extend(
-                        u.pass_through_headers(&self.pass_through)
+                        passed
                             .into_iter()
+                            .chain(configured)
                             .map(|(k, v)| (k, Some(v))),
                     );
                 }
@@ -249,6 +253,11 @@ impl Exchange {
     }
 
     pub fn on_request_headers(&mut self, gw: &Gateway, head: &RequestHead, now_s: u64) -> Step {
+        let step = self.request_headers(gw, head, now_s);
+        self.with_upstream_headers(gw, step)
+    }
+
+    fn request_headers(&mut self, gw: &Gateway, head: &RequestHead, now_s: u64) -> Step {
         self.now_s = now_s;
         self.client_version = head.protocol_version.clone();
         self.identity = head.identity.clone();
@@ -326,6 +335,6 @@ impl Exchange {
             };
         }
         let step = self.after_stateless(gw, step, clock);
-        self.with_pass_through(gw, step)
+        self.with_upstream_headers(gw, step)
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use switchboard_protocol::filter_config::SECRETS_KEY_ENV;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
@@ -59,9 +60,12 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot create a working directory")?;
     let mut module = args.modules.filter_module();
     module.bridge = Some(bridge_addr);
-    // The native filter reads its secrets from there (0600), so Envoy's admin interface
-    // does not show them.
-    module.secrets_dir = Some(workdir.path().to_path_buf());
+    // The filter's secrets reach it sealed, with a key only in the environment of the Envoy
+    // started here, so Envoy's admin interface does not show them.
+    let secrets_key = module
+        .secrets_key
+        .get_or_insert_with(|| crate::gateway::process_secret("secrets").to_string())
+        .clone();
     let source = Source {
         config: args.config.clone(),
         module,
@@ -138,6 +142,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
             .or(gateway.server.shutdown_timeout)
             .unwrap_or(Duration::from_secs(5)),
         extra_args: args.envoy_args,
+        env: vec![(SECRETS_KEY_ENV.to_string(), secrets_key)],
     };
     let endpoints = ready_tx.subscribe();
     let supervisor = tokio::spawn(envoy::supervise(opts, stop_rx, ready_tx));

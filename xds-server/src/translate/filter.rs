@@ -4,7 +4,7 @@
 use super::*;
 use envoy_types::pb::envoy::extensions::dynamic_modules::v3::DynamicModuleConfig;
 use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
-use std::path::PathBuf;
+use switchboard_protocol::filter_config::SECRETS_KEY_ENV;
 use switchboard_protocol::wire;
 
 /// The contract the filter receives in its `PluginConfig.configuration`.
@@ -20,7 +20,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
         upstream_path: gateway.server.upstream_path.clone(),
         mcp_path: gateway.server.mcp_path.clone(),
         max_request_bytes: gateway.server.max_request_bytes,
-        secrets_file: None,
+        sealed_secrets: None,
         host_routes: gateway.hosts.as_ref().map(|h| host_routes(gateway, h)),
         server_name: "switchboard".into(),
         server_version: env!("CARGO_PKG_VERSION").into(),
@@ -317,35 +317,15 @@ pub(super) fn mcp_filter(gateway: &Gateway, module: &FilterModule) -> Any {
     }
 }
 
-/// Where the native filter's secrets go, and the file's content: with a secrets directory
-/// (`run`), the configuration Envoy holds names this file instead of carrying them. The
-/// name is the content's digest, so a changed secret is a changed configuration.
-pub fn filter_secrets(gateway: &Gateway, module: &FilterModule) -> Option<(PathBuf, Vec<u8>)> {
-    native_config(gateway, module).1
-}
-
-/// The native filter's configuration, and the secrets file it names (when it names one).
-fn native_config(
-    gateway: &Gateway,
-    module: &FilterModule,
-) -> (FilterConfig, Option<(PathBuf, Vec<u8>)>) {
-    use sha2::{Digest, Sha256};
+/// The configuration as Envoy receives it: with a secrets key, the secrets sealed with it
+/// (the filter opens them with the key from Envoy's environment, [`SECRETS_KEY_ENV`]), so
+/// Envoy's `config_dump` shows none of them.
+fn data_plane_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
     let mut config = filter_config(gateway, module);
-    let Some(dir) = module
-        .secrets_dir
-        .as_ref()
-        .filter(|_| module.data_plane_for(gateway) == DataPlane::Native)
-    else {
-        return (config, None);
-    };
-    let bytes = serde_json::to_vec(&config.take_secrets()).unwrap_or_default();
-    let digest: String = Sha256::digest(&bytes)[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let path = dir.join(format!("filter-secrets-{digest}.json"));
-    config.secrets_file = Some(path.display().to_string());
-    (config, Some((path, bytes)))
+    if let Some(key) = &module.secrets_key {
+        config.seal_secrets(key);
+    }
+    config
 }
 
 /// Where the native shell's stats live (`dynamicmodulescustom.switchboard.tool_calls_total…`).
@@ -354,7 +334,7 @@ pub const NATIVE_METRICS_NAMESPACE: &str = "dynamicmodulescustom";
 /// The dynamic module: loaded from its file once per Envoy process and never unloaded (its
 /// process-wide list cache outlives any one configuration).
 fn native_filter(gateway: &Gateway, module: &FilterModule) -> DynamicModuleFilter {
-    let (config, _) = native_config(gateway, module);
+    let config = data_plane_config(gateway, module);
     DynamicModuleFilter {
         dynamic_module_config: Some(DynamicModuleConfig {
             module: Some(core::AsyncDataSource {
@@ -402,10 +382,17 @@ fn wasm_filter(gateway: &Gateway, module: &FilterModule) -> Wasm {
                         },
                     )),
                 }),
+                // The key of the sealed secrets, from Envoy's own environment.
+                environment_variables: module.secrets_key.as_ref().map(|_| {
+                    wasm::EnvironmentVariables {
+                        host_env_keys: vec![SECRETS_KEY_ENV.into()],
+                        ..Default::default()
+                    }
+                }),
                 ..Default::default()
             })),
             configuration: Some(pack_any(StringValue {
-                value: filter_config(gateway, module).to_json(),
+                value: data_plane_config(gateway, module).to_json(),
             })),
             // Lets the filter hold the headers until the body has chosen the route.
             allow_on_headers_stop_iteration: Some(BoolValue { value: true }),

@@ -30,6 +30,24 @@ fn jwks_cluster_name(client: &str) -> String {
     format!("jwks-{client}")
 }
 
+/// A JWKS with the private members of asymmetric keys left out: Envoy verifies with the
+/// public part only, and its configuration is printed by the admin interface. A symmetric
+/// key's `k` is the verification key itself and stays (docs/access.md says to prefer
+/// asymmetric keys). Text that is not JSON is passed on for Envoy to refuse.
+fn public_jwks(text: &str) -> String {
+    let Ok(mut jwks) = serde_json::from_str::<serde_json::Value>(text) else {
+        return text.to_string();
+    };
+    for key in jwks["keys"].as_array_mut().into_iter().flatten() {
+        if let Some(members) = key.as_object_mut() {
+            for private in ["d", "p", "q", "dp", "dq", "qi", "oth"] {
+                members.remove(private);
+            }
+        }
+    }
+    jwks.to_string()
+}
+
 /// `jwt_authn`'s configuration: a provider per JWT client (none: it checks nothing).
 pub fn authentication(gateway: &Gateway) -> jwt_authn::JwtAuthentication {
     let providers: std::collections::HashMap<String, jwt_authn::JwtProvider> = jwt_clients(gateway)
@@ -37,9 +55,9 @@ pub fn authentication(gateway: &Gateway) -> jwt_authn::JwtAuthentication {
             let source = match (&j.jwks.file, &j.jwks.url) {
                 (Some(f), _) => {
                     jwt_authn::jwt_provider::JwksSourceSpecifier::LocalJwks(core::DataSource {
-                        specifier: Some(core::data_source::Specifier::InlineString(
-                            String::from_utf8_lossy(&f.pem).into_owned(),
-                        )),
+                        specifier: Some(core::data_source::Specifier::InlineString(public_jwks(
+                            &String::from_utf8_lossy(&f.pem),
+                        ))),
                         ..Default::default()
                     })
                 }
@@ -146,4 +164,18 @@ pub fn jwks_clusters(gateway: &Gateway) -> Vec<cluster::Cluster> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod public_jwks_tests {
+    #[test]
+    fn private_members_of_asymmetric_keys_stay_behind() {
+        let jwks = r#"{"keys":[{"kty":"RSA","n":"nn","e":"AQAB","d":"secret-d","p":"pp","q":"qq","dp":"x","dq":"y","qi":"z"},{"kty":"oct","k":"shared"}]}"#;
+        let shown = super::public_jwks(jwks);
+        for private in ["secret-d", "\"pp\"", "\"qq\"", "\"qi\""] {
+            assert!(!shown.contains(private), "{private} in {shown}");
+        }
+        assert!(shown.contains("\"n\":\"nn\"") && shown.contains("\"k\":\"shared\""));
+        assert_eq!(super::public_jwks("not json"), "not json");
+    }
 }

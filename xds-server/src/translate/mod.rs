@@ -32,7 +32,7 @@ pub mod secret;
 
 pub use cluster::{cluster_name, single_host_cluster, stream_cluster_name};
 use filter::mcp_filter;
-pub use filter::{filter_config, filter_secrets, get_stream};
+pub use filter::{filter_config, get_stream};
 pub use hosted::{TranslateError, hosted_configs, hosted_module};
 use listener::mcp_listener;
 use routes::route_configuration;
@@ -97,9 +97,9 @@ pub struct FilterModule {
     pub path: String,
     /// Path of the native module (`libswitchboard_native.so`) on the Envoy host.
     pub native_path: String,
-    /// A private directory on the Envoy host (`run`'s): the native filter's secrets go to a
-    /// file there instead of into its configuration.
-    pub secrets_dir: Option<std::path::PathBuf>,
+    /// The key the filter's secrets are sealed with (`SWITCHBOARD_SECRETS_KEY` in every
+    /// Envoy's environment); `None`: they are in its configuration, in the clear.
+    pub secrets_key: Option<String>,
     /// Hex SHA-256 of the file: part of the VM id, so a new build replaces the VM.
     pub sha256: String,
     /// The session key used when the gateway file sets none (one per control-plane process).
@@ -134,7 +134,7 @@ impl FilterModule {
             data_plane_pinned: false,
             path: "/opt/switchboard.wasm".into(),
             native_path: "/opt/libswitchboard_native.so".into(),
-            secrets_dir: None,
+            secrets_key: None,
             sha256: "ab".repeat(32),
             fallback_session_key: "k".repeat(32),
             bridge: None,

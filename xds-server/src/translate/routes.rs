@@ -246,13 +246,8 @@ pub(super) fn upstream_routes(
                 timeout: Some(duration(timeout)),
                 ..Default::default()
             })),
-            request_headers_to_add: u
-                .headers
-                .iter()
-                .map(|(k, v)| header_value(k, &v.0))
-                .collect(),
-            // The filter removed the client's credentials (and set pass-through headers);
-            // configured headers are added after this.
+            // The filter removed the client's credentials and set the pass-through and
+            // configured headers (their values are in no route: see `FilterConfig::secrets`).
             request_headers_to_remove: vec![
                 ROUTE_HEADER.into(),
                 switchboard_protocol::access::IDENTITY_HEADER.into(),

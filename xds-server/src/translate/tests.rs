@@ -216,11 +216,9 @@ fn routes_select_by_header_and_per_upstream_path() {
     };
     assert_eq!(action.timeout, Some(duration(Duration::from_secs(5))));
     assert_eq!(action.prefix_rewrite, "/mcp");
-    let added = local.request_headers_to_add[0].header.as_ref().unwrap();
-    assert_eq!(
-        (added.key.as_str(), added.value.as_str()),
-        ("X-Key", "k%%1%%"),
-        "a literal % is escaped for Envoy's header formatter"
+    assert!(
+        local.request_headers_to_add.is_empty(),
+        "configured header values are set by the filter, never in a route"
     );
     // A subscription stream (2026-07-28) at an upstream's own endpoint: no timeout.
     let listen = &routes[10];
@@ -323,7 +321,7 @@ fn translation_is_deterministic() {
 }
 
 #[test]
-fn the_native_data_plane_gets_the_same_contract_and_its_secrets_by_file() {
+fn both_data_planes_get_the_same_contract_and_their_secrets_sealed() {
     use envoy_types::pb::envoy::extensions::filters::http::dynamic_modules::v3::DynamicModuleFilter;
     let g = gateway(
         "session:\n  key: \"0123456789abcdef0123456789abcdef\"\nauth:\n  clients:\n    - name: ci\n      api_key: {keys: [\"0123456789abcdef\"]}\nupstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n    headers: {x-token: s3cret}\n",
@@ -348,39 +346,52 @@ fn the_native_data_plane_gets_the_same_contract_and_its_secrets_by_file() {
     assert_eq!(
         FilterConfig::from_json(cfg.value.as_bytes()).unwrap(),
         filter_config(&g, &m),
-        "without a secrets directory, the same contract as wasm"
+        "without a secrets key, the same contract as wasm"
     );
 
-    // With one (`run`), the secrets go to a file the module reads.
-    m.secrets_dir = Some("/private".into());
-    let (path, bytes) = filter_secrets(&g, &m).unwrap();
-    assert!(
-        path.to_str()
-            .unwrap()
-            .starts_with("/private/filter-secrets-")
-    );
-    let r = translate(&g, &m);
-    let any = r
-        .extension_configs
-        .iter()
-        .find(|e| e.name == MCP_FILTER_NAME)
-        .unwrap();
-    let f =
-        DynamicModuleFilter::decode(any.typed_config.as_ref().unwrap().value.as_slice()).unwrap();
-    let shown = StringValue::decode(f.filter_config.unwrap().value.as_slice())
-        .unwrap()
-        .value;
-    assert!(!shown.contains("s3cret") && !shown.contains("0123456789abcdef0123456789abcdef"));
-    let mut restored = FilterConfig::from_json(shown.as_bytes()).unwrap();
-    assert_eq!(
-        restored.secrets_file.as_deref(),
-        Some(path.to_str().unwrap())
-    );
-    restored.restore_secrets(&bytes).unwrap();
-    assert_eq!(restored, filter_config(&g, &m));
-    // Wasm keeps its secrets inline.
-    m.data_plane = DataPlane::Wasm;
-    assert!(filter_secrets(&g, &m).is_none());
+    // With a secrets key (`run`'s, or SWITCHBOARD_SECRETS_KEY), both shells get them
+    // sealed: the configuration Envoy holds and prints has none of them.
+    m.secrets_key = Some("the-deployment-key".into());
+    for data_plane in [DataPlane::Native, DataPlane::Wasm] {
+        m.data_plane = data_plane;
+        let r = translate(&g, &m);
+        let any = r
+            .extension_configs
+            .iter()
+            .find(|e| e.name == MCP_FILTER_NAME)
+            .unwrap();
+        let bytes = any.typed_config.as_ref().unwrap().value.as_slice();
+        let shown = match data_plane {
+            DataPlane::Native => {
+                let f = DynamicModuleFilter::decode(bytes).unwrap();
+                StringValue::decode(f.filter_config.unwrap().value.as_slice())
+                    .unwrap()
+                    .value
+            }
+            DataPlane::Wasm => {
+                let pc = Wasm::decode(bytes).unwrap().config.unwrap();
+                let Some(wasm::plugin_config::Vm::VmConfig(vm)) = &pc.vm else {
+                    panic!("no vm_config")
+                };
+                assert_eq!(
+                    vm.environment_variables.as_ref().unwrap().host_env_keys,
+                    ["SWITCHBOARD_SECRETS_KEY"],
+                    "the VM sees the key in Envoy's environment"
+                );
+                StringValue::decode(pc.configuration.unwrap().value.as_slice())
+                    .unwrap()
+                    .value
+            }
+        };
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("0123456789abcdef0123456789abcdef"),
+            "{shown}"
+        );
+        let mut opened = FilterConfig::from_json(shown.as_bytes()).unwrap();
+        assert!(opened.sealed_secrets.is_some());
+        opened.open_secrets(Some("the-deployment-key")).unwrap();
+        assert_eq!(opened, filter_config(&g, &m));
+    }
 }
 
 #[test]

@@ -33,6 +33,49 @@ fn tools_call_is_routed_with_the_prefix_stripped() {
     );
 }
 
+/// The configured headers of an upstream (credentials, often) come from the filter, not
+/// from Envoy's route, and win over a pass-through header of the same name.
+#[test]
+fn a_routed_call_carries_its_upstreams_configured_headers() {
+    let mut config = example(2);
+    config.upstreams[1].headers = vec![("authorization".into(), "Bearer configured".into())];
+    config.upstreams[1].pass_through = vec![crate::filter_config::PassThrough {
+        source: "x-token".into(),
+        target: "authorization".into(),
+        format: "Bearer {value}".into(),
+    }];
+    let gw = Gateway::new(config);
+    let token = session_token(&gw);
+    let mut ex = Exchange::new();
+    let head = RequestHead {
+        pass_through: vec![("x-token".into(), "client".into())],
+        ..post(Some(&token))
+    };
+    ex.on_request_headers(&gw, &head, CLOCK_S);
+    let step = ex.on_request_body(&gw, br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"u1__echo","arguments":{}}}"#, &clock());
+    let Step::Route(route) = step else {
+        panic!("{step:?}")
+    };
+    let auth: Vec<_> = route
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "authorization")
+        .collect();
+    assert_eq!(
+        auth.last().and_then(|(_, v)| v.as_deref()),
+        Some("Bearer configured"),
+        "{auth:?}"
+    );
+    // Another upstream's are not sent.
+    let mut ex = Exchange::new();
+    ex.on_request_headers(&gw, &post(Some(&token)), CLOCK_S);
+    let step = ex.on_request_body(&gw, br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"u0__echo","arguments":{}}}"#, &clock());
+    let Step::Route(route) = step else {
+        panic!("{step:?}")
+    };
+    assert!(!route.headers.iter().any(|(k, _)| k == "authorization"));
+}
+
 #[test]
 fn resources_read_is_routed_by_uri_and_its_answer_prefixed_back() {
     let gw = Gateway::new(example(2));
