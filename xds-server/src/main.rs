@@ -6,6 +6,7 @@ mod commands;
 mod dns;
 mod envoy;
 mod gateway;
+mod static_config;
 mod tunnels;
 mod watch;
 
@@ -53,6 +54,11 @@ enum Command {
         /// loopback, at port 0 where `run` picks one).
         #[arg(long)]
         bridge: Option<std::net::SocketAddr>,
+        /// `resources`: what ADS pushes, by type. `envoy`: one complete static configuration
+        /// for `envoy -c` (no control plane, no bridge; needs SWITCHBOARD_SECRETS_KEY, which
+        /// that Envoy then needs in its environment too).
+        #[arg(long, value_enum, default_value_t = commands::RenderFormat::Resources)]
+        format: commands::RenderFormat,
     },
 }
 
@@ -102,7 +108,8 @@ fn main() -> ExitCode {
             config,
             modules,
             bridge,
-        } => commands::render(&config, &modules, bridge),
+            format,
+        } => commands::render(&config, &modules, bridge, format),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,7 @@ use crate::gateway::{Source, filter_module};
 use crate::translate::{DataPlane, FilterModule};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use switchboard_protocol::filter_config::SECRETS_KEY_ENV;
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
@@ -90,6 +91,18 @@ pub struct ModuleArgs {
     pub native_module: Option<PathBuf>,
 }
 
+/// A secrets key from the environment must be long enough to be one.
+pub fn check_secrets_key(module: &FilterModule) -> anyhow::Result<()> {
+    if let Some(key) = &module.secrets_key {
+        anyhow::ensure!(
+            key.len() >= 32,
+            "{SECRETS_KEY_ENV} has {} characters: give at least 32 (e.g. `openssl rand -hex 32`)",
+            key.len()
+        );
+    }
+    Ok(())
+}
+
 impl ModuleArgs {
     pub fn filter_module(&self) -> FilterModule {
         let wasm = wasm_path(self.wasm.as_deref());
@@ -109,15 +122,39 @@ impl ModuleArgs {
     }
 }
 
+/// What `render` prints.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderFormat {
+    /// The resources ADS pushes, by type, with their versions.
+    Resources,
+    /// One static Envoy configuration (`envoy -c`).
+    Envoy,
+}
+
 /// `bridge`: where `serve --bridge` would run it; else as `run` does, on loopback (the port
 /// `run` picks at start shows as 0).
 pub fn render(
     path: &Path,
     modules: &ModuleArgs,
     bridge: Option<std::net::SocketAddr>,
+    format: RenderFormat,
 ) -> anyhow::Result<ExitCode> {
     let mut module = modules.filter_module();
-    module.bridge = Some(bridge.unwrap_or_else(|| ([127, 0, 0, 1], 0).into()));
+    check_secrets_key(&module)?;
+    module.bridge = match format {
+        RenderFormat::Resources => Some(bridge.unwrap_or_else(|| ([127, 0, 0, 1], 0).into())),
+        RenderFormat::Envoy => {
+            anyhow::ensure!(
+                bridge.is_none(),
+                "--bridge: a static configuration has no bridge (it runs inside `serve`)"
+            );
+            anyhow::ensure!(
+                module.secrets_key.is_some(),
+                "set {SECRETS_KEY_ENV}: the filter's secrets are sealed with it, and the Envoy that reads this configuration needs the same key in its environment"
+            );
+            None
+        }
+    };
     let source = Source {
         config: path.to_path_buf(),
         module,
@@ -126,7 +163,12 @@ pub fn render(
         dns: None,
     };
     let (gateway, snapshot) = source.load()?;
-    let yaml = crate::render::snapshot_yaml(&snapshot)?;
+    let yaml = match format {
+        RenderFormat::Resources => crate::render::snapshot_yaml(&snapshot)?,
+        RenderFormat::Envoy => crate::render::to_yaml(&crate::static_config::static_bootstrap(
+            &gateway, &snapshot,
+        )?)?,
+    };
     print!(
         "{}",
         crate::render::redact_values(&yaml, &gateway.secrets())

@@ -102,6 +102,24 @@ impl Gateway {
     /// in files (absolute once loaded from a file): watched, so a rotated or edited file is
     /// read again and pushed to Envoy.
     pub fn pem_files(&self) -> Vec<&std::path::Path> {
+        let mut paths: Vec<&std::path::Path> = self
+            .pem_sources()
+            .into_iter()
+            .map(|f| f.path.as_path())
+            .collect();
+        // REST upstreams' OpenAPI documents kept in files.
+        paths.extend(
+            self.upstreams
+                .iter()
+                .filter_map(|u| u.openapi.as_ref())
+                .filter(|o| o.url().is_none())
+                .map(|o| std::path::Path::new(o.source.0.as_str())),
+        );
+        paths
+    }
+
+    /// Every certificate, key and JWKS file it names, with what was read from it.
+    pub fn pem_sources(&self) -> Vec<&PemFile> {
         let mut out = Vec::new();
         out.extend(&self.system_ca);
         if let Some(t) = &self.server.tls {
@@ -117,16 +135,7 @@ impl Gateway {
                 out.push(f);
             }
         }
-        let mut paths: Vec<&std::path::Path> = out.into_iter().map(|f| f.path.as_path()).collect();
-        // REST upstreams' OpenAPI documents kept in files.
-        paths.extend(
-            self.upstreams
-                .iter()
-                .filter_map(|u| u.openapi.as_ref())
-                .filter(|o| o.url().is_none())
-                .map(|o| std::path::Path::new(o.source.0.as_str())),
-        );
-        paths
+        out
     }
 
     /// Every secret value in the configuration (the session key, header values, API keys,
