@@ -512,7 +512,7 @@ fn render_for_istio_prints_valid_objects_without_secrets() -> anyhow::Result<()>
     }
     let objects: Vec<Value> = printed
         .split("\n---\n")
-        .map(|doc| serde_yaml_ng::from_str(doc))
+        .map(serde_yaml_ng::from_str)
         .collect::<Result<_, _>>()?;
     let kinds: Vec<&str> = objects.iter().filter_map(|o| o["kind"].as_str()).collect();
     assert_eq!(
