@@ -35,6 +35,9 @@ PY_PEERS=(
   "dnslib==0.9.26"
   # A REST API framework that writes its own OpenAPI document (the REST-upstream tests).
   "fastapi==0.165.0"
+  # An OTLP/gRPC receiver on loopback that records Envoy's spans (the tracing test).
+  "opentelemetry-proto==1.45.2"
+  "grpcio==1.85.3"
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }

@@ -603,3 +603,190 @@ fn render_for_istio_prints_valid_objects_without_secrets() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// `tests/servers/otlp_receiver.py` (PyPI's opentelemetry-proto and grpcio): an OTLP/gRPC
+/// collector on loopback; each span it receives is one JSON line in `spans`.
+struct Collector {
+    child: Child,
+    port: u16,
+    spans: switchboard_e2e::Log,
+}
+
+impl Collector {
+    fn start() -> anyhow::Result<Collector> {
+        use std::io::BufRead;
+        let root = switchboard_e2e::repo_root();
+        let mut child = Command::new(root.join(".tools/venv/bin/python"))
+            .arg(root.join("tests/servers/otlp_receiver.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("the OTLP receiver (scripts/setup.sh installs opentelemetry-proto, grpcio)")?;
+        let mut out = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("the receiver said {line:?}"))?;
+        let spans = switchboard_e2e::Log::default();
+        switchboard_e2e::capture(out.into_inner(), spans.clone());
+        Ok(Collector { child, port, spans })
+    }
+
+    fn spans(&self) -> Vec<Value> {
+        self.spans
+            .text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Item 5: with `tracing:`, Envoy sends a span per request to a real OTLP collector; the
+/// gateway's span continues the client's `traceparent`, is tagged with the MCP method, the
+/// tool and the upstream, has the upstream request as a child span, and the upstream gets
+/// the same trace with the gateway's span as parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_otlp_collector_with_the_mcp_method_tool_and_upstream() -> anyhow::Result<()>
+{
+    let collector = Collector::start()?;
+    let alpha = RmcpServer::start("alpha").await?;
+    let gw = Gateway::start(&format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\ntracing:\n  otlp: 127.0.0.1:{}\n  sample: 1.0\n  service_name: switchboard-test\nupstreams:\n  - name: alpha\n    url: {}\n",
+        collector.port,
+        alpha.url()
+    ))
+    .await?;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let client_span = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{client_span}-01");
+    let headers = [("traceparent", traceparent.as_str())];
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let sid = raw::post_with(&gw.endpoint, None, &init, &headers)
+        .await?
+        .session_id()
+        .context("no session")?;
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
+    raw::post_with(&gw.endpoint, Some(&sid), &list, &headers).await?;
+    let call = raw::call(json!(2), "alpha__add", json!({"a": 1, "b": 2}));
+    let answer = raw::post_with(&gw.endpoint, Some(&sid), &call, &headers).await?;
+    assert_eq!(answer.status, 200);
+
+    let gateway_span = eventually(Duration::from_secs(30), "the tools/call span", || {
+        // The gateway's own (server) span; its upstream request's span has the tags too.
+        let found = collector.spans().into_iter().find(|s| {
+            s["attributes"]["mcp.method.name"] == "tools/call"
+                && s["trace_id"] == trace_id
+                && s["kind"] == 2
+        });
+        async move { found }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nspans: {}", collector.spans.text()))?;
+    assert_eq!(
+        gateway_span["parent_span_id"], client_span,
+        "{gateway_span}"
+    );
+    assert_eq!(gateway_span["service"], "switchboard-test");
+    assert_eq!(gateway_span["attributes"]["mcp.name"], "alpha__add");
+    assert_eq!(gateway_span["attributes"]["mcp.upstream"], "alpha");
+    let own_id = gateway_span["span_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // The upstream request, a child of the gateway's span.
+    let child = eventually(
+        Duration::from_secs(30),
+        "the upstream request's span",
+        || {
+            let found = collector
+                .spans()
+                .into_iter()
+                .find(|s| s["parent_span_id"] == own_id.as_str());
+            async move { found }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nspans: {}", collector.spans.text()))?;
+    assert_eq!(child["trace_id"], trace_id, "{child}");
+    assert_eq!(
+        child["attributes"]["upstream_cluster"], "upstream-alpha",
+        "{child}"
+    );
+    // initialize and tools/list were spans of their own, tagged with their method.
+    let methods: Vec<String> = collector
+        .spans()
+        .iter()
+        .filter(|s| s["trace_id"] == trace_id && s["kind"] == 2)
+        .filter_map(|s| {
+            s["attributes"]["mcp.method.name"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    for m in ["initialize", "tools/list", "tools/call"] {
+        assert!(methods.iter().any(|x| x == m), "{m} not in {methods:?}");
+    }
+    // The upstream saw the same trace, with a span of the gateway's as its parent.
+    let seen: Vec<String> = alpha
+        .seen_headers()
+        .iter()
+        .filter_map(|h| h.get("traceparent")?.to_str().ok().map(str::to_string))
+        .collect();
+    assert!(
+        seen.iter()
+            .any(|t| t.contains(trace_id) && !t.contains(client_span)),
+        "the routed call continues the trace under the gateway's span: {seen:?}"
+    );
+    // The filter's own calls (initialize, tools/list fan-outs) carry the client's context:
+    // Envoy makes no span of them, but the upstream's work joins the trace.
+    assert!(
+        seen.iter().any(|t| *t == traceparent),
+        "the fan-out calls carry the client's trace context: {seen:?}"
+    );
+    // Every request reached the upstream in this trace.
+    assert!(seen.iter().all(|t| t.contains(trace_id)), "{seen:?}");
+    Ok(())
+}
+
+/// A `tracing:` section Envoy could not use is refused at load, with the field.
+#[test]
+fn a_tracing_section_that_cannot_work_is_refused_with_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream = "upstreams:\n  - name: a\n    url: http://127.0.0.1:1/mcp\n";
+    for (tracing, field) in [
+        ("tracing:\n  otlp: collector\n", "tracing.otlp"),
+        ("tracing:\n  otlp: collector:0\n", "tracing.otlp"),
+        (
+            "tracing:\n  otlp: collector:4317\n  sample: 1.5\n",
+            "tracing.sample",
+        ),
+        (
+            "tracing:\n  otlp: collector:4317\n  sampel: 0.1\n",
+            "sampel",
+        ),
+    ] {
+        let (ok, said) =
+            switchboard_e2e::validate_in(dir.path(), "g.yaml", &format!("{tracing}{upstream}"));
+        assert!(
+            !ok && said.contains(field) && said.contains("g.yaml:"),
+            "{tracing}: {said}"
+        );
+    }
+    let (ok, said) = switchboard_e2e::validate_in(
+        dir.path(),
+        "g.yaml",
+        &format!("tracing:\n  otlp: otel-collector.observability:4317\n  sample: 0.1\n{upstream}"),
+    );
+    assert!(ok, "{said}");
+}

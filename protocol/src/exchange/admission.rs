@@ -126,6 +126,10 @@ impl Exchange {
             last_event_id: owned(LAST_EVENT_ID_HEADER),
             identity,
             pass_through,
+            trace_context: ["traceparent", "tracestate"]
+                .into_iter()
+                .filter_map(|name| Some((name.to_string(), owned(name)?)))
+                .collect(),
             mcp_method: owned(crate::wire::METHOD_HEADER),
             mcp_name: owned(crate::wire::NAME_HEADER),
             mcp_params: headers

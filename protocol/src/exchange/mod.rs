@@ -103,6 +103,7 @@ pub struct Exchange {
     client_version: Option<String>,
     identity: Option<crate::access::Identity>,
     pass_through: Vec<(String, String)>,
+    trace_context: Vec<(String, String)>,
     audit: crate::audit::Audit,
     scope: Scope,
     /// Milliseconds since the epoch when the request arrived, for its latency.
@@ -223,15 +224,19 @@ impl Exchange {
     /// Adds what an upstream gets beyond the client's request: its pass-through headers
     /// (taken from the client's) to the calls and the route of `step`, and to the route its
     /// configured headers too, which win (callouts carry those already: `steps::callout`).
+    /// Calls also carry the client's trace context (a routed request keeps its own).
     /// The filter adds them rather than Envoy's route, so their values (credentials, often)
     /// are in no route configuration.
     fn with_upstream_headers(&self, gw: &Gateway, step: Step) -> Step {
         match step {
-            Step::AwaitCallouts(mut calls) if !self.pass_through.is_empty() => {
+            Step::AwaitCallouts(mut calls)
+                if !(self.pass_through.is_empty() && self.trace_context.is_empty()) =>
+            {
                 for c in &mut calls {
                     if let Some(u) = gw.config.upstreams.iter().find(|u| u.cluster == c.cluster) {
                         c.headers.extend(u.pass_through_headers(&self.pass_through));
                     }
+                    c.headers.extend(self.trace_context.iter().cloned());
                 }
                 Step::AwaitCallouts(calls)
             }
@@ -262,6 +267,7 @@ impl Exchange {
         self.client_version = head.protocol_version.clone();
         self.identity = head.identity.clone();
         self.pass_through = head.pass_through.clone();
+        self.trace_context = head.trace_context.clone();
         self.routing = (head.mcp_method.clone(), head.mcp_name.clone());
         self.mcp_params.clone_from(&head.mcp_params);
         let path = head

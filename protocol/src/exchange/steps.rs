@@ -14,6 +14,10 @@ pub struct RequestHead {
     pub identity: Option<crate::access::Identity>,
     /// The client's headers that upstreams take by pass-through (lower-case names).
     pub pass_through: Vec<(String, String)>,
+    /// The client's W3C trace context (`traceparent`, `tracestate`): the filter's own calls
+    /// to upstreams carry it, so their work joins the client's trace (Envoy traces routed
+    /// requests itself, not the filter's calls).
+    pub trace_context: Vec<(String, String)>,
     /// `Mcp-Method` and `Mcp-Name` (the stateless revision's routing headers).
     pub mcp_method: Option<String>,
     pub mcp_name: Option<String>,

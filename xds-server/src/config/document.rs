@@ -3,7 +3,7 @@
 
 use super::auth::Auth;
 use super::mcp_servers::McpServers;
-use super::model::{Aggregation, AuditConfig, Server, SessionConfig, Upstream};
+use super::model::{Aggregation, AuditConfig, Server, SessionConfig, TracingConfig, Upstream};
 use super::values::PemFile;
 use serde::Deserialize;
 
@@ -23,6 +23,9 @@ pub struct GatewayFile {
     /// One JSON line per MCP request.
     #[serde(default)]
     pub audit: Option<AuditConfig>,
+    /// Spans to an OpenTelemetry collector.
+    #[serde(default)]
+    pub tracing: Option<TracingConfig>,
     #[serde(default)]
     pub upstreams: Vec<Upstream>,
     /// The `mcpServers` object of desktop MCP clients, accepted as more upstreams.

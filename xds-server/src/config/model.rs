@@ -42,6 +42,8 @@ pub struct Gateway {
     pub aggregation: Aggregation,
     pub auth: Option<super::auth::Auth>,
     pub audit: Option<AuditConfig>,
+    /// Spans of every request, by Envoy's OpenTelemetry tracer.
+    pub tracing: Option<TracingConfig>,
     pub upstreams: Vec<Upstream>,
     /// Requests routed by hostname to whole MCP servers (`hosts:`, or a tunnel file).
     pub hosts: Option<super::hosts::Hosts>,
@@ -51,6 +53,39 @@ pub struct Gateway {
     /// Top-level keys of a desktop client's file that are not the gateway's (Claude
     /// Desktop's `globalShortcut`, VS Code's `inputs`): ignored, and warned about.
     pub ignored_keys: Vec<String>,
+}
+
+/// Tracing: Envoy's OpenTelemetry tracer sends a span per request (tagged with what the
+/// filter learned: the MCP method, the tool, the upstream) to an OTLP/gRPC collector.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// The collector's OTLP/gRPC address, `host:port` (`${VAR}` expanded).
+    pub otlp: Expanded,
+    /// The share of requests traced when the client's `traceparent` did not decide (0–1).
+    #[serde(default = "TracingConfig::all")]
+    pub sample: f64,
+    /// The `service.name` of the spans.
+    #[serde(default = "TracingConfig::default_service")]
+    pub service_name: String,
+}
+
+impl TracingConfig {
+    fn all() -> f64 {
+        1.0
+    }
+
+    fn default_service() -> String {
+        "switchboard".into()
+    }
+
+    /// The collector's host and port (checked at load).
+    pub fn collector(&self) -> Option<(&str, u16)> {
+        let (host, port) = self.otlp.0.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port.parse().ok().filter(|p| *p != 0)?;
+        (!host.is_empty()).then_some((host, port))
+    }
 }
 
 /// Where Envoy writes the audit log (its access log, with what the filter learned).

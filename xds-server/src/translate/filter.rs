@@ -13,7 +13,8 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
     FilterConfig {
         access: access_config(gateway, module),
         cors: cors(gateway),
-        audit: gateway.audit.is_some(),
+        // The audit log and the spans' tags read the filter's findings.
+        audit: gateway.audit.is_some() || gateway.tracing.is_some(),
         allowed_hosts: allowed_hosts(gateway),
         loopback_origins: gateway.server.listen.0.ip().is_loopback(),
         credential_headers: credential_headers(gateway),

@@ -54,6 +54,10 @@ pub(super) fn mcp_listener(gateway: &Gateway, data_plane: DataPlane) -> envoy_li
         stream_idle_timeout: Some(duration(gateway.server.stream_idle_timeout)),
         local_reply_config: Some(local_replies(gateway)),
         access_log: audit::access_logs(gateway, data_plane),
+        tracing: gateway
+            .tracing
+            .as_ref()
+            .map(|t| super::tracing::tracing(t, data_plane)),
         ..Default::default()
     };
     let address = gateway.server.listen.0;

@@ -29,6 +29,7 @@ pub mod jwt;
 pub mod listener;
 pub mod routes;
 pub mod secret;
+pub mod tracing;
 
 pub use cluster::{cluster_name, single_host_cluster, stream_cluster_name};
 use filter::mcp_filter;
@@ -182,6 +183,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
         ));
     }
     clusters.extend(jwt::jwks_clusters(gateway));
+    clusters.extend(gateway.tracing.as_ref().and_then(tracing::otlp_cluster));
     if let Some(h) = &gateway.hosts {
         clusters.extend(hosts::clusters(h, &module.resolved));
         secrets.extend(hosts::ca_secret(gateway));

@@ -119,6 +119,10 @@ fn an_admitted_request_loses_the_route_selector_and_its_credentials_but_keeps_pa
             ("Authorization", "Bearer client-secret"),
             ("X-Token", "t0k"),
             (SESSION_HEADER, "sb1.whatever"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
         ],
         "10.1.2.3:5000",
     );
@@ -133,6 +137,11 @@ fn an_admitted_request_loses_the_route_selector_and_its_credentials_but_keeps_pa
             .headers
             .contains(&("authorization".into(), "Bearer t0k".into()))
     );
+    // The gateway's own calls carry the client's trace context, so they join its trace.
+    assert!(calls[0].headers.contains(&(
+        "traceparent".into(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()
+    )));
 }
 
 #[test]

@@ -155,6 +155,9 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
     let server = check_server(parsed.server).map_err(place)?;
     check_aggregation(&parsed.aggregation).map_err(place)?;
     check_session(&parsed.session).map_err(place)?;
+    if let Some(t) = &parsed.tracing {
+        check_tracing(t).map_err(place)?;
+    }
     check_names(&upstreams, &parsed.aggregation.separator).map_err(place)?;
     if let Some(auth) = &parsed.auth {
         auth.check()
@@ -175,6 +178,7 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         aggregation: parsed.aggregation,
         auth: parsed.auth,
         audit: parsed.audit,
+        tracing: parsed.tracing,
         upstreams,
         hosts,
         system_ca: parsed.tls.system_ca_file,
@@ -273,11 +277,38 @@ fn load_tunnel(text: &str, file: &str, env: &Environment) -> Result<Gateway, Con
             file: None,
             stdout: true,
         }),
+        tracing: None,
         upstreams: Vec::new(),
         hosts: Some(hosts),
         system_ca: None,
         ignored_keys: Vec::new(),
     })
+}
+
+/// `tracing`: a collector Envoy can be pointed at, a share that is one.
+fn check_tracing(t: &super::model::TracingConfig) -> Result<(), Refusal> {
+    if t.collector().is_none() {
+        return Err(Refusal::at_field(FieldError::new(
+            "tracing.otlp",
+            format!(
+                "expected the collector's OTLP/gRPC address as host:port, found {:?}",
+                t.otlp.0
+            ),
+        )));
+    }
+    if !(0.0..=1.0).contains(&t.sample) {
+        return Err(Refusal::at_field(FieldError::new(
+            "tracing.sample",
+            format!("expected a share between 0 and 1, found {}", t.sample),
+        )));
+    }
+    if t.service_name.trim().is_empty() {
+        return Err(Refusal::at_field(FieldError::new(
+            "tracing.service_name",
+            "must not be empty",
+        )));
+    }
+    Ok(())
 }
 
 /// `server`: one way to say where to listen; paths; limits.
