@@ -751,7 +751,7 @@ async fn spans_reach_an_otlp_collector_with_the_mcp_method_tool_and_upstream() -
     // The filter's own calls (initialize, tools/list fan-outs) carry the client's context:
     // Envoy makes no span of them, but the upstream's work joins the trace.
     assert!(
-        seen.iter().any(|t| *t == traceparent),
+        seen.contains(&traceparent),
         "the fan-out calls carry the client's trace context: {seen:?}"
     );
     // Every request reached the upstream in this trace.
