@@ -8,7 +8,7 @@ NATIVE_DEBUG := target/debug/libswitchboard_native.so
 SWITCHBOARD := target/release/switchboard
 CONFIG ?= examples/default.yaml
 
-.PHONY: run test setup wasm native build lint fmt clean fuzz bench
+.PHONY: run test setup wasm native build lint fmt clean fuzz bench compose-test
 
 run: setup wasm build
 	scripts/run-default.sh $(SWITCHBOARD) $(CONFIG)
@@ -29,6 +29,14 @@ test: setup wasm
 	  $(CARGO) test --workspace --exclude switchboard-bench --no-fail-fast --test '*' -- --test-threads=2
 	$(CARGO) test -p switchboard-bench
 	RUSTC_BOOTSTRAP=1 $(CARGO) check --manifest-path fuzz/Cargo.toml --bins --locked
+	$(MAKE) compose-test
+
+# docker-compose.yml, up for real with podman (images made FROM scratch of this machine's
+# binaries: scripts/compose-images.sh), and an MCP client through it. Alone, after the rest:
+# the compose file binds fixed ports.
+compose-test: setup wasm
+	$(CARGO) build -p switchboard -p switchboard-native
+	$(TEST_ENV) $(CARGO) test -p switchboard-e2e --test compose -- --ignored --test-threads=1
 
 setup:
 	scripts/setup.sh

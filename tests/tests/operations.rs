@@ -297,8 +297,23 @@ fn the_envoy_directory_is_what_switchboard_prints_and_envoy_loads() -> anyhow::R
         "--native-module",
         INSTALLED_MODULE,
     ];
+    let compose_args = [
+        "bootstrap",
+        "--xds",
+        "127.0.0.1:18000",
+        "--node",
+        "compose",
+        "--admin",
+        "127.0.0.1:9901",
+    ];
     let key = [("SWITCHBOARD_SECRETS_KEY", EXAMPLE_SECRETS_KEY)];
     for (file, args, env, command) in [
+        (
+            "envoy/compose-bootstrap.yaml",
+            &compose_args[..],
+            &[][..],
+            format!("switchboard {}", compose_args.join(" ")),
+        ),
         (
             "envoy/bootstrap.yaml",
             &bootstrap_args[..],
@@ -328,12 +343,14 @@ fn the_envoy_directory_is_what_switchboard_prints_and_envoy_loads() -> anyhow::R
     }
 
     let dir = tempfile::tempdir()?;
-    envoy_accepts(
-        dir.path(),
-        "bootstrap.yaml",
-        &std::fs::read_to_string(root.join("envoy/bootstrap.yaml"))?,
-        EXAMPLE_SECRETS_KEY,
-    )?;
+    for bootstrap in ["bootstrap.yaml", "compose-bootstrap.yaml"] {
+        envoy_accepts(
+            dir.path(),
+            bootstrap,
+            &std::fs::read_to_string(root.join("envoy").join(bootstrap))?,
+            EXAMPLE_SECRETS_KEY,
+        )?;
+    }
     let native = switchboard_e2e::native_module_path().display().to_string();
     let kept = std::fs::read_to_string(root.join("envoy/static.yaml"))?;
     envoy_accepts(
