@@ -192,10 +192,11 @@ fn the_environment_and_bootstrap_examples_run() {
     );
 
     // The fleet example's bootstrap (its serve needs certificates, its envoy a fleet).
-    let (line, fleet) = sh
+    let operations = blocks(&repo_root().join("docs/operations.md"), "sh");
+    let (line, fleet) = operations
         .iter()
         .find(|(_, b)| b.contains("switchboard bootstrap"))
-        .unwrap_or_else(|| panic!("no bootstrap example in the README"));
+        .unwrap_or_else(|| panic!("no bootstrap example in docs/operations.md"));
     let joined = fleet.replace("\\\n", " ");
     let bootstrap = joined
         .lines()
@@ -206,7 +207,7 @@ fn the_environment_and_bootstrap_examples_run() {
     let yaml = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && yaml.contains("id: edge-1") && yaml.contains("xds-ca.pem"),
-        "README.md:{line}: {bootstrap}\n{yaml}{}",
+        "docs/operations.md:{line}: {bootstrap}\n{yaml}{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
