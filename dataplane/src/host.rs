@@ -53,6 +53,15 @@ pub trait Host {
         body: &[u8],
     ) -> Result<(), HostError>;
 
+    /// Opens a span for a call of the filter's own, `operation`, as a child of the request's
+    /// span when Envoy traces it: its id for [`Host::end_span`] and its W3C trace and span
+    /// ids (hex). Default: none (proxy-wasm has no tracing calls).
+    fn start_span(&self, _operation: &str) -> Option<(u64, String, String)> {
+        None
+    }
+    /// Tags and finishes a span [`Host::start_span`] opened.
+    fn end_span(&self, _span: u64, _tags: &[(&str, &str)]) {}
+
     fn increment(&self, counter: &Counter);
     /// Records a latency (milliseconds) in the series' histogram.
     fn record(&self, series: &Series, value: u64);

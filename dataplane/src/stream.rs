@@ -6,8 +6,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use switchboard_protocol::audit::{self, Outcome};
 use switchboard_protocol::exchange::{
-    CalloutAnswer, Clock, Exchange, Failure, Gateway, Headers, Reply, ResponseStep, Route, Step,
-    forwarded_request_header, source_ip, stripped_response_headers,
+    Callout, CalloutAnswer, Clock, Exchange, Failure, Gateway, Headers, Reply, ResponseStep, Route,
+    Step, forwarded_request_header, source_ip, stripped_response_headers,
 };
 use switchboard_protocol::filter_config::ROUTE_HEADER;
 use switchboard_protocol::jsonrpc;
@@ -34,6 +34,13 @@ enum ResponseMode {
 }
 
 /// One HTTP stream through the gateway.
+/// A call of the filter's own, waiting for its answer.
+struct PendingCall {
+    index: usize,
+    /// Its span ([`Host::start_span`]) and cluster, when Envoy traces the request.
+    span: Option<(u64, String)>,
+}
+
 pub struct Stream<H: Host> {
     host: H,
     gateway: Arc<Gateway>,
@@ -43,8 +50,8 @@ pub struct Stream<H: Host> {
     seals: Rc<std::cell::Cell<u64>>,
     /// The headers phase decided the body decides; other bodies pass untouched.
     awaiting_body: bool,
-    /// Host token of each callout → the exchange's call index.
-    calls: HashMap<u32, usize>,
+    /// Host token of each callout → the exchange's call index, and the call's span.
+    calls: HashMap<u32, PendingCall>,
     response: ResponseMode,
     /// The answer is the gateway's own (its headers are the gateway's to keep).
     local: bool,
@@ -136,7 +143,7 @@ impl<H: Host> Stream<H> {
 
     /// The answer to the callout with host `token`: `num_headers` 0 is a failed call.
     pub fn on_callout_response(&mut self, token: u32, num_headers: usize, body_size: usize) {
-        let Some(call) = self.calls.remove(&token) else {
+        let Some(PendingCall { index: call, span }) = self.calls.remove(&token) else {
             return;
         };
         let limit = self.exchange.callout_limit(&self.gateway, call);
@@ -159,6 +166,19 @@ impl<H: Host> Stream<H> {
                 body: self.host.callout_body(body_size),
             })
         };
+        if let Some((span, cluster)) = span {
+            let status = match &answer {
+                Ok(a) => a.status.to_string(),
+                Err(_) => String::new(),
+            };
+            let mut tags = vec![("upstream_cluster", cluster.as_str())];
+            if status.is_empty() {
+                tags.push(("error", "true"));
+            } else {
+                tags.push(("http.status_code", status.as_str()));
+            }
+            self.host.end_span(span, &tags);
+        }
         let clock = self.clock();
         let step = self
             .exchange
@@ -298,12 +318,23 @@ impl<H: Host> Stream<H> {
             }
             Step::Route(route) => self.route(route),
             Step::AwaitCallouts(callouts) => {
-                for c in callouts {
+                for mut c in callouts {
+                    let span = self.call_span(&mut c);
                     match self.host.dispatch(&c) {
                         Ok(token) => {
-                            self.calls.insert(token, c.call);
+                            let span = span.map(|s| (s, c.cluster.clone()));
+                            self.calls.insert(
+                                token,
+                                PendingCall {
+                                    index: c.call,
+                                    span,
+                                },
+                            );
                         }
                         Err(e) => {
+                            if let Some(span) = span {
+                                self.host.end_span(span, &[("error", "true")]);
+                            }
                             let clock = self.clock();
                             let answer = Err(Failure::NotCalled(e.to_string()));
                             if let Some(step) = self.exchange.on_callout_response(
@@ -320,6 +351,33 @@ impl<H: Host> Stream<H> {
                 Flow::Pause
             }
         }
+    }
+
+    /// A span for a call of the filter's own (`tools/list upstream-github`), a child of the
+    /// request's when Envoy traces it; the call then carries the span's `traceparent`, so the
+    /// upstream's work is its child.
+    fn call_span(&self, call: &mut Callout) -> Option<u64> {
+        let method = self.exchange.audit().method.as_str();
+        let operation = format!(
+            "{} {}",
+            if method.is_empty() { "mcp" } else { method },
+            call.cluster
+        );
+        let (span, trace_id, span_id) = self.host.start_span(&operation)?;
+        let headers = self.host.request_headers();
+        let sampled = Headers(&headers)
+            .get("x-request-id")
+            .is_some_and(envoy_sampled);
+        call.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("traceparent"));
+        call.headers.push((
+            "traceparent".into(),
+            format!(
+                "00-{trace_id}-{span_id}-{}",
+                if sampled { "01" } else { "00" }
+            ),
+        ));
+        Some(span)
     }
 
     /// Sends the request on to the upstream's route, with only the headers that belong there.
@@ -415,5 +473,27 @@ impl<H: Host> Stream<H> {
 
     fn log(&self, level: Level, message: &str) {
         self.host.log(level, &format!("switchboard: {message}"));
+    }
+}
+
+/// Whether Envoy samples the request: its `x-request-id` (a UUID) carries the decision in
+/// its 15th character (`9` sampled, `a` forced, `b` by the client; `4` not traced).
+fn envoy_sampled(request_id: &str) -> bool {
+    matches!(request_id.as_bytes().get(14), Some(b'9' | b'a' | b'b'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn envoys_sampling_decision_is_read_from_the_request_id() {
+        for (id, sampled) in [
+            ("5f2ea5b8-2f7e-9b4c-8f00-1c2d3e4f5a6b", true),
+            ("5f2ea5b8-2f7e-ab4c-8f00-1c2d3e4f5a6b", true),
+            ("5f2ea5b8-2f7e-bb4c-8f00-1c2d3e4f5a6b", true),
+            ("5f2ea5b8-2f7e-4b4c-8f00-1c2d3e4f5a6b", false),
+            ("short", false),
+        ] {
+            assert_eq!(super::envoy_sampled(id), sampled, "{id}");
+        }
     }
 }

@@ -98,8 +98,31 @@ const CONTINUE: u32 = 0;
 const STOP_ITERATION: u32 = 1;
 const STOP_ITERATION_AND_BUFFER: u32 = 1;
 
+type RawSpan = *mut c_void;
+
 unsafe extern "C" {
     fn envoy_dynamic_module_callback_log(level: u32, message: ModuleBuffer);
+    // Tracing: null when Envoy does not trace the request.
+    fn envoy_dynamic_module_callback_http_get_active_span(f: RawFilter) -> RawSpan;
+    fn envoy_dynamic_module_callback_http_span_spawn_child(
+        f: RawFilter,
+        span: RawSpan,
+        operation: ModuleBuffer,
+    ) -> RawSpan;
+    fn envoy_dynamic_module_callback_http_span_set_tag(
+        span: RawSpan,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    );
+    fn envoy_dynamic_module_callback_http_span_get_trace_id(
+        span: RawSpan,
+        out: *mut EnvoyBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_span_get_span_id(
+        span: RawSpan,
+        out: *mut EnvoyBuffer,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_http_child_span_finish(span: RawSpan);
     fn envoy_dynamic_module_callback_http_get_headers_size(f: RawFilter, kind: u32) -> usize;
     fn envoy_dynamic_module_callback_http_get_headers(
         f: RawFilter,
@@ -271,6 +294,30 @@ fn buffers(labels: &[&str]) -> Vec<ModuleBuffer> {
         .collect()
 }
 
+/// A span the module opened ([`EnvoyFilter::child_span`]): finished, exactly once, when
+/// dropped (at the latest with its stream's filter, inside `on_http_filter_destroy`).
+pub struct ChildSpan(RawSpan);
+
+impl ChildSpan {
+    pub fn set_tag(&self, key: &str, value: &str) {
+        // SAFETY: the span is ours until drop; Envoy copies key and value.
+        unsafe {
+            envoy_dynamic_module_callback_http_span_set_tag(
+                self.0,
+                ModuleBuffer::of(key.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
+    }
+}
+
+impl Drop for ChildSpan {
+    fn drop(&mut self) {
+        // SAFETY: the span is ours; Envoy finishes and frees it, and it is never used again.
+        unsafe { envoy_dynamic_module_callback_http_child_span_finish(self.0) }
+    }
+}
+
 fn to_string(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -433,6 +480,37 @@ impl EnvoyFilter {
             )
         };
         if result == OK { Ok(id) } else { Err(result) }
+    }
+
+    /// A child of the request's span, named `operation`, when Envoy traces the request: the
+    /// span and its W3C trace and span ids (hex).
+    pub fn child_span(&self, operation: &str) -> Option<(ChildSpan, String, String)> {
+        // SAFETY: see the module's comment. The active span belongs to the stream; the
+        // child is ours from here until `ChildSpan` finishes it (once, on drop); the ids
+        // Envoy hands out live in its thread-local storage until the next tracing call, so
+        // each is copied at once.
+        unsafe {
+            let active = envoy_dynamic_module_callback_http_get_active_span(self.0);
+            if active.is_null() {
+                return None;
+            }
+            let child = envoy_dynamic_module_callback_http_span_spawn_child(
+                self.0,
+                active,
+                ModuleBuffer::of(operation.as_bytes()),
+            );
+            if child.is_null() {
+                return None;
+            }
+            let span = ChildSpan(child);
+            let mut out = EnvoyBuffer::NULL;
+            let trace = envoy_dynamic_module_callback_http_span_get_trace_id(child, &mut out)
+                .then(|| to_string(out.bytes()))?;
+            let mut out = EnvoyBuffer::NULL;
+            let id = envoy_dynamic_module_callback_http_span_get_span_id(child, &mut out)
+                .then(|| to_string(out.bytes()))?;
+            Some((span, trace, id))
+        }
     }
 
     /// The downstream peer's address (`ip:port`).

@@ -19,6 +19,9 @@ pub struct NativeHost {
     details: RefCell<Option<String>>,
     /// The callout answer being delivered, for the length of that hook.
     answer: RefCell<Option<Answer>>,
+    /// Spans of the filter's own calls, open until their answers (finished on drop).
+    spans: RefCell<Vec<(u64, crate::ffi::ChildSpan)>>,
+    next_span: std::cell::Cell<u64>,
 }
 
 impl NativeHost {
@@ -28,6 +31,8 @@ impl NativeHost {
             metrics,
             details: RefCell::new(None),
             answer: RefCell::new(None),
+            spans: RefCell::new(Vec::new()),
+            next_span: std::cell::Cell::new(0),
         }
     }
 
@@ -53,6 +58,25 @@ impl NativeHost {
 }
 
 impl Host for NativeHost {
+    fn start_span(&self, operation: &str) -> Option<(u64, String, String)> {
+        let (span, trace, id) = self.envoy.child_span(operation)?;
+        let n = self.next_span.get();
+        self.next_span.set(n + 1);
+        self.spans.borrow_mut().push((n, span));
+        Some((n, trace, id))
+    }
+
+    fn end_span(&self, span: u64, tags: &[(&str, &str)]) {
+        let mut spans = self.spans.borrow_mut();
+        if let Some(at) = spans.iter().position(|(n, _)| *n == span) {
+            let (_, span) = spans.swap_remove(at);
+            for (k, v) in tags {
+                span.set_tag(k, v);
+            }
+            // Dropped here: finished.
+        }
+    }
+
     fn request_headers(&self) -> Vec<(String, String)> {
         self.envoy.headers(Direction::Request)
     }

@@ -765,12 +765,42 @@ async fn spans_reach_an_otlp_collector_with_the_mcp_method_tool_and_upstream() -
             .any(|t| t.contains(trace_id) && !t.contains(client_span)),
         "the routed call continues the trace under the gateway's span: {seen:?}"
     );
-    // The filter's own calls (initialize, tools/list fan-outs) carry the client's context:
-    // Envoy makes no span of them, but the upstream's work joins the trace.
-    assert!(
-        seen.contains(&traceparent),
-        "the fan-out calls carry the client's trace context: {seen:?}"
-    );
+    // The filter's own calls (the initialize and tools/list fan-outs): on the native shell,
+    // child spans of the request's span, each the parent of the upstream's work; proxy-wasm
+    // has no tracing calls, so on wasm they carry the client's context.
+    if switchboard_e2e::native() {
+        let list_span = collector
+            .spans()
+            .into_iter()
+            .find(|s| s["attributes"]["mcp.method.name"] == "tools/list" && s["kind"] == 2)
+            .context("the tools/list span")?;
+        let list_id = list_span["span_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let call = eventually(Duration::from_secs(30), "the fan-out call's span", || {
+            let found = collector
+                .spans()
+                .into_iter()
+                .find(|s| s["parent_span_id"] == list_id.as_str());
+            async move { found }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\nspans: {}", collector.spans.text()))?;
+        assert_eq!(call["name"], "tools/list upstream-alpha", "{call}");
+        assert_eq!(call["attributes"]["http.status_code"], "200", "{call}");
+        let call_id = call["span_id"].as_str().unwrap_or_default();
+        assert!(
+            seen.iter()
+                .any(|t| *t == format!("00-{trace_id}-{call_id}-01")),
+            "the fan-out call carries its own span as parent: {seen:?}"
+        );
+    } else {
+        assert!(
+            seen.contains(&traceparent),
+            "the fan-out calls carry the client's trace context: {seen:?}"
+        );
+    }
     // Every request reached the upstream in this trace.
     assert!(seen.iter().all(|t| t.contains(trace_id)), "{seen:?}");
     Ok(())

@@ -59,6 +59,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         .tempdir()
         .context("cannot create a working directory")?;
     let mut module = args.modules.filter_module();
+    super::check_secrets_key(&module)?;
     module.bridge = Some(bridge_addr);
     // The filter's secrets reach it sealed, with a key only in the environment of the Envoy
     // started here, so Envoy's admin interface does not show them.
