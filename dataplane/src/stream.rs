@@ -357,6 +357,9 @@ impl<H: Host> Stream<H> {
     /// request's when Envoy traces it; the call then carries the span's `traceparent`, so the
     /// upstream's work is its child.
     fn call_span(&self, call: &mut Callout) -> Option<u64> {
+        if !self.gateway.config.trace_calls {
+            return None;
+        }
         let method = self.exchange.audit().method.as_str();
         let operation = format!(
             "{} {}",

@@ -68,6 +68,10 @@ pub struct FilterConfig {
     /// `config_dump` and anything that prints the configuration show ciphertext only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_secrets: Option<String>,
+    /// Envoy traces requests (`tracing:`): the filter's own calls get spans of their own
+    /// where the shell can make them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trace_calls: bool,
     /// Hostnames routed to whole MCP servers (the gateway's `hosts:`, a tunnel file): their
     /// requests pass through untouched but for what [`HostRoutes`] says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -635,6 +639,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
         allowed_hosts: Vec::new(),
         loopback_origins: false,
         sealed_secrets: None,
+        trace_calls: false,
         host_routes: None,
     }
 }

@@ -740,20 +740,26 @@ async fn spans_reach_an_otlp_collector_with_the_mcp_method_tool_and_upstream() -
         child["attributes"]["upstream_cluster"], "upstream-alpha",
         "{child}"
     );
-    // initialize and tools/list were spans of their own, tagged with their method.
-    let methods: Vec<String> = collector
-        .spans()
-        .iter()
-        .filter(|s| s["trace_id"] == trace_id && s["kind"] == 2)
-        .filter_map(|s| {
-            s["attributes"]["mcp.method.name"]
-                .as_str()
-                .map(str::to_string)
-        })
-        .collect();
-    for m in ["initialize", "tools/list", "tools/call"] {
-        assert!(methods.iter().any(|x| x == m), "{m} not in {methods:?}");
-    }
+    // initialize and tools/list were spans of their own, tagged with their method (each
+    // Envoy worker exports its own spans, so they may come in later batches).
+    eventually(Duration::from_secs(30), "a span per method", || {
+        let methods: Vec<String> = collector
+            .spans()
+            .iter()
+            .filter(|s| s["trace_id"] == trace_id && s["kind"] == 2)
+            .filter_map(|s| {
+                s["attributes"]["mcp.method.name"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .collect();
+        let all = ["initialize", "tools/list", "tools/call"]
+            .iter()
+            .all(|m| methods.iter().any(|x| x == m));
+        async move { all.then_some(()) }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\nspans: {}", collector.spans.text()))?;
     // The upstream saw the same trace, with a span of the gateway's as its parent.
     let seen: Vec<String> = alpha
         .seen_headers()

@@ -22,6 +22,7 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
         mcp_path: gateway.server.mcp_path.clone(),
         max_request_bytes: gateway.server.max_request_bytes,
         sealed_secrets: None,
+        trace_calls: gateway.tracing.is_some(),
         host_routes: gateway.hosts.as_ref().map(|h| host_routes(gateway, h)),
         server_name: "switchboard".into(),
         server_version: env!("CARGO_PKG_VERSION").into(),
