@@ -86,12 +86,19 @@ setup_system() {
     log "system: openssl and prometheus are installed"
     return
   fi
+  apt_install system "${missing[@]}"
+}
+
+# Debian packages for setup step $1 (else: says what to install, and fails).
+apt_install() {
+  local step="$1"
+  shift
   if [ -r /etc/debian_version ]; then
-    log "system: installing ${missing[*]}"
+    log "$step: installing $*"
     as_root apt-get update -qq || true
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   else
-    log "system: install ${missing[*]}"
+    log "$step: install $*"
     return 1
   fi
 }
@@ -102,16 +109,7 @@ setup_compose() {
   local missing=()
   command -v podman >/dev/null || missing+=(podman)
   command -v runc >/dev/null || [ -x /usr/sbin/runc ] || missing+=(runc)
-  if [ ${#missing[@]} -gt 0 ]; then
-    if [ -r /etc/debian_version ]; then
-      log "compose: installing ${missing[*]}"
-      as_root apt-get update -qq || true
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else
-      log "compose: install ${missing[*]}"
-      return 1
-    fi
-  fi
+  [ ${#missing[@]} -eq 0 ] || apt_install compose "${missing[@]}"
   mkdir -p "$tools"
   printf '[containers]\ndefault_ulimits = []\n' >"$tools/containers.conf"
   log "compose: $(podman --version)"

@@ -660,6 +660,20 @@ impl Collector {
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
     }
+
+    /// Waits for a span whose parent is `parent` (span ids arrive in each worker's batches).
+    async fn child_of(&self, parent: &Value, what: &str) -> anyhow::Result<Value> {
+        let parent = parent["span_id"].as_str().unwrap_or_default().to_string();
+        eventually(Duration::from_secs(30), what, || {
+            let found = self
+                .spans()
+                .into_iter()
+                .find(|s| s["parent_span_id"] == parent.as_str());
+            async move { found }
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\nspans: {}", self.spans.text()))
+    }
 }
 
 impl Drop for Collector {
@@ -717,24 +731,10 @@ async fn spans_reach_an_otlp_collector_with_the_mcp_method_tool_and_upstream() -
     assert_eq!(gateway_span["service"], "switchboard-test");
     assert_eq!(gateway_span["attributes"]["mcp.name"], "alpha__add");
     assert_eq!(gateway_span["attributes"]["mcp.upstream"], "alpha");
-    let own_id = gateway_span["span_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
     // The upstream request, a child of the gateway's span.
-    let child = eventually(
-        Duration::from_secs(30),
-        "the upstream request's span",
-        || {
-            let found = collector
-                .spans()
-                .into_iter()
-                .find(|s| s["parent_span_id"] == own_id.as_str());
-            async move { found }
-        },
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}\nspans: {}", collector.spans.text()))?;
+    let child = collector
+        .child_of(&gateway_span, "the upstream request's span")
+        .await?;
     assert_eq!(child["trace_id"], trace_id, "{child}");
     assert_eq!(
         child["attributes"]["upstream_cluster"], "upstream-alpha",
@@ -780,19 +780,9 @@ async fn spans_reach_an_otlp_collector_with_the_mcp_method_tool_and_upstream() -
             .into_iter()
             .find(|s| s["attributes"]["mcp.method.name"] == "tools/list" && s["kind"] == 2)
             .context("the tools/list span")?;
-        let list_id = list_span["span_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let call = eventually(Duration::from_secs(30), "the fan-out call's span", || {
-            let found = collector
-                .spans()
-                .into_iter()
-                .find(|s| s["parent_span_id"] == list_id.as_str());
-            async move { found }
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}\nspans: {}", collector.spans.text()))?;
+        let call = collector
+            .child_of(&list_span, "the fan-out call's span")
+            .await?;
         assert_eq!(call["name"], "tools/list upstream-alpha", "{call}");
         assert_eq!(call["attributes"]["http.status_code"], "200", "{call}");
         let call_id = call["span_id"].as_str().unwrap_or_default();
