@@ -485,13 +485,17 @@ fn render_for_istio_prints_valid_objects_without_secrets() -> anyhow::Result<()>
     let dir = tempfile::tempdir()?;
     let ca = Ca::new("istio test CA")?;
     let (cert, key) = ca.client("gateway")?.write(dir.path(), "client")?;
+    let (server_cert, server_key) = ca.server(&["mcp.example"])?.write(dir.path(), "server")?;
     let ca_file = ca.write(dir.path(), "ca")?;
     let key_pem = std::fs::read_to_string(&key)?;
+    let server_key_pem = std::fs::read_to_string(&server_key)?;
     let config = dir.path().join("gateway.yaml");
     std::fs::write(
         &config,
         format!(
-            "session:\n  key: a-session-key-that-must-not-leak-0123456789\nauth:\n  clients:\n    - name: ci\n      api_key: {{keys: [\"{API_KEY}\"]}}\nupstreams:\n  - name: github\n    url: https://api.githubcopilot.com/mcp/\n    headers: {{authorization: \"Bearer upstream-secret-value\"}}\n    transport: {{http2: true, max_idle_conns_per_host: 8, idle_conn_timeout: 45s}}\n  - name: internal\n    url: https://mcp.internal.example:8443/mcp\n    timeout: 10s\n    tls: {{ca_cert: {}, client_cert: {}, client_key: {}, server_name: mcp.internal}}\n  - name: local\n    url: http://10.0.0.7:3001/mcp\n",
+            "server:\n  tls: {{cert_file: {}, key_file: {}}}\nsession:\n  key: a-session-key-that-must-not-leak-0123456789\nauth:\n  clients:\n    - name: ci\n      api_key: {{keys: [\"{API_KEY}\"]}}\nupstreams:\n  - name: github\n    url: https://api.githubcopilot.com/mcp/\n    headers: {{authorization: \"Bearer upstream-secret-value\"}}\n    transport: {{http2: true, max_idle_conns_per_host: 8, idle_conn_timeout: 45s}}\n  - name: internal\n    url: https://mcp.internal.example:8443/mcp\n    timeout: 10s\n    tls: {{ca_cert: {}, client_cert: {}, client_key: {}, server_name: mcp.internal}}\n  - name: local\n    url: http://10.0.0.7:3001/mcp\n",
+            server_cert.display(),
+            server_key.display(),
             ca_file.display(),
             cert.display(),
             key.display()
@@ -521,6 +525,10 @@ fn render_for_istio_prints_valid_objects_without_secrets() -> anyhow::Result<()>
         "upstream-secret-value",
         API_KEY,
         key_pem
+            .lines()
+            .find(|l| !l.starts_with("-----"))
+            .unwrap_or("-"),
+        server_key_pem
             .lines()
             .find(|l| !l.starts_with("-----"))
             .unwrap_or("-"),
@@ -598,6 +606,17 @@ fn render_for_istio_prints_valid_objects_without_secrets() -> anyhow::Result<()>
     assert_eq!(
         objects[2]["spec"]["trafficPolicy"]["connectionPool"]["http"]["h2UpgradePolicy"],
         "UPGRADE"
+    );
+    // The gateway's own TLS: port 443, the certificate by Kubernetes secret name.
+    let server = &objects[7]["spec"]["servers"][0];
+    assert_eq!(
+        (
+            server["port"]["number"].as_u64(),
+            server["tls"]["mode"].as_str(),
+            server["tls"]["credentialName"].as_str()
+        ),
+        (Some(443), Some("SIMPLE"), Some("switchboard-server")),
+        "{server}"
     );
 
     // The validator is no rubber stamp: a wrong enum is refused.

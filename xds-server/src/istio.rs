@@ -98,12 +98,17 @@ pub fn objects(
             &meta(&format!("switchboard-{}", u.name)),
         ));
     }
+    // The ingress gateway's own port: plain, or TLS with the certificate (and the client
+    // CA, for mutual TLS) in the Kubernetes secret `switchboard-server`.
     let servers = match &gateway.server.tls {
-        Some(_) => {
-            json!([{"port": {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"],
-            "tls": {"mode": if gateway.server.tls.as_ref().is_some_and(|t| t.client_ca.is_some()) { "MUTUAL" } else { "SIMPLE" },
-                    "credentialName": "switchboard-server"}}])
-        }
+        Some(t) => json!([{
+            "port": {"number": 443, "name": "https", "protocol": "HTTPS"},
+            "hosts": ["*"],
+            "tls": {
+                "mode": if t.client_ca.is_some() { "MUTUAL" } else { "SIMPLE" },
+                "credentialName": "switchboard-server",
+            },
+        }]),
         None => {
             json!([{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}])
         }
