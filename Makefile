@@ -8,10 +8,15 @@ NATIVE_DEBUG := target/debug/libswitchboard_native.so
 SWITCHBOARD := target/release/switchboard
 CONFIG ?= examples/default.yaml
 
-.PHONY: run test setup wasm native build lint fmt clean fuzz bench compose-test
+.PHONY: run test setup setup-run wasm native build lint fmt clean fuzz bench compose-test
 
-run: setup wasm build
+run: setup-run wasm build
 	scripts/run-default.sh $(SWITCHBOARD) $(CONFIG)
+
+# What `make run` needs: the wasm toolchain, Envoy and the example upstream (not the test
+# peers' Debian packages).
+setup-run:
+	scripts/setup.sh wasm envoy npm
 
 # Debug builds: the end-to-end tests measure behaviour, not speed, and compile much faster.
 # The end-to-end suite runs twice, once per data plane (native, then wasm): the two shells
