@@ -155,6 +155,15 @@ fn gateway_yaml(api: &RestApi, alpha: &RmcpServer) -> String {
     )
 }
 
+/// The REST upstream beside `alpha`, no clients or rules; `server` adds lines to `server:`.
+fn plain_yaml(api: &RestApi, alpha: &RmcpServer, server: &str) -> String {
+    format!(
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n{server}upstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi: {{source: \"http://{addr}/openapi.json\"}}\n  - name: alpha\n    url: {alpha}\n",
+        addr = api.addr,
+        alpha = alpha.url()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyhow::Result<()> {
     let api = RestApi::start()?;
@@ -353,12 +362,7 @@ async fn rest_tools_are_served_beside_an_mcp_upstream_to_every_client() -> anyho
 async fn clients_of_the_2026_07_28_revision_call_rest_tools_too() -> anyhow::Result<()> {
     let api = RestApi::start()?;
     let alpha = RmcpServer::start("alpha").await?;
-    let gw = Gateway::start(&format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\n  stateless_clients: true\nupstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi: {{source: \"http://{addr}/openapi.json\"}}\n  - name: alpha\n    url: {alpha}\n",
-        addr = api.addr,
-        alpha = alpha.url()
-    ))
-    .await?;
+    let gw = Gateway::start(&plain_yaml(&api, &alpha, "  stateless_clients: true\n")).await?;
     let calls = json!([
         {"name": "inventory__get_item", "args": {"item_id": 1}},
         {"name": "alpha__add", "args": {"a": 40, "b": 2}},
@@ -431,12 +435,7 @@ async fn a_document_url_that_stops_answering_keeps_the_last_document() -> anyhow
 async fn a_rest_upstream_has_its_own_endpoint_too() -> anyhow::Result<()> {
     let api = RestApi::start()?;
     let alpha = RmcpServer::start("alpha").await?;
-    let gw = Gateway::start(&format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nupstreams:\n  - name: inventory\n    base_url: http://{addr}\n    openapi: {{source: \"http://{addr}/openapi.json\"}}\n  - name: alpha\n    url: {alpha}\n",
-        addr = api.addr,
-        alpha = alpha.url()
-    ))
-    .await?;
+    let gw = Gateway::start(&plain_yaml(&api, &alpha, "")).await?;
     // `/upstreams/inventory/mcp`: that upstream alone, its tools unprefixed.
     let own = format!("{}/upstreams/inventory/mcp", gw.base());
     let client = switchboard_e2e::connect(&own).await?;

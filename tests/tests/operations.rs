@@ -133,11 +133,7 @@ async fn prometheus_scrapes_one_labelled_metric_per_kind() -> anyhow::Result<()>
 
     // A known sequence: 3 adds on alpha, 2 on beta, one denied call of alpha's slow.
     let key = [("x-api-key", API_KEY)];
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let sid = raw::post_with(&gw.endpoint, None, &init, &key)
-        .await?
-        .session_id()
-        .context("no session")?;
+    let (_, sid) = raw::initialize_with_headers(&gw.endpoint, &key).await?;
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     raw::post_with(&gw.endpoint, Some(&sid), &list, &key).await?;
     let mut id = 10;
@@ -721,11 +717,7 @@ async fn spans_reach_an_otlp_collector_with_the_mcp_method_tool_and_upstream() -
     let client_span = "00f067aa0ba902b7";
     let traceparent = format!("00-{trace_id}-{client_span}-01");
     let headers = [("traceparent", traceparent.as_str())];
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
-    let sid = raw::post_with(&gw.endpoint, None, &init, &headers)
-        .await?
-        .session_id()
-        .context("no session")?;
+    let (_, sid) = raw::initialize_with_headers(&gw.endpoint, &headers).await?;
     let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"});
     raw::post_with(&gw.endpoint, Some(&sid), &list, &headers).await?;
     let call = raw::call(json!(2), "alpha__add", json!({"a": 1, "b": 2}));
