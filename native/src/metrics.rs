@@ -34,8 +34,7 @@ impl Metrics {
     }
 
     fn id(&self, metric: Metric) -> Option<MetricId> {
-        let i = Metric::ALL.iter().position(|m| *m == metric)?;
-        self.ids[i]
+        self.ids[metric.index()]
     }
 
     pub fn increment(&self, envoy: &EnvoyFilter, counter: &Counter) {

@@ -148,6 +148,11 @@ impl Metric {
         Metric::ToolDuration,
     ];
 
+    /// Its place in [`Metric::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The name under the `switchboard` namespace.
     pub fn name(self) -> &'static str {
         match self {
@@ -349,6 +354,13 @@ mod tests {
         );
         assert_eq!(error_code(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#), None);
         assert_eq!(session_digest("sb1.abc").len(), 16);
+    }
+
+    #[test]
+    fn a_metric_is_at_its_index_in_all() {
+        for (i, m) in Metric::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i, "{m:?}");
+        }
     }
 
     #[test]
