@@ -33,7 +33,6 @@ enum ResponseMode {
     Replace(Vec<u8>),
 }
 
-/// One HTTP stream through the gateway.
 /// A call of the filter's own, waiting for its answer.
 struct PendingCall {
     index: usize,
@@ -41,6 +40,7 @@ struct PendingCall {
     span: Option<(u64, String)>,
 }
 
+/// One HTTP stream through the gateway.
 pub struct Stream<H: Host> {
     host: H,
     gateway: Arc<Gateway>,
@@ -167,17 +167,13 @@ impl<H: Host> Stream<H> {
             })
         };
         if let Some((span, cluster)) = span {
-            let status = match &answer {
-                Ok(a) => a.status.to_string(),
-                Err(_) => String::new(),
+            let status = answer.as_ref().ok().map(|a| a.status.to_string());
+            let outcome = match &status {
+                Some(code) => ("http.status_code", code.as_str()),
+                None => ("error", "true"),
             };
-            let mut tags = vec![("upstream_cluster", cluster.as_str())];
-            if status.is_empty() {
-                tags.push(("error", "true"));
-            } else {
-                tags.push(("http.status_code", status.as_str()));
-            }
-            self.host.end_span(span, &tags);
+            self.host
+                .end_span(span, &[("upstream_cluster", cluster.as_str()), outcome]);
         }
         let clock = self.clock();
         let step = self
@@ -318,8 +314,15 @@ impl<H: Host> Stream<H> {
             }
             Step::Route(route) => self.route(route),
             Step::AwaitCallouts(callouts) => {
+                // Envoy's sampling decision, read once for the calls' spans.
+                let sampled = self.gateway.config.trace_calls.then(|| {
+                    let headers = self.host.request_headers();
+                    Headers(&headers)
+                        .get("x-request-id")
+                        .is_some_and(envoy_sampled)
+                });
                 for mut c in callouts {
-                    let span = self.call_span(&mut c);
+                    let span = sampled.and_then(|sampled| self.call_span(&mut c, sampled));
                     match self.host.dispatch(&c) {
                         Ok(token) => {
                             let span = span.map(|s| (s, c.cluster.clone()));
@@ -354,12 +357,9 @@ impl<H: Host> Stream<H> {
     }
 
     /// A span for a call of the filter's own (`tools/list upstream-github`), a child of the
-    /// request's when Envoy traces it; the call then carries the span's `traceparent`, so the
-    /// upstream's work is its child.
-    fn call_span(&self, call: &mut Callout) -> Option<u64> {
-        if !self.gateway.config.trace_calls {
-            return None;
-        }
+    /// request's when Envoy traces it; the call then carries the span's `traceparent`
+    /// (`sampled` as Envoy decided), so the upstream's work is its child.
+    fn call_span(&self, call: &mut Callout, sampled: bool) -> Option<u64> {
         let method = self.exchange.audit().method.as_str();
         let operation = format!(
             "{} {}",
@@ -367,10 +367,6 @@ impl<H: Host> Stream<H> {
             call.cluster
         );
         let (span, trace_id, span_id) = self.host.start_span(&operation)?;
-        let headers = self.host.request_headers();
-        let sampled = Headers(&headers)
-            .get("x-request-id")
-            .is_some_and(envoy_sampled);
         call.headers
             .retain(|(k, _)| !k.eq_ignore_ascii_case("traceparent"));
         call.headers.push((
