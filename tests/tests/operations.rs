@@ -844,3 +844,25 @@ fn a_tracing_section_that_cannot_work_is_refused_with_its_field() {
     );
     assert!(ok, "{said}");
 }
+
+/// A secrets key too short to be one is refused by every command that takes it.
+#[test]
+fn a_short_secrets_key_is_refused() {
+    for args in [
+        &["render", "-c", "examples/default.yaml", "--format", "envoy"][..],
+        &[
+            "serve",
+            "-c",
+            "examples/default.yaml",
+            "--xds",
+            "127.0.0.1:0",
+        ][..],
+    ] {
+        let refused = switchboard_prints(args, &[("SWITCHBOARD_SECRETS_KEY", "too-short")])
+            .expect_err("a 9-character key accepted");
+        assert!(
+            refused.to_string().contains("give at least 32"),
+            "{args:?}: {refused}"
+        );
+    }
+}

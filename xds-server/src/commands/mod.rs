@@ -91,20 +91,10 @@ pub struct ModuleArgs {
     pub native_module: Option<PathBuf>,
 }
 
-/// A secrets key from the environment must be long enough to be one.
-pub fn check_secrets_key(module: &FilterModule) -> anyhow::Result<()> {
-    if let Some(key) = &module.secrets_key {
-        anyhow::ensure!(
-            key.len() >= 32,
-            "{SECRETS_KEY_ENV} has {} characters: give at least 32 (e.g. `openssl rand -hex 32`)",
-            key.len()
-        );
-    }
-    Ok(())
-}
-
 impl ModuleArgs {
-    pub fn filter_module(&self) -> FilterModule {
+    /// The module, and the secrets key from the environment (which must be long enough to
+    /// be one).
+    pub fn filter_module(&self) -> anyhow::Result<FilterModule> {
         let wasm = wasm_path(self.wasm.as_deref());
         let native = native_path(self.native_module.as_deref());
         let mut module = filter_module(&wasm);
@@ -118,7 +108,14 @@ impl ModuleArgs {
             },
         );
         module.data_plane_pinned = self.data_plane.is_some();
-        module
+        if let Some(key) = &module.secrets_key {
+            anyhow::ensure!(
+                key.len() >= 32,
+                "{SECRETS_KEY_ENV} has {} characters: give at least 32 (e.g. `openssl rand -hex 32`)",
+                key.len()
+            );
+        }
+        Ok(module)
     }
 }
 
@@ -168,8 +165,7 @@ pub fn render(
     format: RenderFormat,
     istio: &IstioArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut module = modules.filter_module();
-    check_secrets_key(&module)?;
+    let mut module = modules.filter_module()?;
     if format == RenderFormat::Istio {
         // Istio's proxies load wasm, not dynamic modules.
         module.data_plane = DataPlane::Wasm;

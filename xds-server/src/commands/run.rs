@@ -58,8 +58,7 @@ async fn run_async(args: Args) -> anyhow::Result<ExitCode> {
         .prefix("switchboard-")
         .tempdir()
         .context("cannot create a working directory")?;
-    let mut module = args.modules.filter_module();
-    super::check_secrets_key(&module)?;
+    let mut module = args.modules.filter_module()?;
     module.bridge = Some(bridge_addr);
     // The filter's secrets reach it sealed, with a key only in the environment of the Envoy
     // started here, so Envoy's admin interface does not show them.

@@ -52,8 +52,7 @@ pub struct XdsTls {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let mut module = args.modules.filter_module();
-        super::check_secrets_key(&module)?;
+        let mut module = args.modules.filter_module()?;
         if module.secrets_key.is_none() {
             tracing::warn!(
                 "SWITCHBOARD_SECRETS_KEY is not set: the filter's secrets (session keys, API-key digests, upstream header values) go to every Envoy in its configuration, where the admin interface's config_dump shows them. Set the same random key in the environment of switchboard and of every Envoy"
