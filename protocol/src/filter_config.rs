@@ -159,6 +159,9 @@ pub struct Secrets {
     pub upstream_headers: Vec<Vec<String>>,
     /// Per access client, in order: its API-key digests.
     pub api_key_digests: Vec<Vec<String>>,
+    /// Per upstream, in order: its token exchange's client secret or key (empty: none).
+    #[serde(default)]
+    pub exchange_credentials: Vec<String>,
 }
 
 /// The environment variable of Envoy's process that holds the key the filter's secrets are
@@ -341,6 +344,9 @@ pub struct Upstream {
     pub rest_tools: Option<Vec<crate::rest::RestTool>>,
     #[serde(default, skip_serializing_if = "UpstreamProtocol::is_auto")]
     pub protocol: UpstreamProtocol,
+    /// Its `Authorization` is a token of its own for the user, exchanged for the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_exchange: Option<crate::token_exchange::TokenExchange>,
 }
 
 /// Which MCP revision an upstream speaks: found by asking it `server/discover` once (`auto`),
@@ -434,6 +440,16 @@ impl FilterConfig {
                         .unwrap_or_default()
                 })
                 .collect(),
+            exchange_credentials: self
+                .upstreams
+                .iter_mut()
+                .map(|u| {
+                    u.token_exchange
+                        .as_mut()
+                        .map(|te| std::mem::take(te.client_auth.secret_mut()))
+                        .unwrap_or_default()
+                })
+                .collect(),
         }
     }
 
@@ -480,11 +496,22 @@ impl FilterConfig {
         if s.api_key_digests.len() != clients {
             return Err(SecretsError::Mismatch("clients"));
         }
+        let exchanging = self.upstreams.iter().any(|u| u.token_exchange.is_some());
+        if (exchanging || !s.exchange_credentials.is_empty())
+            && s.exchange_credentials.len() != self.upstreams.len()
+        {
+            return Err(SecretsError::Mismatch("token exchange credentials"));
+        }
         self.session_key = s.session_key;
         self.previous_session_keys = s.previous_session_keys;
         for (u, values) in self.upstreams.iter_mut().zip(s.upstream_headers) {
             for ((_, v), value) in u.headers.iter_mut().zip(values) {
                 *v = value;
+            }
+        }
+        for (u, credential) in self.upstreams.iter_mut().zip(s.exchange_credentials) {
+            if let Some(te) = u.token_exchange.as_mut() {
+                *te.client_auth.secret_mut() = credential;
             }
         }
         if let Some(a) = self.access.as_mut() {
@@ -629,6 +656,7 @@ pub(crate) fn example(upstreams: usize) -> FilterConfig {
                 max_list_items: 100,
                 rest_tools: None,
                 protocol: UpstreamProtocol::Legacy,
+                token_exchange: None,
             })
             .collect(),
         access: None,

@@ -4,6 +4,7 @@
 //! Every server binds 127.0.0.1 on an ephemeral port; readiness is awaited, never slept
 //! for; every process is stopped on drop; failures carry the logs of Envoy and switchboard.
 
+pub mod auth;
 pub mod full;
 pub mod peers;
 pub mod raw;

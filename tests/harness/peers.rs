@@ -278,6 +278,7 @@ impl RmcpServer {
             false,
             0,
             &[host, "localhost", "127.0.0.1"],
+            None,
         )
         .await
     }
@@ -287,7 +288,17 @@ impl RmcpServer {
         json_response: bool,
         port: u16,
     ) -> anyhow::Result<RmcpServer> {
-        Self::serve_handler_for(factory, json_response, port, &[]).await
+        Self::serve_handler_for(factory, json_response, port, &[], None).await
+    }
+
+    /// A [`TestServer`] that takes only tokens `guard` accepts (401 otherwise); what reaches
+    /// it, refused or not, is recorded.
+    pub async fn start_guarded(
+        label: &str,
+        guard: Arc<crate::auth::TokenGuard>,
+    ) -> anyhow::Result<RmcpServer> {
+        let label = label.to_string();
+        Self::serve_handler_for(move || TestServer::new(&label), false, 0, &[], Some(guard)).await
     }
 
     /// `hosts`: the `Host` values accepted (none given: rmcp's default, loopback's).
@@ -296,6 +307,7 @@ impl RmcpServer {
         json_response: bool,
         port: u16,
         hosts: &[&str],
+        guard: Option<Arc<crate::auth::TokenGuard>>,
     ) -> anyhow::Result<RmcpServer> {
         let stop = CancellationToken::new();
         let mut config = StreamableHttpServerConfig::default();
@@ -315,12 +327,17 @@ impl RmcpServer {
         let requests = Arc::new(AtomicUsize::new(0));
         let headers = Arc::new(Mutex::new(Vec::new()));
         let methods = Arc::new(Mutex::new(Vec::new()));
-        let app = axum::Router::new().nest_service("/mcp", service).layer(
-            axum::middleware::from_fn_with_state(
-                (requests.clone(), headers.clone(), methods.clone()),
-                record,
-            ),
-        );
+        let mut app = axum::Router::new().nest_service("/mcp", service);
+        if let Some(guard) = guard {
+            app = app.layer(axum::middleware::from_fn_with_state(
+                guard,
+                crate::auth::guard,
+            ));
+        }
+        let app = app.layer(axum::middleware::from_fn_with_state(
+            (requests.clone(), headers.clone(), methods.clone()),
+            record,
+        ));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         let addr = listener.local_addr()?;
         // Small SSE writes must not wait for delayed ACKs (40 ms each on loopback).

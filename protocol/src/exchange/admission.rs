@@ -77,6 +77,19 @@ impl Exchange {
                 HostMatch::Gateway => {}
             }
         }
+        let path = headers.get(":path").unwrap_or_default();
+        let path = path.split_once('?').map_or(path, |(p, _)| p);
+        // The Protected Resource Metadata is public (RFC 9728): it is how a client without a
+        // token learns where to get one, from any page.
+        if config.access.as_ref().is_some_and(|a| a.oauth.is_some())
+            && path.starts_with(crate::oauth::METADATA_PATH)
+        {
+            self.state = State::Done;
+            return answer(Step::PassThrough);
+        }
+        if path == config.mcp_path || gw.own_endpoint(path).is_some() {
+            self.endpoint = Some(path.to_string());
+        }
         let origin = headers.get("origin");
         // A CORS preflight carries no credentials: answered before anything else.
         if let Some(o) = origin
@@ -102,6 +115,16 @@ impl Exchange {
             Err(step) => return answer(step),
         };
         let pass_through = pass_through(gw, headers);
+        // The client's own token, read before its credentials are removed: exchanged for
+        // upstream tokens, never sent on.
+        if identity.as_ref().is_some_and(|i| i.claims.is_some())
+            && config.upstreams.iter().any(|u| u.token_exchange.is_some())
+        {
+            self.subject_token = headers
+                .get("authorization")
+                .and_then(crate::oauth::bearer_token)
+                .map(str::to_string);
+        }
         remove.extend(
             config
                 .credential_headers
@@ -140,6 +163,7 @@ impl Exchange {
                 .collect(),
         };
         let step = self.on_request_headers(gw, &head, clock.now_s);
+        let step = self.with_upstream_tokens(gw, step, clock);
         // What passes on untouched goes to the bridge (the merged stream, `/sse`), which
         // serves it through the gateway again on the client's behalf: it gets the identity
         // found here, sealed, so only an identity established here ever counts.
@@ -228,13 +252,32 @@ impl Exchange {
         };
         gw.admit(&credentials, now_s).map_err(|refused| {
             self.state = State::Done;
+            let oauth = gw.config.access.as_ref().and_then(|a| a.oauth.as_ref());
+            // With MCP authorization, the challenge says where to get a token; a token Envoy
+            // did not verify (no payload forwarded) is called invalid, as RFC 6750 says.
+            let (message, challenge) = match oauth {
+                Some(o) => {
+                    let presented = headers
+                        .get("authorization")
+                        .and_then(crate::oauth::bearer_token)
+                        .is_some();
+                    let endpoint = self.endpoint.as_deref();
+                    if presented && !headers.has(crate::access::JWT_PAYLOAD_HEADER) {
+                        (
+                            "Unauthorized: the access token is expired, invalid or not for this resource".to_string(),
+                            o.challenge(endpoint, crate::oauth::Challenge::InvalidToken),
+                        )
+                    } else {
+                        (refused.message, o.challenge(endpoint, crate::oauth::Challenge::NoToken))
+                    }
+                }
+                None => (refused.message, refused.challenge),
+            };
             let mut reply = json_reply(
                 401,
-                jsonrpc::error_body(None, code::INVALID_REQUEST, &refused.message),
+                jsonrpc::error_body(None, code::INVALID_REQUEST, &message),
             );
-            reply
-                .headers
-                .push(("www-authenticate".into(), refused.challenge));
+            reply.headers.push(("www-authenticate".into(), challenge));
             Step::Respond(reply)
         })
     }

@@ -31,6 +31,9 @@ pub enum Failure {
     Error { code: Value, message: String },
     #[error("negotiated protocol version {0:?}, which the gateway does not support")]
     Version(String),
+    /// No token of its own could be got for it (token exchange).
+    #[error("could not be given a token: {0}")]
+    Token(String),
 }
 
 impl Failure {
@@ -133,9 +136,10 @@ pub(super) fn tls_failure(details: &str) -> Option<String> {
 
 impl Exchange {
     /// The HTTP answer to a request at an upstream the client may not use.
-    pub(super) fn upstream_denied(&mut self, name: &str) -> Step {
+    pub(super) fn upstream_denied(&mut self, gw: &Gateway, name: &str) -> Step {
+        let challenge = self.step_up(gw, Some(name), Kind::Upstream, name);
         let message = self.upstream_refusal(name);
-        error_reply(403, None, ACCESS_DENIED, &message)
+        with_challenge(error_reply(403, None, ACCESS_DENIED, &message), challenge)
     }
 
     /// Ends the exchange refused for upstream `name`, logged: the message to answer with.
@@ -150,7 +154,29 @@ impl Exchange {
         message
     }
 
-    pub(super) fn denied(&mut self, id: &RawValue, kind: Kind, name: &str) -> Step {
+    /// The answer to a use of `name` (of `upstream`) the client may not make: a JSON-RPC
+    /// error, or, when only its token's scopes are lacking, 403 with the scope challenge
+    /// that tells it to step up.
+    pub(super) fn denied(
+        &mut self,
+        gw: &Gateway,
+        id: &RawValue,
+        upstream: &str,
+        kind: Kind,
+        name: &str,
+    ) -> Step {
+        if let Some(challenge) = self.step_up(gw, Some(upstream), kind, name) {
+            self.state = State::Done;
+            let message = format!(
+                "Insufficient scope: the access token does not allow the {} {name:?}",
+                kind.noun()
+            );
+            self.log.push(message.clone());
+            return with_challenge(
+                error_reply(403, Some(id), ACCESS_DENIED, &message),
+                Some(challenge),
+            );
+        }
         let what = kind.noun();
         self.state = State::Done;
         let who = self
@@ -165,6 +191,17 @@ impl Exchange {
             ACCESS_DENIED,
             &format!("Access denied: {who} may not use {what} {name:?}"),
         )
+    }
+}
+
+/// `step` (an answer) with a `WWW-Authenticate` challenge, if there is one.
+pub(super) fn with_challenge(step: Step, challenge: Option<String>) -> Step {
+    match (step, challenge) {
+        (Step::Respond(mut reply), Some(c)) => {
+            reply.headers.push(("www-authenticate".into(), c));
+            Step::Respond(reply)
+        }
+        (step, _) => step,
     }
 }
 

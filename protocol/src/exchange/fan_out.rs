@@ -57,6 +57,9 @@ impl Exchange {
     /// The largest body the answer to callout `call` may have: a list page beyond its
     /// upstream's `max_list_bytes` is a failure, which the shell reports without copying it.
     pub fn callout_limit(&self, gw: &Gateway, call: usize) -> u64 {
+        if call >= upstream_tokens::TOKEN_CALL_BASE {
+            return crate::token_exchange::MAX_ANSWER_BYTES;
+        }
         match &self.state {
             State::FanOut(f) if matches!(f.op, Op::List(_) | Op::Resolve(_)) => f
                 .targets
@@ -82,9 +85,11 @@ impl Exchange {
         answer: Result<CalloutAnswer, Failure>,
         clock: &Clock,
     ) -> Option<Step> {
+        if let Some(n) = call.checked_sub(upstream_tokens::TOKEN_CALL_BASE) {
+            return self.on_token_answer(gw, n, answer, clock);
+        }
         let step = self.callout_response(gw, call, answer, clock)?;
-        let step = self.after_stateless(gw, step, clock);
-        Some(self.with_upstream_headers(gw, step))
+        Some(self.outgoing(gw, step, clock))
     }
 
     pub(super) fn callout_response(

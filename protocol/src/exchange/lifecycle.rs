@@ -119,7 +119,7 @@ impl Exchange {
             // Its permission was checked with the headers.
             Scope::Upstream(index) => vec![index],
             Scope::Aggregated => (0..gw.config.upstreams.len())
-                .filter(|&u| self.permits(gw, Kind::Upstream, &gw.config.upstreams[u].name))
+                .filter(|&u| self.permits_by_rules(gw, &gw.config.upstreams[u].name))
                 .collect(),
         };
         if targets.is_empty() && !gw.config.upstreams.is_empty() {

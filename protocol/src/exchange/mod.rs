@@ -45,6 +45,7 @@ mod steps;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod upstream_tokens;
 
 pub use admission::{Arrival, Headers, source_ip};
 pub use bounded_cache::BoundedCache;
@@ -133,6 +134,15 @@ pub struct Exchange {
     arrival: Clock,
     /// A host route's request (the route's key): it and its answer pass untouched.
     host_route: Option<String>,
+    /// The path of the MCP endpoint the request came to (its metadata is named in
+    /// challenges), when it is one.
+    endpoint: Option<String>,
+    /// The client's bearer token, when an upstream takes an exchanged one for it.
+    subject_token: Option<String>,
+    /// Upstream tokens got for this request, by upstream name.
+    upstream_tokens: Vec<(String, String)>,
+    /// What waits for token exchanges.
+    tokens: Option<Box<upstream_tokens::TokenStage>>,
 }
 
 /// What a call the filter makes itself needs to make of its answer.
@@ -212,13 +222,74 @@ impl Exchange {
         }
     }
 
-    /// Whether the client's access rules let it use `name` (everything without rules).
+    /// Whether the client may use `name`: its access rules (everything without rules) and,
+    /// for a token, its scopes.
     fn permits(&self, gw: &Gateway, kind: Kind, name: &str) -> bool {
         match (&gw.config.access, &self.identity) {
             (None, _) => true,
-            (Some(access), Some(who)) => access.allows(who, kind, name),
+            (Some(access), Some(who)) => {
+                access.allows(who, kind, name) && access.holds_scopes(who, kind, name)
+            }
             (Some(_), None) => false,
         }
+    }
+
+    /// Whether the rules alone let the client use upstream `name`: a session includes an
+    /// upstream whose scopes the token lacks, so that a client that steps up can use it in
+    /// the same session (its lists and calls are still judged by scopes).
+    fn permits_by_rules(&self, gw: &Gateway, name: &str) -> bool {
+        match (&gw.config.access, &self.identity) {
+            (None, _) => true,
+            (Some(access), Some(who)) => access.allows(who, Kind::Upstream, name),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// A scope challenge for using `name` (and its upstream, `upstream`), when the rules
+    /// allow it and only the token's scopes are lacking: every scope the operation needs.
+    fn step_up(
+        &self,
+        gw: &Gateway,
+        upstream: Option<&str>,
+        kind: Kind,
+        name: &str,
+    ) -> Option<String> {
+        let access = gw.config.access.as_ref()?;
+        let oauth = access.oauth.as_ref()?;
+        let who = self.identity.as_ref()?;
+        let claims = who.claims.as_ref()?;
+        let checks: Vec<(Kind, &str)> = upstream
+            .map(|u| (Kind::Upstream, u))
+            .into_iter()
+            .chain((kind != Kind::Upstream).then_some((kind, name)))
+            .collect();
+        if !checks.iter().all(|(k, n)| access.allows(who, *k, n)) {
+            return None;
+        }
+        let mut needed: Vec<&str> = Vec::new();
+        let mut lacking = false;
+        for (k, n) in &checks {
+            lacking |= !oauth.missing(claims, *k, n).is_empty();
+            for s in oauth.needed(*k, n) {
+                if !needed.contains(&s) {
+                    needed.push(s);
+                }
+            }
+        }
+        lacking.then(|| {
+            oauth.challenge(
+                self.endpoint.as_deref(),
+                crate::oauth::Challenge::InsufficientScope(&needed.join(" ")),
+            )
+        })
+    }
+
+    /// What goes out after the exchange decided a step: a stateless request's end, the
+    /// upstreams' headers, their tokens.
+    fn outgoing(&mut self, gw: &Gateway, step: Step, clock: &Clock) -> Step {
+        let step = self.after_stateless(gw, step, clock);
+        let step = self.with_upstream_headers(gw, step);
+        self.with_upstream_tokens(gw, step, clock)
     }
 
     /// Adds what an upstream gets beyond the client's request: its pass-through headers
@@ -286,7 +357,7 @@ impl Exchange {
             let name = &gw.config.upstreams[index].name;
             self.audit.upstream = name.clone();
             if !self.permits(gw, Kind::Upstream, name) {
-                return self.upstream_denied(name);
+                return self.upstream_denied(gw, name);
             }
         }
         match head.method.as_str() {
@@ -340,7 +411,6 @@ impl Exchange {
                 _ => "*".into(),
             };
         }
-        let step = self.after_stateless(gw, step, clock);
-        self.with_upstream_headers(gw, step)
+        self.outgoing(gw, step, clock)
     }
 }

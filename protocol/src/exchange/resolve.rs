@@ -178,6 +178,15 @@ impl Exchange {
             self.audit.tool_series = gw.tool_series(&full, name);
         }
         if !self.permits(gw, r.kind, &full) {
+            if let Some(challenge) = self.step_up(gw, Some(&upstream.name), r.kind, &full) {
+                self.state = State::Done;
+                let message = format!(
+                    "Insufficient scope: the access token does not allow the {} {full:?}",
+                    r.kind.noun()
+                );
+                let reply = json_reply(403, error_body_value(Some(&id), ACCESS_DENIED, &message));
+                return with_challenge(Step::Respond(reply), Some(challenge));
+            }
             self.state = State::Done;
             let message = format!(
                 "Access denied: this client may not use {} {full:?}",

@@ -123,7 +123,7 @@ impl Exchange {
             }
             if !(self.permits(gw, Kind::Upstream, &u.name) && self.permits(gw, req.kind, &full)) {
                 self.audit.upstream = u.name.clone();
-                return self.denied(req.id, req.kind, &full);
+                return self.denied(gw, req.id, &u.name, req.kind, &full);
             }
         } else if req.method == "tools/call" {
             self.audit.tool_series = UNKNOWN_TOOL.into();
@@ -189,7 +189,7 @@ impl Exchange {
                 && self.permits(gw, Kind::Resource, &full))
             {
                 self.audit.upstream = u.name.clone();
-                return self.denied(req.id, Kind::Resource, &full);
+                return self.denied(gw, req.id, &u.name, Kind::Resource, &full);
             }
         }
         // A template goes as the client spelled it, without the prefix.

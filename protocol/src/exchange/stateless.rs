@@ -81,8 +81,11 @@ impl Exchange {
             Some(index) => {
                 let name = &gw.config.upstreams[index].name;
                 if !self.permits(gw, Kind::Upstream, name) {
+                    let challenge = self.step_up(gw, Some(name), Kind::Upstream, name);
+                    let status = if challenge.is_some() { 403 } else { 200 };
                     let message = self.upstream_refusal(name);
-                    return Some(error_reply(200, Some(id), ACCESS_DENIED, &message));
+                    let refusal = error_reply(status, Some(id), ACCESS_DENIED, &message);
+                    return Some(with_challenge(refusal, challenge));
                 }
                 vec![index]
             }
@@ -192,7 +195,7 @@ impl Exchange {
                         uri.to_string()
                     };
                     if !self.permits(gw, Kind::Resource, &full) {
-                        return self.denied(id, Kind::Resource, &full);
+                        return self.denied(gw, id, &upstream.name, Kind::Resource, &full);
                     }
                 }
                 if upstream.rest_tools.is_some() {

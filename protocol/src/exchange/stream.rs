@@ -145,7 +145,7 @@ impl Exchange {
         }
         self.audit.upstream = name.clone();
         if !self.permits(gw, Kind::Upstream, &name) {
-            return self.upstream_denied(&name);
+            return self.upstream_denied(gw, &name);
         }
         let mut step = self.route_with(gw, session, &name, None, None, None);
         if let Step::Route(route) = &mut step {

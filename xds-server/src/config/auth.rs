@@ -17,6 +17,9 @@ pub struct Auth {
     /// denied, and a deny beats an allow.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// MCP authorization: tokens of these authorization servers for this gateway.
+    #[serde(default)]
+    pub oauth: Option<super::oauth::OAuthConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -108,6 +111,9 @@ pub struct ListsConfig {
 pub struct UpstreamAuth {
     #[serde(default)]
     pub pass_through: PassThroughConfig,
+    /// A token of the upstream's own for the user, exchanged for the client's (RFC 8693).
+    #[serde(default)]
+    pub token_exchange: Option<super::oauth::TokenExchangeConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -190,6 +196,18 @@ impl Auth {
                 return Err(FieldError::new(
                     at(".cidrs"),
                     format!("expected an address or CIDR like 10.0.0.0/8, found {bad:?}"),
+                ));
+            }
+        }
+        if let Some(o) = &self.oauth {
+            o.check().map_err(|e| e.within("oauth"))?;
+            if self.clients.iter().any(|c| c.name == o.client) {
+                return Err(FieldError::new(
+                    "oauth.client",
+                    format!(
+                        "{:?} is the name of a client already: OAuth tokens need a name of their own",
+                        o.client
+                    ),
                 ));
             }
         }

@@ -37,6 +37,27 @@ pub fn read_all(gateway: &mut Gateway, base: &Path) -> Result<(), FieldError> {
             )?;
         }
     }
+    if let Some(o) = gateway.auth.as_mut().and_then(|a| a.oauth.as_mut()) {
+        for (i, a) in o.authorization_servers.iter_mut().enumerate() {
+            if let Some(file) = a.jwks.as_mut().and_then(|j| j.file.as_mut()) {
+                let field = format!("auth.oauth.authorization_servers[{i}].jwks.file");
+                read(file, base, &field, Kind::Jwks)?;
+            }
+        }
+    }
+    for (i, u) in gateway.upstreams.iter_mut().enumerate() {
+        if let Some(k) = u
+            .auth
+            .token_exchange
+            .as_mut()
+            .and_then(|te| te.private_key.as_mut())
+        {
+            let field = format!("upstreams[{i}].auth.token_exchange.private_key.file");
+            read(&mut k.file, base, &field, Kind::Key)?;
+            crate::translate::oauth::signing_key(&k.file.pem)
+                .map_err(|m| FieldError::new(field, m))?;
+        }
+    }
     if let Some(ca) = gateway.hosts.as_mut().and_then(|h| h.ca_file.as_mut()) {
         read(ca, base, "upstream.tls.ca_file", Kind::Certs)?;
     }

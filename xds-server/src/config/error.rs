@@ -65,10 +65,12 @@ impl FieldError {
 
     /// The same error of a field inside `parent` (`auth` + `clients[0].jwt`).
     pub fn within(self, parent: &str) -> FieldError {
-        FieldError {
-            field: format!("{parent}.{}", self.field),
-            ..self
-        }
+        let field = if self.field.is_empty() {
+            parent.to_string()
+        } else {
+            format!("{parent}.{}", self.field)
+        };
+        FieldError { field, ..self }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod load;
 pub mod mcp_servers;
 pub mod model;
+pub mod oauth;
 pub mod openapi_docs;
 pub mod position;
 pub mod values;

@@ -121,6 +121,21 @@ impl Gateway {
                     u.name.0
                 ));
             }
+            // MCP authorization forbids passing the gateway's tokens on ("token passthrough"):
+            // the upstream could use them anywhere the client could.
+            if self.auth.as_ref().is_some_and(|a| a.oauth.is_some())
+                && let Some(h) = u
+                    .auth
+                    .pass_through
+                    .headers
+                    .iter()
+                    .find(|h| h.source_header.eq_ignore_ascii_case("authorization"))
+            {
+                out.push(format!(
+                    "upstream {:?}: auth.pass_through sends the client's own token ({}) on as {}: it was issued for this gateway, and the MCP authorization specification forbids passing it through; use auth.token_exchange unless this upstream is meant to see it",
+                    u.name.0, h.source_header, h.target_header
+                ));
+            }
             let used = self.prefix(u).len() + self.aggregation.separator.len();
             if used > 24 {
                 out.push(format!(
@@ -169,6 +184,23 @@ impl Gateway {
             if let Some(f) = c.jwt.as_ref().and_then(|j| j.jwks.file.as_ref()) {
                 out.push(f);
             }
+        }
+        for a in self
+            .auth
+            .iter()
+            .filter_map(|a| a.oauth.as_ref())
+            .flat_map(|o| &o.authorization_servers)
+        {
+            out.extend(a.jwks.as_ref().and_then(|j| j.file.as_ref()));
+        }
+        for u in &self.upstreams {
+            out.extend(
+                u.auth
+                    .token_exchange
+                    .as_ref()
+                    .and_then(|te| te.private_key.as_ref())
+                    .map(|k| &k.file),
+            );
         }
         out
     }
@@ -225,8 +257,19 @@ impl Gateway {
             .flat_map(|a| &a.clients)
             .filter_map(|c| c.jwt.as_ref()?.jwks.url.as_ref())
             .any(|u| u.is_tls());
+        // An https issuer's keys and token endpoint are https too, as a rule.
+        let oauth = self
+            .auth
+            .iter()
+            .filter_map(|a| a.oauth.as_ref())
+            .flat_map(|o| &o.authorization_servers)
+            .any(|a| {
+                a.issuer.starts_with("https:")
+                    || a.jwks_url().is_some_and(|u| u.is_tls())
+                    || a.token_endpoint().is_some_and(|u| u.is_tls())
+            });
         let hosts = self.hosts.as_ref().is_some_and(|h| h.include_system_cas);
-        upstream || jwks || hosts
+        upstream || jwks || oauth || hosts
     }
 
     /// The prefix of an upstream's tool and prompt names.

@@ -89,6 +89,11 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
                     UpstreamKind::Http | UpstreamKind::Openapi => u.protocol,
                     _ => filter_config::UpstreamProtocol::Legacy,
                 },
+                token_exchange: u
+                    .auth
+                    .token_exchange
+                    .as_ref()
+                    .and_then(|te| super::oauth::token_exchange(gateway, te)),
             })
             .collect(),
     }
@@ -97,7 +102,10 @@ pub fn filter_config(gateway: &Gateway, module: &FilterModule) -> FilterConfig {
 /// The filter's view of `auth`: API keys as digests only; JWT clients by issuer (Envoy's
 /// `jwt_authn` verifies the tokens); the bridge's own key when a bridge runs.
 pub(super) fn access_config(gateway: &Gateway, module: &FilterModule) -> Option<AccessConfig> {
-    let auth = gateway.auth.as_ref().filter(|a| !a.clients.is_empty())?;
+    let auth = gateway
+        .auth
+        .as_ref()
+        .filter(|a| !a.clients.is_empty() || a.oauth.is_some())?;
     Some(AccessConfig {
         clients: auth
             .clients
@@ -116,6 +124,7 @@ pub(super) fn access_config(gateway: &Gateway, module: &FilterModule) -> Option<
                 jwt_issuer: c.jwt.as_ref().map(|j| j.issuer.clone()),
                 cidrs: c.cidrs.clone(),
             })
+            .chain(super::oauth::clients(gateway))
             .collect(),
         rules: auth
             .rules
@@ -130,6 +139,7 @@ pub(super) fn access_config(gateway: &Gateway, module: &FilterModule) -> Option<
         bridge_key_sha256: module
             .bridge
             .map(|_| access::key_digest(&module.bridge_key)),
+        oauth: super::oauth::filter_oauth(gateway),
     })
 }
 

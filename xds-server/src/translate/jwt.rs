@@ -34,7 +34,7 @@ fn jwks_cluster_name(client: &str) -> String {
 /// public part only, and its configuration is printed by the admin interface. A symmetric
 /// key's `k` is the verification key itself and stays (docs/access.md says to prefer
 /// asymmetric keys). Text that is not JSON is passed on for Envoy to refuse.
-fn public_jwks(text: &str) -> String {
+pub(super) fn public_jwks(text: &str) -> String {
     let Ok(mut jwks) = serde_json::from_str::<serde_json::Value>(text) else {
         return text.to_string();
     };
@@ -91,39 +91,85 @@ pub fn authentication(gateway: &Gateway) -> jwt_authn::JwtAuthentication {
             )
         })
         .collect();
+    let mut providers = providers;
+    let oauth = super::oauth::providers(gateway);
+    let oauth_names: Vec<String> = oauth.iter().map(|(n, _)| n.clone()).collect();
+    providers.extend(oauth);
     if providers.is_empty() {
         return jwt_authn::JwtAuthentication::default();
     }
-    let mut names: Vec<&String> = providers.keys().collect();
-    names.sort();
-    let requirements = names
-        .iter()
-        .map(|n| jwt_authn::JwtRequirement {
-            requires_type: Some(jwt_authn::jwt_requirement::RequiresType::ProviderName(
-                (*n).clone(),
-            )),
-        })
-        .chain(std::iter::once(jwt_authn::JwtRequirement {
-            requires_type: Some(jwt_authn::jwt_requirement::RequiresType::AllowMissing(
-                Default::default(),
-            )),
-        }))
+    let mut names: Vec<&String> = providers
+        .keys()
+        .filter(|n| !oauth_names.contains(n))
         .collect();
-    jwt_authn::JwtAuthentication {
-        providers,
-        rules: vec![jwt_authn::RequirementRule {
+    names.sort();
+    let by_name = |n: &str| jwt_authn::JwtRequirement {
+        requires_type: Some(jwt_authn::jwt_requirement::RequiresType::ProviderName(
+            n.to_string(),
+        )),
+    };
+    // With MCP authorization a token Envoy cannot verify passes on unverified (no payload
+    // header): the filter answers it with the challenge that names the metadata, which
+    // `jwt_authn`'s own 401 cannot carry.
+    let otherwise = if oauth_names.is_empty() {
+        jwt_authn::jwt_requirement::RequiresType::AllowMissing(Default::default())
+    } else {
+        jwt_authn::jwt_requirement::RequiresType::AllowMissingOrFailed(Default::default())
+    };
+    let requirement = |audiences: Option<&Vec<String>>| {
+        let oauth = oauth_names.iter().map(|n| match audiences {
+            Some(a) => jwt_authn::JwtRequirement {
+                requires_type: Some(
+                    jwt_authn::jwt_requirement::RequiresType::ProviderAndAudiences(
+                        jwt_authn::ProviderWithAudiences {
+                            provider_name: n.clone(),
+                            audiences: a.clone(),
+                        },
+                    ),
+                ),
+            },
+            None => by_name(n),
+        });
+        let requirements = oauth
+            .chain(names.iter().map(|n| by_name(n)))
+            .chain(std::iter::once(jwt_authn::JwtRequirement {
+                requires_type: Some(otherwise.clone()),
+            }))
+            .collect();
+        jwt_authn::JwtRequirement {
+            requires_type: Some(jwt_authn::jwt_requirement::RequiresType::RequiresAny(
+                jwt_authn::JwtRequirementOrList { requirements },
+            )),
+        }
+    };
+    let rule = |path: route::route_match::PathSpecifier, audiences: Option<&Vec<String>>| {
+        jwt_authn::RequirementRule {
             r#match: Some(route::RouteMatch {
-                path_specifier: Some(route::route_match::PathSpecifier::Prefix("/".into())),
+                path_specifier: Some(path),
                 ..Default::default()
             }),
             requirement_type: Some(jwt_authn::requirement_rule::RequirementType::Requires(
-                jwt_authn::JwtRequirement {
-                    requires_type: Some(jwt_authn::jwt_requirement::RequiresType::RequiresAny(
-                        jwt_authn::JwtRequirementOrList { requirements },
-                    )),
-                },
+                requirement(audiences),
             )),
-        }],
+        }
+    };
+    // An upstream's own endpoint with a resource of its own takes tokens for it too.
+    let mut rules: Vec<jwt_authn::RequirementRule> = super::oauth::endpoint_audiences(gateway)
+        .iter()
+        .map(|(path, audiences)| {
+            rule(
+                route::route_match::PathSpecifier::Path(path.clone()),
+                Some(audiences),
+            )
+        })
+        .collect();
+    rules.push(rule(
+        route::route_match::PathSpecifier::Prefix("/".into()),
+        None,
+    ));
+    jwt_authn::JwtAuthentication {
+        providers,
+        rules,
         ..Default::default()
     }
 }

@@ -27,6 +27,7 @@ pub mod hosted;
 pub mod hosts;
 pub mod jwt;
 pub mod listener;
+pub mod oauth;
 pub mod routes;
 pub mod secret;
 pub mod tracing;
@@ -183,6 +184,7 @@ pub fn translate(gateway: &Gateway, module: &FilterModule) -> Resources {
         ));
     }
     clusters.extend(jwt::jwks_clusters(gateway));
+    clusters.extend(oauth::clusters(gateway));
     clusters.extend(gateway.tracing.as_ref().and_then(tracing::otlp_cluster));
     if let Some(h) = &gateway.hosts {
         clusters.extend(hosts::clusters(h, &module.resolved));

@@ -9,7 +9,8 @@ pub(super) fn route_configuration(
 ) -> route::RouteConfiguration {
     let server = &gateway.server;
     let bridge = get_stream(gateway, module);
-    let mut routes = Vec::new();
+    // The Protected Resource Metadata (`auth.oauth`), answered by Envoy itself.
+    let mut routes = super::oauth::metadata_routes(gateway);
     if bridge {
         // What the filter sends the bridge by selector, from any endpoint (only the filter
         // sets the selector): a 2026-07-28 client's subscription stream, and a call the

@@ -30,6 +30,7 @@ fn access_rules_filter_lists_refuse_calls_and_bind_sessions() {
             ..Default::default()
         }],
         bridge_key_sha256: None,
+        oauth: None,
     });
     config.upstreams[0].pass_through = vec![PassThrough {
         source: "x-user-token".into(),

@@ -22,6 +22,7 @@ fn admitting() -> Gateway {
         }],
         rules: vec![],
         bridge_key_sha256: None,
+        oauth: None,
     });
     config.cors = Some(Cors {
         origins: vec!["https://app.example".into()],

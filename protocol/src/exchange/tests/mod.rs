@@ -199,6 +199,7 @@ fn guarded() -> Gateway {
             ..Default::default()
         }],
         bridge_key_sha256: None,
+        oauth: None,
     });
     Gateway::new(config)
 }

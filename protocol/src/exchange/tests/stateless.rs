@@ -268,6 +268,7 @@ fn an_upstream_the_client_may_not_use_is_not_even_contacted() {
             ..Default::default()
         }],
         bridge_key_sha256: None,
+        oauth: None,
     });
     let gw = Gateway::new(config);
     let head = RequestHead {
@@ -298,6 +299,7 @@ fn a_kept_session_is_its_clients_alone() {
         clients: vec![client("ci"), client("eve")],
         rules: vec![],
         bridge_key_sha256: None,
+        oauth: None,
     });
     let gw = Gateway::with_cache(config, Box::new(MemoryCache::default()));
     let body = modern_body(

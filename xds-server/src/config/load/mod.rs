@@ -45,7 +45,30 @@ pub fn load_file(path: &Path, env: &Environment) -> Result<Gateway, ConfigError>
     })?;
     super::openapi_docs::read_all(&mut gateway, base)
         .map_err(|e| Refusal::at_field(e).placed(&text, &name))?;
+    discover_authorization_servers(&mut gateway)
+        .map_err(|e| Refusal::at_field(e.within("auth.oauth")).placed(&text, &name))?;
     Ok(gateway)
+}
+
+/// Fills in what `auth.oauth` leaves to the authorization servers' metadata.
+fn discover_authorization_servers(gateway: &mut Gateway) -> Result<(), FieldError> {
+    let ca = gateway.system_ca.as_ref().map(|c| c.pem.clone());
+    let Some(oauth) = gateway.auth.as_mut().and_then(|a| a.oauth.as_mut()) else {
+        return Ok(());
+    };
+    let exchanging: Vec<bool> = oauth
+        .authorization_servers
+        .iter()
+        .map(|a| {
+            gateway.upstreams.iter().any(|u| {
+                u.auth
+                    .token_exchange
+                    .as_ref()
+                    .is_some_and(|te| te.issuer.as_deref().is_none_or(|i| i == a.issuer))
+            })
+        })
+        .collect();
+    super::oauth::discover_all(oauth, &exchanging, ca.as_deref().filter(|c| !c.is_empty()))
 }
 
 /// Line and column of the value at a field path like `upstreams[0].tls.client_cert`.
@@ -168,8 +191,9 @@ pub fn load_str(text: &str, file: &str, env: &Environment) -> Result<Gateway, Co
         .map(|h| Hosts::check(h, "hosts."))
         .transpose()
         .map_err(|e| place(Refusal::at_field(e)))?;
+    let oauth = parsed.auth.as_ref().and_then(|a| a.oauth.as_ref());
     for (i, u) in upstreams.iter_mut().enumerate() {
-        check_upstream(u)
+        check_upstream(u, oauth)
             .map_err(|e| place(Refusal::at_field(e.within(&format!("upstreams[{i}]")))))?;
     }
     Ok(Gateway {
@@ -469,12 +493,39 @@ fn check_names(upstreams: &[Upstream], separator: &str) -> Result<(), Refusal> {
 }
 
 /// One upstream: what its type needs and allows, its transport.
-fn check_upstream(u: &mut Upstream) -> Result<(), FieldError> {
-    if !u.auth.pass_through.headers.is_empty() && u.kind == super::model::UpstreamKind::Stdio {
+fn check_upstream(
+    u: &mut Upstream,
+    oauth: Option<&super::oauth::OAuthConfig>,
+) -> Result<(), FieldError> {
+    use super::model::UpstreamKind;
+    if !u.auth.pass_through.headers.is_empty() && u.kind == UpstreamKind::Stdio {
         return Err(FieldError::new(
             "auth.pass_through",
             "pass-through applies to http and sse upstreams; a stdio process gets no client headers",
         ));
+    }
+    if let Some(te) = &u.auth.token_exchange {
+        te.check(oauth)
+            .map_err(|e| e.within("auth.token_exchange"))?;
+        if !matches!(u.kind, UpstreamKind::Http | UpstreamKind::Openapi) {
+            return Err(FieldError::new(
+                "auth.token_exchange",
+                "token exchange applies to http and openapi upstreams, which the gateway calls itself",
+            ));
+        }
+        let takes_authorization = |name: &str| name.eq_ignore_ascii_case("authorization");
+        if u.headers.keys().any(|k| takes_authorization(k))
+            || u.auth
+                .pass_through
+                .headers
+                .iter()
+                .any(|h| takes_authorization(&h.target_header))
+        {
+            return Err(FieldError::new(
+                "auth.token_exchange",
+                "the exchanged token is the upstream's Authorization: it cannot also get one from headers or pass_through",
+            ));
+        }
     }
     check_kind(u)?;
     check_transport(u)
