@@ -142,11 +142,22 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// What a session is bound to: the client, and the token's subject for JWT clients.
+    /// Who it is, as the audit log and operators name it: the client, and the token's
+    /// subject for JWT clients.
     pub fn key(&self) -> String {
         match self.claims.as_ref().and_then(|c| c["sub"].as_str()) {
             Some(sub) => format!("{}/{sub}", self.client),
             None => self.client.clone(),
+        }
+    }
+
+    /// What sessions and a user's upstream tokens are bound to: [`Identity::key`] and, for a
+    /// token, its issuer too. A subject names one user only at its issuer: with several
+    /// authorization servers, two users may have the same `sub`.
+    pub fn binding(&self) -> String {
+        match self.claims.as_ref().and_then(|c| c["iss"].as_str()) {
+            Some(iss) => format!("{} {iss}", self.key()),
+            None => self.key(),
         }
     }
 }

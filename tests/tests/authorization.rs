@@ -1,6 +1,8 @@
 //! MCP authorization end to end: a real authorization server (`oidc-provider`), the official
 //! Python SDK's OAuth client, upstreams that accept only tokens for their own audience.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use switchboard_e2e::auth::{AuthServer, TokenGuard, claims, python_oauth_client};
 use switchboard_e2e::peers::RmcpServer;
@@ -357,6 +359,26 @@ async fn challenges_and_refusals(s: &Setup, client_tokens: &[String]) -> anyhow:
             "{what}: {challenge}"
         );
     }
+    // An attacker's spellings of a good token: in the query string (RFC 6750 §2.3, which MCP
+    // forbids), or the verified payload header written by the client itself.
+    let a = raw::post(&format!("{url}?access_token={sign_in}"), None, &initialize).await?;
+    assert_eq!(a.status, 401, "a token in the query string is not taken");
+    let forged = URL_SAFE_NO_PAD.encode(
+        json!({"iss": s.auth.issuer, "sub": "alice", "aud": s.resource, "scope": "mcp tools:write"})
+            .to_string(),
+    );
+    let a = raw::post_with(
+        url,
+        None,
+        &initialize,
+        &[("x-switchboard-jwt-payload", &forged)],
+    )
+    .await?;
+    assert_eq!(
+        a.status, 401,
+        "a payload the client wrote counts for nothing"
+    );
+
     // A token for one upstream's own endpoint works there, and nowhere else.
     let alpha_own = format!("{base}/upstreams/alpha/mcp");
     let for_alpha = s

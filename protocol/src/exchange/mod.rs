@@ -202,8 +202,10 @@ impl Exchange {
         ))
     }
 
+    /// What the client's sessions and upstream tokens are bound to
+    /// ([`crate::access::Identity::binding`]).
     fn identity_key(&self) -> Option<String> {
-        self.identity.as_ref().map(crate::access::Identity::key)
+        self.identity.as_ref().map(crate::access::Identity::binding)
     }
 
     /// Whether the client sees prefixed names here: on the aggregated endpoint as

@@ -413,3 +413,95 @@ fn the_gateway_file_chooses_the_data_plane_unless_the_command_line_did() {
     .to_string();
     assert!(e.contains("g.yaml:2") && e.contains("data_plane"), "{e}");
 }
+
+/// `auth.oauth` over two upstreams, `gh` exchanging tokens with a secret.
+const OAUTH: &str = "server:\n  listen: 127.0.0.1:8080\nauth:\n  oauth:\n    resource: https://gw.example/mcp\n    authorization_servers:\n      - issuer: https://idp.example\n        jwks: {url: https://idp.example/jwks}\n        token_endpoint: https://idp.example/token\n    scopes: [mcp]\nupstreams:\n  - name: local\n    url: http://127.0.0.1:3001/mcp\n  - name: gh\n    url: https://api.example.com/mcp/\n    auth:\n      token_exchange:\n        audience: gh-api\n        client_id: gateway\n        client_secret: exchange-s3cret\n";
+
+#[test]
+fn oauth_becomes_metadata_routes_a_verifying_provider_and_the_filters_challenge() {
+    use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3 as jwt_authn;
+    let g = gateway(OAUTH);
+    let r = translate(&g, &module());
+    // Metadata at the well-known path, for the gateway and for each endpoint.
+    let routes = &r.routes[0].virtual_hosts.last().unwrap().routes;
+    let metadata: Vec<(String, serde_json::Value)> = routes
+        .iter()
+        .filter_map(|route| {
+            let Some(route::route_match::PathSpecifier::Path(p)) =
+                route.r#match.as_ref()?.path_specifier.clone()
+            else {
+                return None;
+            };
+            let Some(route::route::Action::DirectResponse(d)) = &route.action else {
+                return None;
+            };
+            let Some(core::data_source::Specifier::InlineString(body)) =
+                d.body.as_ref()?.specifier.clone()
+            else {
+                return None;
+            };
+            p.starts_with("/.well-known/")
+                .then(|| (p, serde_json::from_str(&body).unwrap()))
+        })
+        .collect();
+    let paths: Vec<&str> = metadata.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/.well-known/oauth-protected-resource",
+            "/.well-known/oauth-protected-resource/mcp",
+            "/.well-known/oauth-protected-resource/upstreams/local/mcp",
+            "/.well-known/oauth-protected-resource/upstreams/gh/mcp",
+        ]
+    );
+    assert_eq!(metadata[1].1["resource"], "https://gw.example/mcp");
+    assert_eq!(
+        metadata[3].1["resource"],
+        "https://gw.example/upstreams/gh/mcp"
+    );
+    assert_eq!(
+        metadata[1].1["authorization_servers"],
+        serde_json::json!(["https://idp.example"])
+    );
+
+    // jwt_authn: the gateway's audience, the header only, the token kept for exchange, and
+    // failures left to the filter's challenge; an upstream's endpoint takes its own too.
+    let any = r.extension_configs[0].typed_config.clone().unwrap();
+    let authn = jwt_authn::JwtAuthentication::decode(any.value.as_slice()).unwrap();
+    let provider = &authn.providers["oauth-0"];
+    assert_eq!(provider.audiences, ["https://gw.example/mcp"]);
+    assert!(provider.forward);
+    assert_eq!(provider.from_headers[0].name, "authorization");
+    assert!(
+        provider.from_params.is_empty(),
+        "no token in a query string"
+    );
+    let debug = format!("{:?}", authn.rules);
+    assert!(debug.contains("AllowMissingOrFailed"), "{debug}");
+    assert!(
+        debug.contains("https://gw.example/upstreams/gh/mcp"),
+        "{debug}"
+    );
+    let clusters: Vec<&str> = r.clusters.iter().map(|c| c.name.as_str()).collect();
+    assert!(clusters.contains(&"oauth-jwks-0") && clusters.contains(&"oauth-token-0"));
+
+    // The filter: its challenge, the exchange; the client secret only sealed.
+    let config = filter_config(&g, &module());
+    let oauth = config.access.as_ref().unwrap().oauth.as_ref().unwrap();
+    assert_eq!(
+        oauth.metadata,
+        "https://gw.example/.well-known/oauth-protected-resource"
+    );
+    assert_eq!(oauth.scope, "mcp");
+    let te = config.upstreams[1].token_exchange.as_ref().unwrap();
+    assert_eq!(
+        (te.cluster.as_str(), te.path.as_str()),
+        ("oauth-token-0", "/token")
+    );
+    let mut sealed = config.clone();
+    sealed.seal_secrets(&"x".repeat(32));
+    let shown = sealed.to_json();
+    assert!(!shown.contains("exchange-s3cret"), "{shown}");
+    sealed.open_secrets(Some(&"x".repeat(32))).unwrap();
+    assert_eq!(sealed, config);
+}

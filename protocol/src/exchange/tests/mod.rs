@@ -2,6 +2,7 @@
 
 mod access;
 mod admission;
+mod authorization;
 mod eras;
 mod failure;
 mod lifecycle;

@@ -320,3 +320,73 @@ fn server_paths_are_checked() {
         "{e}"
     );
 }
+
+const OAUTH: &str = "auth:\n  oauth:\n    resource: https://gw.example/mcp\n    authorization_servers:\n      - issuer: https://idp.example\n";
+
+#[test]
+fn token_exchange_mistakes_name_their_field_and_line() {
+    let upstream = |exchange: &str| {
+        format!(
+            "{OAUTH}upstreams:\n  - name: gh\n    url: https://gh.example/mcp\n    auth:\n      token_exchange:\n{exchange}"
+        )
+    };
+    let e = err(&upstream(
+        "        audience: gh\n        client_id: gw\n        client_secret: s\n        private_key: {file: k.pem}\n",
+    ));
+    assert_eq!(e.path, "upstreams[0].auth.token_exchange", "{e}");
+    assert!(e.message.contains("client_secret or private_key"), "{e}");
+    assert_eq!(e.line, Some(10), "{e}");
+    let e = err(&upstream(
+        "        client_id: gw\n        client_secret: s\n",
+    ));
+    assert_eq!(e.path, "upstreams[0].auth.token_exchange.audience", "{e}");
+    let e = err(&upstream(
+        "        issuer: https://else.example\n        audience: gh\n        client_id: gw\n        client_secret: s\n",
+    ));
+    assert_eq!(e.path, "upstreams[0].auth.token_exchange.issuer", "{e}");
+    assert_eq!(e.line, Some(11), "{e}");
+    // Without auth.oauth there is no client token to exchange.
+    let e = err(
+        "upstreams:\n  - name: gh\n    url: https://gh.example/mcp\n    auth:\n      token_exchange:\n        audience: gh\n        client_id: gw\n        client_secret: s\n",
+    );
+    assert!(e.message.contains("needs auth.oauth"), "{e}");
+    // The upstream's Authorization is the exchanged token's alone.
+    let e = err(&format!(
+        "{OAUTH}upstreams:\n  - name: gh\n    url: https://gh.example/mcp\n    headers: {{Authorization: x}}\n    auth:\n      token_exchange:\n        audience: gh\n        client_id: gw\n        client_secret: s\n"
+    ));
+    assert!(e.message.contains("cannot also get one"), "{e}");
+}
+
+#[test]
+fn oauth_mistakes_name_their_field() {
+    let e = err(
+        "auth:\n  oauth:\n    resource: https://gw.example/mcp\n    authorization_servers: []\n",
+    );
+    assert_eq!(e.path, "auth.oauth.authorization_servers", "{e}");
+    let e = err(&format!(
+        "{OAUTH}    require:\n      - scope: \"a b\"\n        tools: [x]\n"
+    ));
+    assert_eq!(e.path, "auth.oauth.require[0].scope", "{e}");
+    let e = err(&format!("{OAUTH}    require:\n      - scope: a\n"));
+    assert_eq!(e.path, "auth.oauth.require[0]", "{e}");
+    let e = err(&format!(
+        "{OAUTH}  clients:\n    - name: oauth\n      cidrs: [10.0.0.0/8]\n"
+    ));
+    assert_eq!(e.path, "auth.oauth.client", "{e}");
+}
+
+#[test]
+fn passing_the_clients_token_on_is_warned_about_under_oauth() {
+    let g = load_str(
+        &format!("{OAUTH}upstreams:\n  - name: gh\n    url: https://gh.example/mcp\n    auth:\n      pass_through:\n        headers:\n          - {{source_header: Authorization, target_header: Authorization}}\n"),
+        "gw.yaml",
+        &env(&[]),
+    )
+    .unwrap();
+    let w = g.warnings();
+    assert!(
+        w.iter()
+            .any(|w| w.contains("token passthrough") || w.contains("forbids passing it through")),
+        "{w:?}"
+    );
+}
