@@ -25,7 +25,7 @@ pub enum IstioError {
     )]
     NeedsBridge(String),
     #[error(
-        "JWT clients ({0}) are not rendered for Istio yet: their payload header must be set by a RequestAuthentication and stripped from clients first, which needs an EnvoyFilter"
+        "JWT clients and auth.oauth ({0}) are not rendered for Istio yet: their payload header must be set by a RequestAuthentication and stripped from clients first, which needs an EnvoyFilter"
     )]
     JwtClients(String),
     #[error(
@@ -57,6 +57,14 @@ pub fn objects(
         .flat_map(|a| &a.clients)
         .filter(|c| c.jwt.is_some())
         .map(|c| c.name.as_str())
+        .chain(
+            // OAuth tokens reach the filter the same way (verified by jwt_authn).
+            gateway
+                .auth
+                .iter()
+                .filter_map(|a| a.oauth.as_ref())
+                .map(|o| o.client.as_str()),
+        )
         .collect();
     if !jwt.is_empty() {
         return Err(IstioError::JwtClients(jwt.join(", ")));

@@ -117,9 +117,7 @@ impl Exchange {
         let pass_through = pass_through(gw, headers);
         // The client's own token, read before its credentials are removed: exchanged for
         // upstream tokens, never sent on.
-        if identity.as_ref().is_some_and(|i| i.claims.is_some())
-            && config.upstreams.iter().any(|u| u.token_exchange.is_some())
-        {
+        if gw.exchanges_tokens && identity.as_ref().is_some_and(|i| i.claims.is_some()) {
             self.subject_token = headers
                 .get("authorization")
                 .and_then(crate::oauth::bearer_token)

@@ -46,6 +46,8 @@ pub struct Gateway {
     /// shared store too, since a list and the calls after it may be served by different
     /// workers; this is the worker's own copy.
     pub(super) known_tools: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Some upstream gets tokens by exchange ([`crate::token_exchange`]).
+    pub(super) exchanges_tokens: bool,
 }
 
 /// The metric series of `tools/call`s of tools the gateway never listed.
@@ -89,12 +91,14 @@ impl Gateway {
             .iter()
             .map(|u| [view(u, prefixed), view(u, false)])
             .collect();
+        let exchanges_tokens = config.upstreams.iter().any(|u| u.token_exchange.is_some());
         Gateway {
             config,
             key,
             cache,
             views,
             known_tools: Default::default(),
+            exchanges_tokens,
         }
     }
 

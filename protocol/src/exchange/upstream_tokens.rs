@@ -68,6 +68,9 @@ impl Exchange {
     /// `step` with the upstreams' tokens, or the exchanges that get them first (`step` is
     /// held until they answer).
     pub(super) fn with_upstream_tokens(&mut self, gw: &Gateway, step: Step, clock: &Clock) -> Step {
+        if !gw.exchanges_tokens {
+            return step;
+        }
         let needed = Self::exchanging_upstreams(gw, &step);
         if needed.is_empty() {
             return step;
