@@ -82,7 +82,9 @@ impl Exchange {
         // The Protected Resource Metadata is public (RFC 9728): it is how a client without a
         // token learns where to get one, from any page.
         if config.access.as_ref().is_some_and(|a| a.oauth.is_some())
-            && path.starts_with(crate::oauth::METADATA_PATH)
+            && path
+                .strip_prefix(crate::oauth::METADATA_PATH)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
         {
             self.state = State::Done;
             return answer(Step::PassThrough);
