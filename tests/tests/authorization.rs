@@ -141,6 +141,16 @@ fn tokens_seen(upstream: &RmcpServer) -> Vec<String> {
         .collect()
 }
 
+/// The access tokens the client was given, as issued.
+fn access_tokens(out: &Value) -> Vec<String> {
+    out["access_tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect()
+}
+
 /// The exchanged tokens `upstream` got are for it, acting for `user`, never the client's.
 fn only_exchanged_tokens(upstream: &RmcpServer, audience: &str, client_tokens: &[String]) {
     let seen = tokens_seen(upstream);
@@ -237,12 +247,7 @@ async fn a_standard_client_signs_in_steps_up_and_its_upstreams_get_tokens_of_the
     );
 
     // Each guarded upstream got only exchanged tokens; the open one got no token at all.
-    let client_tokens: Vec<String> = out["access_tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.as_str().map(str::to_string))
-        .collect();
+    let client_tokens = access_tokens(&out);
     only_exchanged_tokens(&s.beta, BETA_AUDIENCE, &client_tokens);
     only_exchanged_tokens(&s.gamma, GAMMA_RESOURCE, &client_tokens);
     assert!(tokens_seen(&s.alpha).is_empty() && s.alpha.request_count() > 0);
@@ -442,12 +447,7 @@ async fn a_stateless_client_signs_in_and_steps_up_too() -> anyhow::Result<()> {
     assert_eq!(steps[1]["text"], "beta", "{}", logs());
     assert_eq!(steps[2]["text"], "42", "{}", logs());
     assert_eq!(out["authorizations"].as_array().map(Vec::len), Some(2));
-    let client_tokens: Vec<String> = out["access_tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.as_str().map(str::to_string))
-        .collect();
+    let client_tokens = access_tokens(&out);
     only_exchanged_tokens(&s.beta, BETA_AUDIENCE, &client_tokens);
     Ok(())
 }

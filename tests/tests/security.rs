@@ -846,8 +846,28 @@ async fn no_secret_of_the_gateway_is_in_envoys_config_dump() -> anyhow::Result<(
     let session_key = "a-session-key-that-must-not-leak-0123456789";
     let previous_key = "a-previous-session-key-that-must-not-leak-98765";
     let header_value = "upstream-credential-that-must-not-leak";
+    // Token exchange: a client secret, and a private key whose scalar must not show either.
+    let exchange_secret = "exchange-secret-that-must-not-leak";
+    let exchange_key = {
+        use p256::pkcs8::{EncodePrivateKey, LineEnding};
+        let key = p256::SecretKey::from_slice(&[0x17; 32])?;
+        let file = dir.path().join("exchange.key");
+        std::fs::write(&file, key.to_pkcs8_pem(LineEnding::LF)?.as_bytes())?;
+        file
+    };
+    let exchange_scalar = "17".repeat(32);
+    let exchange_pem_body = std::fs::read_to_string(&exchange_key)?
+        .lines()
+        .find(|l| l.len() > 40 && !l.starts_with("-----"))
+        .unwrap_or_default()
+        .to_string();
+    let exchanging = format!(
+        "  - name: beta\n    url: http://127.0.0.1:9/mcp\n    auth:\n      token_exchange: {{audience: beta, client_id: gw, private_key: {{file: {}}}}}\n  - name: gamma\n    url: http://127.0.0.1:9/mcp\n    auth:\n      token_exchange: {{audience: gamma, client_id: gw, client_secret: \"{exchange_secret}\"}}\n",
+        exchange_key.display()
+    );
+    let oauth = "  oauth:\n    resource: http://127.0.0.1/mcp\n    authorization_servers:\n      - {issuer: \"http://127.0.0.1:9\", jwks: {url: \"http://127.0.0.1:9/jwks\"}, token_endpoint: \"http://127.0.0.1:9/token\"}\n";
     let yaml = format!(
-        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nsession:\n  key: \"{session_key}\"\n  previous_keys: [\"{previous_key}\"]\nauth:\n  clients:\n    - name: a\n      api_key: {{keys: [\"{KEY_A}\"]}}\n    - name: people\n      jwt: {{issuer: \"https://idp.test\", jwks: {{file: {}}}}}\n  rules:\n    - clients: [\"*\"]\n      allow: {{upstreams: [\"*\"]}}\nupstreams:\n  - name: alpha\n    url: https://127.0.0.1:{}/mcp\n    headers: {{x-upstream-token: \"{header_value}\"}}\n    tls:\n      ca_cert: {}\n      server_name: mcp.internal\n      client_cert: {}\n      client_key: {}\n",
+        "server:\n  listen: 127.0.0.1:0\n  admin: 127.0.0.1:0\nsession:\n  key: \"{session_key}\"\n  previous_keys: [\"{previous_key}\"]\nauth:\n{oauth}  clients:\n    - name: a\n      api_key: {{keys: [\"{KEY_A}\"]}}\n    - name: people\n      jwt: {{issuer: \"https://idp.test\", jwks: {{file: {}}}}}\n  rules:\n    - clients: [\"*\"]\n      allow: {{upstreams: [\"*\"]}}\nupstreams:\n  - name: alpha\n    url: https://127.0.0.1:{}/mcp\n    headers: {{x-upstream-token: \"{header_value}\"}}\n    tls:\n      ca_cert: {}\n      server_name: mcp.internal\n      client_cert: {}\n      client_key: {}\n{exchanging}",
         jwks.display(),
         upstream.addr.port(),
         ca_file.display(),
@@ -896,6 +916,9 @@ async fn no_secret_of_the_gateway_is_in_envoys_config_dump() -> anyhow::Result<(
         ("an upstream header value", header_value),
         ("the client private key", key_body.as_str()),
         ("a JWKS private member", jwk_private),
+        ("a token exchange client secret", exchange_secret),
+        ("a token exchange private key", exchange_scalar.as_str()),
+        ("a token exchange key file", exchange_pem_body.as_str()),
     ] {
         assert!(!dump.contains(secret), "{what} is in config_dump");
     }

@@ -53,16 +53,25 @@ impl Exchange {
         out
     }
 
-    /// The user's token for upstream `u`, if this request or the cache has one.
-    fn known_token(&self, gw: &Gateway, u: usize, now_ms: u64) -> Option<String> {
+    /// Whether upstream `u`'s token is known: got earlier in this request, or found in the
+    /// cache (then kept for the rest of the request).
+    fn knows_token(&mut self, gw: &Gateway, u: usize, now_ms: u64) -> bool {
         let name = &gw.config.upstreams[u].name;
-        if let Some((_, t)) = self.upstream_tokens.iter().find(|(n, _)| n == name) {
-            return Some(t.clone());
+        if self.upstream_tokens.iter().any(|(n, _)| n == name) {
+            return true;
         }
-        let user = self.identity_key()?;
-        gw.cache
-            .get(&token_exchange::cache_key(name, &user))
-            .and_then(|v| token_exchange::cached(&v, now_ms))
+        let cached = self.identity_key().and_then(|user| {
+            gw.cache
+                .get(&token_exchange::cache_key(name, &user))
+                .and_then(|v| token_exchange::cached(&v, now_ms))
+        });
+        match cached {
+            Some(token) => {
+                self.upstream_tokens.push((name.clone(), token));
+                true
+            }
+            None => false,
+        }
     }
 
     /// `step` with the upstreams' tokens, or the exchanges that get them first (`step` is
@@ -78,9 +87,7 @@ impl Exchange {
         let mut calls = Vec::new();
         let mut asked = Vec::new();
         for u in needed {
-            if let Some(token) = self.known_token(gw, u, clock.now_ms) {
-                let name = gw.config.upstreams[u].name.clone();
-                self.upstream_tokens.push((name, token));
+            if self.knows_token(gw, u, clock.now_ms) {
                 continue;
             }
             let Some(te) = gw.config.upstreams[u].token_exchange.as_ref() else {

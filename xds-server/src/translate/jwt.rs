@@ -48,37 +48,45 @@ pub(super) fn public_jwks(text: &str) -> String {
     jwks.to_string()
 }
 
+/// Where `jwt_authn` finds the keys: a local JWKS file (its public part, inline), or a URL it
+/// fetches through `cluster` and caches for 5 minutes. Neither: no key verifies anything.
+pub(super) fn jwks_source(
+    file: Option<&crate::config::values::PemFile>,
+    url: Option<&crate::config::values::UpstreamUrl>,
+    cluster: String,
+) -> jwt_authn::jwt_provider::JwksSourceSpecifier {
+    use jwt_authn::jwt_provider::JwksSourceSpecifier;
+    let inline = |text: String| {
+        JwksSourceSpecifier::LocalJwks(core::DataSource {
+            specifier: Some(core::data_source::Specifier::InlineString(text)),
+            ..Default::default()
+        })
+    };
+    match (file, url) {
+        (Some(f), _) => inline(public_jwks(&String::from_utf8_lossy(&f.pem))),
+        (None, Some(u)) => JwksSourceSpecifier::RemoteJwks(jwt_authn::RemoteJwks {
+            http_uri: Some(core::HttpUri {
+                uri: u.url.to_string(),
+                timeout: Some(duration(Duration::from_secs(5))),
+                http_upstream_type: Some(core::http_uri::HttpUpstreamType::Cluster(cluster)),
+            }),
+            cache_duration: Some(duration(Duration::from_secs(300))),
+            ..Default::default()
+        }),
+        (None, None) => inline(r#"{"keys":[]}"#.into()),
+    }
+}
+
 /// `jwt_authn`'s configuration: a provider per JWT client (none: it checks nothing).
 pub fn authentication(gateway: &Gateway) -> jwt_authn::JwtAuthentication {
     let providers: std::collections::HashMap<String, jwt_authn::JwtProvider> = jwt_clients(gateway)
         .map(|(name, j)| {
-            let source = match (&j.jwks.file, &j.jwks.url) {
-                (Some(f), _) => {
-                    jwt_authn::jwt_provider::JwksSourceSpecifier::LocalJwks(core::DataSource {
-                        specifier: Some(core::data_source::Specifier::InlineString(public_jwks(
-                            &String::from_utf8_lossy(&f.pem),
-                        ))),
-                        ..Default::default()
-                    })
-                }
-                (None, Some(u)) => jwt_authn::jwt_provider::JwksSourceSpecifier::RemoteJwks(
-                    jwt_authn::RemoteJwks {
-                        http_uri: Some(core::HttpUri {
-                            uri: u.url.to_string(),
-                            timeout: Some(duration(Duration::from_secs(5))),
-                            http_upstream_type: Some(core::http_uri::HttpUpstreamType::Cluster(
-                                jwks_cluster_name(name),
-                            )),
-                        }),
-                        cache_duration: Some(duration(Duration::from_secs(300))),
-                        ..Default::default()
-                    },
-                ),
-                // The loader refuses a JWKS with neither.
-                (None, None) => jwt_authn::jwt_provider::JwksSourceSpecifier::LocalJwks(
-                    core::DataSource::default(),
-                ),
-            };
+            // The loader refuses a JWKS with neither.
+            let source = jwks_source(
+                j.jwks.file.as_ref(),
+                j.jwks.url.as_ref(),
+                jwks_cluster_name(name),
+            );
             (
                 name.to_string(),
                 jwt_authn::JwtProvider {

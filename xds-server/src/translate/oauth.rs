@@ -128,39 +128,9 @@ pub(super) fn providers(gateway: &Gateway) -> Vec<(String, jwt_authn::JwtProvide
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let source = match (a.jwks.as_ref().and_then(|j| j.file.as_ref()), a.jwks_url()) {
-                (Some(f), _) => {
-                    jwt_authn::jwt_provider::JwksSourceSpecifier::LocalJwks(core::DataSource {
-                        specifier: Some(core::data_source::Specifier::InlineString(
-                            super::jwt::public_jwks(&String::from_utf8_lossy(&f.pem)),
-                        )),
-                        ..Default::default()
-                    })
-                }
-                (None, Some(u)) => jwt_authn::jwt_provider::JwksSourceSpecifier::RemoteJwks(
-                    jwt_authn::RemoteJwks {
-                        http_uri: Some(core::HttpUri {
-                            uri: u.url.to_string(),
-                            timeout: Some(duration(Duration::from_secs(5))),
-                            http_upstream_type: Some(core::http_uri::HttpUpstreamType::Cluster(
-                                jwks_cluster_name(i),
-                            )),
-                        }),
-                        cache_duration: Some(duration(Duration::from_secs(300))),
-                        ..Default::default()
-                    },
-                ),
-                // Not discovered (a configuration read from text, in tests): no key
-                // verifies anything.
-                (None, None) => {
-                    jwt_authn::jwt_provider::JwksSourceSpecifier::LocalJwks(core::DataSource {
-                        specifier: Some(core::data_source::Specifier::InlineString(
-                            r#"{"keys":[]}"#.into(),
-                        )),
-                        ..Default::default()
-                    })
-                }
-            };
+            // Not discovered (a configuration read from text, in tests): no key verifies.
+            let file = a.jwks.as_ref().and_then(|j| j.file.as_ref());
+            let source = super::jwt::jwks_source(file, a.jwks_url(), jwks_cluster_name(i));
             (
                 provider_name(i),
                 jwt_authn::JwtProvider {
