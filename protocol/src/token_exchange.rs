@@ -82,6 +82,10 @@ pub enum ExchangeError {
     /// token is no good, and the client is told so.
     #[error("the authorization server refused the client's token ({0})")]
     SubjectRefused(String),
+    /// The authorization server will not let this user have a token for the upstream
+    /// (`access_denied`): the client is told it may not use it.
+    #[error("the authorization server denied this user a token for it ({0})")]
+    Denied(String),
     /// Any other refusal or a broken answer: the gateway's or the server's problem.
     #[error("the token exchange failed: {0}")]
     Failed(String),
@@ -205,10 +209,10 @@ pub fn read_answer(status: u16, body: &[u8], now_ms: u64) -> Result<Issued, Exch
             let d: String = d.chars().filter(|c| !c.is_control()).take(200).collect();
             what.push_str(&format!(": {d}"));
         }
-        return Err(if error == "invalid_grant" {
-            ExchangeError::SubjectRefused(what)
-        } else {
-            ExchangeError::Failed(what)
+        return Err(match error {
+            "invalid_grant" => ExchangeError::SubjectRefused(what),
+            "access_denied" => ExchangeError::Denied(what),
+            _ => ExchangeError::Failed(what),
         });
     }
     let token = value["access_token"]
@@ -382,6 +386,10 @@ mod tests {
         assert!(matches!(
             read_answer(401, br#"{"error":"invalid_client"}"#, 0),
             Err(ExchangeError::Failed(_))
+        ));
+        assert!(matches!(
+            read_answer(403, br#"{"error":"access_denied"}"#, 0),
+            Err(ExchangeError::Denied(_))
         ));
         assert!(matches!(
             read_answer(200, br#"{"access_token":"a b","token_type":"Bearer"}"#, 0),

@@ -254,8 +254,8 @@ impl Exchange {
     }
 
     /// The answer to a request routed to upstream `u`, which could not get a token: 401 when
-    /// the authorization server refused the client's token, else a JSON-RPC error naming
-    /// the upstream.
+    /// the authorization server refused the client's token, 403 (`-32004`) when it denied
+    /// the user a token for the upstream, else a JSON-RPC error naming the upstream.
     fn token_refusal(&mut self, gw: &Gateway, u: usize, e: &ExchangeError) -> Step {
         let upstream = &gw.config.upstreams[u];
         let id: Option<Value> = match &self.state {
@@ -271,6 +271,12 @@ impl Exchange {
             "Upstream {:?} could not be given a token: {e}",
             upstream.name
         );
+        if let ExchangeError::Denied(_) = e {
+            return Step::Respond(json_reply(
+                403,
+                error_body_value(id.as_ref(), ACCESS_DENIED, &message),
+            ));
+        }
         if let ExchangeError::SubjectRefused(_) = e {
             let mut reply = json_reply(
                 401,

@@ -467,6 +467,18 @@ fn an_authorization_server_that_refuses_is_the_clients_401_or_an_error_naming_th
         headers(),
         &call("u1__x"),
         &later,
+        &refused(403, json!({"error": "access_denied"})),
+    );
+    let (status, body, _) = reply(d.step);
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (403, json!(ACCESS_DENIED))
+    );
+    let d = drive(
+        &gw,
+        headers(),
+        &call("u1__x"),
+        &later,
         &refused(401, json!({"error": "invalid_client"})),
     );
     let (status, body, _) = reply(d.step);
