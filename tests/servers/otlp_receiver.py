@@ -6,6 +6,7 @@ parent ids (hex), name, kind and string attributes, and the resource's service.n
 
 import json
 import sys
+import threading
 from concurrent import futures
 
 import grpc
@@ -15,6 +16,11 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 def value(v):
     kind = v.WhichOneof("value")
     return getattr(v, kind) if kind else None
+
+
+# Envoy's workers export concurrently, and `print` writes a line and its newline separately:
+# without the lock two spans could share a line, and the test would read neither.
+WRITE = threading.Lock()
 
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -32,7 +38,9 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
                         "attributes": {a.key: value(a.value) for a in span.attributes},
                         "service": resource.get("service.name"),
                     }
-                    print(json.dumps(line), flush=True)
+                    with WRITE:
+                        sys.stdout.write(json.dumps(line) + "\n")
+                        sys.stdout.flush()
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
