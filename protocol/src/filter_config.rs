@@ -404,6 +404,11 @@ fn is_zero(v: &u64) -> bool {
 }
 
 impl FilterConfig {
+    /// MCP authorization, when the gateway has it.
+    pub fn oauth(&self) -> Option<&crate::oauth::OAuth> {
+        self.access.as_ref()?.oauth.as_ref()
+    }
+
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }

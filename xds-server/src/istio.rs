@@ -59,11 +59,7 @@ pub fn objects(
         .map(|c| c.name.as_str())
         .chain(
             // OAuth tokens reach the filter the same way (verified by jwt_authn).
-            gateway
-                .auth
-                .iter()
-                .filter_map(|a| a.oauth.as_ref())
-                .map(|o| o.client.as_str()),
+            gateway.oauth().map(|o| o.client.as_str()),
         )
         .collect();
     if !jwt.is_empty() {

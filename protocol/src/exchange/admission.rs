@@ -81,7 +81,7 @@ impl Exchange {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         // The Protected Resource Metadata is public (RFC 9728): it is how a client without a
         // token learns where to get one, from any page.
-        if config.access.as_ref().is_some_and(|a| a.oauth.is_some())
+        if config.oauth().is_some()
             && path
                 .strip_prefix(crate::oauth::METADATA_PATH)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -252,7 +252,7 @@ impl Exchange {
         };
         gw.admit(&credentials, now_s).map_err(|refused| {
             self.state = State::Done;
-            let oauth = gw.config.access.as_ref().and_then(|a| a.oauth.as_ref());
+            let oauth = gw.config.oauth();
             // With MCP authorization, the challenge says where to get a token; a token Envoy
             // did not verify (no payload forwarded) is called invalid, as RFC 6750 says.
             let (message, challenge) = match oauth {

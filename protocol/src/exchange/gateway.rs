@@ -176,6 +176,15 @@ impl Gateway {
             .find(|(_, u)| u.name == name)
     }
 
+    /// The upstream Envoy reaches through `cluster` (a callout's).
+    pub(super) fn by_cluster(&self, cluster: &str) -> Option<(usize, &Upstream)> {
+        self.config
+            .upstreams
+            .iter()
+            .enumerate()
+            .find(|(_, u)| u.cluster == cluster)
+    }
+
     pub(super) fn by_prefix(&self, prefix: &str) -> Option<&Upstream> {
         self.config.upstreams.iter().find(|u| u.prefix == prefix)
     }

@@ -306,7 +306,7 @@ impl Exchange {
                 if !(self.pass_through.is_empty() && self.trace_context.is_empty()) =>
             {
                 for c in &mut calls {
-                    if let Some(u) = gw.config.upstreams.iter().find(|u| u.cluster == c.cluster) {
+                    if let Some((_, u)) = gw.by_cluster(&c.cluster) {
                         c.headers.extend(u.pass_through_headers(&self.pass_through));
                     }
                     c.headers.extend(self.trace_context.iter().cloned());
@@ -405,11 +405,8 @@ impl Exchange {
         {
             self.audit.upstream = match calls.as_slice() {
                 [one] => gw
-                    .config
-                    .upstreams
-                    .iter()
-                    .find(|u| u.cluster == one.cluster)
-                    .map_or_else(String::new, |u| u.name.clone()),
+                    .by_cluster(&one.cluster)
+                    .map_or_else(String::new, |(_, u)| u.name.clone()),
                 _ => "*".into(),
             };
         }

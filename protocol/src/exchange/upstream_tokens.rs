@@ -21,34 +21,16 @@ pub(super) struct TokenStage {
 impl Exchange {
     /// The upstreams `step` sends something to that need a token of their own.
     fn exchanging_upstreams(gw: &Gateway, step: &Step) -> Vec<usize> {
-        let exchanging = |u: &Upstream| u.token_exchange.is_some();
+        let targets: Vec<Option<(usize, &Upstream)>> = match step {
+            Step::AwaitCallouts(calls) => calls.iter().map(|c| gw.by_cluster(&c.cluster)).collect(),
+            Step::Route(r) => vec![gw.by_name(&r.upstream)],
+            _ => Vec::new(),
+        };
         let mut out: Vec<usize> = Vec::new();
-        let mut add = |i: usize| {
-            if !out.contains(&i) {
+        for (i, u) in targets.into_iter().flatten() {
+            if u.token_exchange.is_some() && !out.contains(&i) {
                 out.push(i);
             }
-        };
-        match step {
-            Step::AwaitCallouts(calls) => {
-                for c in calls {
-                    if let Some(i) = gw
-                        .config
-                        .upstreams
-                        .iter()
-                        .position(|u| u.cluster == c.cluster && exchanging(u))
-                    {
-                        add(i);
-                    }
-                }
-            }
-            Step::Route(r) => {
-                if let Some((i, u)) = gw.by_name(&r.upstream)
-                    && exchanging(u)
-                {
-                    add(i);
-                }
-            }
-            _ => {}
         }
         out
     }
@@ -139,7 +121,7 @@ impl Exchange {
         match step {
             Step::AwaitCallouts(mut calls) => {
                 for c in &mut calls {
-                    if let Some(u) = gw.config.upstreams.iter().find(|u| u.cluster == c.cluster)
+                    if let Some((_, u)) = gw.by_cluster(&c.cluster)
                         && let Some(value) = token_of(&u.name)
                     {
                         c.headers
@@ -221,11 +203,16 @@ impl Exchange {
                 Step::Route(r)
             }
             Step::AwaitCallouts(calls) => {
-                let (lost, kept): (Vec<Callout>, Vec<Callout>) = calls.into_iter().partition(|c| {
+                // Why a call's upstream got no token, if it did not.
+                let failure_of = |c: &Callout| {
+                    let (i, _) = gw.by_cluster(&c.cluster)?;
                     failed
                         .iter()
-                        .any(|(u, _)| gw.config.upstreams[*u].cluster == c.cluster)
-                });
+                        .find(|(u, _)| *u == i)
+                        .map(|(_, e)| e.to_string())
+                };
+                let (lost, kept): (Vec<Callout>, Vec<Callout>) =
+                    calls.into_iter().partition(|c| failure_of(c).is_some());
                 // One upstream's refusal of the client's token is the client's to hear.
                 if let Some((u, e)) = failed
                     .iter()
@@ -234,11 +221,7 @@ impl Exchange {
                     return Some(self.token_refusal(gw, *u, e));
                 }
                 for c in lost {
-                    let why = failed
-                        .iter()
-                        .find(|(u, _)| gw.config.upstreams[*u].cluster == c.cluster)
-                        .map(|(_, e)| e.to_string())
-                        .unwrap_or_default();
+                    let why = failure_of(&c).unwrap_or_default();
                     if let Some(done) =
                         self.callout_response(gw, c.call, Err(Failure::Token(why)), clock)
                     {
@@ -282,7 +265,7 @@ impl Exchange {
                 401,
                 error_body_value(id.as_ref(), code::INVALID_REQUEST, &message),
             );
-            if let Some(o) = gw.config.access.as_ref().and_then(|a| a.oauth.as_ref()) {
+            if let Some(o) = gw.config.oauth() {
                 reply.headers.push((
                     "www-authenticate".into(),
                     o.challenge(

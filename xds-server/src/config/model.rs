@@ -101,6 +101,11 @@ pub struct AuditConfig {
 }
 
 impl Gateway {
+    /// MCP authorization (`auth.oauth`), when configured.
+    pub fn oauth(&self) -> Option<&super::oauth::OAuthConfig> {
+        self.auth.as_ref()?.oauth.as_ref()
+    }
+
     /// Whether old clients get the legacy `/sse` endpoint.
     pub fn legacy_sse(&self) -> bool {
         self.server.transports.contains(&ClientTransport::Sse)
@@ -123,7 +128,7 @@ impl Gateway {
             }
             // MCP authorization forbids passing the gateway's tokens on ("token passthrough"):
             // the upstream could use them anywhere the client could.
-            if self.auth.as_ref().is_some_and(|a| a.oauth.is_some())
+            if self.oauth().is_some()
                 && let Some(h) = u
                     .auth
                     .pass_through
@@ -186,9 +191,8 @@ impl Gateway {
             }
         }
         for a in self
-            .auth
-            .iter()
-            .filter_map(|a| a.oauth.as_ref())
+            .oauth()
+            .into_iter()
             .flat_map(|o| &o.authorization_servers)
         {
             out.extend(a.jwks.as_ref().and_then(|j| j.file.as_ref()));
@@ -259,9 +263,8 @@ impl Gateway {
             .any(|u| u.is_tls());
         // An https issuer's keys and token endpoint are https too, as a rule.
         let oauth = self
-            .auth
-            .iter()
-            .filter_map(|a| a.oauth.as_ref())
+            .oauth()
+            .into_iter()
             .flat_map(|o| &o.authorization_servers)
             .any(|a| {
                 a.issuer.starts_with("https:")

@@ -194,13 +194,7 @@ impl OAuthConfig {
                 ));
             }
         }
-        if let Some(bad) = self.scopes.iter().find(|s| !valid_scope(s)) {
-            return Err(FieldError::new(
-                "scopes",
-                format!("expected scopes (printable, no space or quote), found {bad:?}"),
-            ));
-        }
-        Ok(())
+        check_scopes(&self.scopes)
     }
 
     /// Every scope the gateway knows of (`scopes_supported`).
@@ -225,6 +219,17 @@ impl OAuthConfig {
             None if self.authorization_servers.len() == 1 => self.authorization_servers.first(),
             None => None,
         }
+    }
+}
+
+/// A `scopes` list: each a scope.
+fn check_scopes(scopes: &[String]) -> Result<(), FieldError> {
+    match scopes.iter().find(|s| !valid_scope(s)) {
+        Some(bad) => Err(FieldError::new(
+            "scopes",
+            format!("expected scopes (printable, no space or quote), found {bad:?}"),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -273,13 +278,7 @@ impl TokenExchangeConfig {
                 "say whom the exchanged token is for: audience and/or resource",
             ));
         }
-        if let Some(bad) = self.scopes.iter().find(|s| !valid_scope(s)) {
-            return Err(FieldError::new(
-                "scopes",
-                format!("expected scopes (printable, no space or quote), found {bad:?}"),
-            ));
-        }
-        Ok(())
+        check_scopes(&self.scopes)
     }
 }
 

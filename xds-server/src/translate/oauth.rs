@@ -11,10 +11,6 @@ use serde_json::json;
 use switchboard_protocol::oauth::{METADATA_PATH, OAuth, ScopeRule};
 use switchboard_protocol::token_exchange::{ClientAuth, TokenExchange};
 
-pub(super) fn oauth(gateway: &Gateway) -> Option<&OAuthConfig> {
-    gateway.auth.as_ref()?.oauth.as_ref()
-}
-
 /// `scheme://authority` of the gateway's resource URI.
 fn origin(o: &OAuthConfig) -> String {
     o.resource.url.origin().ascii_serialization()
@@ -66,7 +62,7 @@ pub fn metadata(o: &OAuthConfig, path: Option<&str>) -> serde_json::Value {
 /// The metadata routes, first in the route table: GET (and a browser's preflight) at the
 /// well-known path and at it followed by each endpoint's path.
 pub(super) fn metadata_routes(gateway: &Gateway) -> Vec<route::Route> {
-    let Some(o) = oauth(gateway) else {
+    let Some(o) = gateway.oauth() else {
         return Vec::new();
     };
     std::iter::once(None)
@@ -121,7 +117,7 @@ fn token_cluster_name(i: usize) -> String {
 /// resource as audience; tokens only from `Authorization: Bearer` (never a query), kept on
 /// the request for token exchange (the filter removes them before anything goes upstream).
 pub(super) fn providers(gateway: &Gateway) -> Vec<(String, jwt_authn::JwtProvider)> {
-    let Some(o) = oauth(gateway) else {
+    let Some(o) = gateway.oauth() else {
         return Vec::new();
     };
     o.authorization_servers
@@ -154,7 +150,7 @@ pub(super) fn providers(gateway: &Gateway) -> Vec<(String, jwt_authn::JwtProvide
 /// a resource of its own: its resource or the gateway's (a token for the whole gateway
 /// serves each part of it). `(path, audiences)`.
 pub(super) fn endpoint_audiences(gateway: &Gateway) -> Vec<(String, Vec<String>)> {
-    let Some(o) = oauth(gateway) else {
+    let Some(o) = gateway.oauth() else {
         return Vec::new();
     };
     let gateway_resource = o.resource.url.to_string();
@@ -171,7 +167,7 @@ pub(super) fn endpoint_audiences(gateway: &Gateway) -> Vec<(String, Vec<String>)
 /// Clusters for the authorization servers' keys (when fetched) and token endpoints (when an
 /// upstream exchanges tokens there): TLS for https, against the system roots.
 pub(super) fn clusters(gateway: &Gateway) -> Vec<envoy_cluster::Cluster> {
-    let Some(o) = oauth(gateway) else {
+    let Some(o) = gateway.oauth() else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -212,7 +208,7 @@ fn https_cluster(name: &str, u: &crate::config::values::UpstreamUrl) -> envoy_cl
 
 /// The filter's part: where its challenges send clients, and what needs which scope.
 pub(super) fn filter_oauth(gateway: &Gateway) -> Option<OAuth> {
-    let o = oauth(gateway)?;
+    let o = gateway.oauth()?;
     Some(OAuth {
         metadata: format!("{}{METADATA_PATH}", origin(o)),
         scope: o.scopes.join(" "),
@@ -236,7 +232,8 @@ pub(super) fn filter_oauth(gateway: &Gateway) -> Option<OAuth> {
 /// The access clients OAuth tokens make: one per authorization server, all named as
 /// `auth.oauth.client` says.
 pub(super) fn clients(gateway: &Gateway) -> Vec<access::Client> {
-    oauth(gateway)
+    gateway
+        .oauth()
         .map(|o| {
             o.authorization_servers
                 .iter()
@@ -252,7 +249,7 @@ pub(super) fn clients(gateway: &Gateway) -> Vec<access::Client> {
 
 /// An upstream's token exchange as the filter carries it out.
 pub(super) fn token_exchange(gateway: &Gateway, te: &TokenExchangeConfig) -> Option<TokenExchange> {
-    let o = oauth(gateway)?;
+    let o = gateway.oauth()?;
     let index = o.authorization_servers.iter().position(|a| {
         o.server(te.issuer.as_deref())
             .is_some_and(|s| s.issuer == a.issuer)

@@ -174,6 +174,27 @@ fn call(tool: &str) -> String {
         .to_string()
 }
 
+/// `alice`'s `initialize` at `/mcp` with the token `client-token` (scope `mcp`); `respond`
+/// answers the callouts.
+fn sign_in(gw: &Gateway, respond: &dyn Fn(&Callout) -> Result<CalloutAnswer, Failure>) -> Drive {
+    let h = with_token(
+        "mcp",
+        "client-token",
+        &[(":method", "POST"), (":path", "/mcp")],
+    );
+    drive(gw, h, INIT, &clock(), respond)
+}
+
+/// The headers of `alice`'s request in `session` with `token` of `scope`.
+fn in_session(scope: &str, token: &str, session: &str) -> Vec<(String, String)> {
+    let rest = [
+        (":method", "POST"),
+        (":path", "/mcp"),
+        (SESSION_HEADER, session),
+    ];
+    with_token(scope, token, &rest)
+}
+
 #[test]
 fn without_a_token_the_401_names_the_endpoints_metadata_and_the_scope() {
     let gw = authorizing();
@@ -234,26 +255,8 @@ fn a_token_envoy_did_not_verify_is_invalid_and_the_metadata_is_public() {
 #[test]
 fn scopes_hide_tools_and_a_call_without_one_is_told_to_step_up() {
     let gw = authorizing();
-    let reader = |rest: &[(&'static str, &'static str)]| with_token("mcp", "client-token", rest);
-    let init = drive(
-        &gw,
-        reader(&[(":method", "POST"), (":path", "/mcp")]),
-        INIT,
-        &clock(),
-        &upstreams,
-    );
-    let session = session_header(init.step);
-    let at = |s: &str| {
-        with_token(
-            s,
-            "client-token",
-            &[
-                (":method", "POST"),
-                (":path", "/mcp"),
-                (SESSION_HEADER, session.as_str()),
-            ],
-        )
-    };
+    let session = session_header(sign_in(&gw, &upstreams).step);
+    let at = |scope: &str| in_session(scope, "client-token", &session);
     let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
     let (_, body, _) = reply(drive(&gw, at("mcp"), list, &clock(), &upstreams).step);
     let names: Vec<&str> = body["result"]["tools"]
@@ -293,17 +296,7 @@ fn scopes_hide_tools_and_a_call_without_one_is_told_to_step_up() {
 #[test]
 fn an_upstream_gets_an_exchanged_token_once_per_user_until_it_nears_expiry() {
     let gw = authorizing();
-    let init = drive(
-        &gw,
-        with_token(
-            "mcp",
-            "client-token",
-            &[(":method", "POST"), (":path", "/mcp")],
-        ),
-        INIT,
-        &clock(),
-        &upstreams,
-    );
+    let init = sign_in(&gw, &upstreams);
     // The exchange first, then both initializes: u1's with its own token, u0's with none.
     let exchange = &init.calls[0];
     assert_eq!(exchange.cluster, AS_CLUSTER);
@@ -332,15 +325,7 @@ fn an_upstream_gets_an_exchanged_token_once_per_user_until_it_nears_expiry() {
     let at = |clock: &Clock| {
         let d = drive(
             &gw,
-            with_token(
-                "mcp",
-                "client-token-2",
-                &[
-                    (":method", "POST"),
-                    (":path", "/mcp"),
-                    (SESSION_HEADER, session.as_str()),
-                ],
-            ),
+            in_session("mcp", "client-token-2", &session),
             &call("u1__x"),
             clock,
             &|c| {
@@ -372,24 +357,14 @@ fn an_upstream_gets_an_exchanged_token_once_per_user_until_it_nears_expiry() {
 #[test]
 fn an_authorization_server_that_refuses_is_the_clients_401_or_an_error_naming_the_upstream() {
     let gw = authorizing();
-    let init = drive(
-        &gw,
-        with_token(
-            "mcp",
-            "client-token",
-            &[(":method", "POST"), (":path", "/mcp")],
-        ),
-        INIT,
-        &clock(),
-        &|c| {
-            if c.cluster == AS_CLUSTER {
-                // The fan-out goes on without u1's part.
-                Err(Failure::Unreachable)
-            } else {
-                upstreams(c)
-            }
-        },
-    );
+    let init = sign_in(&gw, &|c| {
+        if c.cluster == AS_CLUSTER {
+            // The fan-out goes on without u1's part.
+            Err(Failure::Unreachable)
+        } else {
+            upstreams(c)
+        }
+    });
     assert!(
         init.log
             .iter()
@@ -402,34 +377,14 @@ fn an_authorization_server_that_refuses_is_the_clients_401_or_an_error_naming_th
     let (status, body, _) = reply(init.step);
     assert_eq!(status, 200, "the session opens over u0: {body}");
     // A session over both; its cached token expired when the calls below are made.
-    let init = drive(
-        &gw,
-        with_token(
-            "mcp",
-            "client-token",
-            &[(":method", "POST"), (":path", "/mcp")],
-        ),
-        INIT,
-        &clock(),
-        &upstreams,
-    );
+    let init = sign_in(&gw, &upstreams);
     let session = session_header(init.step);
     let later = Clock {
         now_ms: clock().now_ms + 300_000,
         now_s: clock().now_s + 300,
         ..clock()
     };
-    let headers = || {
-        with_token(
-            "mcp",
-            "client-token",
-            &[
-                (":method", "POST"),
-                (":path", "/mcp"),
-                (SESSION_HEADER, session.as_str()),
-            ],
-        )
-    };
+    let headers = || in_session("mcp", "client-token", &session);
     let refused = |status: u16, body: Value| {
         move |_: &Callout| {
             Ok(CalloutAnswer {
